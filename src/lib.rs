@@ -1,0 +1,21 @@
+//! finrep: a Kubernetes operator that collects financial news and data every morning, builds
+//! one ranked report, and mails it to every subscriber inside a delivery window.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod crd;
+pub mod jsonpath;
+pub mod manifest;
+pub mod schedule;
+pub mod store;
+pub mod telemetry;
+pub mod validation;
+
+/// Version and git revision of this build, recorded with every report.
+pub mod build {
+    pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+    pub const REVISION: &str = match option_env!("FINREP_GIT_REVISION") {
+        Some(r) => r,
+        None => "unknown",
+    };
+}

@@ -1,0 +1,134 @@
+//! PostgreSQL through sqlx. All SQL lives under this module.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// The embedded migrations of `migrations/`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("DATABASE_URL is not a valid PostgreSQL URL ({url}): {source}")]
+    Url { url: String, source: sqlx::Error },
+    #[error("cannot connect to PostgreSQL at {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("applying migrations failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database query failed: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// A pool of connections to the finrep database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+/// Migrations applied by one `migrate` call.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub applied: Vec<String>,
+    pub already_applied: usize,
+}
+
+impl Store {
+    /// Connects, failing within `timeout` with the URL (password redacted) in the message.
+    pub async fn connect(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        let shown = redact_url(url);
+        let options: PgConnectOptions = url.parse().map_err(|source| StoreError::Url {
+            url: shown.clone(),
+            source,
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(timeout)
+            .connect_with(options)
+            .await
+            .map_err(|source| StoreError::Connect { url: shown, source })?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations; a no-op when the schema is current.
+    pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        let before: Vec<i64> = applied_versions(&self.pool).await?;
+        MIGRATOR.run(&self.pool).await?;
+        let mut report = MigrationReport::default();
+        for m in MIGRATOR.iter() {
+            if before.contains(&m.version) {
+                report.already_applied += 1;
+            } else {
+                report
+                    .applied
+                    .push(format!("{} {}", m.version, m.description));
+            }
+        }
+        Ok(report)
+    }
+}
+
+async fn applied_versions(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await
+}
+
+/// The URL with any password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        "***".to_string()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable URL>".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_shown() {
+        assert_eq!(
+            redact_url("postgres://finrep:s3cret@db:5432/finrep"),
+            "postgres://finrep:***@db:5432/finrep"
+        );
+        assert_eq!(
+            redact_url("postgres://db/finrep?password=s3cret&sslmode=disable"),
+            "postgres://db/finrep?password=***&sslmode=disable"
+        );
+        assert!(!redact_url("not a url s3cret").contains("s3cret"));
+    }
+}

@@ -1,0 +1,49 @@
+//! Logging: readable lines on a terminal, JSON lines elsewhere (or when asked).
+
+use std::io::IsTerminal;
+
+use tracing_subscriber::{EnvFilter, fmt, prelude::*};
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable, coloured on a terminal.
+    Text,
+    /// One JSON object per line: timestamp, level, target, fields and spans.
+    Json,
+}
+
+/// Installs the global subscriber. `RUST_LOG` overrides `default_level`.
+pub fn init(format: LogFormat, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let stderr_tty = std::io::stderr().is_terminal();
+    let json = match format {
+        LogFormat::Json => true,
+        LogFormat::Text => false,
+        LogFormat::Auto => !stderr_tty,
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    // A second init (tests) keeps the first subscriber.
+    let _ = if json {
+        registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    } else {
+        registry
+            .with(
+                fmt::layer()
+                    .with_ansi(stderr_tty)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()
+    };
+}

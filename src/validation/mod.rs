@@ -1,0 +1,206 @@
+//! The checks only code can do, over typed resources: cron expressions, time zones, the mail
+//! window against the schedule, selectors, charsets, CSS selectors, JSON paths, regular
+//! expressions, and cross-resource rules (duplicate addresses, selectors that match nothing).
+//!
+//! Pure: `finrep validate`, standalone mode and the controller's status conditions all call
+//! these functions, so every entry point refuses the same things with the same words.
+
+mod rules;
+
+pub use rules::{check_daily_report, check_recipient, check_source};
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use kube::ResourceExt;
+
+use crate::api::{DailyReport, Recipient, ResourceKind, Source, selector};
+
+/// How serious a finding is: errors refuse the resource, warnings only inform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    Error,
+    Warning,
+}
+
+/// One problem with one field of one resource spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub severity: Severity,
+    /// Dotted path from the object root, e.g. `spec.mailWindow.start`.
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldProblem {
+    pub fn error(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Error,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub fn warning(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            severity: Severity::Warning,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A problem found across resources, naming the resource it belongs to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Finding {
+    pub kind: ResourceKind,
+    pub namespace: String,
+    pub name: String,
+    pub problem: FieldProblem,
+}
+
+/// A set of resources as one namespace-aware configuration (a directory of manifests, or
+/// what the controller's caches hold).
+#[derive(Clone, Debug, Default)]
+pub struct ResourceSet {
+    pub sources: Vec<Source>,
+    pub recipients: Vec<Recipient>,
+    pub reports: Vec<DailyReport>,
+}
+
+fn namespace_of<K: kube::Resource>(obj: &K) -> String {
+    obj.namespace().unwrap_or_else(|| "default".to_string())
+}
+
+/// Rules that need more than one resource: names and e-mail addresses unique per namespace
+/// and, when `complete` (the set holds every resource of its namespaces), selectors that
+/// select something.
+pub fn check_set(set: &ResourceSet, complete: bool) -> Vec<Finding> {
+    let mut findings = Vec::new();
+    duplicate_names(
+        ResourceKind::Source,
+        set.sources.iter().map(|s| (namespace_of(s), s.name_any())),
+        &mut findings,
+    );
+    duplicate_names(
+        ResourceKind::Recipient,
+        set.recipients
+            .iter()
+            .map(|r| (namespace_of(r), r.name_any())),
+        &mut findings,
+    );
+    duplicate_names(
+        ResourceKind::DailyReport,
+        set.reports.iter().map(|r| (namespace_of(r), r.name_any())),
+        &mut findings,
+    );
+
+    let mut emails: BTreeMap<(String, String), String> = BTreeMap::new();
+    for r in &set.recipients {
+        let key = (namespace_of(r), r.spec.email.trim().to_lowercase());
+        let name = r.name_any();
+        match emails.get(&key) {
+            Some(first) if *first != name => findings.push(Finding {
+                kind: ResourceKind::Recipient,
+                namespace: key.0.clone(),
+                name,
+                problem: FieldProblem::error(
+                    "spec.email",
+                    format!(
+                        "{} is already the address of Recipient {first}; one address is one Recipient (give it several labels to subscribe it to several reports)",
+                        r.spec.email
+                    ),
+                ),
+            }),
+            Some(_) => {}
+            None => {
+                emails.insert(key, name);
+            }
+        }
+    }
+
+    if complete {
+        for report in &set.reports {
+            findings.extend(selection_findings(set, report));
+        }
+    }
+    findings
+}
+
+fn duplicate_names(
+    kind: ResourceKind,
+    names: impl Iterator<Item = (String, String)>,
+    findings: &mut Vec<Finding>,
+) {
+    let mut seen = BTreeSet::new();
+    for (namespace, name) in names {
+        if !seen.insert((namespace.clone(), name.clone())) {
+            findings.push(Finding {
+                kind,
+                namespace,
+                name: name.clone(),
+                problem: FieldProblem::error(
+                    "metadata.name",
+                    format!("{kind} {name} is defined more than once in this namespace; names must be unique"),
+                ),
+            });
+        }
+    }
+}
+
+fn selection_findings(set: &ResourceSet, report: &DailyReport) -> Vec<Finding> {
+    let namespace = namespace_of(report);
+    let finding = |problem| Finding {
+        kind: ResourceKind::DailyReport,
+        namespace: namespace.clone(),
+        name: report.name_any(),
+        problem,
+    };
+    let mut out = Vec::new();
+
+    let sources: Vec<&Source> = set
+        .sources
+        .iter()
+        .filter(|s| namespace_of(*s) == namespace)
+        .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
+        .collect();
+    if sources.is_empty() {
+        out.push(finding(FieldProblem::error(
+            "spec.sourceSelector",
+            format!("selects no Source in namespace {namespace}; add matching labels to Sources or change the selector"),
+        )));
+    } else if !sources.iter().any(|s| s.spec.enabled) {
+        out.push(finding(FieldProblem::warning(
+            "spec.sourceSelector",
+            "every selected Source is disabled; the report will be empty",
+        )));
+    }
+
+    let recipients: Vec<&Recipient> = set
+        .recipients
+        .iter()
+        .filter(|r| namespace_of(*r) == namespace)
+        .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
+        .collect();
+    if recipients.is_empty() {
+        out.push(finding(FieldProblem::error(
+            "spec.recipientSelector",
+            format!("selects no Recipient in namespace {namespace}; add matching labels to Recipients or change the selector"),
+        )));
+    } else if !recipients.iter().any(|r| r.spec.enabled) {
+        out.push(finding(FieldProblem::warning(
+            "spec.recipientSelector",
+            "every selected Recipient is disabled; nobody will receive the report",
+        )));
+    }
+
+    let categories: BTreeSet<&str> = sources.iter().map(|s| s.spec.category.as_str()).collect();
+    for (i, cat) in report.spec.content.section_order.iter().enumerate() {
+        if !categories.contains(cat.as_str()) {
+            out.push(finding(FieldProblem::warning(
+                format!("spec.content.sectionOrder[{i}]"),
+                format!("no selected Source has category {cat:?}; the section will stay empty"),
+            )));
+        }
+    }
+    out
+}

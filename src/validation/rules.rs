@@ -1,0 +1,479 @@
+use chrono::{DateTime, Utc};
+
+use super::FieldProblem;
+use crate::api::{
+    DailyReportSpec, KeywordFilters, LabelSelector, RecipientSpec, SecretKeyRef, SourceKind,
+    SourceSpec, selector,
+};
+use crate::jsonpath::JsonPath;
+use crate::schedule::{Schedule, parse_local_time};
+
+/// Largest compiled size of a keyword regex; keeps a filter from costing memory or time.
+const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Code-only checks of a Source spec; field paths start at `spec`.
+pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
+    let mut out = Vec::new();
+    check_http_url(&spec.url, "spec.url", &mut out);
+    if spec.category.trim().is_empty() {
+        out.push(FieldProblem::error(
+            "spec.category",
+            "category must not be blank",
+        ));
+    }
+    if !spec.weight.is_finite() {
+        out.push(FieldProblem::error(
+            "spec.weight",
+            "weight must be a finite number",
+        ));
+    }
+    if let Some(charset) = &spec.fetch.charset
+        && encoding_rs::Encoding::for_label(charset.trim().as_bytes()).is_none()
+    {
+        out.push(FieldProblem::error(
+            "spec.fetch.charset",
+            format!("unknown charset {charset:?}; use a WHATWG label such as utf-8, gbk, gb18030 or big5"),
+        ));
+    }
+    for (name, value) in &spec.fetch.headers {
+        if let Some(msg) = header_name_problem(name) {
+            out.push(FieldProblem::error(
+                format!("spec.fetch.headers.{name}"),
+                msg,
+            ));
+        }
+        if value.contains(['\r', '\n']) {
+            out.push(FieldProblem::error(
+                format!("spec.fetch.headers.{name}"),
+                "header values must not contain line breaks",
+            ));
+        }
+        if is_secret_header(name) {
+            out.push(FieldProblem::error(
+                format!("spec.fetch.headers.{name}"),
+                format!(
+                    "{name} carries a credential; put it in a Secret and use spec.fetch.headersFrom"
+                ),
+            ));
+        }
+    }
+    for (i, h) in spec.fetch.headers_from.iter().enumerate() {
+        if let Some(msg) = header_name_problem(&h.name) {
+            out.push(FieldProblem::error(
+                format!("spec.fetch.headersFrom[{i}].name"),
+                msg,
+            ));
+        }
+        check_secret_ref(
+            &h.secret_key_ref,
+            &format!("spec.fetch.headersFrom[{i}].secretKeyRef"),
+            &mut out,
+        );
+    }
+    match spec.kind {
+        SourceKind::Json => {
+            if let Some(m) = &spec.json {
+                let paths = [
+                    ("items", Some(&m.items)),
+                    ("title", Some(&m.title)),
+                    ("link", Some(&m.link)),
+                    ("published", m.published.as_ref()),
+                    ("summary", m.summary.as_ref()),
+                ];
+                for (field, path) in paths {
+                    if let Some(path) = path
+                        && let Err(e) = JsonPath::parse(path)
+                    {
+                        out.push(FieldProblem::error(
+                            format!("spec.json.{field}"),
+                            e.to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+        SourceKind::Html => {
+            if let Some(m) = &spec.html {
+                let selectors = [
+                    ("item", Some(&m.item)),
+                    ("title", m.title.as_ref()),
+                    ("link", Some(&m.link)),
+                    ("published", m.published.as_ref()),
+                    ("summary", m.summary.as_ref()),
+                ];
+                for (field, sel) in selectors {
+                    if let Some(sel) = sel
+                        && let Err(e) = scraper::Selector::parse(sel)
+                    {
+                        out.push(FieldProblem::error(
+                            format!("spec.html.{field}"),
+                            format!("invalid CSS selector {sel:?}: {e}"),
+                        ));
+                    }
+                }
+            }
+        }
+        SourceKind::Feed => {}
+    }
+    check_filters(&spec.filters, "spec.filters", &mut out);
+    out
+}
+
+/// Code-only checks of a Recipient spec.
+pub fn check_recipient(spec: &RecipientSpec) -> Vec<FieldProblem> {
+    let mut out = Vec::new();
+    if let Some(msg) = address_problem(&spec.email) {
+        out.push(FieldProblem::error("spec.email", msg));
+    }
+    if let Some(name) = &spec.display_name
+        && name.contains(['\r', '\n'])
+    {
+        out.push(FieldProblem::error(
+            "spec.displayName",
+            "displayName must be one line",
+        ));
+    }
+    for (i, c) in spec.categories.iter().enumerate() {
+        if c.trim().is_empty() {
+            out.push(FieldProblem::error(
+                format!("spec.categories[{i}]"),
+                "categories must not be blank",
+            ));
+        }
+    }
+    out
+}
+
+/// Code-only checks of a DailyReport spec. `reference` anchors the sample of slots used to
+/// check the schedule, so the result does not depend on the clock.
+pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> Vec<FieldProblem> {
+    let mut out = Vec::new();
+    if spec.title.trim().is_empty() || spec.title.contains(['\r', '\n']) {
+        out.push(FieldProblem::error(
+            "spec.title",
+            "title must be one non-blank line",
+        ));
+    }
+
+    let zone_ok = match crate::schedule::parse_time_zone(&spec.time_zone) {
+        Ok(_) => true,
+        Err(e) => {
+            out.push(FieldProblem::error("spec.timeZone", e.to_string()));
+            false
+        }
+    };
+    let start = parse_local_time(&spec.mail_window.start)
+        .map_err(|e| out.push(FieldProblem::error("spec.mailWindow.start", e.to_string())))
+        .ok();
+    let end = parse_local_time(&spec.mail_window.end)
+        .map_err(|e| out.push(FieldProblem::error("spec.mailWindow.end", e.to_string())))
+        .ok();
+    if let (Some(s), Some(e)) = (start, end)
+        && s >= e
+    {
+        out.push(FieldProblem::error(
+            "spec.mailWindow.end",
+            format!(
+                "the window ends ({}) before it starts ({}); it must end later the same day",
+                spec.mail_window.end, spec.mail_window.start
+            ),
+        ));
+    }
+
+    // With an unknown zone the schedule is still parsed (in UTC) so both mistakes show at once.
+    let zone = if zone_ok {
+        spec.time_zone.as_str()
+    } else {
+        "UTC"
+    };
+    match Schedule::parse(&spec.schedule, zone) {
+        Err(e) => out.push(FieldProblem::error("spec.schedule", e.to_string())),
+        Ok(schedule) => match schedule.daily_fire_times(reference, 64) {
+            Err(e) => out.push(FieldProblem::error("spec.schedule", e.to_string())),
+            Ok(fired) => {
+                if let Some((date, a, b)) = fired.same_day {
+                    out.push(FieldProblem::error(
+                        "spec.schedule",
+                        format!(
+                            "{:?} fires more than once a day (e.g. {date} at {} and {}); a daily report runs once a day",
+                            spec.schedule,
+                            a.format("%H:%M"),
+                            b.format("%H:%M")
+                        ),
+                    ));
+                }
+                if let (Some(start), Some(latest)) = (start, fired.times.last())
+                    && *latest > start
+                {
+                    out.push(FieldProblem::error(
+                        "spec.mailWindow.start",
+                        format!(
+                            "the mail window opens at {} but the report runs at {}; the window must open at or after the scheduled time, the same day",
+                            spec.mail_window.start,
+                            latest.format("%H:%M")
+                        ),
+                    ));
+                }
+            }
+        },
+    }
+
+    if spec.backup.enabled
+        && let Err(e) = Schedule::parse(&spec.backup.schedule, zone)
+    {
+        out.push(FieldProblem::error("spec.backup.schedule", e.to_string()));
+    }
+    if let Some(pvc) = &spec.backup.pvc {
+        check_object_name(pvc, "spec.backup.pvc", &mut out);
+    }
+
+    check_selector(
+        spec.source_selector.as_ref(),
+        "spec.sourceSelector",
+        &mut out,
+    );
+    check_selector(
+        spec.recipient_selector.as_ref(),
+        "spec.recipientSelector",
+        &mut out,
+    );
+
+    let content = &spec.content;
+    if content.max_items_per_source > content.max_items {
+        out.push(FieldProblem::warning(
+            "spec.content.maxItemsPerSource",
+            format!(
+                "maxItemsPerSource ({}) is larger than maxItems ({}); one source could fill the report",
+                content.max_items_per_source, content.max_items
+            ),
+        ));
+    }
+    check_filters(&content.filters, "spec.content.filters", &mut out);
+    for (i, w) in content.watchlist.iter().enumerate() {
+        if w.trim().is_empty() {
+            out.push(FieldProblem::error(
+                format!("spec.content.watchlist[{i}]"),
+                "watchlist entries must not be blank",
+            ));
+        }
+    }
+    if let Some(s) = &content.summarizer {
+        check_http_url(&s.endpoint, "spec.content.summarizer.endpoint", &mut out);
+        if let Some(r) = &s.api_key_secret_ref {
+            check_secret_ref(r, "spec.content.summarizer.apiKeySecretRef", &mut out);
+        }
+    }
+    if let Some(t) = &content.template {
+        check_object_name(
+            &t.config_map_name,
+            "spec.content.template.configMapName",
+            &mut out,
+        );
+    }
+
+    let smtp = &spec.smtp;
+    if smtp.host.trim().is_empty() || smtp.host.contains(['/', ' ', '\r', '\n']) {
+        out.push(FieldProblem::error(
+            "spec.smtp.host",
+            "host must be a bare host name or address such as smtp.example.com",
+        ));
+    }
+    if let Some(msg) = mailbox_problem(&smtp.from) {
+        out.push(FieldProblem::error("spec.smtp.from", msg));
+    }
+    if let Some(reply_to) = &smtp.reply_to
+        && let Some(msg) = mailbox_problem(reply_to)
+    {
+        out.push(FieldProblem::error("spec.smtp.replyTo", msg));
+    }
+    if let Some(c) = &smtp.credentials_secret_ref {
+        check_object_name(&c.name, "spec.smtp.credentialsSecretRef.name", &mut out);
+    }
+    if let Some(image) = &spec.job.image
+        && image.contains(char::is_whitespace)
+    {
+        out.push(FieldProblem::error(
+            "spec.job.image",
+            "image must be an image reference without spaces, e.g. ghcr.io/example/finrep:0.1.0",
+        ));
+    }
+    out
+}
+
+fn check_http_url(value: &str, field: &str, out: &mut Vec<FieldProblem>) {
+    match url::Url::parse(value) {
+        Err(e) => out.push(FieldProblem::error(
+            field,
+            format!("{value:?} is not a valid URL: {e}"),
+        )),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => out.push(FieldProblem::error(
+            field,
+            format!("scheme {:?} is not allowed; use http or https", u.scheme()),
+        )),
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => out.push(FieldProblem::error(
+            field,
+            format!("{value:?} has no host"),
+        )),
+        Ok(u) if !u.username().is_empty() || u.password().is_some() => {
+            out.push(FieldProblem::error(
+                field,
+                "credentials in a URL end up in logs; put them in a Secret (spec.fetch.headersFrom)",
+            ))
+        }
+        Ok(_) => {}
+    }
+}
+
+fn check_selector(sel: Option<&LabelSelector>, field: &str, out: &mut Vec<FieldProblem>) {
+    if let Some(sel) = sel {
+        for (sub, msg) in selector::selector_problems(sel) {
+            out.push(FieldProblem::error(format!("{field}.{sub}"), msg));
+        }
+    }
+}
+
+fn check_filters(filters: &KeywordFilters, field: &str, out: &mut Vec<FieldProblem>) {
+    for (list, entries) in [("include", &filters.include), ("exclude", &filters.exclude)] {
+        for (i, entry) in entries.iter().enumerate() {
+            let field = format!("{field}.{list}[{i}]");
+            match entry.strip_prefix("re:") {
+                Some(pattern) => {
+                    if let Err(e) = regex::RegexBuilder::new(pattern)
+                        .size_limit(REGEX_SIZE_LIMIT)
+                        .build()
+                    {
+                        out.push(FieldProblem::error(
+                            field,
+                            format!("invalid regular expression: {e}"),
+                        ));
+                    }
+                }
+                None if entry.trim().is_empty() => {
+                    out.push(FieldProblem::error(field, "keywords must not be blank"))
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+fn check_secret_ref(r: &SecretKeyRef, field: &str, out: &mut Vec<FieldProblem>) {
+    check_object_name(&r.name, &format!("{field}.name"), out);
+    let key_ok = !r.key.is_empty()
+        && r.key
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'-' | b'_' | b'.'));
+    if !key_ok {
+        out.push(FieldProblem::error(
+            format!("{field}.key"),
+            format!(
+                "{:?} is not a valid Secret key (letters, digits, '-', '_', '.')",
+                r.key
+            ),
+        ));
+    }
+}
+
+fn check_object_name(name: &str, field: &str, out: &mut Vec<FieldProblem>) {
+    if !selector::is_dns_subdomain(name) {
+        out.push(FieldProblem::error(
+            field,
+            format!("{name:?} is not a valid object name (lowercase letters, digits, '-' and '.')"),
+        ));
+    }
+}
+
+fn header_name_problem(name: &str) -> Option<String> {
+    const TCHAR: &[u8] = b"!#$%&'*+-.^_`|~";
+    let ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || TCHAR.contains(&c));
+    (!ok).then(|| format!("{name:?} is not a valid HTTP header name"))
+}
+
+fn is_secret_header(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower == "authorization"
+        || lower == "cookie"
+        || lower.contains("token")
+        || lower.contains("api-key")
+        || lower.contains("apikey")
+        || lower.contains("secret")
+}
+
+/// Checks a bare address `local@domain` beyond the schema's pattern: lengths and labels.
+pub(crate) fn address_problem(address: &str) -> Option<String> {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return Some(format!("{address:?} is not an e-mail address (no @)"));
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Some(format!(
+            "{address:?}: the part before @ must be 1 to 64 characters"
+        ));
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Some(format!(
+            "{address:?}: the part before @ must not start or end with a dot or contain two dots in a row"
+        ));
+    }
+    if local
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || "<>()[]\\,;:\"@".contains(c))
+    {
+        return Some(format!(
+            "{address:?}: the part before @ contains a character that needs quoting; use a plain address"
+        ));
+    }
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = domain.len() <= 253
+        && labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+        });
+    (!domain_ok)
+        .then(|| format!("{address:?}: the domain after @ must be a host name such as example.com"))
+}
+
+/// Checks `address` or `Display Name <address>`.
+pub(crate) fn mailbox_problem(mailbox: &str) -> Option<String> {
+    if mailbox.contains(['\r', '\n']) {
+        return Some("an address must be one line".to_string());
+    }
+    let address = match (mailbox.rfind('<'), mailbox.ends_with('>')) {
+        (Some(open), true) => &mailbox[open + 1..mailbox.len() - 1],
+        (None, false) => mailbox.trim(),
+        _ => {
+            return Some(format!(
+                "{mailbox:?}: unbalanced <>; write Name <user@example.com>"
+            ));
+        }
+    };
+    address_problem(address)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(address_problem("analyst@example.com"), None);
+        assert_eq!(address_problem("张伟@例子.中国"), None);
+        for bad in [
+            "a@b",
+            "@example.com",
+            "a..b@example.com",
+            "a b@example.com",
+            "a@-x.com",
+        ] {
+            assert!(address_problem(bad).is_some(), "{bad}");
+        }
+        assert_eq!(mailbox_problem("金融情报 <report@example.com>"), None);
+        assert!(mailbox_problem("金融情报 <report@example.com").is_some());
+    }
+}
