@@ -1,3 +1,7 @@
+// Several printcolumn(...) entries share argument values, which this lint mistakes for
+// repeated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -53,7 +57,7 @@ pub struct DailyReportSpec {
     /// When the run starts: a 5-field cron expression (minute hour day-of-month month
     /// day-of-week) in `timeZone`, firing at most once a day, e.g. `0 6 * * 1-5`.
     #[serde(default = "default_schedule")]
-    #[schemars(length(min = 9, max = 128))]
+    #[schemars(length(min = 1, max = 128))]
     pub schedule: String,
 
     /// IANA time zone of the schedule, the mail window and the report date, e.g. Asia/Shanghai.
@@ -108,7 +112,7 @@ pub struct DailyReportSpec {
 /// The local time window in which a scheduled run delivers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.start < self.end").message("mailWindow.start must be before mailWindow.end; the window cannot cross midnight").field_path(".end"))]
+#[x_kube(validation = Rule::new("self.start.size() != 5 || self.end.size() != 5 || self.start < self.end").message("mailWindow.start must be before mailWindow.end; the window cannot cross midnight").field_path(".end"))]
 pub struct MailWindow {
     /// Delivery never begins before this local time (HH:MM, 24-hour).
     #[serde(default = "default_window_start")]
@@ -363,7 +367,7 @@ pub struct BackupSpec {
     pub enabled: bool,
     /// 5-field cron expression in the report's time zone.
     #[serde(default = "default_backup_schedule")]
-    #[schemars(length(min = 9, max = 128))]
+    #[schemars(length(min = 1, max = 128))]
     pub schedule: String,
     /// Dumps older than this many days are deleted.
     #[serde(default = "default_retention_days")]

@@ -1,3 +1,7 @@
+// Several printcolumn(...) entries share argument values, which this lint mistakes for
+// repeated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 use std::collections::BTreeMap;
 
 use kube::{CustomResource, KubeSchema};

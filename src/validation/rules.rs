@@ -107,7 +107,10 @@ pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
                     {
                         out.push(FieldProblem::error(
                             format!("spec.html.{field}"),
-                            format!("invalid CSS selector {sel:?}: {e}"),
+                            format!(
+                                "invalid CSS selector {sel:?} ({}); write it as in a stylesheet, e.g. ul.news > li",
+                                last_line(&e.to_string())
+                            ),
                         ));
                     }
                 }
@@ -344,7 +347,10 @@ fn check_filters(filters: &KeywordFilters, field: &str, out: &mut Vec<FieldProbl
                     {
                         out.push(FieldProblem::error(
                             field,
-                            format!("invalid regular expression: {e}"),
+                            format!(
+                                "invalid regular expression {pattern:?}: {}",
+                                last_line(&e.to_string()).trim_start_matches("error: ")
+                            ),
                         ));
                     }
                 }
@@ -355,6 +361,16 @@ fn check_filters(filters: &KeywordFilters, field: &str, out: &mut Vec<FieldProbl
             }
         }
     }
+}
+
+/// Parser errors often draw a picture over several lines; the verdict is the last one.
+fn last_line(message: &str) -> &str {
+    message
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(message)
+        .trim()
 }
 
 fn check_secret_ref(r: &SecretKeyRef, field: &str, out: &mut Vec<FieldProblem>) {

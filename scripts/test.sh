@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite: formatting, lints, unit and integration tests against a real
+# PostgreSQL (started here when none is running). Usage: scripts/test.sh [cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib/postgres.sh
+. scripts/lib/postgres.sh
+
+ensure_postgres
+trap stop_throwaway_postgres EXIT
+# Scratch databases of earlier runs.
+psql "$FINREP_PG_ADMIN_URL" -Atqc "select datname from pg_database where datname like 'finrep_t_%'" |
+  while read -r db; do psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists \"$db\"" >/dev/null; done
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets --locked -- -D warnings
+echo "== tests (PostgreSQL at ${FINREP_PG_ADMIN_URL})"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --locked --no-fail-fast "$@"
+else
+  cargo test --locked --no-fail-fast "$@"
+fi

@@ -1,0 +1,40 @@
+//! Shared helpers of the integration tests: scratch databases on the PostgreSQL that
+//! `scripts/test.sh` provides.
+#![allow(dead_code)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use sqlx::Connection;
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The admin URL exported by `scripts/test.sh`. Database tests fail without it rather than
+/// pass without having run.
+pub fn admin_url() -> String {
+    std::env::var("FINREP_PG_ADMIN_URL").unwrap_or_else(|_| {
+        panic!(
+            "FINREP_PG_ADMIN_URL is not set: run the tests with scripts/test.sh, which starts PostgreSQL, \
+             or point FINREP_PG_ADMIN_URL at a superuser URL such as postgres://postgres@127.0.0.1:5432/postgres"
+        )
+    })
+}
+
+/// Creates an empty database and returns its URL.
+pub async fn scratch_database() -> String {
+    let admin = admin_url();
+    let name = format!(
+        "finrep_t_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    );
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("connect to the admin database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .expect("create scratch database");
+    let mut url = url::Url::parse(&admin).expect("admin URL");
+    url.set_path(&name);
+    url.to_string()
+}
