@@ -138,6 +138,52 @@ mod tests {
         }
     }
 
+    /// Every CEL rule compiles, and its estimated cost fits the API server's budget (an
+    /// over-budget rule makes the whole CRD be refused at install time).
+    #[test]
+    fn cel_rules_compile_within_budget() {
+        fn walk(node: &Value, path: &str, out: &mut Vec<String>) {
+            if let Some(rules) = node
+                .get("x-kubernetes-validations")
+                .and_then(Value::as_array)
+            {
+                let compiled = kube::core::cel::compile_schema(node);
+                for e in compiled.compilation_errors() {
+                    out.push(format!("{path}: {e}"));
+                }
+                for rule in rules {
+                    let text = rule["rule"].as_str().unwrap_or_default();
+                    for w in kube::core::cel::estimate_rule_cost(text, &compiled) {
+                        out.push(format!("{path}: {}", w.message));
+                    }
+                }
+            }
+            for (key, sub) in [("properties", true), ("items", false)] {
+                match (node.get(key), sub) {
+                    (Some(Value::Object(props)), true) => {
+                        for (k, v) in props {
+                            walk(v, &format!("{path}.{k}"), out);
+                        }
+                    }
+                    (Some(items), false) => walk(items, &format!("{path}[]"), out),
+                    _ => {}
+                }
+            }
+        }
+        let mut problems = Vec::new();
+        let mut rules = 0;
+        for kind in ResourceKind::ALL {
+            let schema = openapi_schema(kind);
+            rules += serde_json::to_string(&schema)
+                .unwrap()
+                .matches("\"rule\"")
+                .count();
+            walk(&schema, kind.as_str(), &mut problems);
+        }
+        assert!(rules >= 10, "only {rules} CEL rules found");
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+
     #[test]
     fn structural_check_catches_what_the_api_server_refuses() {
         let bad = json!({
