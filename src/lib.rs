@@ -6,9 +6,12 @@ pub mod api;
 pub mod crd;
 pub mod jsonpath;
 pub mod manifest;
+pub mod pipeline;
+pub mod plan;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod validation;
 
 /// Version and git revision of this build, recorded with every report.

@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand};
 
 use finrep::api::ResourceKind;
 use finrep::manifest::{self, LoadOptions};
+use finrep::plan::{RunPlan, build_plan};
 use finrep::store::{Store, redact_url};
 use finrep::telemetry::{self, LogFormat};
+use kube::ResourceExt;
 
 /// finrep builds a financial-intelligence daily report from news feeds, JSON APIs and web
 /// pages, and mails it to its subscribers inside a morning delivery window.
@@ -65,6 +67,100 @@ enum Command {
 
     /// Apply the database migrations (idempotent).
     Migrate(DatabaseArgs),
+
+    /// Run the pipeline of one run plan (what a report's Job runs).
+    ///
+    /// Collects every source, extracts and ranks the items, composes the report and stores
+    /// it in PostgreSQL. Secrets come from FINREP_SECRET_<SECRET>_<KEY> variables.
+    Pipeline {
+        /// The run plan (YAML or JSON), as mounted from the run's ConfigMap.
+        #[arg(long, value_name = "FILE")]
+        plan: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+
+    /// Build today's plan of a report from manifests and run it once, now.
+    ///
+    /// Loads the manifests like `validate` (any error stops it), applies pending database
+    /// migrations, and runs the report for --date (default: today in the report's time
+    /// zone). A second run of the same day reuses what the first one composed.
+    Run {
+        /// Directory (or file) of Source, Recipient and DailyReport manifests.
+        #[arg(long, value_name = "DIR")]
+        config: PathBuf,
+        /// Name of the DailyReport to run.
+        #[arg(long, value_name = "NAME")]
+        report: String,
+        /// Namespace of manifests that name none.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Local date of the run (YYYY-MM-DD); default today in the report's time zone.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Also write report.html, report.txt and outcome.json into this directory.
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+
+    /// Allow sources on loopback and private networks (tests, local demos, internal mirrors).
+    #[arg(long, env = "FINREP_ALLOW_PRIVATE_NETWORKS", default_value_t = false)]
+    allow_private_networks: bool,
+
+    /// Host trusted whatever address it resolves to (an in-cluster feed mirror); repeatable.
+    #[arg(
+        long = "trusted-host",
+        env = "FINREP_TRUSTED_HOSTS",
+        value_delimiter = ','
+    )]
+    trusted_hosts: Vec<String>,
+
+    /// Directory with override templates (the mounted template ConfigMap).
+    #[arg(long, env = "FINREP_TEMPLATE_DIR", value_name = "DIR")]
+    template_dir: Option<PathBuf>,
+
+    /// Rebuild the report even when today's was already composed.
+    #[arg(long)]
+    recompose: bool,
+
+    /// Most sources fetched at once.
+    #[arg(long, default_value_t = 32)]
+    max_concurrency: usize,
+
+    /// Most requests at once to one host.
+    #[arg(long, default_value_t = 4)]
+    max_per_host: usize,
+}
+
+impl RunArgs {
+    fn options(&self) -> finrep::pipeline::PipelineOptions {
+        finrep::pipeline::PipelineOptions {
+            fetch: finrep::pipeline::fetch::FetchConfig {
+                max_concurrency: self.max_concurrency,
+                max_per_host: self.max_per_host,
+                policy: if self.allow_private_networks {
+                    finrep::pipeline::guard::NetworkPolicy::permissive()
+                } else {
+                    finrep::pipeline::guard::NetworkPolicy::strict(self.trusted_hosts.clone())
+                },
+                ..Default::default()
+            },
+            template_dir: self.template_dir.clone(),
+            output_dir: self.output.clone(),
+            now: chrono::Utc::now(),
+            recompose: self.recompose,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -89,6 +185,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+impl DatabaseArgs {
+    async fn connect(&self) -> anyhow::Result<Store> {
+        Ok(Store::connect(
+            &self.database_url,
+            4,
+            Duration::from_secs(self.connect_timeout),
+        )
+        .await?)
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Runs a plan and prints its outcome as one JSON line on stdout.
+async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let opts = args.options();
+    let (outcome, _composed) = finrep::pipeline::collect_and_compose(plan, store, &opts).await?;
+    println!("{}", serde_json::to_string(&outcome)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -135,14 +256,62 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             })
         }
+        Command::Pipeline { plan, db, run } => {
+            let text = std::fs::read_to_string(&plan)
+                .with_context(|| format!("reading plan {}", plan.display()))?;
+            let plan = RunPlan::from_yaml(&text)?;
+            runtime()?.block_on(async {
+                let store = db.connect().await?;
+                run_plan(&plan, &store, &run).await
+            })
+        }
+        Command::Run {
+            config,
+            report,
+            namespace,
+            date,
+            db,
+            run,
+        } => {
+            let loaded = manifest::load_valid(
+                std::slice::from_ref(&config),
+                &LoadOptions {
+                    default_namespace: namespace.clone(),
+                    complete: Some(true),
+                },
+            )?;
+            let set = loaded.set;
+            let report = set
+                .reports
+                .iter()
+                .find(|r| {
+                    r.name_any() == report && r.namespace().as_deref() == Some(namespace.as_str())
+                })
+                .with_context(|| {
+                    format!(
+                        "no DailyReport {report} in namespace {namespace} under {}",
+                        config.display()
+                    )
+                })?;
+            let date = match date {
+                Some(d) => d,
+                None => finrep::plan::local_date(report, chrono::Utc::now())?,
+            };
+            let slot = finrep::plan::manual_slot(report, date)?;
+            runtime()?.block_on(async {
+                let store = db.connect().await?;
+                store.migrate().await?;
+                let blacklist = store.blacklisted_emails().await?;
+                let plan = build_plan(report, &set.sources, &set.recipients, &blacklist, slot);
+                run_plan(&plan, &store, &run).await
+            })
+        }
         Command::Migrate(db) => {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             rt.block_on(async {
-                let store =
-                    Store::connect(&db.database_url, 2, Duration::from_secs(db.connect_timeout))
-                        .await?;
+                let store = db.connect().await?;
                 let report = store.migrate().await?;
                 for m in &report.applied {
                     tracing::info!(migration = %m, "applied");

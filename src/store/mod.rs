@@ -1,5 +1,13 @@
 //! PostgreSQL through sqlx. All SQL lives under this module.
 
+mod articles;
+mod runs;
+mod sources;
+
+pub use articles::*;
+pub use runs::*;
+pub use sources::*;
+
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -72,6 +80,18 @@ impl Store {
             }
         }
         Ok(report)
+    }
+}
+
+impl Store {
+    /// Addresses that must not be mailed (lower-cased).
+    pub async fn blacklisted_emails(
+        &self,
+    ) -> Result<std::collections::BTreeSet<String>, StoreError> {
+        let rows: Vec<String> = sqlx::query_scalar("SELECT email FROM blacklist")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.into_iter().collect())
     }
 }
 

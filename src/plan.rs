@@ -1,0 +1,394 @@
+//! The run plan: one immutable document saying what a run of a report does — which sources
+//! to collect, which recipients to mail, with which settings — resolved at trigger time.
+//!
+//! In Kubernetes it is stored in a ConfigMap mounted into the run's Job; in standalone mode it
+//! is passed in-process. `build_plan` is the one function that makes it, in both modes.
+//! Secrets never enter the plan: it names the environment variables that carry them.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use kube::ResourceExt;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{
+    ContentSpec, DailyReport, MailFormat, MailWindow, Recipient, SecretKeyRef, SmtpSpec, Source,
+    SourceSpec, selector,
+};
+use crate::schedule::{Schedule, ScheduleError, local_instant, parse_time_zone};
+
+/// Version of the plan document format.
+pub const PLAN_VERSION: u32 = 1;
+
+/// Which run a plan is for: a report's local date, and the instant it was scheduled for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Slot {
+    /// Local date of the run in the report's time zone; runs are identified by it.
+    pub date: NaiveDate,
+    /// The scheduled instant, with the zone's UTC offset.
+    pub scheduled_for: DateTime<FixedOffset>,
+    /// Started by a person (`finrep run`, the run-now annotation) rather than the schedule.
+    pub manual: bool,
+}
+
+/// A source as the pipeline needs it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedSource {
+    pub name: String,
+    pub spec: SourceSpec,
+}
+
+impl PlannedSource {
+    pub fn display_name(&self) -> &str {
+        self.spec.display_name.as_deref().unwrap_or(&self.name)
+    }
+}
+
+/// A recipient as the pipeline needs it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PlannedRecipient {
+    pub name: String,
+    /// Lower-cased address: the identity of a delivery.
+    pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    /// Sections wanted; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+    pub format: MailFormat,
+}
+
+/// An environment variable the run needs, and the Secret key it comes from.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretEnv {
+    pub env: String,
+    pub secret: String,
+    pub key: String,
+}
+
+/// Everything one run of one report needs, apart from secrets.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RunPlan {
+    pub plan_version: u32,
+    pub namespace: String,
+    pub report: String,
+    pub title: String,
+    pub time_zone: String,
+    pub slot: Slot,
+    pub mail_window: MailWindow,
+    pub content: ContentSpec,
+    pub smtp: SmtpSpec,
+    pub sources: Vec<PlannedSource>,
+    pub recipients: Vec<PlannedRecipient>,
+    /// Recipients left out because their address is blacklisted (for the run outcome).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub excluded_recipients: Vec<String>,
+    /// Environment variables the run reads secrets from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretEnv>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PlanError {
+    #[error("DailyReport {report}: {source}")]
+    Schedule {
+        report: String,
+        source: ScheduleError,
+    },
+    #[error("DailyReport {report} has no slot on {date}: the schedule does not fire that day")]
+    NoSlotOnDate { report: String, date: NaiveDate },
+    #[error("cannot read plan: {0}")]
+    Decode(String),
+}
+
+/// The environment variable carrying a Secret key: `FINREP_SECRET_<SECRET>_<KEY>`, upper-cased,
+/// with every character other than letters and digits turned into `_`.
+pub fn secret_env_name(secret: &str, key: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    format!("FINREP_SECRET_{}_{}", clean(secret), clean(key))
+}
+
+fn secret_env(r: &SecretKeyRef) -> SecretEnv {
+    SecretEnv {
+        env: secret_env_name(&r.name, &r.key),
+        secret: r.name.clone(),
+        key: r.key.clone(),
+    }
+}
+
+/// Builds the plan of `report` for `slot` from the resources of its namespace.
+///
+/// Sources: selected by label, enabled. Recipients: selected by label, enabled, and not in
+/// `blacklist` (lower-cased addresses). Both sorted by name, so equal inputs give equal plans.
+pub fn build_plan(
+    report: &DailyReport,
+    sources: &[Source],
+    recipients: &[Recipient],
+    blacklist: &BTreeSet<String>,
+    slot: Slot,
+) -> RunPlan {
+    let namespace = report.namespace().unwrap_or_else(|| "default".to_string());
+    let in_namespace =
+        |ns: Option<String>| ns.unwrap_or_else(|| "default".to_string()) == namespace;
+    let spec = &report.spec;
+
+    let mut planned_sources: Vec<PlannedSource> = sources
+        .iter()
+        .filter(|s| in_namespace(s.namespace()))
+        .filter(|s| s.spec.enabled)
+        .filter(|s| selector::matches(spec.source_selector.as_ref(), s.labels()))
+        .map(|s| PlannedSource {
+            name: s.name_any(),
+            spec: s.spec.clone(),
+        })
+        .collect();
+    planned_sources.sort_by(|a, b| a.name.cmp(&b.name));
+
+    let mut planned_recipients = Vec::new();
+    let mut excluded = Vec::new();
+    for r in recipients
+        .iter()
+        .filter(|r| in_namespace(r.namespace()))
+        .filter(|r| r.spec.enabled)
+        .filter(|r| selector::matches(spec.recipient_selector.as_ref(), r.labels()))
+    {
+        let email = r.spec.email.trim().to_lowercase();
+        if blacklist.contains(&email) {
+            excluded.push(r.name_any());
+            continue;
+        }
+        planned_recipients.push(PlannedRecipient {
+            name: r.name_any(),
+            email,
+            display_name: r.spec.display_name.clone(),
+            categories: r.spec.categories.clone(),
+            format: r.spec.format,
+        });
+    }
+    planned_recipients.sort_by(|a, b| a.name.cmp(&b.name));
+    // Two Recipients with one address would mean two copies; validation refuses it, and the
+    // plan keeps the first so a delivery is still once per address.
+    let mut seen = BTreeSet::new();
+    planned_recipients.retain(|r| seen.insert(r.email.clone()));
+    excluded.sort();
+
+    let mut secrets = BTreeSet::new();
+    for s in &planned_sources {
+        for h in &s.spec.fetch.headers_from {
+            secrets.insert(secret_env(&h.secret_key_ref));
+        }
+    }
+    if let Some(r) = spec
+        .content
+        .summarizer
+        .as_ref()
+        .and_then(|s| s.api_key_secret_ref.as_ref())
+    {
+        secrets.insert(secret_env(r));
+    }
+    if let Some(c) = &spec.smtp.credentials_secret_ref {
+        for key in [&c.username_key, &c.password_key] {
+            secrets.insert(SecretEnv {
+                env: secret_env_name(&c.name, key),
+                secret: c.name.clone(),
+                key: key.clone(),
+            });
+        }
+    }
+
+    RunPlan {
+        plan_version: PLAN_VERSION,
+        namespace,
+        report: report.name_any(),
+        title: spec.title.clone(),
+        time_zone: spec.time_zone.clone(),
+        slot,
+        mail_window: spec.mail_window.clone(),
+        content: spec.content.clone(),
+        smtp: spec.smtp.clone(),
+        sources: planned_sources,
+        recipients: planned_recipients,
+        excluded_recipients: excluded,
+        secrets: secrets.into_iter().collect(),
+    }
+}
+
+/// The slot of a manual run on `date` (the report's local date): the instant the schedule
+/// fires that day, or — when it does not fire that day — the start of the mail window.
+pub fn manual_slot(report: &DailyReport, date: NaiveDate) -> Result<Slot, PlanError> {
+    let spec = &report.spec;
+    let name = report.name_any();
+    let err = |source| PlanError::Schedule {
+        report: name.clone(),
+        source,
+    };
+    let schedule = Schedule::parse(&spec.schedule, &spec.time_zone).map_err(err)?;
+    let tz = parse_time_zone(&spec.time_zone).map_err(err)?;
+    let day_start = local_instant(tz, date, chrono::NaiveTime::MIN)
+        .ok_or_else(|| PlanError::NoSlotOnDate {
+            report: name.clone(),
+            date,
+        })?
+        .with_timezone(&Utc);
+    let fired = schedule
+        .next_after(day_start - chrono::Duration::seconds(1))
+        .filter(|t| t.date_naive() == date);
+    let scheduled_for = match fired {
+        Some(t) => t,
+        None => {
+            let start = crate::schedule::parse_local_time(&spec.mail_window.start).map_err(err)?;
+            local_instant(tz, date, start).ok_or(PlanError::NoSlotOnDate {
+                report: name.clone(),
+                date,
+            })?
+        }
+    };
+    Ok(Slot {
+        date,
+        scheduled_for: scheduled_for.fixed_offset(),
+        manual: true,
+    })
+}
+
+/// The report's local date at `now`.
+pub fn local_date(report: &DailyReport, now: DateTime<Utc>) -> Result<NaiveDate, PlanError> {
+    let tz = parse_time_zone(&report.spec.time_zone).map_err(|source| PlanError::Schedule {
+        report: report.name_any(),
+        source,
+    })?;
+    Ok(now.with_timezone(&tz).date_naive())
+}
+
+impl RunPlan {
+    pub fn to_yaml(&self) -> Result<String, serde_norway::Error> {
+        serde_norway::to_string(self)
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Self, PlanError> {
+        let plan: RunPlan =
+            serde_norway::from_str(text).map_err(|e| PlanError::Decode(e.to_string()))?;
+        if plan.plan_version != PLAN_VERSION {
+            return Err(PlanError::Decode(format!(
+                "plan version {} is not supported (this build reads version {PLAN_VERSION})",
+                plan.plan_version
+            )));
+        }
+        Ok(plan)
+    }
+
+    /// The secret value carried by `r`, read from the environment.
+    pub fn secret_value(r: &SecretKeyRef) -> Option<String> {
+        std::env::var(secret_env_name(&r.name, &r.key)).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
+        serde_norway::from_str(s).unwrap()
+    }
+
+    fn report() -> DailyReport {
+        yaml(
+            r#"
+apiVersion: finrep.io/v1alpha1
+kind: DailyReport
+metadata: {name: brief, namespace: desk}
+spec:
+  title: 日报
+  sourceSelector: {matchLabels: {desk: research}}
+  recipientSelector: {matchLabels: {brief: morning}}
+  content:
+    summarizer: {endpoint: "https://api.example.com/v1", model: m, apiKeySecretRef: {name: ai, key: api-key}}
+  smtp: {host: smtp.example.com, from: a@example.com, credentialsSecretRef: {name: smtp}}
+"#,
+        )
+    }
+
+    fn source(name: &str, ns: &str, labels: &str, enabled: bool) -> Source {
+        yaml(&format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata: {{name: {name}, namespace: {ns}, labels: {labels}}}\nspec: {{kind: feed, url: 'https://e.com/{name}', category: A股, enabled: {enabled}}}\n"
+        ))
+    }
+
+    fn recipient(name: &str, email: &str, labels: &str) -> Recipient {
+        yaml(&format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata: {{name: {name}, namespace: desk, labels: {labels}}}\nspec: {{email: '{email}'}}\n"
+        ))
+    }
+
+    fn slot() -> Slot {
+        Slot {
+            date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            scheduled_for: DateTime::parse_from_rfc3339("2026-11-23T06:00:00+08:00").unwrap(),
+            manual: false,
+        }
+    }
+
+    #[test]
+    fn selects_enabled_matching_resources_of_the_namespace() {
+        let sources = vec![
+            source("b", "desk", "{desk: research}", true),
+            source("a", "desk", "{desk: research}", true),
+            source("off", "desk", "{desk: research}", false),
+            source("other-label", "desk", "{desk: sales}", true),
+            source("other-ns", "elsewhere", "{desk: research}", true),
+        ];
+        let recipients = vec![
+            recipient("zhang", "Zhang.Wei@Example.com", "{brief: morning}"),
+            recipient("li", "li@example.com", "{brief: morning}"),
+            recipient("evening", "e@example.com", "{brief: evening}"),
+        ];
+        let blacklist = BTreeSet::from(["li@example.com".to_string()]);
+        let plan = build_plan(&report(), &sources, &recipients, &blacklist, slot());
+        let names: Vec<&str> = plan.sources.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(plan.recipients.len(), 1);
+        assert_eq!(plan.recipients[0].email, "zhang.wei@example.com");
+        assert_eq!(plan.excluded_recipients, ["li"]);
+        let envs: Vec<&str> = plan.secrets.iter().map(|s| s.env.as_str()).collect();
+        assert_eq!(
+            envs,
+            [
+                "FINREP_SECRET_AI_API_KEY",
+                "FINREP_SECRET_SMTP_PASSWORD",
+                "FINREP_SECRET_SMTP_USERNAME"
+            ]
+        );
+    }
+
+    #[test]
+    fn round_trips_through_yaml_without_secret_values() {
+        let plan = build_plan(&report(), &[], &[], &BTreeSet::new(), slot());
+        let text = plan.to_yaml().unwrap();
+        assert_eq!(RunPlan::from_yaml(&text).unwrap(), plan);
+        assert!(
+            text.contains("scheduledFor: 2026-11-23T06:00:00+08:00"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn manual_slot_uses_the_days_schedule() {
+        let s = manual_slot(&report(), NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()).unwrap();
+        assert_eq!(s.scheduled_for.to_rfc3339(), "2026-11-23T06:00:00+08:00");
+        assert!(s.manual);
+    }
+}

@@ -1,0 +1,189 @@
+//! Report runs: one `reports` row per report per local date, its phase, content and outcome,
+//! and the step timings.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// Identity of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunKey<'a> {
+    pub namespace: &'a str,
+    pub report: &'a str,
+    pub date: NaiveDate,
+}
+
+/// What a new or resumed run starts with.
+#[derive(Clone, Debug)]
+pub struct RunStart<'a> {
+    pub key: RunKey<'a>,
+    pub time_zone: &'a str,
+    pub scheduled_for: DateTime<Utc>,
+    pub manual: bool,
+    pub plan: serde_json::Value,
+}
+
+/// The composed report to store.
+#[derive(Clone, Debug)]
+pub struct ComposedReport<'a> {
+    pub title: &'a str,
+    pub subject: &'a str,
+    pub html: &'a str,
+    pub text: &'a str,
+    pub articles: i32,
+    pub recipients: i32,
+}
+
+/// A stored report row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportRow {
+    pub id: i64,
+    pub phase: String,
+    pub subject: Option<String>,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub article_count: i32,
+    pub started_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Creates the day's report row, or returns the existing one: a retried or repeated run
+    /// of the same day works on the same row.
+    pub async fn begin_run(&self, start: &RunStart<'_>) -> Result<ReportRow, StoreError> {
+        let row = sqlx::query(
+            "INSERT INTO reports (namespace, report, report_date, time_zone, scheduled_for, manual, plan, started_at, build_version, build_revision)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9)
+             ON CONFLICT (namespace, report, report_date) DO UPDATE
+                SET plan = EXCLUDED.plan,
+                    manual = reports.manual OR EXCLUDED.manual,
+                    started_at = COALESCE(reports.started_at, now()),
+                    updated_at = now()
+             RETURNING id, phase, subject, html, text_body, article_count, started_at",
+        )
+        .bind(start.key.namespace)
+        .bind(start.key.report)
+        .bind(start.key.date)
+        .bind(start.time_zone)
+        .bind(start.scheduled_for)
+        .bind(start.manual)
+        .bind(&start.plan)
+        .bind(crate::build::VERSION)
+        .bind(crate::build::REVISION)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(ReportRow {
+            id: row.try_get("id")?,
+            phase: row.try_get("phase")?,
+            subject: row.try_get("subject")?,
+            html: row.try_get("html")?,
+            text: row.try_get("text_body")?,
+            article_count: row.try_get("article_count")?,
+            started_at: row.try_get("started_at")?,
+        })
+    }
+
+    pub async fn set_phase(&self, report_id: i64, phase: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE reports SET phase = $2, updated_at = now() WHERE id = $1")
+            .bind(report_id)
+            .bind(phase)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn save_composed(
+        &self,
+        report_id: i64,
+        r: &ComposedReport<'_>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE reports SET title = $2, subject = $3, html = $4, text_body = $5,
+                    article_count = $6, recipient_count = $7,
+                    build_version = $8, build_revision = $9, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(report_id)
+        .bind(r.title)
+        .bind(r.subject)
+        .bind(r.html)
+        .bind(r.text)
+        .bind(r.articles)
+        .bind(r.recipients)
+        .bind(crate::build::VERSION)
+        .bind(crate::build::REVISION)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Records the end of a run (or of this attempt at it).
+    pub async fn finish_run(
+        &self,
+        report_id: i64,
+        phase: &str,
+        outcome: &serde_json::Value,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE reports SET phase = $2, outcome = $3, error = $4, finished_at = now(), updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(report_id)
+        .bind(phase)
+        .bind(outcome)
+        .bind(error)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn record_step(
+        &self,
+        report_id: i64,
+        step: &str,
+        started_at: DateTime<Utc>,
+        finished_at: DateTime<Utc>,
+        ok: bool,
+        detail: Option<&str>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO step_timings (report_id, step, started_at, finished_at, ok, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(report_id)
+        .bind(step)
+        .bind(started_at)
+        .bind(finished_at)
+        .bind(ok)
+        .bind(detail)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The stored report of a day, if any.
+    pub async fn report_for(&self, key: &RunKey<'_>) -> Result<Option<ReportRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, phase, subject, html, text_body, article_count, started_at FROM reports
+             WHERE namespace = $1 AND report = $2 AND report_date = $3",
+        )
+        .bind(key.namespace)
+        .bind(key.report)
+        .bind(key.date)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|row| {
+            Ok(ReportRow {
+                id: row.try_get("id")?,
+                phase: row.try_get("phase")?,
+                subject: row.try_get("subject")?,
+                html: row.try_get("html")?,
+                text: row.try_get("text_body")?,
+                article_count: row.try_get("article_count")?,
+                started_at: row.try_get("started_at")?,
+            })
+        })
+        .transpose()
+    }
+}
