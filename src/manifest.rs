@@ -357,6 +357,16 @@ impl SchemaChecker {
             .unwrap_or("")
             .to_string();
         let group = api_version.split_once('/').map(|(g, _)| g);
+        if api_version.is_empty() && kind_name.is_empty() {
+            push(
+                None,
+                FieldProblem::warning(
+                    "",
+                    "not a Kubernetes manifest (no apiVersion or kind); ignored",
+                ),
+            );
+            return None;
+        }
         if group != Some(GROUP) {
             if api_version.is_empty() || kind_name.is_empty() {
                 push(

@@ -2,6 +2,8 @@
 //! `scripts/test.sh` provides.
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use sqlx::Connection;
