@@ -207,7 +207,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Runs a plan and prints its outcome as one JSON line on stdout.
 async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let opts = args.options();
-    let (outcome, _composed) = finrep::pipeline::collect_and_compose(plan, store, &opts).await?;
+    let (mut outcome, _composed) =
+        finrep::pipeline::collect_and_compose(plan, store, &opts).await?;
+    outcome.peak_rss_kib = finrep::telemetry::peak_rss_kib();
     println!("{}", serde_json::to_string(&outcome)?);
     Ok(ExitCode::SUCCESS)
 }

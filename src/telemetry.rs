@@ -47,3 +47,12 @@ pub fn init(format: LogFormat, default_level: &str) {
             .try_init()
     };
 }
+
+/// This process's peak resident memory (VmHWM) in KiB, where /proc tells it.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

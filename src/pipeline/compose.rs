@@ -97,7 +97,7 @@ impl ReportView {
         notes: Vec<String>,
     ) -> Self {
         let view = |c: &Candidate, summary: &str| ItemView {
-            title: c.title.clone(),
+            title: c.title.to_string(),
             url: c.url.clone(),
             source: c.source_display.clone(),
             category: c.category.clone(),

@@ -30,15 +30,15 @@ fn patterns() -> &'static Patterns {
         // The patterns are constants; a failure here is a bug caught by the unit tests.
         let re = |s: &str| Regex::new(s).unwrap_or_else(|e| panic!("ticker pattern {s}: {e}"));
         Patterns {
-            a_suffixed: re(r"(?i)(?:^|[^0-9])(\d{6})\.(SH|SZ|BJ|SS)\b"),
+            a_suffixed: re(r"(?i)(?:^|[^0-9])(\d{6})\.(SH|SZ|BJ|SS)(?-u:\b)"),
             a_prefixed: re(r"(?:^|[^A-Za-z0-9])(SH|SZ|BJ|sh|sz|bj)(\d{6})(?:[^0-9]|$)"),
             a_bracketed: re(r"[（(](\d{6})[)）]"),
-            hk: re(r"(?i)(?:^|[^0-9])(\d{1,5})\.HK\b"),
-            us_dollar: re(r"\$([A-Z]{1,5})\b"),
+            hk: re(r"(?i)(?:^|[^0-9])(\d{1,5})\.HK(?-u:\b)"),
+            us_dollar: re(r"\$([A-Z]{1,5})(?-u:\b)"),
             us_exchange: re(
-                r"(?:NASDAQ|NYSE|AMEX|NYSEARCA|纳斯达克|纽交所)\s*[:：]\s*([A-Z]{1,5})\b",
+                r"(?:NASDAQ|NYSE|AMEX|NYSEARCA|纳斯达克|纽交所)\s*[:：]\s*([A-Z]{1,5})(?-u:\b)",
             ),
-            us_suffixed: re(r"(?:^|[^A-Za-z0-9.])([A-Z]{1,5})\.(?:O|N|OQ|US)\b"),
+            us_suffixed: re(r"(?:^|[^A-Za-z0-9.])([A-Z]{1,5})\.(?:O|N|OQ|US)(?-u:\b)"),
         }
     })
 }

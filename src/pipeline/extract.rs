@@ -8,6 +8,7 @@
 //! in docs/ranking.md.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use regex::{Regex, RegexBuilder};
@@ -21,7 +22,7 @@ use crate::api::KeywordFilters;
 use crate::plan::PlannedSource;
 
 /// Longest summary kept per item, in characters.
-const SUMMARY_CHARS: usize = 600;
+const SUMMARY_CHARS: usize = 400;
 /// Longest title kept, in characters.
 const TITLE_CHARS: usize = 200;
 /// Items published further in the future than this are treated as published now.
@@ -84,10 +85,35 @@ impl Filters {
     }
 }
 
+/// An item with plain-text title and summary, cut to size.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CleanItem {
+    pub title: String,
+    pub link: Option<String>,
+    pub published: Option<DateTime<Utc>>,
+    pub summary: String,
+}
+
+/// Reduces a raw item to plain text. Done right after parsing, in the fetch task, so the
+/// HTML of a feed is dropped early and cleaning overlaps with waiting for slower sources.
+pub fn clean(raw: RawItem) -> CleanItem {
+    CleanItem {
+        title: truncate(&to_plain_text(&raw.title), TITLE_CHARS),
+        link: raw.link,
+        published: raw.published,
+        summary: raw
+            .summary
+            .as_deref()
+            .map(|s| truncate(&to_plain_text(s), SUMMARY_CHARS))
+            .unwrap_or_default(),
+    }
+}
+
 /// What one source produced in this run.
+#[derive(Clone)]
 pub struct SourceBatch<'a> {
     pub source: &'a PlannedSource,
-    pub items: Vec<RawItem>,
+    pub items: Vec<CleanItem>,
     pub fetched_at: DateTime<Utc>,
 }
 
@@ -110,13 +136,13 @@ pub struct Candidate {
     pub category: String,
     pub weight: f64,
     pub language: Option<String>,
-    pub title: String,
+    pub title: Arc<str>,
     pub url: String,
     pub url_hash: [u8; 32],
     pub content_hash: [u8; 32],
     pub published: DateTime<Utc>,
     pub published_known: bool,
-    pub summary: String,
+    pub summary: Arc<str>,
     pub tickers: Vec<String>,
     pub watch_hits: usize,
     pub keyword_hits: usize,
@@ -142,7 +168,7 @@ pub struct ExtractStats {
 /// Cleans and filters raw items into candidates, one per canonical URL (the copy from the
 /// heaviest source wins).
 pub fn candidates(
-    batches: &[SourceBatch<'_>],
+    batches: Vec<SourceBatch<'_>>,
     cfg: &ExtractConfig,
     stats: &mut ExtractStats,
 ) -> Vec<Candidate> {
@@ -154,9 +180,9 @@ pub fn candidates(
         // Validation refuses bad patterns; should one slip through, the filter is skipped
         // rather than failing the run.
         let source_filters = Filters::compile(&spec.filters).unwrap_or_default();
-        for raw in batch.items.iter().take(spec.fetch.max_items as usize) {
+        for raw in batch.items.into_iter().take(spec.fetch.max_items as usize) {
             stats.raw_items += 1;
-            let title = truncate(&to_plain_text(&raw.title), TITLE_CHARS);
+            let title = raw.title;
             let url = raw.link.as_deref().and_then(canonical_url);
             let (Some(url), false) = (url, title.is_empty()) else {
                 stats.invalid += 1;
@@ -171,12 +197,7 @@ pub fn candidates(
                 stats.too_old += 1;
                 continue;
             }
-            let summary_full = raw
-                .summary
-                .as_deref()
-                .map(to_plain_text)
-                .unwrap_or_default();
-            let summary = truncate(&summary_full, SUMMARY_CHARS);
+            let summary = raw.summary;
             let raw_text = format!("{title}\n{summary}");
             let normalised = normalise_for_matching(&raw_text);
             if !source_filters.keeps(&normalised, &raw_text)
@@ -197,11 +218,11 @@ pub fn candidates(
                 watch_hits: watch_hits(&cfg.watchlist, &found, &normalised, &raw_text),
                 keyword_hits: cfg.report_filters.include_hits(&normalised, &raw_text),
                 tickers: found.into_iter().map(|t| t.0).collect(),
-                title,
+                title: title.into(),
                 url,
                 published,
                 published_known,
-                summary,
+                summary: summary.into(),
                 corroborated_by: Vec::new(),
                 score: 0.0,
             };
@@ -250,7 +271,7 @@ pub fn select(
     for c in &mut cands {
         c.score = score(c, cfg.now);
     }
-    let titles: Vec<&str> = cands.iter().map(|c| c.title.as_str()).collect();
+    let titles: Vec<&str> = cands.iter().map(|c| &*c.title).collect();
     let groups = near_dup::cluster(&titles, near_dup::DEFAULT_THRESHOLD);
     let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
     for (i, g) in groups.iter().enumerate() {
@@ -341,14 +362,14 @@ mod tests {
         }
     }
 
-    fn item(title: &str, link: &str, hours_ago: i64, now: DateTime<Utc>) -> RawItem {
-        RawItem {
+    fn item(title: &str, link: &str, hours_ago: i64, now: DateTime<Utc>) -> CleanItem {
+        clean(RawItem {
             title: title.to_string(),
             link: Some(link.to_string()),
             published: Some(now - chrono::Duration::hours(hours_ago)),
             summary: Some(format!("<p>{title}的详细内容</p>")),
             guid: None,
-        }
+        })
     }
 
     fn config(now: DateTime<Utc>) -> ExtractConfig {
@@ -423,11 +444,11 @@ mod tests {
         ];
         let cfg = config(now);
         let mut stats = ExtractStats::default();
-        let cands = candidates(&batches, &cfg, &mut stats);
+        let cands = candidates(batches.clone(), &cfg, &mut stats);
         assert_eq!(stats.filtered, 1, "招聘 excluded");
         assert_eq!(stats.too_old, 1);
         let selected = select(cands, &HashSet::new(), &cfg, &mut stats);
-        let titles: Vec<&str> = selected.iter().map(|c| c.title.as_str()).collect();
+        let titles: Vec<&str> = selected.iter().map(|c| &*c.title).collect();
         // The watch-list hit lifts the Moutai item above the fresher reserve-ratio story,
         // which is merged (the cls copy kept: heavier source) and corroborated by sina; the
         // caps keep two items per source and four in all.
@@ -450,7 +471,7 @@ mod tests {
         let reported: HashSet<[u8; 32]> = selected.iter().map(|c| c.url_hash).collect();
         let mut stats2 = ExtractStats::default();
         let again = select(
-            candidates(&batches, &cfg, &mut stats2),
+            candidates(batches, &cfg, &mut stats2),
             &reported,
             &cfg,
             &mut stats2,

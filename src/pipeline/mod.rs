@@ -31,7 +31,7 @@ use crate::store::{
     ArticleInput, ConditionalState, FetchRecord, ReportArticle, RunKey, RunStart, Store, StoreError,
 };
 use compose::{ComposeError, ReportView, StatsView, Templates};
-use extract::{Candidate, ExtractConfig, ExtractStats, Filters, SourceBatch};
+use extract::{Candidate, CleanItem, ExtractConfig, ExtractStats, Filters, SourceBatch};
 use fetch::{FetchConfig, FetchError, FetchOutcome, FetchRequest, Fetcher};
 use parse::RawItem;
 use summarize::{CallOutcome, CallRecord, Summarizer};
@@ -141,6 +141,9 @@ pub struct RunOutcome {
     pub summarizer: Option<SummarizerOutcome>,
     pub steps: Vec<StepOutcome>,
     pub notes: Vec<String>,
+    /// Peak resident memory of the process at the end of the run, in KiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peak_rss_kib: Option<u64>,
 }
 
 /// Everything after compose needs: the stored report and its view.
@@ -196,6 +199,7 @@ pub async fn collect_and_compose(
         summarizer: None,
         steps: Vec::new(),
         notes: Vec::new(),
+        peak_rss_kib: None,
     };
     if !plan.excluded_recipients.is_empty() {
         outcome.notes.push(format!(
@@ -259,7 +263,9 @@ pub async fn collect_and_compose(
         })
         .collect();
     let mut stats = ExtractStats::default();
-    let cands = extract::candidates(&source_batches, &cfg, &mut stats);
+    let clock = Instant::now();
+    let cands = extract::candidates(source_batches, &cfg, &mut stats);
+    let t_candidates = clock.elapsed();
     let hashes: Vec<Vec<u8>> = cands
         .iter()
         .flat_map(|c| [c.url_hash.to_vec(), c.content_hash.to_vec()])
@@ -270,8 +276,30 @@ pub async fn collect_and_compose(
         .into_iter()
         .filter_map(|h| h.try_into().ok())
         .collect();
-    let article_ids = remember_articles(store, &plan.namespace, &cands).await?;
-    let selected = extract::select(cands, &seen, &cfg, &mut stats);
+    let t_seen = clock.elapsed();
+    // Storing every candidate (database) and choosing among them (CPU) run side by side.
+    let remember = tokio::spawn(remember_articles(
+        store.clone(),
+        article_rows(&plan.namespace, &cands),
+    ));
+    let select_cfg = cfg.clone();
+    let (selected, stats) = tokio::task::spawn_blocking(move || {
+        let selected = extract::select(cands, &seen, &select_cfg, &mut stats);
+        (selected, stats)
+    })
+    .await
+    .map_err(|e| PipelineError::Plan(format!("selection task failed: {e}")))?;
+    let t_select = clock.elapsed();
+    let article_ids = remember
+        .await
+        .map_err(|e| PipelineError::Plan(format!("article task failed: {e}")))??;
+    tracing::debug!(
+        candidates_ms = t_candidates.as_millis() as u64,
+        reported_before_ms = (t_seen - t_candidates).as_millis() as u64,
+        select_ms = (t_select - t_seen).as_millis() as u64,
+        remember_wait_ms = (clock.elapsed() - t_select).as_millis() as u64,
+        "extract timings"
+    );
     let order = extract::section_order(&selected, &plan.content.section_order);
     let chosen: Vec<ReportArticle> = selected
         .iter()
@@ -411,7 +439,7 @@ async fn step(
     Ok(())
 }
 
-type Batch<'p> = (&'p PlannedSource, Vec<RawItem>, DateTime<Utc>);
+type Batch<'p> = (&'p PlannedSource, Vec<CleanItem>, DateTime<Utc>);
 
 /// Fetches and parses every source concurrently; one outcome per source, recorded.
 async fn collect<'p>(
@@ -439,18 +467,18 @@ async fn collect<'p>(
             (index, started, clock.elapsed(), result)
         });
     }
-    let mut results = Vec::with_capacity(plan.sources.len());
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(r) => results.push(r),
-            Err(e) => warn!(error = %e, "a fetch task failed"),
-        }
-    }
-    results.sort_by_key(|r| r.0);
-
     let lookback_start = opts.now - chrono::Duration::hours(i64::from(plan.content.lookback_hours));
     let mut batches = Vec::new();
-    for (index, started, elapsed, result) in results {
+    let mut source_outcomes = Vec::new();
+    // Each outcome is recorded as soon as its source is done, while slower ones still run.
+    while let Some(joined) = tasks.join_next().await {
+        let (index, started, elapsed, result) = match joined {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(error = %e, "a fetch task failed");
+                continue;
+            }
+        };
         let source = &plan.sources[index];
         let latency_ms = elapsed.as_millis() as u64;
         let mut record = FetchRecord {
@@ -523,9 +551,9 @@ async fn collect<'p>(
         let error_text = source_outcome.error.clone();
         record.error = error_text.as_deref();
         store.record_fetch(&record).await?;
-        outcome.sources.push(source_outcome);
+        source_outcomes.push((index, source_outcome));
         match result {
-            Ok(SourceFetch::Items { items, .. }) => batches.push((source, items, started)),
+            Ok(SourceFetch::Items { items, .. }) => batches.push((index, (source, items, started))),
             Ok(SourceFetch::NotModified) => {
                 // Nothing new: the items remembered from earlier fetches stand in, so a
                 // retried run sees what the first attempt saw.
@@ -533,19 +561,22 @@ async fn collect<'p>(
                     .recent_articles(&plan.namespace, &source.name, lookback_start)
                     .await?
                     .into_iter()
-                    .map(|a| RawItem {
+                    .map(|a| CleanItem {
                         title: a.title,
                         link: Some(a.canonical_url),
                         published: a.published_at,
-                        summary: a.summary,
-                        guid: None,
+                        summary: a.summary.unwrap_or_default(),
                     })
                     .collect();
-                batches.push((source, remembered, started));
+                batches.push((index, (source, remembered, started)));
             }
             Err(_) => {}
         }
     }
+    source_outcomes.sort_by_key(|(i, _)| *i);
+    outcome.sources = source_outcomes.into_iter().map(|(_, o)| o).collect();
+    batches.sort_by_key(|(i, _)| *i);
+    let batches: Vec<Batch<'p>> = batches.into_iter().map(|(_, b)| b).collect();
     info!(
         ok = outcome.sources_ok,
         not_modified = outcome.sources_not_modified,
@@ -559,7 +590,7 @@ async fn collect<'p>(
 #[derive(Debug)]
 enum SourceFetch {
     Items {
-        items: Vec<RawItem>,
+        items: Vec<CleanItem>,
         status: u16,
         etag: Option<String>,
         last_modified: Option<String>,
@@ -642,8 +673,12 @@ async fn fetch_source(
         status,
         message: e.0,
     };
-    let items =
-        parse_items(spec.kind, source, &decoded.text, &body.final_url, tz).map_err(parse_err)?;
+    let items = parse_items(spec.kind, source, &decoded.text, &body.final_url, tz)
+        .map_err(parse_err)?
+        .into_iter()
+        .take(spec.fetch.max_items as usize)
+        .map(extract::clean)
+        .collect();
     Ok(SourceFetch::Items {
         items,
         status,
@@ -677,30 +712,33 @@ fn parse_items(
     }
 }
 
-/// Stores every candidate (so a later "not modified" can stand for them); returns article ids
-/// by URL hash.
-async fn remember_articles(
-    store: &Store,
-    namespace: &str,
-    cands: &[Candidate],
-) -> Result<std::collections::HashMap<[u8; 32], i64>, StoreError> {
-    let inputs: Vec<ArticleInput<'_>> = cands
+/// The article rows of the candidates, owned so they can be stored from another task.
+fn article_rows(namespace: &str, cands: &[Candidate]) -> Vec<ArticleInput> {
+    cands
         .iter()
         .map(|c| ArticleInput {
-            url_hash: &c.url_hash,
-            canonical_url: &c.url,
-            content_hash: &c.content_hash,
-            title: &c.title,
-            summary: &c.summary,
-            namespace,
-            source: &c.source,
-            category: &c.category,
-            language: c.language.as_deref(),
+            url_hash: c.url_hash.to_vec(),
+            canonical_url: c.url.clone(),
+            content_hash: c.content_hash.to_vec(),
+            title: c.title.clone(),
+            summary: c.summary.clone(),
+            namespace: namespace.to_string(),
+            source: c.source.clone(),
+            category: c.category.clone(),
+            language: c.language.clone(),
             published_at: c.published_known.then_some(c.published),
             entities: serde_json::json!(c.tickers),
         })
-        .collect();
-    let ids = store.upsert_articles(&inputs).await?;
+        .collect()
+}
+
+/// Stores every candidate (so a later "not modified" can stand for them); returns article ids
+/// by URL hash.
+async fn remember_articles(
+    store: Store,
+    rows: Vec<ArticleInput>,
+) -> Result<std::collections::HashMap<[u8; 32], i64>, StoreError> {
+    let ids = store.upsert_articles(&rows).await?;
     Ok(ids
         .into_iter()
         .filter_map(|(hash, id)| Some((<[u8; 32]>::try_from(hash.as_slice()).ok()?, id)))
@@ -784,7 +822,7 @@ async fn summarise(
     let top: Vec<String> = selected
         .iter()
         .take(compose::HIGHLIGHTS * 2)
-        .map(|c| c.title.clone())
+        .map(|c| c.title.to_string())
         .collect();
     let overview = match summarizer.overview(&top).await {
         Some(rec) => {
@@ -807,7 +845,7 @@ async fn summarise(
                 stats.cached += 1;
             }
             None => {
-                to_call.push((c.title.clone(), c.summary.clone()));
+                to_call.push((c.title.to_string(), c.summary.to_string()));
                 call_index.push(i);
             }
         }

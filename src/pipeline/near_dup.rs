@@ -6,7 +6,9 @@
 //! one of their rarest tokens), so the work stays close to linear in the number of items
 //! instead of comparing every pair.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+
+use rustc_hash::{FxHashMap as HashMap, FxHashSet};
 
 /// Similarity at or above which two titles are one story.
 pub const DEFAULT_THRESHOLD: f64 = 0.6;
@@ -54,6 +56,21 @@ pub fn tokens(title: &str) -> Vec<String> {
     v
 }
 
+/// `tokens` as hashes, without allocating a string per token.
+fn token_hashes(title: &str) -> Vec<u64> {
+    use std::hash::{BuildHasher, Hasher};
+    let state = rustc_hash::FxBuildHasher;
+    let hash_str = |s: &str| {
+        let mut h = state.build_hasher();
+        h.write(s.as_bytes());
+        h.finish()
+    };
+    let mut out: Vec<u64> = tokens(title).iter().map(|t| hash_str(t)).collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 fn is_cjk(c: char) -> bool {
     matches!(c as u32, 0x3400..=0x4dbf | 0x4e00..=0x9fff | 0xf900..=0xfaff | 0x20000..=0x2ffff)
 }
@@ -80,20 +97,34 @@ fn jaccard(a: &[u32], b: &[u32]) -> f64 {
     }
 }
 
+/// The numbers a title states (`15`, `0.5`, `2026`). Two reports of one story state the same
+/// figures; titles that differ only in their figures are different news.
+fn figures(title: &str) -> Vec<&str> {
+    let mut v: Vec<&str> = title
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .map(|t| t.trim_matches('.'))
+        .filter(|t| t.bytes().any(|b| b.is_ascii_digit()))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
 /// Groups titles into stories: returns, for each title, the index of its group's first member.
 pub fn cluster(titles: &[&str], threshold: f64) -> Vec<usize> {
     let n = titles.len();
+    let numbers: Vec<Vec<&str>> = titles.iter().map(|t| figures(t)).collect();
     // Token ids, numbered from rarest to most frequent so that prefixes hold rare tokens.
-    let token_sets: Vec<Vec<String>> = titles.iter().map(|t| tokens(t)).collect();
-    let mut freq: HashMap<&str, usize> = HashMap::new();
+    let token_sets: Vec<Vec<u64>> = titles.iter().map(|t| token_hashes(t)).collect();
+    let mut freq: HashMap<u64, u32> = HashMap::default();
     for set in &token_sets {
         for t in set {
-            *freq.entry(t.as_str()).or_default() += 1;
+            *freq.entry(*t).or_default() += 1;
         }
     }
-    let mut order: Vec<(&str, usize)> = freq.into_iter().collect();
-    order.sort_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(b.0)));
-    let ids: HashMap<&str, u32> = order
+    let mut order: Vec<(u64, u32)> = freq.into_iter().collect();
+    order.sort_unstable_by(|a, b| a.1.cmp(&b.1).then(a.0.cmp(&b.0)));
+    let ids: HashMap<u64, u32> = order
         .iter()
         .enumerate()
         .map(|(i, (t, _))| (*t, i as u32))
@@ -101,7 +132,7 @@ pub fn cluster(titles: &[&str], threshold: f64) -> Vec<usize> {
     let sets: Vec<Vec<u32>> = token_sets
         .iter()
         .map(|set| {
-            let mut v: Vec<u32> = set.iter().map(|t| ids[t.as_str()]).collect();
+            let mut v: Vec<u32> = set.iter().filter_map(|t| ids.get(t).copied()).collect();
             v.sort_unstable();
             v
         })
@@ -116,19 +147,20 @@ pub fn cluster(titles: &[&str], threshold: f64) -> Vec<usize> {
         x
     }
 
-    let mut index: HashMap<u32, Vec<usize>> = HashMap::new();
+    let mut index: HashMap<u32, Vec<usize>> = HashMap::default();
+    let mut candidates: FxHashSet<usize> = FxHashSet::default();
     for (i, set) in sets.iter().enumerate() {
         if set.is_empty() {
             continue;
         }
         let prefix = set.len() - ((threshold * set.len() as f64).ceil() as usize) + 1;
-        let mut candidates: HashSet<usize> = HashSet::new();
+        candidates.clear();
         for tok in &set[..prefix.min(set.len())] {
             if let Some(list) = index.get(tok) {
                 candidates.extend(list.iter().copied());
             }
         }
-        for j in candidates {
+        for &j in &candidates {
             // Sizes too different cannot reach the threshold.
             let (small, large) = if sets[j].len() < set.len() {
                 (sets[j].len(), set.len())
@@ -138,7 +170,9 @@ pub fn cluster(titles: &[&str], threshold: f64) -> Vec<usize> {
             if (small as f64) < threshold * large as f64 {
                 continue;
             }
-            if jaccard(set, &sets[j]) >= threshold {
+            let figures_agree =
+                numbers[i].is_empty() || numbers[j].is_empty() || numbers[i] == numbers[j];
+            if figures_agree && jaccard(set, &sets[j]) >= threshold {
                 let (a, b) = (find(&mut parent, i), find(&mut parent, j));
                 if a != b {
                     parent[a.max(b)] = a.min(b);
@@ -162,7 +196,8 @@ mod tests {
             "央行宣布下调存款准备金率0.5个百分点",
             "【快讯】央行宣布下调存款准备金率0.5个百分点",
             "央行宣布下调存款准备金率0.5个百分点 释放长期资金",
-            "贵州茅台发布三季度业绩预告",
+            "贵州茅台发布三季度业绩预告，净利润同比增长15%",
+            "贵州茅台发布三季度业绩预告，净利润同比增长20%",
             "Fed holds rates steady, signals cuts next year",
             "Fed holds rates steady and signals cuts next year",
             "ECB raises rates again",
@@ -172,9 +207,10 @@ mod tests {
         assert_eq!(groups[1], 0);
         assert_eq!(groups[2], 0);
         assert_eq!(groups[3], 3);
-        assert_eq!(groups[4], 4);
-        assert_eq!(groups[5], 4);
-        assert_eq!(groups[6], 6);
+        assert_eq!(groups[4], 4, "different figures, different news");
+        assert_eq!(groups[5], 5);
+        assert_eq!(groups[6], 5);
+        assert_eq!(groups[7], 7);
     }
 
     #[test]

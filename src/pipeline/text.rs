@@ -1,39 +1,111 @@
-//! Third-party text made safe and plain: HTML fragments from feeds are sanitised with ammonia
-//! down to their text (scripts, styles, images and links dropped), entities decoded, and
-//! whitespace folded. The result is plain text; templates escape it again on output.
+//! Third-party text made safe and plain. HTML fragments from feeds are reduced to their text
+//! with html5ever's tokenizer (the HTML standard's own tokenization, so entities, comments and
+//! malformed markup are read exactly as a browser reads them): tags, attributes, scripts,
+//! styles, images and links are dropped, never rewritten. Only plain text leaves this module,
+//! and templates escape it again on output, so no markup from a feed can reach a report.
 
-use std::collections::HashSet;
+use std::cell::{Cell, RefCell};
 
-use std::sync::OnceLock;
+use html5ever::tokenizer::states::RawKind;
+use html5ever::tokenizer::{
+    BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+};
 
-fn cleaner() -> &'static ammonia::Builder<'static> {
-    static CLEANER: OnceLock<ammonia::Builder<'static>> = OnceLock::new();
-    CLEANER.get_or_init(|| {
-        let mut b = ammonia::Builder::empty();
-        // Their content is code or invisible, never text a reader should see.
-        b.clean_content_tags(HashSet::from([
-            "script", "style", "noscript", "template", "iframe", "object", "svg", "math", "head",
-            "title",
-        ]));
-        b
-    })
+/// Elements whose content is code or invisible, never text a reader should see.
+const HIDDEN: &[&str] = &[
+    "script", "style", "noscript", "template", "iframe", "object", "svg", "math", "head", "title",
+    "textarea", "select",
+];
+
+/// Elements that separate words when they start or end.
+const BREAKS: &[&str] = &[
+    "br",
+    "p",
+    "div",
+    "li",
+    "ul",
+    "ol",
+    "tr",
+    "td",
+    "th",
+    "table",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "section",
+    "article",
+    "header",
+    "footer",
+    "hr",
+    "dd",
+    "dt",
+];
+
+struct TextSink {
+    out: RefCell<String>,
+    hidden_depth: Cell<u32>,
+}
+
+impl TokenSink for TextSink {
+    type Handle = ();
+
+    fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+        match token {
+            Token::CharacterTokens(text) if self.hidden_depth.get() == 0 => {
+                self.out.borrow_mut().push_str(&text);
+            }
+            Token::TagToken(tag) => {
+                let name: &str = &tag.name;
+                if HIDDEN.contains(&name) {
+                    match tag.kind {
+                        TagKind::StartTag if !tag.self_closing => {
+                            self.hidden_depth.set(self.hidden_depth.get() + 1);
+                            // Read their content as the standard does (raw text up to the
+                            // matching end tag), so markup-like text inside cannot escape.
+                            return match name {
+                                "script" => TokenSinkResult::RawData(RawKind::ScriptData),
+                                "style" | "iframe" | "noscript" => {
+                                    TokenSinkResult::RawData(RawKind::Rawtext)
+                                }
+                                "title" | "textarea" => TokenSinkResult::RawData(RawKind::Rcdata),
+                                _ => TokenSinkResult::Continue,
+                            };
+                        }
+                        TagKind::EndTag => {
+                            self.hidden_depth
+                                .set(self.hidden_depth.get().saturating_sub(1));
+                        }
+                        TagKind::StartTag => {}
+                    }
+                } else if BREAKS.contains(&name) {
+                    self.out.borrow_mut().push(' ');
+                }
+            }
+            _ => {}
+        }
+        TokenSinkResult::Continue
+    }
 }
 
 /// The readable text of an HTML fragment (or of plain text that may contain entities).
 pub fn to_plain_text(fragment: &str) -> String {
-    let needs_html = fragment.contains('<') || fragment.contains('&');
-    let text = if needs_html {
-        // Block elements separate words; ammonia drops tags, so keep a space where they were.
-        let spaced = fragment
-            .replace("<br", " <br")
-            .replace("</p>", "</p> ")
-            .replace("</div>", "</div> ")
-            .replace("</li>", "</li> ");
-        let cleaned = cleaner().clean(&spaced).to_string();
-        html_escape::decode_html_entities(&cleaned).into_owned()
-    } else {
-        fragment.to_string()
+    if !fragment.contains(['<', '&']) {
+        return fold_whitespace(fragment);
+    }
+    let sink = TextSink {
+        out: RefCell::new(String::with_capacity(fragment.len())),
+        hidden_depth: Cell::new(0),
     };
+    let tokenizer = Tokenizer::new(sink, TokenizerOpts::default());
+    let input = BufferQueue::default();
+    input.push_back(fragment.into());
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    let text = tokenizer.sink.out.take();
     fold_whitespace(&text)
 }
 
@@ -76,15 +148,25 @@ pub fn truncate(s: &str, max: usize) -> String {
 /// Text normalised for comparison: full-width forms folded to ASCII, lower case, and
 /// punctuation and spaces removed.
 pub fn normalise_for_matching(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = match c {
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
-            '\u{3000}' => ' ',
             _ => c,
-        })
-        .flat_map(char::to_lowercase)
-        .filter(|c| c.is_alphanumeric())
-        .collect()
+        };
+        // Fast paths for the two scripts reports are made of; the Unicode tables only for
+        // the rest.
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+            }
+        } else if matches!(c as u32, 0x4e00..=0x9fff) {
+            out.push(c);
+        } else if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -97,6 +179,26 @@ mod tests {
         let text = to_plain_text(html);
         assert_eq!(text, "央行降准&放量 点击");
         assert!(!text.contains("alert"));
+    }
+
+    #[test]
+    fn malformed_and_nested_tricks_stay_text() {
+        let cases = [
+            ("<scr<script>ipt>alert(1)</script>正文", "正文"),
+            ("<script>var s='</p><p>';</script>正文", "正文"),
+            ("<style>p{content:'<b>'}</style>正文", "正文"),
+            ("<!-- <script>alert(1)</script> -->正文", "正文"),
+            ("<svg><script>alert(1)</script></svg>正文", "正文"),
+            ("<p onmouseover=alert(1)>正文</p>", "正文"),
+        ];
+        for (html, want) in cases {
+            let got = to_plain_text(html);
+            assert!(got.ends_with(want), "{html} -> {got}");
+            assert!(
+                !got.contains("alert(1)") || got.starts_with("ipt>"),
+                "{html} -> {got}"
+            );
+        }
     }
 
     #[test]

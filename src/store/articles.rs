@@ -10,16 +10,16 @@ use super::{Store, StoreError};
 
 /// An article to remember.
 #[derive(Clone, Debug)]
-pub struct ArticleInput<'a> {
-    pub url_hash: &'a [u8],
-    pub canonical_url: &'a str,
-    pub content_hash: &'a [u8],
-    pub title: &'a str,
-    pub summary: &'a str,
-    pub namespace: &'a str,
-    pub source: &'a str,
-    pub category: &'a str,
-    pub language: Option<&'a str>,
+pub struct ArticleInput {
+    pub url_hash: Vec<u8>,
+    pub canonical_url: String,
+    pub content_hash: Vec<u8>,
+    pub title: std::sync::Arc<str>,
+    pub summary: std::sync::Arc<str>,
+    pub namespace: String,
+    pub source: String,
+    pub category: String,
+    pub language: Option<String>,
     pub published_at: Option<DateTime<Utc>>,
     pub entities: serde_json::Value,
 }
@@ -60,18 +60,18 @@ impl Store {
     /// hash.
     pub async fn upsert_articles(
         &self,
-        articles: &[ArticleInput<'_>],
+        articles: &[ArticleInput],
     ) -> Result<HashMap<Vec<u8>, i64>, StoreError> {
         let mut ids = HashMap::with_capacity(articles.len());
         let mut tx = self.pool().begin().await?;
         for chunk in articles.chunks(1000) {
-            let col = |f: fn(&ArticleInput<'_>) -> String| chunk.iter().map(f).collect::<Vec<_>>();
-            let url_hashes: Vec<Vec<u8>> = chunk.iter().map(|a| a.url_hash.to_vec()).collect();
+            let col = |f: fn(&ArticleInput) -> String| chunk.iter().map(f).collect::<Vec<_>>();
+            let url_hashes: Vec<Vec<u8>> = chunk.iter().map(|a| a.url_hash.clone()).collect();
             let content_hashes: Vec<Vec<u8>> =
-                chunk.iter().map(|a| a.content_hash.to_vec()).collect();
+                chunk.iter().map(|a| a.content_hash.clone()).collect();
             let languages: Vec<Option<String>> = chunk
                 .iter()
-                .map(|a| a.language.map(str::to_string))
+                .map(|a| a.language.clone())
                 .collect();
             let published: Vec<Option<DateTime<Utc>>> =
                 chunk.iter().map(|a| a.published_at).collect();
@@ -89,13 +89,13 @@ impl Store {
                  RETURNING id, url_hash",
             )
             .bind(&url_hashes)
-            .bind(col(|a| a.canonical_url.to_string()))
+            .bind(col(|a| a.canonical_url.clone()))
             .bind(&content_hashes)
             .bind(col(|a| a.title.to_string()))
             .bind(col(|a| a.summary.to_string()))
-            .bind(col(|a| a.namespace.to_string()))
-            .bind(col(|a| a.source.to_string()))
-            .bind(col(|a| a.category.to_string()))
+            .bind(col(|a| a.namespace.clone()))
+            .bind(col(|a| a.source.clone()))
+            .bind(col(|a| a.category.clone()))
             .bind(&languages)
             .bind(&published)
             .bind(col(|a| a.entities.to_string()))

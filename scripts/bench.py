@@ -1,0 +1,405 @@
+#!/usr/bin/env python3
+"""finrep reference workloads (../shared/BENCHMARKS.md), run by scripts/bench.sh.
+
+  bench.py parse --finrep-bench CMD --runs 5     benchmark P: finrep vs feedparser
+  bench.py w1 --finrep BIN --database-url URL    benchmark W1 (collect + extract + compose)
+
+Every server is on loopback; every loop is bounded. Results are printed as JSON and
+appended to docs/bench-results/<workload>.json.
+"""
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+ROOT = Path(__file__).resolve().parent.parent
+
+COMPANIES = ["贵州茅台(600519)", "宁德时代(300750.SZ)", "中国平安(601318)", "招商银行(600036)",
+             "比亚迪(002594)", "腾讯控股(00700.HK)", "阿里巴巴(9988.HK)", "美团(03690.HK)",
+             "英伟达(NVDA.O)", "苹果(AAPL.O)", "特斯拉(TSLA.O)", "隆基绿能(601012)",
+             "中芯国际(688981)", "东方财富(300059)", "五粮液(000858)", "小米集团(01810.HK)"]
+EVENTS = ["发布三季度业绩预告，净利润同比增长{n}%", "拟回购不超过{n}亿元股份", "获北向资金净买入{n}亿元",
+          "股价盘中涨超{n}%", "公告重大资产重组进展", "与合作方签署{n}亿元战略协议",
+          "董事长增持{n}万股", "新产品发布，市场预期营收增长{n}%", "遭遇监管问询，涉及金额{n}亿元",
+          "海外业务收入占比提升至{n}%"]
+MACRO = ["央行开展{n}亿元逆回购操作", "国家统计局：10月CPI同比上涨{n}%", "财政部发行{n}亿元特别国债",
+         "外汇局：10月末外汇储备{n}亿美元", "美联储官员暗示年内或再降息{n}个基点", "欧洲央行维持利率不变，通胀预期{n}%"]
+CATEGORIES = ["宏观", "A股", "港股", "美股", "行业", "公告"]
+PREFIXES = ["", "【快讯】", "突发：", "", "（更新）"]
+
+
+def story(rng, i):
+    if rng.random() < 0.3:
+        return rng.choice(MACRO).format(n=rng.randint(2, 900))
+    return rng.choice(COMPANIES) + rng.choice(EVENTS).format(n=rng.randint(2, 300)) + f"（{i}）"
+
+
+def description(rng, title):
+    body = "".join(f"<p>{escape(title)}。据公司公告及市场人士分析，该事项对行业格局有一定影响，"
+                   f"投资者需关注后续进展与风险提示。成交额{rng.randint(10, 999)}亿元。</p>" for _ in range(1))
+    return (body + f'<p><a href="https://bench.example.com/more/{rng.randint(1, 10**9)}">阅读全文</a>'
+            f'<img src="https://track.example.com/p.gif?id={rng.randint(1, 10**9)}" width="1" height="1"></p>')
+
+
+def item_dicts(rng, titles, now, prefix):
+    out = []
+    for k, title in enumerate(titles):
+        published = now - timedelta(minutes=rng.randint(5, 20 * 60))
+        link = f"https://{prefix}.example.com/a/{k}-{rng.randint(1, 10**9)}.html?utm_source=rss&spm=x.y"
+        out.append({"title": title, "link": link, "published": published,
+                    "description": description(rng, title)})
+    return out
+
+
+def render(fmt, items, name):
+    if fmt == "rss2":
+        body = "".join(
+            f"<item><title>{escape(i['title'])}</title><link>{escape(i['link'])}</link>"
+            f"<guid isPermaLink=\"false\">{rng_guid(i)}</guid><pubDate>{format_datetime(i['published'])}</pubDate>"
+            f"<description><![CDATA[{i['description']}]]></description></item>" for i in items)
+        return (f'<?xml version="1.0" encoding="{{enc}}"?><rss version="2.0"><channel><title>{name}</title>'
+                f"<link>https://{name}.example.com/</link><description>bench</description>{body}</channel></rss>")
+    if fmt == "atom":
+        body = "".join(
+            f"<entry><title>{escape(i['title'])}</title><id>{rng_guid(i)}</id><link href=\"{escape(i['link'])}\"/>"
+            f"<updated>{i['published'].isoformat()}</updated><summary type=\"html\">{escape(i['description'])}</summary></entry>"
+            for i in items)
+        return (f'<?xml version="1.0" encoding="{{enc}}"?><feed xmlns="http://www.w3.org/2005/Atom"><title>{name}</title>'
+                f"<id>urn:{name}</id><updated>{datetime.now(timezone.utc).isoformat()}</updated>{body}</feed>")
+    if fmt == "rss1":
+        body = "".join(
+            f"<item rdf:about=\"{escape(i['link'])}\"><title>{escape(i['title'])}</title><link>{escape(i['link'])}</link>"
+            f"<description>{escape(i['description'])}</description><dc:date>{i['published'].isoformat()}</dc:date></item>"
+            for i in items)
+        return (f'<?xml version="1.0" encoding="{{enc}}"?><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#" '
+                f'xmlns="http://purl.org/rss/1.0/" xmlns:dc="http://purl.org/dc/elements/1.1/">'
+                f"<channel rdf:about=\"https://{name}.example.com/\"><title>{name}</title><link>https://{name}.example.com/</link>"
+                f"<description>bench</description></channel>{body}</rdf:RDF>")
+    if fmt == "jsonfeed":
+        return json.dumps({"version": "https://jsonfeed.org/version/1.1", "title": name, "items": [
+            {"id": rng_guid(i), "url": i["link"], "title": i["title"], "content_html": i["description"],
+             "date_published": i["published"].isoformat()} for i in items]}, ensure_ascii=False)
+    raise ValueError(fmt)
+
+
+def rng_guid(item):
+    return f"guid-{abs(hash(item['link'])) % 10**12}"
+
+
+def encode(text, enc):
+    if enc == "utf-8":
+        return text.replace("{enc}", "UTF-8").encode("utf-8")
+    return text.replace("{enc}", enc.upper()).encode(enc)
+
+
+def generate_corpus(out_dir, seed=7):
+    """500 feeds x 50 items: 60% RSS 2.0, 25% Atom, 10% JSON Feed, 5% RSS 1.0; 20% GBK/GB18030."""
+    rng = random.Random(seed)
+    now = datetime.now(timezone.utc)
+    formats = ["rss2"] * 300 + ["atom"] * 125 + ["jsonfeed"] * 50 + ["rss1"] * 25
+    rng.shuffle(formats)
+    xml_indices = [i for i, f in enumerate(formats) if f != "jsonfeed"]
+    legacy = set(rng.sample(xml_indices, 100))  # 20% of 500
+    sizes = []
+    for i, fmt in enumerate(formats):
+        titles = [story(rng, i * 100 + k) for k in range(50)]
+        items = item_dicts(rng, titles, now, f"s{i}")
+        enc = ("gbk" if i % 2 else "gb18030") if i in legacy else "utf-8"
+        data = encode(render(fmt, items, f"s{i}"), enc)
+        ext = "json" if fmt == "jsonfeed" else "xml"
+        path = Path(out_dir) / f"feed{i:03d}.{ext}"
+        path.write_bytes(data)
+        ctype = {"rss2": "application/rss+xml", "atom": "application/atom+xml", "rss1": "application/rdf+xml",
+                 "jsonfeed": "application/feed+json"}[fmt]
+        # Half of the legacy-encoded feeds declare their charset only in the XML declaration.
+        if enc != "utf-8" and i % 4 == 1:
+            ctype += f"; charset={enc}"
+        path.with_suffix(".meta").write_text(ctype)
+        sizes.append(len(data))
+    return {"files": len(formats), "mean_kib": round(statistics.mean(sizes) / 1024, 1)}
+
+
+def machine():
+    mem_kib = 0
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem_kib = int(line.split()[1])
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "memory_gib": round(mem_kib / 1024 / 1024, 1), "cpu": cpu}
+
+
+def summary(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
+
+
+def record(workload, result):
+    out = ROOT / "docs" / "bench-results"
+    out.mkdir(parents=True, exist_ok=True)
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), **result}
+    with open(out / f"{workload}.json", "a") as f:
+        f.write(json.dumps(result, ensure_ascii=False) + "\n")
+    print(json.dumps(result, ensure_ascii=False, indent=2))
+
+
+# ---------------------------------------------------------------- P
+
+def feedparser_run(files):
+    import feedparser  # installed by scripts/bench.sh into its venv
+    started = time.perf_counter()
+    items = 0
+    for data, ctype in files:
+        parsed = feedparser.parse(data, response_headers={"content-type": ctype})
+        for e in parsed.entries:
+            _ = (e.get("title"), e.get("link"), e.get("published_parsed") or e.get("updated_parsed"), e.get("summary"))
+            items += 1
+    seconds = time.perf_counter() - started
+    return items, seconds
+
+
+def bench_parse(args):
+    corpus = Path(tempfile.mkdtemp(prefix="finrep-corpus-"))
+    try:
+        info = generate_corpus(corpus)
+        files = []
+        for p in sorted(corpus.iterdir()):
+            if p.suffix != ".meta":
+                files.append((p.read_bytes(), p.with_suffix(".meta").read_text()))
+        finrep_rates, fp_rates, finrep_items, fp_items = [], [], 0, 0
+        for _ in range(args.runs):
+            # Alternate the two so that machine noise hits both alike.
+            out = subprocess.run(args.finrep_bench + [str(corpus), "1"], check=True, capture_output=True, text=True)
+            run = json.loads(out.stdout.strip().splitlines()[-1])
+            finrep_rates.append(run["items_per_second"])
+            finrep_items = run["items"]
+            fp_items, seconds = feedparser_run(files)
+            fp_rates.append(fp_items / seconds)
+        import feedparser
+        ratio = statistics.median(finrep_rates) / statistics.median(fp_rates)
+        record("P", {
+            "workload": "P: 500 feeds x 50 items (60% RSS 2.0, 25% Atom, 10% JSON Feed, 5% RSS 1.0; 20% GBK/GB18030)",
+            "corpus": info,
+            "finrep_items": finrep_items, "feedparser_items": fp_items,
+            "finrep_items_per_second": summary(finrep_rates),
+            "feedparser_items_per_second": summary(fp_rates),
+            "feedparser_version": feedparser.__version__,
+            "ratio_median": round(ratio, 1),
+        })
+    finally:
+        shutil.rmtree(corpus, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- W1
+
+W1_IPS = [f"127.0.0.{i}" for i in range(10, 30)]
+
+
+class W1Server:
+    """Serves 200 sources on 20 loopback addresses with the workload's delays and faults."""
+
+    def __init__(self, port, seed=11):
+        self.port = port
+        rng = random.Random(seed)
+        now = datetime.now(timezone.utc)
+        kinds = ["feed"] * 150 + ["json"] * 30 + ["html"] * 20
+        faults = ["hang"] * 10 + ["error"] * 6 + ["malformed"] * 4 + [None] * 180
+        rng.shuffle(faults)
+        # A pool of stories; 30% of them are carried by 2-4 sources with small variations.
+        per_source = [[] for _ in range(200)]
+        unique = 0
+        while sum(len(s) for s in per_source) < 200 * 50:
+            title = story(rng, unique)
+            unique += 1
+            copies = rng.randint(2, 4) if rng.random() < 0.3 else 1
+            for c, src in enumerate(rng.sample(range(200), copies)):
+                if len(per_source[src]) < 50:
+                    variant = (rng.choice(PREFIXES) + title + ("" if c == 0 else rng.choice(["", "！", " 。", "｜快讯"])))
+                    per_source[src].append(variant)
+        self.sources = []
+        for i in range(200):
+            items = item_dicts(rng, per_source[i], now, f"w{i}")
+            kind = kinds[i]
+            fault = faults[i]
+            if kind == "feed":
+                body = encode(render("rss2", items, f"w{i}"), "gbk" if i % 5 == 0 else "utf-8")
+                ctype = "application/rss+xml"
+            elif kind == "json":
+                body = json.dumps({"data": {"list": [
+                    {"title": it["title"], "url": it["link"], "time": it["published"].isoformat(),
+                     "digest": it["description"]} for it in items]}}, ensure_ascii=False).encode()
+                ctype = "application/json; charset=utf-8"
+            else:
+                rows = "".join(f'<li><a href="{escape(it["link"])}">{escape(it["title"])}</a>'
+                               f'<time datetime="{it["published"].isoformat()}"></time><p>{it["description"]}</p></li>'
+                               for it in items)
+                body = f'<html><head><meta charset="utf-8"></head><body><ul class="news">{rows}</ul></body></html>'.encode()
+                ctype = "text/html"
+            if fault == "malformed":
+                body = body[: len(body) // 3]
+            self.sources.append({"kind": kind, "fault": fault, "delay": rng.uniform(0.05, 0.5),
+                                 "body": body, "ctype": ctype, "ip": W1_IPS[i % len(W1_IPS)]})
+        answering = [s["delay"] for s in self.sources if s["fault"] != "hang"]
+        self.slowest_answer = max(answering)
+
+    async def handle(self, reader, writer):
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+            path = head.split(b" ", 2)[1].decode()
+            i = int(path.rsplit("/", 1)[-1])
+            s = self.sources[i]
+            if s["fault"] == "hang":
+                await asyncio.sleep(30)
+                return
+            await asyncio.sleep(s["delay"])
+            status, body = ("500 Internal Server Error", b"error") if s["fault"] == "error" else ("200 OK", s["body"])
+            writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {s['ctype']}\r\nContent-Length: {len(body)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ConnectionError, ValueError, IndexError):
+            pass
+        finally:
+            writer.close()
+
+    def start(self):
+        ready = threading.Event()
+
+        def run():
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            for ip in W1_IPS:
+                loop.run_until_complete(asyncio.start_server(self.handle, ip, self.port, backlog=512))
+            ready.set()
+            loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+
+    def manifests(self, recipients=1):
+        docs = []
+        for i, s in enumerate(self.sources):
+            url = f"http://{s['ip']}:{self.port}/s/{i}"
+            spec = {"kind": s["kind"], "url": url, "category": CATEGORIES[i % 6], "weight": 1.0 + (i % 3) * 0.25,
+                    "fetch": {"timeoutSeconds": 3}}
+            if s["kind"] == "json":
+                spec["json"] = {"items": "data.list", "title": "title", "link": "url", "published": "time",
+                                "summary": "digest"}
+            if s["kind"] == "html":
+                spec["html"] = {"item": "ul.news li", "link": "a", "published": "time", "summary": "p"}
+            docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "Source",
+                         "metadata": {"name": f"src-{i:03d}", "labels": {"bench": "w1"}}, "spec": spec})
+        for r in range(recipients):
+            docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "Recipient",
+                         "metadata": {"name": f"rcpt-{r:04d}", "labels": {"bench": "w1"}},
+                         "spec": {"email": f"reader{r:04d}@example.com", "categories": [CATEGORIES[r % 4]] if r % 5 else []}})
+        docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "DailyReport", "metadata": {"name": "w1"},
+                     "spec": {"title": "W1 基准日报", "content": {"lookbackHours": 24, "maxItems": 60,
+                                                                "maxItemsPerSource": 5,
+                                                                "sectionOrder": CATEGORIES},
+                              "smtp": {"host": "127.0.0.1", "port": 2525, "tls": "none",
+                                       "from": "bench@example.com"}}})
+        return "\n---\n".join(json.dumps(d, ensure_ascii=False) for d in docs)
+
+
+def run_measured(cmd, env):
+    """Runs cmd; returns (stdout, wall seconds, peak RSS in MiB) of that child alone.
+
+    posix_spawn (vfork-like) rather than fork: a forked child's high-water RSS would include
+    this Python process's own memory, copied at fork time.
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        pid = os.posix_spawn(cmd[0], cmd, env, file_actions=[
+            (os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)])
+        _, status, usage = os.wait4(pid, 0)
+        wall = time.perf_counter() - started
+        code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if code != 0:
+            sys.stderr.write(err.read().decode(errors="replace"))
+            raise SystemExit(f"{cmd[0]} failed with {code}")
+        return out.read().decode(), wall, usage.ru_maxrss / 1024
+
+
+def bench_w1(args):
+    server = W1Server(args.port)
+    server.start()
+    config = Path(tempfile.mkdtemp(prefix="finrep-w1-"))
+    try:
+        (config / "w1.yaml").write_text(server.manifests())
+        timeout = 3.0
+        critical = max(server.slowest_answer, timeout if any(s["fault"] == "hang" for s in server.sources) else 0)
+        ratios, walls, rss = [], [], []
+        step_seconds = {}
+        env = dict(os.environ, DATABASE_URL=args.database_url, FINREP_LOG_FORMAT="json", RUST_LOG="warn")
+        for run in range(args.runs):
+            cmd = [args.finrep, "run", "--config", str(config), "--report", "w1", "--allow-private-networks",
+                   "--recompose", "--date", (datetime.now(timezone.utc) + timedelta(days=run)).date().isoformat()]
+            out, _, _ = run_measured(cmd, env)
+            outcome = json.loads(out.strip().splitlines()[-1])
+            # VmHWM as the process saw it (a child's ru_maxrss would include this Python
+            # process's memory, inherited at fork).
+            peak = outcome["peakRssKib"] / 1024
+            steps = {s["step"]: s for s in outcome["steps"]}
+            start = datetime.fromisoformat(steps["collect"]["started"])
+            end = datetime.fromisoformat(steps["compose"]["finished"])
+            wall = (end - start).total_seconds()
+            walls.append(wall)
+            for name, st in steps.items():
+                took = (datetime.fromisoformat(st["finished"]) - datetime.fromisoformat(st["started"])).total_seconds()
+                step_seconds.setdefault(name, []).append(took)
+            ratios.append(wall / critical)
+            rss.append(peak)
+        record("W1-compose", {
+            "workload": "W1 collect+extract+compose: 200 sources (150 feed, 30 json, 20 html) x 50 items on 20 loopback "
+                        "addresses, 50-500 ms delays, 5% never answer (3 s timeout), 3% HTTP 500, 2% malformed, "
+                        "30% of stories on 2-4 sources",
+            "critical_path_seconds": round(critical, 3),
+            "wall_seconds": summary(walls),
+            "ratio_to_critical_path": summary(ratios),
+            "peak_rss_mib": summary(rss),
+            "step_seconds_median": {k: round(statistics.median(v), 3) for k, v in step_seconds.items()},
+            "last_outcome": {k: outcome[k] for k in ("articles", "sourcesOk", "sourcesFailed", "extract")},
+        })
+    finally:
+        shutil.rmtree(config, ignore_errors=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    pp = sub.add_parser("parse")
+    pp.add_argument("--finrep-bench", nargs="+", required=True)
+    pp.add_argument("--runs", type=int, default=5)
+    pw = sub.add_parser("w1")
+    pw.add_argument("--finrep", required=True)
+    pw.add_argument("--database-url", required=True)
+    pw.add_argument("--runs", type=int, default=5)
+    pw.add_argument("--port", type=int, default=18650)
+    args = p.parse_args()
+    {"parse": bench_parse, "w1": bench_w1}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()
