@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and integration tests against a real
-# PostgreSQL (started here when none is running). Usage: scripts/test.sh [cargo test args]
+# PostgreSQL (started here when none is running) and a real SMTP server (aiosmtpd). Usage: scripts/test.sh [cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
 . scripts/lib/postgres.sh
+# shellcheck source=scripts/lib/venv.sh
+. scripts/lib/venv.sh
 
+# The SMTP server of the delivery tests is a real one: aiosmtpd, in a venv made here.
+ensure_venv aiosmtpd
+export FINREP_TEST_PYTHON="$VENV/bin/python"
 ensure_postgres
 trap stop_throwaway_postgres EXIT
 # Scratch databases of earlier runs.

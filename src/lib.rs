@@ -12,6 +12,7 @@ pub mod schedule;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod unsubscribe;
 pub mod validation;
 
 /// Version and git revision of this build, recorded with every report.

@@ -133,6 +133,19 @@ struct RunArgs {
     #[arg(long)]
     recompose: bool,
 
+    /// Compose and store the report, but send nothing.
+    #[arg(long)]
+    no_send: bool,
+
+    /// Keep a manual run inside the mail window (wait for it to open, stop at its end).
+    #[arg(long)]
+    respect_window: bool,
+
+    /// Public base URL of the console, for one-click unsubscribe links
+    /// (with FINREP_UNSUBSCRIBE_KEY, a signing key from a Secret).
+    #[arg(long, env = "FINREP_PUBLIC_URL")]
+    public_url: Option<String>,
+
     /// Most sources fetched at once.
     #[arg(long, default_value_t = 32)]
     max_concurrency: usize,
@@ -204,14 +217,71 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Exit codes a Job sees (documented in docs/delivery.md).
+mod exit {
+    /// Done: the report was delivered to every recipient (or nothing was to be sent).
+    pub const DONE: u8 = 0;
+    /// Invalid plan, configuration or template: retrying will not help.
+    pub const INVALID: u8 = 1;
+    /// Done, with deliveries that failed, bounced or were deferred: recorded, not retried.
+    pub const DONE_WITH_FAILURES: u8 = 2;
+    /// Retry me: the database or the mail server was unreachable; nothing was lost.
+    pub const RETRY: u8 = 75;
+}
+
 /// Runs a plan and prints its outcome as one JSON line on stdout.
 async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    use finrep::pipeline::deliver::{DeliveryOptions, Unsubscribe};
+    use finrep::pipeline::window::WindowMode;
     let opts = args.options();
-    let (mut outcome, _composed) =
-        finrep::pipeline::collect_and_compose(plan, store, &opts).await?;
-    outcome.peak_rss_kib = finrep::telemetry::peak_rss_kib();
-    println!("{}", serde_json::to_string(&outcome)?);
-    Ok(ExitCode::SUCCESS)
+    let unsubscribe = match (std::env::var("FINREP_UNSUBSCRIBE_KEY"), &args.public_url) {
+        (Ok(key), Some(url)) if key.len() >= finrep::unsubscribe::MIN_KEY_BYTES => {
+            Some(Unsubscribe {
+                key: key.into_bytes(),
+                public_url: url.clone(),
+            })
+        }
+        (Ok(_), Some(_)) => anyhow::bail!(
+            "FINREP_UNSUBSCRIBE_KEY must be at least {} bytes",
+            finrep::unsubscribe::MIN_KEY_BYTES
+        ),
+        _ => None,
+    };
+    let delivery = DeliveryOptions {
+        mode: if plan.slot.manual && !args.respect_window {
+            WindowMode::Ignore
+        } else {
+            WindowMode::Respect
+        },
+        unsubscribe,
+        ..Default::default()
+    };
+    let result =
+        finrep::pipeline::run(plan, store, &opts, (!args.no_send).then_some(&delivery)).await;
+    match result {
+        Ok(mut outcome) => {
+            outcome.peak_rss_kib = finrep::telemetry::peak_rss_kib();
+            println!("{}", serde_json::to_string(&outcome)?);
+            let undelivered = outcome.delivery.as_ref().map_or(0, |c| {
+                c.pending + c.deferred + c.failed + c.bounced + c.uncertain
+            });
+            Ok(ExitCode::from(if undelivered == 0 {
+                exit::DONE
+            } else {
+                exit::DONE_WITH_FAILURES
+            }))
+        }
+        Err(e) => {
+            let code = if e.is_transient() {
+                exit::RETRY
+            } else {
+                exit::INVALID
+            };
+            tracing::error!(error = %e, exit_code = code, "run failed");
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(code))
+        }
+    }
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {

@@ -494,6 +494,7 @@ fn run_command_writes_the_report() {
             "2026-11-23",
             "--trusted-host",
             "127.0.0.1",
+            "--no-send",
             "--output",
         ])
         .arg(&out)

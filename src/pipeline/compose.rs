@@ -10,7 +10,7 @@ use std::path::Path;
 use chrono::{DateTime, Datelike, NaiveDate, Utc, Weekday};
 use chrono_tz::Tz;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior, Value};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::extract::{Candidate, section_order};
 
@@ -36,7 +36,7 @@ pub enum ComposeError {
 }
 
 /// One item as templates see it.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ItemView {
     pub title: String,
     pub url: String,
@@ -49,13 +49,13 @@ pub struct ItemView {
     pub corroborated_by: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SectionView {
     pub name: String,
     pub items: Vec<ItemView>,
 }
 
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct StatsView {
     pub sources_total: usize,
     pub sources_ok: usize,
@@ -64,7 +64,7 @@ pub struct StatsView {
 }
 
 /// What a template renders.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ReportView {
     pub title: String,
     pub date: String,

@@ -5,6 +5,7 @@
 pub mod canonical;
 pub mod compose;
 pub mod decode;
+pub mod deliver;
 pub mod entities;
 pub mod extract;
 pub mod fetch;
@@ -13,6 +14,7 @@ pub mod near_dup;
 pub mod parse;
 pub mod summarize;
 pub mod text;
+pub mod window;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -141,6 +143,9 @@ pub struct RunOutcome {
     pub summarizer: Option<SummarizerOutcome>,
     pub steps: Vec<StepOutcome>,
     pub notes: Vec<String>,
+    /// Deliveries by state after this attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<crate::store::DeliveryCounts>,
     /// Peak resident memory of the process at the end of the run, in KiB.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub peak_rss_kib: Option<u64>,
@@ -149,7 +154,7 @@ pub struct RunOutcome {
 /// Everything after compose needs: the stored report and its view.
 pub struct Composed {
     pub report_id: i64,
-    pub view: Option<ReportView>,
+    pub view: ReportView,
     pub html: String,
     pub text: String,
     pub subject: String,
@@ -200,6 +205,7 @@ pub async fn collect_and_compose(
         steps: Vec::new(),
         notes: Vec::new(),
         peak_rss_kib: None,
+        delivery: None,
     };
     if !plan.excluded_recipients.is_empty() {
         outcome.notes.push(format!(
@@ -211,10 +217,10 @@ pub async fn collect_and_compose(
 
     // A report already composed today is the one every recipient gets, whichever attempt
     // sends it.
-    let composed_phases = ["Sending", "Succeeded", "PartiallyDelivered"];
     if !opts.recompose
-        && composed_phases.contains(&row.phase.as_str())
-        && let (Some(html), Some(text), Some(subject)) = (&row.html, &row.text, &row.subject)
+        && let (Some(html), Some(text), Some(subject), Some(view)) =
+            (&row.html, &row.text, &row.subject, &row.view)
+        && let Ok(view) = serde_json::from_value::<ReportView>(view.clone())
     {
         info!(
             report_id = row.id,
@@ -227,7 +233,7 @@ pub async fn collect_and_compose(
             .push("reused the report composed by an earlier attempt today".to_string());
         let composed = Composed {
             report_id: row.id,
-            view: None,
+            view,
             html: html.clone(),
             text: text.clone(),
             subject: subject.clone(),
@@ -340,17 +346,7 @@ pub async fn collect_and_compose(
     // Compose.
     store.set_phase(row.id, "Composing").await?;
     let started = Utc::now();
-    let templates = match (&plan.content.template, &opts.template_dir) {
-        (Some(t), Some(dir)) => Templates::from_dir(dir, &t.html_key, &t.text_key)?,
-        (Some(t), None) => {
-            outcome.notes.push(format!(
-                "template ConfigMap {} is not mounted; the built-in template was used",
-                t.config_map_name
-            ));
-            Templates::builtin()?
-        }
-        (None, _) => Templates::builtin()?,
-    };
+    let templates = load_templates(plan, opts, &mut outcome.notes)?;
     let view = ReportView::build(
         &plan.title,
         plan.slot.date,
@@ -380,6 +376,7 @@ pub async fn collect_and_compose(
                 text: &text,
                 articles: selected.len() as i32,
                 recipients: plan.recipients.len() as i32,
+                view: serde_json::to_value(&view).unwrap_or_default(),
             },
         )
         .await?;
@@ -387,13 +384,149 @@ pub async fn collect_and_compose(
     outcome.phase = "Composing".to_string();
     let composed = Composed {
         report_id: row.id,
-        view: Some(view),
+        view,
         html,
         text,
         subject,
     };
     write_outputs(opts, &composed, &outcome)?;
     Ok((outcome, composed))
+}
+
+/// The report's templates: the ConfigMap's when the plan names one and it is mounted.
+fn load_templates(
+    plan: &RunPlan,
+    opts: &PipelineOptions,
+    notes: &mut Vec<String>,
+) -> Result<Templates, ComposeError> {
+    match (&plan.content.template, &opts.template_dir) {
+        (Some(t), Some(dir)) => Templates::from_dir(dir, &t.html_key, &t.text_key),
+        (Some(t), None) => {
+            notes.push(format!(
+                "template ConfigMap {} is not mounted; the built-in template was used",
+                t.config_map_name
+            ));
+            Templates::builtin()
+        }
+        (None, _) => Templates::builtin(),
+    }
+}
+
+/// Why a run did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    #[error(transparent)]
+    Delivery(#[from] deliver::DeliveryError),
+}
+
+impl RunError {
+    /// A later attempt may succeed (the database or mail server may come back).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Pipeline(PipelineError::Store(_)) => true,
+            Self::Delivery(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// The phase a run ends in, from its delivery counts.
+pub fn final_phase(c: &crate::store::DeliveryCounts) -> &'static str {
+    let undelivered = c.pending + c.deferred + c.failed + c.bounced + c.uncertain;
+    match (c.sent, undelivered) {
+        (_, 0) => "Succeeded",
+        (0, _) => "Failed",
+        _ => "PartiallyDelivered",
+    }
+}
+
+/// The whole run: collect, extract, compose, then deliver (unless `send` is false). The
+/// outcome is stored with the report.
+pub async fn run(
+    plan: &RunPlan,
+    store: &Store,
+    opts: &PipelineOptions,
+    delivery: Option<&deliver::DeliveryOptions>,
+) -> Result<RunOutcome, RunError> {
+    let (mut outcome, composed) = collect_and_compose(plan, store, opts).await?;
+    let Some(delivery) = delivery else {
+        store
+            .finish_run(
+                composed.report_id,
+                "Composing",
+                &serde_json::to_value(&outcome).unwrap_or_default(),
+                None,
+            )
+            .await
+            .map_err(PipelineError::from)?;
+        return Ok(outcome);
+    };
+    store
+        .set_phase(composed.report_id, "Sending")
+        .await
+        .map_err(PipelineError::from)?;
+    let started = Utc::now();
+    let mut notes = Vec::new();
+    let templates = load_templates(plan, opts, &mut notes).map_err(PipelineError::from)?;
+    let result = deliver::deliver(
+        plan,
+        store,
+        composed.report_id,
+        &composed.view,
+        &composed.subject,
+        &templates,
+        delivery,
+    )
+    .await;
+    match result {
+        Ok(counts) => {
+            step(
+                store,
+                composed.report_id,
+                &mut outcome,
+                "send",
+                started,
+                true,
+            )
+            .await
+            .map_err(PipelineError::from)?;
+            if counts.resent_after_interruption > 0 {
+                outcome.notes.push(format!(
+                    "{} delivery(ies) interrupted by an earlier attempt were resent with the same Message-ID",
+                    counts.resent_after_interruption
+                ));
+            }
+            outcome.phase = final_phase(&counts).to_string();
+            outcome.delivery = Some(counts);
+            store
+                .finish_run(
+                    composed.report_id,
+                    &outcome.phase,
+                    &serde_json::to_value(&outcome).unwrap_or_default(),
+                    None,
+                )
+                .await
+                .map_err(PipelineError::from)?;
+            Ok(outcome)
+        }
+        Err(e) => {
+            let message = e.to_string();
+            outcome.phase = "Failed".to_string();
+            outcome.delivery = store.delivery_counts(composed.report_id).await.ok();
+            // Best effort: the error itself is what the caller must see.
+            let _ = store
+                .finish_run(
+                    composed.report_id,
+                    "Failed",
+                    &serde_json::to_value(&outcome).unwrap_or_default(),
+                    Some(&message),
+                )
+                .await;
+            Err(e.into())
+        }
+    }
 }
 
 /// Notes a reader of the report should see (failed sources, summary fallback).

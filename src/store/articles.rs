@@ -69,10 +69,7 @@ impl Store {
             let url_hashes: Vec<Vec<u8>> = chunk.iter().map(|a| a.url_hash.clone()).collect();
             let content_hashes: Vec<Vec<u8>> =
                 chunk.iter().map(|a| a.content_hash.clone()).collect();
-            let languages: Vec<Option<String>> = chunk
-                .iter()
-                .map(|a| a.language.clone())
-                .collect();
+            let languages: Vec<Option<String>> = chunk.iter().map(|a| a.language.clone()).collect();
             let published: Vec<Option<DateTime<Utc>>> =
                 chunk.iter().map(|a| a.published_at).collect();
             let rows = sqlx::query(

@@ -1,10 +1,12 @@
 //! PostgreSQL through sqlx. All SQL lives under this module.
 
 mod articles;
+mod deliveries;
 mod runs;
 mod sources;
 
 pub use articles::*;
+pub use deliveries::*;
 pub use runs::*;
 pub use sources::*;
 

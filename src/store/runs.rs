@@ -33,6 +33,8 @@ pub struct ComposedReport<'a> {
     pub text: &'a str,
     pub articles: i32,
     pub recipients: i32,
+    /// The report's view model, for rendering each recipient's copy later.
+    pub view: serde_json::Value,
 }
 
 /// A stored report row.
@@ -45,6 +47,7 @@ pub struct ReportRow {
     pub text: Option<String>,
     pub article_count: i32,
     pub started_at: Option<DateTime<Utc>>,
+    pub view: Option<serde_json::Value>,
 }
 
 impl Store {
@@ -59,7 +62,7 @@ impl Store {
                     manual = reports.manual OR EXCLUDED.manual,
                     started_at = COALESCE(reports.started_at, now()),
                     updated_at = now()
-             RETURNING id, phase, subject, html, text_body, article_count, started_at",
+             RETURNING id, phase, subject, html, text_body, article_count, started_at, view",
         )
         .bind(start.key.namespace)
         .bind(start.key.report)
@@ -80,6 +83,7 @@ impl Store {
             text: row.try_get("text_body")?,
             article_count: row.try_get("article_count")?,
             started_at: row.try_get("started_at")?,
+            view: row.try_get("view")?,
         })
     }
 
@@ -100,7 +104,7 @@ impl Store {
         sqlx::query(
             "UPDATE reports SET title = $2, subject = $3, html = $4, text_body = $5,
                     article_count = $6, recipient_count = $7,
-                    build_version = $8, build_revision = $9, updated_at = now()
+                    build_version = $8, build_revision = $9, view = $10, updated_at = now()
              WHERE id = $1",
         )
         .bind(report_id)
@@ -112,6 +116,7 @@ impl Store {
         .bind(r.recipients)
         .bind(crate::build::VERSION)
         .bind(crate::build::REVISION)
+        .bind(&r.view)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -165,7 +170,7 @@ impl Store {
     /// The stored report of a day, if any.
     pub async fn report_for(&self, key: &RunKey<'_>) -> Result<Option<ReportRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT id, phase, subject, html, text_body, article_count, started_at FROM reports
+            "SELECT id, phase, subject, html, text_body, article_count, started_at, view FROM reports
              WHERE namespace = $1 AND report = $2 AND report_date = $3",
         )
         .bind(key.namespace)
@@ -182,6 +187,7 @@ impl Store {
                 text: row.try_get("text_body")?,
                 article_count: row.try_get("article_count")?,
                 started_at: row.try_get("started_at")?,
+                view: row.try_get("view")?,
             })
         })
         .transpose()

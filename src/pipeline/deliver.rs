@@ -1,0 +1,627 @@
+//! Sending: every recipient's copy of the day's report over SMTP (lettre, pooled, TLS modes
+//! starttls / tls / none), inside the mail window, paced by `maxPerMinute` and
+//! `maxConnections`, exactly once per recipient as far as SMTP allows.
+//!
+//! Each delivery is a `delivery_log` row claimed (`sending`) before the SMTP transaction and
+//! marked after it; a row found in `sending` by a later attempt is `uncertain` and is resent
+//! with the same Message-ID (docs/delivery.md says why). Transient replies are retried with
+//! backoff inside the window; a permanent rejection of the mailbox bounces and blacklists the
+//! address; an unreachable server fails the run with rows left `pending` for the retry.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::num::NonZeroU32;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use governor::{Quota, RateLimiter};
+use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
+use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use super::compose::{ReportView, Templates};
+use super::window::{Gate, Window, WindowMode, gate};
+use crate::api::{MailFormat, TlsMode};
+use crate::plan::{PlannedRecipient, RunPlan, secret_env_name};
+use crate::store::{DeliveryCounts, DeliveryResult, DeliveryRow, Store, StoreError, status};
+
+/// Connection failures in a row after which the server counts as unreachable.
+const UNREACHABLE_AFTER: u32 = 3;
+
+/// A clock the delivery loop reads and sleeps on; tests inject one that jumps.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+    fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+}
+
+/// The wall clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let wait = (t - Utc::now()).to_std().unwrap_or_default();
+        Box::pin(tokio::time::sleep(wait))
+    }
+}
+
+/// One-click unsubscribe settings: the signing key (from a Secret) and the public URL of the
+/// console that honours the link.
+#[derive(Clone)]
+pub struct Unsubscribe {
+    pub key: Vec<u8>,
+    pub public_url: String,
+}
+
+/// How delivery runs.
+#[derive(Clone)]
+pub struct DeliveryOptions {
+    pub mode: WindowMode,
+    pub clock: Arc<dyn Clock>,
+    pub unsubscribe: Option<Unsubscribe>,
+    /// Attempts per message on transient failures.
+    pub max_attempts: u32,
+    /// First backoff between attempts (doubling).
+    pub retry_base: Duration,
+    /// SMTP command timeout.
+    pub smtp_timeout: Duration,
+}
+
+impl Default for DeliveryOptions {
+    fn default() -> Self {
+        Self {
+            mode: WindowMode::Respect,
+            clock: Arc::new(SystemClock),
+            unsubscribe: None,
+            max_attempts: 4,
+            retry_base: Duration::from_secs(2),
+            smtp_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("SMTP server {host}:{port} is unreachable: {reason}")]
+    Unreachable {
+        host: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("SMTP settings: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Compose(#[from] super::compose::ComposeError),
+}
+
+impl DeliveryError {
+    /// Worth retrying the run later (the server or database may come back).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unreachable { .. } | Self::Store(_))
+    }
+}
+
+/// What a finished SMTP attempt means for the row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SmtpVerdict {
+    Accepted,
+    /// 4xx, dropped connection, timeout: try again.
+    Transient,
+    /// The mailbox does not exist or is refused for good: bounce and blacklist.
+    Bounce,
+    /// Any other permanent refusal (policy, size): failed, address kept.
+    Refused,
+}
+
+/// Classifies an SMTP reply code. Only mailbox-level permanent rejections (550, 551, 553,
+/// or an enhanced status 5.1.x) blacklist; vacation replies and asynchronous reports never
+/// reach this point.
+pub fn verdict(code: Option<u16>, reply: &str) -> SmtpVerdict {
+    match code {
+        Some(c) if (200..300).contains(&c) => SmtpVerdict::Accepted,
+        Some(550 | 551 | 553) => SmtpVerdict::Bounce,
+        Some(c) if (500..600).contains(&c) && reply.contains("5.1.") => SmtpVerdict::Bounce,
+        Some(c) if (500..600).contains(&c) => SmtpVerdict::Refused,
+        _ => SmtpVerdict::Transient,
+    }
+}
+
+/// A deterministic Message-ID per report, date and recipient, so a copy re-sent after a crash
+/// carries the same id and receiving systems can tell it is one message.
+pub fn message_id(plan: &RunPlan, email: &str, domain: &str) -> String {
+    let digest = Sha256::digest(
+        format!(
+            "{}\0{}\0{}\0{}",
+            plan.namespace, plan.report, plan.slot.date, email
+        )
+        .as_bytes(),
+    );
+    let short: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!(
+        "<{}.{}.{}.{short}@{domain}>",
+        plan.slot.date, plan.report, plan.namespace
+    )
+}
+
+macro_rules! text_header {
+    ($name:ident, $header:literal) => {
+        #[derive(Clone, Debug)]
+        struct $name(String);
+
+        impl Header for $name {
+            fn name() -> HeaderName {
+                HeaderName::new_from_ascii_str($header)
+            }
+
+            fn parse(s: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+                Ok(Self(s.to_string()))
+            }
+
+            fn display(&self) -> HeaderValue {
+                // Values are built here from validated parts; line breaks never pass.
+                HeaderValue::new(Self::name(), self.0.replace(['\r', '\n'], " "))
+            }
+        }
+    };
+}
+
+text_header!(ListId, "List-Id");
+text_header!(ListUnsubscribe, "List-Unsubscribe");
+text_header!(ListUnsubscribePost, "List-Unsubscribe-Post");
+
+fn env_secret(name: &str, key: &str) -> Result<String, DeliveryError> {
+    let var = secret_env_name(name, key);
+    std::env::var(&var).map_err(|_| {
+        DeliveryError::Config(format!(
+            "credentials need the environment variable {var} (Secret {name}, key {key}), which is not set"
+        ))
+    })
+}
+
+fn transport(
+    plan: &RunPlan,
+    timeout: Duration,
+) -> Result<AsyncSmtpTransport<Tokio1Executor>, DeliveryError> {
+    crate::tls::install_crypto_provider();
+    let smtp = &plan.smtp;
+    let config = |e: lettre::transport::smtp::Error| DeliveryError::Config(e.to_string());
+    let builder = match smtp.tls {
+        TlsMode::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host).map_err(config)?,
+        TlsMode::Starttls => {
+            AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host).map_err(config)?
+        }
+        TlsMode::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
+    };
+    let mut builder = builder
+        .port(smtp.port)
+        .timeout(Some(timeout))
+        .pool_config(PoolConfig::new().max_size(smtp.max_connections.max(1)));
+    if let Some(c) = &smtp.credentials_secret_ref {
+        builder = builder.credentials(Credentials::new(
+            env_secret(&c.name, &c.username_key)?,
+            env_secret(&c.name, &c.password_key)?,
+        ));
+    }
+    Ok(builder.build())
+}
+
+struct Context<'a> {
+    plan: &'a RunPlan,
+    store: &'a Store,
+    report_id: i64,
+    view: &'a ReportView,
+    templates: &'a Templates,
+    subject: &'a str,
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    domain: String,
+    list_id: String,
+    opts: &'a DeliveryOptions,
+    window: Window,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    limiter: governor::DefaultDirectRateLimiter,
+    connection_failures: AtomicU32,
+    abort: AtomicBool,
+}
+
+/// Sends the day's report to every recipient of the plan not yet served; returns the counts
+/// of the report's deliveries afterwards.
+pub async fn deliver(
+    plan: &RunPlan,
+    store: &Store,
+    report_id: i64,
+    view: &ReportView,
+    subject: &str,
+    templates: &Templates,
+    opts: &DeliveryOptions,
+) -> Result<DeliveryCounts, DeliveryError> {
+    let tz = crate::schedule::parse_time_zone(&plan.time_zone)
+        .map_err(|e| DeliveryError::Config(e.to_string()))?;
+    let window = Window::for_date(&plan.mail_window, tz, plan.slot.date)
+        .map_err(|e| DeliveryError::Config(e.to_string()))?;
+    let recipients: Vec<(String, String)> = plan
+        .recipients
+        .iter()
+        .map(|r| (r.name.clone(), r.email.clone()))
+        .collect();
+    store.ensure_deliveries(report_id, &recipients).await?;
+    let interrupted = store.mark_interrupted(report_id).await?;
+    if interrupted > 0 {
+        warn!(
+            interrupted,
+            "deliveries were interrupted during their SMTP transaction; resending them with the same Message-ID"
+        );
+    }
+
+    // A manual run picks up what the scheduled run left: deferred and transiently failed
+    // rows too. A scheduled run retried by its Job resumes pending and interrupted rows.
+    let mut claimable = vec![status::PENDING, status::UNCERTAIN];
+    if opts.mode == WindowMode::Ignore || plan.slot.manual {
+        claimable.extend([status::DEFERRED, status::FAILED]);
+    }
+    if let Gate::Closed { send_late: true } = gate(&window, opts.mode, opts.clock.now()) {
+        claimable.push(status::DEFERRED);
+    }
+    let rows = store.deliveries_in(report_id, &claimable).await?;
+    if rows.is_empty() {
+        return Ok(store.delivery_counts(report_id).await?);
+    }
+
+    let from: Mailbox = plan
+        .smtp
+        .from
+        .parse()
+        .map_err(|e| DeliveryError::Config(format!("smtp.from {:?}: {e}", plan.smtp.from)))?;
+    let reply_to = plan
+        .smtp
+        .reply_to
+        .as_deref()
+        .map(|r| {
+            r.parse::<Mailbox>()
+                .map_err(|e| DeliveryError::Config(format!("smtp.replyTo {r:?}: {e}")))
+        })
+        .transpose()?;
+    let domain = from.email.domain().to_string();
+    let per_minute = NonZeroU32::new(plan.smtp.max_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+    let quota = Quota::with_period(Duration::from_secs(60) / per_minute.get())
+        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+        .allow_burst(NonZeroU32::MIN);
+    let transport = transport(plan, opts.smtp_timeout)?;
+    let ctx = Context {
+        plan,
+        store,
+        report_id,
+        view,
+        templates,
+        subject,
+        list_id: format!(
+            "{} <{}.{}.{domain}>",
+            plan.title, plan.report, plan.namespace
+        ),
+        from,
+        reply_to,
+        domain,
+        opts,
+        window,
+        transport,
+        limiter: RateLimiter::direct(quota),
+        connection_failures: AtomicU32::new(0),
+        abort: AtomicBool::new(false),
+    };
+
+    // Waiting for the window first keeps the connection test close to the first message.
+    if let Gate::WaitUntil(t) = gate(&ctx.window, opts.mode, opts.clock.now()) {
+        info!(until = %t, "waiting for the mail window to open");
+        opts.clock.sleep_until(t).await;
+    }
+    if let Gate::Closed { send_late: false } = gate(&ctx.window, opts.mode, opts.clock.now()) {
+        let moved = store
+            .move_deliveries(
+                report_id,
+                &[status::PENDING, status::UNCERTAIN],
+                status::DEFERRED,
+            )
+            .await?;
+        info!(
+            deferred = moved,
+            "the mail window is over; deliveries deferred"
+        );
+        return Ok(store.delivery_counts(report_id).await?);
+    }
+    if let Err(e) = ctx.transport.test_connection().await {
+        return Err(DeliveryError::Unreachable {
+            host: plan.smtp.host.clone(),
+            port: plan.smtp.port,
+            reason: e.to_string(),
+        });
+    }
+
+    let queue: Mutex<VecDeque<DeliveryRow>> = Mutex::new(rows.into());
+    let workers = plan.smtp.max_connections.max(1) as usize;
+    let mut pending_workers = Vec::new();
+    for _ in 0..workers {
+        pending_workers.push(worker(&ctx, &queue, &claimable));
+    }
+    let results = futures_join_all(pending_workers).await;
+    for r in results {
+        r?;
+    }
+
+    if ctx.abort.load(Ordering::SeqCst) {
+        return Err(DeliveryError::Unreachable {
+            host: plan.smtp.host.clone(),
+            port: plan.smtp.port,
+            reason: format!("{UNREACHABLE_AFTER} connection failures in a row"),
+        });
+    }
+    if let Gate::Closed { send_late: false } = gate(&ctx.window, opts.mode, opts.clock.now()) {
+        let moved = store
+            .move_deliveries(
+                report_id,
+                &[status::PENDING, status::UNCERTAIN],
+                status::DEFERRED,
+            )
+            .await?;
+        if moved > 0 {
+            info!(
+                deferred = moved,
+                "the mail window closed before every delivery"
+            );
+        }
+    }
+    Ok(store.delivery_counts(report_id).await?)
+}
+
+/// Runs the futures concurrently on this task (they borrow the context).
+async fn futures_join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut done = true;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(())
+        } else {
+            std::task::Poll::Pending
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+async fn worker(
+    ctx: &Context<'_>,
+    queue: &Mutex<VecDeque<DeliveryRow>>,
+    claimable: &[&str],
+) -> Result<(), DeliveryError> {
+    loop {
+        if ctx.abort.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        match gate(&ctx.window, ctx.opts.mode, ctx.opts.clock.now()) {
+            Gate::Open | Gate::Closed { send_late: true } => {}
+            Gate::WaitUntil(t) => {
+                ctx.opts.clock.sleep_until(t).await;
+                continue;
+            }
+            // The window end is a hard stop: what is left is deferred by the caller.
+            Gate::Closed { send_late: false } => return Ok(()),
+        }
+        let Some(row) = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front() else {
+            return Ok(());
+        };
+        let Some(recipient) = ctx.plan.recipients.iter().find(|r| r.email == row.email) else {
+            // The recipient left the plan (unsubscribed, disabled): not sent today.
+            continue;
+        };
+        ctx.limiter.until_ready().await;
+        let id = message_id(ctx.plan, &row.email, &ctx.domain);
+        if !ctx.store.claim_delivery(row.id, claimable, &id).await? {
+            continue;
+        }
+        let message = match build_message(ctx, recipient, &id) {
+            Ok(m) => m,
+            Err(e) => {
+                ctx.store
+                    .finish_delivery(
+                        row.id,
+                        &DeliveryResult {
+                            status: status::FAILED,
+                            smtp_code: None,
+                            smtp_reply: None,
+                            message_id: Some(&id),
+                            error: Some(&e),
+                            retries: 0,
+                        },
+                    )
+                    .await?;
+                continue;
+            }
+        };
+        send_one(ctx, &row, message, &id).await?;
+    }
+}
+
+fn build_message(ctx: &Context<'_>, r: &PlannedRecipient, id: &str) -> Result<Message, String> {
+    let address = r
+        .email
+        .parse()
+        .map_err(|e| format!("address {:?}: {e}", r.email))?;
+    let to = Mailbox::new(r.display_name.clone(), address);
+    let token_url = ctx.opts.unsubscribe.as_ref().and_then(|u| {
+        crate::unsubscribe::sign(&u.key, &ctx.plan.namespace, &r.email)
+            .ok()
+            .map(|t| {
+                format!(
+                    "{}/unsubscribe?token={t}",
+                    u.public_url.trim_end_matches('/')
+                )
+            })
+    });
+    let view = ctx
+        .view
+        .for_recipient(&r.categories, r.display_name.as_deref(), token_url.clone());
+    let (html, text) = ctx.templates.render(&view).map_err(|e| e.to_string())?;
+    let mailto = format!("<mailto:{}?subject=unsubscribe>", ctx.from.email);
+    let list_unsubscribe = match &token_url {
+        Some(url) => format!("<{url}>, {mailto}"),
+        None => mailto,
+    };
+    let mut builder = Message::builder()
+        .from(ctx.from.clone())
+        .to(to)
+        .subject(ctx.subject)
+        .message_id(Some(id.to_string()))
+        .header(ListId(ctx.list_id.clone()))
+        .header(ListUnsubscribe(list_unsubscribe));
+    if token_url.is_some() {
+        builder = builder.header(ListUnsubscribePost("List-Unsubscribe=One-Click".into()));
+    }
+    if let Some(reply_to) = &ctx.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    let message = match r.format {
+        MailFormat::Html => builder.multipart(MultiPart::alternative_plain_html(text, html)),
+        MailFormat::Text => builder.singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text),
+        ),
+    };
+    message.map_err(|e| e.to_string())
+}
+
+async fn send_one(
+    ctx: &Context<'_>,
+    row: &DeliveryRow,
+    message: Message,
+    id: &str,
+) -> Result<(), DeliveryError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = ctx.transport.send(message.clone()).await;
+        let (code, reply) = match &result {
+            Ok(resp) => (
+                Some(u16::from(resp.code())),
+                resp.message().collect::<Vec<_>>().join(" "),
+            ),
+            Err(e) => (e.status().map(u16::from), e.to_string()),
+        };
+        let connection_level = matches!(&result, Err(e) if e.status().is_none());
+        let v = verdict(code, &reply);
+        if v == SmtpVerdict::Transient && connection_level {
+            let n = ctx.connection_failures.fetch_add(1, Ordering::SeqCst) + 1;
+            if n >= UNREACHABLE_AFTER {
+                // The server is gone: leave the row for the retried run.
+                ctx.abort.store(true, Ordering::SeqCst);
+                ctx.store
+                    .finish_delivery(
+                        row.id,
+                        &DeliveryResult {
+                            status: status::PENDING,
+                            smtp_code: None,
+                            smtp_reply: None,
+                            message_id: Some(id),
+                            error: Some(&reply),
+                            retries: attempt as i32 - 1,
+                        },
+                    )
+                    .await?;
+                return Ok(());
+            }
+        } else {
+            ctx.connection_failures.store(0, Ordering::SeqCst);
+        }
+        let code_i32 = code.map(i32::from);
+        let finish = |status| DeliveryResult {
+            status,
+            smtp_code: code_i32,
+            smtp_reply: Some(reply.as_str()),
+            message_id: Some(id),
+            error: None,
+            retries: attempt as i32 - 1,
+        };
+        match v {
+            SmtpVerdict::Accepted => {
+                ctx.store
+                    .finish_delivery(row.id, &finish(status::SENT))
+                    .await?;
+                return Ok(());
+            }
+            SmtpVerdict::Bounce => {
+                warn!(recipient = %row.recipient, code, "permanent rejection; address blacklisted");
+                ctx.store
+                    .finish_delivery(row.id, &finish(status::BOUNCED))
+                    .await?;
+                ctx.store
+                    .blacklist_bounce(&row.email, code_i32, Some(&reply), ctx.report_id)
+                    .await?;
+                return Ok(());
+            }
+            SmtpVerdict::Refused => {
+                ctx.store
+                    .finish_delivery(row.id, &finish(status::FAILED))
+                    .await?;
+                return Ok(());
+            }
+            SmtpVerdict::Transient => {
+                let window_open = matches!(
+                    gate(&ctx.window, ctx.opts.mode, ctx.opts.clock.now()),
+                    Gate::Open | Gate::Closed { send_late: true }
+                );
+                if attempt >= ctx.opts.max_attempts || !window_open {
+                    let state = if window_open {
+                        status::FAILED
+                    } else {
+                        status::DEFERRED
+                    };
+                    ctx.store.finish_delivery(row.id, &finish(state)).await?;
+                    return Ok(());
+                }
+                let backoff = ctx.opts.retry_base * 2u32.saturating_pow(attempt - 1);
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn smtp_verdicts() {
+        assert_eq!(verdict(Some(250), "ok"), SmtpVerdict::Accepted);
+        assert_eq!(verdict(Some(421), "busy"), SmtpVerdict::Transient);
+        assert_eq!(verdict(Some(451), "try later"), SmtpVerdict::Transient);
+        assert_eq!(verdict(None, "connection reset"), SmtpVerdict::Transient);
+        assert_eq!(verdict(Some(550), "no such user"), SmtpVerdict::Bounce);
+        assert_eq!(verdict(Some(553), "bad mailbox"), SmtpVerdict::Bounce);
+        assert_eq!(
+            verdict(Some(554), "5.1.1 unknown user"),
+            SmtpVerdict::Bounce
+        );
+        assert_eq!(verdict(Some(552), "5.3.4 too big"), SmtpVerdict::Refused);
+        assert_eq!(verdict(Some(554), "5.7.1 spam"), SmtpVerdict::Refused);
+    }
+}

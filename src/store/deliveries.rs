@@ -1,0 +1,227 @@
+//! The delivery log: one row per report and recipient address, claimed before the SMTP
+//! transaction and marked after it (docs/delivery.md has the state machine).
+
+use sqlx::Row;
+
+use super::{Store, StoreError};
+
+/// Delivery states as stored.
+pub mod status {
+    pub const PENDING: &str = "pending";
+    pub const SENDING: &str = "sending";
+    pub const SENT: &str = "sent";
+    pub const DEFERRED: &str = "deferred";
+    pub const FAILED: &str = "failed";
+    pub const BOUNCED: &str = "bounced";
+    pub const UNCERTAIN: &str = "uncertain";
+}
+
+/// A delivery still to make.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub recipient: String,
+    pub email: String,
+    pub status: String,
+    pub attempts: i32,
+}
+
+/// How a delivery ended.
+#[derive(Clone, Debug)]
+pub struct DeliveryResult<'a> {
+    pub status: &'a str,
+    pub smtp_code: Option<i32>,
+    pub smtp_reply: Option<&'a str>,
+    pub message_id: Option<&'a str>,
+    pub error: Option<&'a str>,
+    /// SMTP attempts made after the one counted by the claim (retries).
+    pub retries: i32,
+}
+
+/// Counts by state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCounts {
+    pub recipients: i64,
+    pub pending: i64,
+    pub sent: i64,
+    pub deferred: i64,
+    pub failed: i64,
+    pub bounced: i64,
+    pub uncertain: i64,
+    /// Deliveries found interrupted during their SMTP transaction and resent (same
+    /// Message-ID); their recipients may hold two copies.
+    pub resent_after_interruption: i64,
+}
+
+impl Store {
+    /// Creates the pending rows of a run's recipients (existing rows are kept as they are).
+    pub async fn ensure_deliveries(
+        &self,
+        report_id: i64,
+        recipients: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let names: Vec<&str> = recipients.iter().map(|r| r.0.as_str()).collect();
+        let emails: Vec<&str> = recipients.iter().map(|r| r.1.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO delivery_log (report_id, recipient, email)
+             SELECT $1, r, e FROM UNNEST($2::text[], $3::text[]) AS u(r, e)
+             ON CONFLICT (report_id, email) DO NOTHING",
+        )
+        .bind(report_id)
+        .bind(&names)
+        .bind(&emails)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Rows left in `sending` by an attempt that died become `uncertain`.
+    pub async fn mark_interrupted(&self, report_id: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE delivery_log SET status = 'uncertain', uncertain_at = now(), updated_at = now()
+             WHERE report_id = $1 AND status = 'sending'",
+        )
+        .bind(report_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Rows in the given states, in recipient order.
+    pub async fn deliveries_in(
+        &self,
+        report_id: i64,
+        states: &[&str],
+    ) -> Result<Vec<DeliveryRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, recipient, email, status, attempts FROM delivery_log
+             WHERE report_id = $1 AND status = ANY($2) ORDER BY recipient, id",
+        )
+        .bind(report_id)
+        .bind(states)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DeliveryRow {
+                    id: r.try_get("id")?,
+                    recipient: r.try_get("recipient")?,
+                    email: r.try_get("email")?,
+                    status: r.try_get("status")?,
+                    attempts: r.try_get("attempts")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Claims a row for one SMTP transaction: only from one of `from` states, and never for a
+    /// blacklisted address. False when another attempt got there first or the address is
+    /// blacklisted.
+    pub async fn claim_delivery(
+        &self,
+        id: i64,
+        from: &[&str],
+        message_id: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE delivery_log d SET status = 'sending', attempts = attempts + 1, claimed_at = now(),
+                    message_id = $3, updated_at = now()
+             WHERE id = $1 AND status = ANY($2)
+               AND NOT EXISTS (SELECT 1 FROM blacklist b WHERE b.email = d.email)",
+        )
+        .bind(id)
+        .bind(from)
+        .bind(message_id)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records how a claimed delivery ended.
+    pub async fn finish_delivery(&self, id: i64, r: &DeliveryResult<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE delivery_log SET status = $2, smtp_code = $3, smtp_reply = $4,
+                    message_id = COALESCE($5, message_id), last_error = $6, attempts = attempts + $7,
+                    sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END, updated_at = now()
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(r.status)
+        .bind(r.smtp_code)
+        .bind(r.smtp_reply)
+        .bind(r.message_id)
+        .bind(r.error)
+        .bind(r.retries)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Moves every row in one of `from` to `to` (e.g. pending → deferred at the window end).
+    pub async fn move_deliveries(
+        &self,
+        report_id: i64,
+        from: &[&str],
+        to: &str,
+    ) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE delivery_log SET status = $3, updated_at = now() WHERE report_id = $1 AND status = ANY($2)",
+        )
+        .bind(report_id)
+        .bind(from)
+        .bind(to)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Blacklists an address after a permanent rejection (first reason wins).
+    pub async fn blacklist_bounce(
+        &self,
+        email: &str,
+        code: Option<i32>,
+        reply: Option<&str>,
+        report_id: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO blacklist (email, reason, smtp_code, smtp_reply, report_id)
+             VALUES ($1, 'bounce', $2, $3, $4) ON CONFLICT (email) DO NOTHING",
+        )
+        .bind(email)
+        .bind(code)
+        .bind(reply)
+        .bind(report_id)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delivery_counts(&self, report_id: i64) -> Result<DeliveryCounts, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, count(*) AS n, count(uncertain_at) AS resent FROM delivery_log
+             WHERE report_id = $1 GROUP BY status",
+        )
+        .bind(report_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut c = DeliveryCounts::default();
+        for r in rows {
+            let n: i64 = r.try_get("n")?;
+            let resent: i64 = r.try_get("resent")?;
+            c.recipients += n;
+            match r.try_get::<String, _>("status")?.as_str() {
+                status::PENDING | status::SENDING => c.pending += n,
+                status::SENT => {
+                    c.sent += n;
+                    c.resent_after_interruption += resent;
+                }
+                status::DEFERRED => c.deferred += n,
+                status::FAILED => c.failed += n,
+                status::BOUNCED => c.bounced += n,
+                _ => c.uncertain += n,
+            }
+        }
+        Ok(c)
+    }
+}

@@ -1,0 +1,546 @@
+//! Delivery against a real SMTP server process (aiosmtpd) and real PostgreSQL: acceptance and
+//! bulk headers, transient failures, bounces and the blacklist, a connection cut during DATA,
+//! a server that is down, the mail window on an injected clock, and a pipeline killed with
+//! SIGKILL at random moments.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use common::http::{Response, TestServer};
+use common::smtp::{SmtpServer, free_port};
+use finrep::manifest::{self, LoadOptions};
+use finrep::pipeline::deliver::{Clock, DeliveryOptions, Unsubscribe};
+use finrep::pipeline::fetch::FetchConfig;
+use finrep::pipeline::guard::NetworkPolicy;
+use finrep::pipeline::window::WindowMode;
+use finrep::pipeline::{PipelineOptions, RunError, run};
+use finrep::plan::{RunPlan, Slot, build_plan};
+use finrep::store::Store;
+use kube::ResourceExt;
+use rand::{Rng, SeedableRng};
+
+const FEED: &str = r#"<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t</title>
+<item><title>央行宣布下调存款准备金率0.5个百分点</title><link>https://e.example.com/1</link><pubDate>Sun, 22 Nov 2026 21:30:00 +0000</pubDate><description>释放长期资金约1万亿元。</description></item>
+<item><title>贵州茅台(600519)三季度净利增长15%</title><link>https://e.example.com/2</link><pubDate>Sun, 22 Nov 2026 20:30:00 +0000</pubDate><description>业绩预告。</description></item>
+</channel></rss>"#;
+
+fn date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
+}
+
+fn at(local: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&format!("2026-11-23T{local}:00+08:00"))
+        .unwrap()
+        .to_utc()
+}
+
+/// Writes a configuration: one feed, `recipients` addresses, SMTP on `smtp_port`.
+fn config(dir: &Path, feed_url: &str, smtp_port: u16, recipients: &[&str], late: &str) {
+    let mut out = format!(
+        "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata:\n  name: news\nspec:\n  kind: feed\n  url: {feed_url}\n  category: 宏观\n---\n"
+    );
+    for (i, email) in recipients.iter().enumerate() {
+        let extra = match i % 3 {
+            1 => "  format: text\n",
+            2 => "  categories: [A股]\n",
+            _ => "",
+        };
+        out += &format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata:\n  name: r{i:03}\nspec:\n  email: {email}\n  displayName: 读者{i}\n{extra}---\n"
+        );
+    }
+    out += &format!(
+        "apiVersion: finrep.io/v1alpha1\nkind: DailyReport\nmetadata:\n  name: brief\nspec:\n  title: 金融情报日报\n  content:\n    lookbackHours: 48\n  mailWindow:\n    lateDelivery: {late}\n  smtp:\n    host: 127.0.0.1\n    port: {smtp_port}\n    tls: none\n    from: 金融情报日报 <brief@finrep.example>\n    replyTo: desk@finrep.example\n    maxPerMinute: 60000\n    maxConnections: 2\n"
+    );
+    std::fs::write(dir.join("all.yaml"), out).unwrap();
+}
+
+fn plan(dir: &Path, manual: bool, blacklist: &BTreeSet<String>) -> RunPlan {
+    let loaded = manifest::load_valid(&[dir.to_path_buf()], &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let set = loaded.set;
+    let report = set
+        .reports
+        .iter()
+        .find(|r| r.name_any() == "brief")
+        .unwrap();
+    let slot = Slot {
+        date: date(),
+        scheduled_for: at("06:00").fixed_offset(),
+        manual,
+    };
+    build_plan(report, &set.sources, &set.recipients, blacklist, slot)
+}
+
+fn pipeline_options() -> PipelineOptions {
+    PipelineOptions {
+        fetch: FetchConfig {
+            policy: NetworkPolicy::strict(vec!["127.0.0.1".into()]),
+            ..Default::default()
+        },
+        template_dir: None,
+        output_dir: None,
+        now: at("06:00"),
+        recompose: false,
+    }
+}
+
+/// A clock that jumps: sleeping moves it forward at once; every reading may advance it.
+struct FakeClock {
+    now: AtomicI64,
+    step_ms: i64,
+}
+
+impl FakeClock {
+    fn new(start: DateTime<Utc>, step: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            now: AtomicI64::new(start.timestamp_millis()),
+            step_ms: step.as_millis() as i64,
+        })
+    }
+}
+
+impl Clock for FakeClock {
+    fn now(&self) -> DateTime<Utc> {
+        let ms = self.now.fetch_add(self.step_ms, Ordering::SeqCst);
+        DateTime::from_timestamp_millis(ms).unwrap()
+    }
+
+    fn sleep_until(
+        &self,
+        t: DateTime<Utc>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        self.now.fetch_max(t.timestamp_millis(), Ordering::SeqCst);
+        Box::pin(async {})
+    }
+}
+
+fn delivery(mode: WindowMode, clock: Arc<dyn Clock>) -> DeliveryOptions {
+    DeliveryOptions {
+        mode,
+        clock,
+        unsubscribe: Some(Unsubscribe {
+            key: b"test-signing-key-0123456789abcdef".to_vec(),
+            public_url: "https://finrep.example.com".into(),
+        }),
+        max_attempts: 4,
+        retry_base: Duration::from_millis(50),
+        smtp_timeout: Duration::from_secs(5),
+    }
+}
+
+fn manual() -> DeliveryOptions {
+    delivery(
+        WindowMode::Ignore,
+        FakeClock::new(at("09:00"), Duration::ZERO),
+    )
+}
+
+struct World {
+    dir: tempfile::TempDir,
+    feed: TestServer,
+    store: Store,
+    db_url: String,
+}
+
+async fn world() -> World {
+    let feed = TestServer::start().await;
+    feed.route("/rss.xml", Response::ok("application/rss+xml", FEED));
+    let db_url = common::scratch_database().await;
+    let store = Store::connect(&db_url, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    World {
+        dir: tempfile::tempdir().unwrap(),
+        feed,
+        store,
+        db_url,
+    }
+}
+
+async fn statuses(store: &Store) -> Vec<(String, String, i32)> {
+    sqlx::query_as("SELECT email, status, attempts FROM delivery_log ORDER BY email")
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn delivers_once_with_bulk_headers_and_per_recipient_content() {
+    let w = world().await;
+    let smtp = SmtpServer::start(serde_json::json!({}));
+    let rcpts = ["a@example.com", "b@example.com", "c@example.com"];
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp.port,
+        &rcpts,
+        "skip",
+    );
+    let p = plan(w.dir.path(), true, &BTreeSet::new());
+    let outcome = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+        .await
+        .unwrap();
+    let counts = outcome.delivery.clone().unwrap();
+    assert_eq!((counts.sent, counts.recipients), (3, 3), "{counts:?}");
+    assert_eq!(outcome.phase, "Succeeded");
+
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 3);
+    for m in &messages {
+        let rcpt = m["rcpt"][0].as_str().unwrap();
+        assert_eq!(smtp.copies_for(rcpt), 1);
+        let id = m["message_id"].as_str().unwrap();
+        assert!(
+            id.starts_with("<2026-11-23.brief.default.") && id.ends_with("@finrep.example>"),
+            "{id}"
+        );
+        assert!(
+            m["list_id"]
+                .as_str()
+                .unwrap()
+                .contains("<brief.default.finrep.example>")
+        );
+        let unsub = m["list_unsubscribe"].as_str().unwrap();
+        assert!(
+            unsub.contains("<https://finrep.example.com/unsubscribe?token=v1."),
+            "{unsub}"
+        );
+        assert!(
+            unsub.contains("<mailto:brief@finrep.example?subject=unsubscribe>"),
+            "{unsub}"
+        );
+        assert_eq!(m["list_unsubscribe_post"], "List-Unsubscribe=One-Click");
+        assert!(
+            m["subject"]
+                .as_str()
+                .unwrap()
+                .contains("金融情报日报 · 2026-11-23")
+        );
+        // The token unsubscribes exactly this recipient.
+        let token = unsub
+            .split("token=")
+            .nth(1)
+            .unwrap()
+            .split('>')
+            .next()
+            .unwrap();
+        let who = finrep::unsubscribe::verify(b"test-signing-key-0123456789abcdef", token).unwrap();
+        assert_eq!(who.email, rcpt);
+    }
+    let by = |email: &str| {
+        messages
+            .iter()
+            .find(|m| m["rcpt"][0] == email)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        by("a@example.com")["parts"],
+        serde_json::json!(["text/plain", "text/html"])
+    );
+    assert_eq!(
+        by("b@example.com")["parts"],
+        serde_json::json!(["text/plain"]),
+        "text format"
+    );
+    assert!(
+        by("a@example.com")["size"].as_u64() > by("c@example.com")["size"].as_u64(),
+        "c only gets A股"
+    );
+
+    // Running again sends nothing new.
+    let again = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+        .await
+        .unwrap();
+    assert!(again.reused);
+    assert_eq!(smtp.messages().len(), 3);
+}
+
+#[tokio::test]
+async fn transient_failures_retry_and_bounces_blacklist() {
+    let w = world().await;
+    let smtp = SmtpServer::start(serde_json::json!({
+        "busy_once": true,
+        "tempfail_once": ["grey@example.com"],
+        "reject": ["gone@example.com"],
+        "drop_data": ["cut@example.com"],
+    }));
+    let rcpts = [
+        "ok@example.com",
+        "grey@example.com",
+        "gone@example.com",
+        "cut@example.com",
+    ];
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp.port,
+        &rcpts,
+        "skip",
+    );
+    let p = plan(w.dir.path(), true, &BTreeSet::new());
+    let outcome = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+        .await
+        .unwrap();
+    let counts = outcome.delivery.unwrap();
+    assert_eq!((counts.sent, counts.bounced), (3, 1), "{counts:?}");
+    assert_eq!(outcome.phase, "PartiallyDelivered");
+    for ok in ["ok@example.com", "grey@example.com", "cut@example.com"] {
+        assert_eq!(smtp.copies_for(ok), 1, "{ok}");
+    }
+    assert_eq!(smtp.copies_for("gone@example.com"), 0);
+    let rows = statuses(&w.store).await;
+    let row = |e: &str| rows.iter().find(|r| r.0 == e).unwrap().clone();
+    assert_eq!(row("gone@example.com").1, "bounced");
+    assert!(row("grey@example.com").2 >= 2, "greylisted address retried");
+    assert!(row("cut@example.com").2 >= 2, "cut connection retried");
+    let (code, reply): (Option<i32>, Option<String>) = sqlx::query_as(
+        "SELECT smtp_code, smtp_reply FROM blacklist WHERE email = 'gone@example.com'",
+    )
+    .fetch_one(w.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(code, Some(550));
+    assert!(reply.unwrap().contains("User unknown"));
+    // Later plans leave the address out.
+    let blacklist = w.store.blacklisted_emails().await.unwrap();
+    let next = plan(w.dir.path(), true, &blacklist);
+    assert!(
+        next.recipients
+            .iter()
+            .all(|r| r.email != "gone@example.com")
+    );
+    assert_eq!(next.excluded_recipients, ["r002"]);
+}
+
+#[tokio::test]
+async fn a_server_that_is_down_fails_the_run_and_loses_nothing() {
+    let w = world().await;
+    let port = free_port();
+    let rcpts = ["a@example.com", "b@example.com"];
+    config(w.dir.path(), &w.feed.url("/rss.xml"), port, &rcpts, "skip");
+    let p = plan(w.dir.path(), true, &BTreeSet::new());
+    let err = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RunError::Delivery(_)), "{err}");
+    assert!(err.is_transient(), "a retry may succeed");
+    assert!(
+        err.to_string()
+            .contains(&format!("127.0.0.1:{port} is unreachable")),
+        "{err}"
+    );
+    assert!(statuses(&w.store).await.iter().all(|r| r.1 == "pending"));
+
+    let smtp = SmtpServer::start_on(port, serde_json::json!({}));
+    let outcome = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.delivery.unwrap().sent, 2);
+    assert_eq!(smtp.copies_for("a@example.com"), 1);
+    assert_eq!(smtp.copies_for("b@example.com"), 1);
+}
+
+#[tokio::test]
+async fn the_window_holds_scheduled_runs_on_an_injected_clock() {
+    // Before the window: the run waits for 06:05 (the fake clock jumps), then delivers.
+    let w = world().await;
+    let smtp = SmtpServer::start(serde_json::json!({}));
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp.port,
+        &["a@example.com"],
+        "skip",
+    );
+    let p = plan(w.dir.path(), false, &BTreeSet::new());
+    let clock = FakeClock::new(at("06:00"), Duration::ZERO);
+    let outcome = run(
+        &p,
+        &w.store,
+        &pipeline_options(),
+        Some(&delivery(WindowMode::Respect, clock.clone())),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.delivery.unwrap().sent, 1);
+    assert!(clock.now() >= at("06:05"), "waited for the window");
+
+    // After the window with lateDelivery: skip → deferred, nothing sent.
+    let w = world().await;
+    let smtp = SmtpServer::start(serde_json::json!({}));
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp.port,
+        &["a@example.com", "b@example.com"],
+        "skip",
+    );
+    let p = plan(w.dir.path(), false, &BTreeSet::new());
+    let late = FakeClock::new(at("06:25"), Duration::ZERO);
+    let outcome = run(
+        &p,
+        &w.store,
+        &pipeline_options(),
+        Some(&delivery(WindowMode::Respect, late)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.delivery.clone().unwrap().deferred, 2);
+    assert_eq!(smtp.messages().len(), 0);
+    // A manual run the same day resumes the deferred deliveries at once.
+    let outcome = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.delivery.unwrap().sent, 2);
+    assert_eq!(smtp.messages().len(), 2);
+
+    // lateDelivery: send → sent after the window.
+    let w = world().await;
+    let smtp = SmtpServer::start(serde_json::json!({}));
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp.port,
+        &["a@example.com"],
+        "send",
+    );
+    let p = plan(w.dir.path(), false, &BTreeSet::new());
+    let late = FakeClock::new(at("06:25"), Duration::ZERO);
+    let outcome = run(
+        &p,
+        &w.store,
+        &pipeline_options(),
+        Some(&delivery(WindowMode::Respect, late)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(outcome.delivery.unwrap().sent, 1);
+
+    // The window closes during sending: the rest is deferred (each clock reading moves the
+    // clock on by two minutes, so it runs out after a few messages).
+    let w = world().await;
+    let smtp = SmtpServer::start(serde_json::json!({}));
+    let many: Vec<String> = (0..12).map(|i| format!("r{i}@example.com")).collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp.port,
+        &refs,
+        "skip",
+    );
+    let p = plan(w.dir.path(), false, &BTreeSet::new());
+    let ticking = FakeClock::new(at("06:05"), Duration::from_secs(120));
+    let outcome = run(
+        &p,
+        &w.store,
+        &pipeline_options(),
+        Some(&delivery(WindowMode::Respect, ticking)),
+    )
+    .await
+    .unwrap();
+    let c = outcome.delivery.unwrap();
+    assert!(c.sent > 0 && c.deferred > 0, "{c:?}");
+    assert_eq!(c.sent + c.deferred, 12);
+    assert_eq!(smtp.messages().len() as i64, c.sent);
+}
+
+/// email, status, uncertain_at, message_id
+type LogRow = (String, String, Option<DateTime<Utc>>, Option<String>);
+
+/// SIGKILL the sending process at random moments (seeded), run again, and check from the SMTP
+/// server's own record that every recipient got exactly one copy — or two copies of one
+/// Message-ID where the log marks the delivery as interrupted and resent (docs/delivery.md).
+#[test]
+fn killed_mid_send_resumes_without_loss_or_silent_duplicates() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(20261123);
+    let recipients: Vec<String> = (0..40)
+        .map(|i| format!("reader{i:02}@example.com"))
+        .collect();
+    let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    let mut interrupted_total = 0;
+    for trial in 0..10 {
+        let w = rt.block_on(world());
+        let smtp = SmtpServer::start(serde_json::json!({"delay_ms": 15}));
+        config(
+            w.dir.path(),
+            &w.feed.url("/rss.xml"),
+            smtp.port,
+            &refs,
+            "skip",
+        );
+        let spawn = || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+                .args(["--log-format", "json", "run", "--config"])
+                .arg(w.dir.path())
+                .args([
+                    "--report",
+                    "brief",
+                    "--date",
+                    "2026-11-23",
+                    "--trusted-host",
+                    "127.0.0.1",
+                ])
+                .env("DATABASE_URL", &w.db_url)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        // Kill somewhere between start-up and the end of sending.
+        let mut child = spawn();
+        let kill_after = Duration::from_millis(rng.random_range(150..1200));
+        std::thread::sleep(kill_after);
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        let status = spawn().wait().unwrap();
+        assert!(status.success(), "trial {trial}: re-run exit {status:?}");
+
+        let rows: Vec<LogRow> = rt.block_on(async {
+            sqlx::query_as("SELECT email, status, uncertain_at, message_id FROM delivery_log")
+                .fetch_all(w.store.pool())
+                .await
+                .unwrap()
+        });
+        assert_eq!(rows.len(), 40, "trial {trial}");
+        for (email, status, uncertain_at, message_id) in &rows {
+            assert_eq!(status, "sent", "trial {trial}: {email}");
+            let copies = smtp.copies_for(email);
+            let ids: BTreeSet<String> = smtp
+                .messages()
+                .iter()
+                .filter(|m| m["rcpt"][0] == email.as_str())
+                .map(|m| m["message_id"].as_str().unwrap_or_default().to_string())
+                .collect();
+            match copies {
+                1 => {}
+                2 => {
+                    assert!(
+                        uncertain_at.is_some(),
+                        "trial {trial}: {email} got two copies without being marked"
+                    );
+                    assert_eq!(
+                        ids.len(),
+                        1,
+                        "trial {trial}: both copies carry one Message-ID"
+                    );
+                    interrupted_total += 1;
+                }
+                n => panic!("trial {trial}: {email} got {n} copies (kill after {kill_after:?})"),
+            }
+            assert_eq!(ids.iter().next(), message_id.as_ref(), "trial {trial}");
+        }
+        drop(w);
+    }
+    eprintln!("deliveries resent after an interruption over 10 trials: {interrupted_total}");
+}
