@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A scriptable SMTP server for finrep's tests (aiosmtpd), listening on loopback.
 
-    smtp_server.py --port N --log FILE [--rules FILE]
+    smtp_server.py --port N --log FILE [--rules FILE] [--maildir DIR]
 
 Every accepted message is appended to --log as one JSON line: recipients, Message-ID,
 subject, the list headers and the content types. Rules (JSON) make it misbehave:
@@ -12,6 +12,7 @@ subject, the list headers and the content types. Rules (JSON) make it misbehave:
     drop_data     addresses whose first DATA is cut: the connection closes before any reply
     delay_ms      wait this long before accepting each message
 
+With --maildir, each accepted message is also written there whole, as NNNN-<rcpt>.eml.
 Prints "ready" on stdout once listening.
 """
 import argparse
@@ -22,13 +23,17 @@ import json
 import signal
 import sys
 import threading
+import time
+import os
 
 from aiosmtpd.controller import Controller
 
 
 class Handler:
-    def __init__(self, log_path, rules):
+    def __init__(self, log_path, rules, maildir=None):
         self.log_path = log_path
+        self.maildir = maildir
+        self.count = 0
         self.rules = rules
         self.seen_tempfail = set()
         self.dropped = set()
@@ -77,8 +82,14 @@ class Handler:
             "parts": parts,
             "size": len(envelope.content),
         }
+        record["ts"] = time.time()
         line = json.dumps(record, ensure_ascii=False)
         with self.lock:
+            self.count += 1
+            if self.maildir:
+                name = "%04d-%s.eml" % (self.count, rcpts[0].replace("/", "_") if rcpts else "unknown")
+                with open(os.path.join(self.maildir, name), "wb") as f:
+                    f.write(envelope.original_content or envelope.content)
             with open(self.log_path, "a", encoding="utf-8") as f:
                 f.write(line + "\n")
                 f.flush()
@@ -90,21 +101,25 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--log", required=True)
     p.add_argument("--rules")
+    p.add_argument("--maildir")
     args = p.parse_args()
     rules = {}
     if args.rules:
         with open(args.rules, encoding="utf-8") as f:
             rules = json.load(f)
     rules = {k: ([a.lower() for a in v] if isinstance(v, list) else v) for k, v in rules.items()}
-    controller = Controller(Handler(args.log, rules), hostname="127.0.0.1", port=args.port,
+    if args.maildir:
+        os.makedirs(args.maildir, exist_ok=True)
+    controller = Controller(Handler(args.log, rules, args.maildir), hostname="127.0.0.1", port=args.port,
                             data_size_limit=20 * 1024 * 1024)
     controller.start()
     print("ready", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    # Also stop when the test that started us goes away.
-    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
+    # Also stop when the test that started us goes away (unless stdin is not ours to watch).
+    if not sys.stdin.isatty() and os.environ.get("SMTP_IGNORE_STDIN") != "1":
+        threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
     stop.wait()
     controller.stop()
 
