@@ -386,6 +386,97 @@ def bench_w1(args):
         shutil.rmtree(config, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- W1 delivery
+
+def smtp_server(port, log):
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp" / "smtp_server.py"), "--port", str(port),
+                             "--log", str(log)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    return proc
+
+
+def send_config(dir_, feed_port, smtp_port, recipients, per_minute):
+    docs = [{"apiVersion": "finrep.io/v1alpha1", "kind": "Source", "metadata": {"name": "news"},
+             "spec": {"kind": "feed", "url": f"http://127.0.0.1:{feed_port}/feed.xml", "category": "宏观"}}]
+    for r in range(recipients):
+        docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "Recipient", "metadata": {"name": f"r{r:04d}"},
+                     "spec": {"email": f"reader{r:04d}@example.com", "displayName": f"读者{r}",
+                              "categories": [CATEGORIES[r % 4]] if r % 5 else []}})
+    docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "DailyReport", "metadata": {"name": "w1"},
+                 "spec": {"title": "W1 基准日报", "content": {"lookbackHours": 24},
+                          "smtp": {"host": "127.0.0.1", "port": smtp_port, "tls": "none", "from": "bench@example.com",
+                                   "maxPerMinute": per_minute, "maxConnections": 2}}})
+    (Path(dir_) / "w1.yaml").write_text("\n---\n".join(json.dumps(d, ensure_ascii=False) for d in docs))
+
+
+def bench_w1_send(args):
+    rng = random.Random(5)
+    now = datetime.now(timezone.utc)
+    titles = [story(rng, i) for i in range(60)]
+    feed = encode(render("rss2", item_dicts(rng, titles, now, "send"), "send"), "utf-8")
+    feed_dir = Path(tempfile.mkdtemp(prefix="finrep-send-feed-"))
+    (feed_dir / "feed.xml").write_bytes(feed)
+    feed_port = free_port()
+    http = subprocess.Popen([sys.executable, "-m", "http.server", str(feed_port), "--bind", "127.0.0.1",
+                             "--directory", str(feed_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    env = dict(os.environ, DATABASE_URL=args.database_url, RUST_LOG="warn")
+    results = {}
+    try:
+        def one(recipients, per_minute, extra, run):
+            work = Path(tempfile.mkdtemp(prefix="finrep-send-"))
+            port = free_port()
+            log = work / "messages.jsonl"
+            smtp = smtp_server(port, log)
+            try:
+                send_config(work, feed_port, port, recipients, per_minute)
+                date = (datetime.now(timezone.utc) + timedelta(days=1000 + run)).date().isoformat()
+                out, _, _ = run_measured([args.finrep, "run", "--config", str(work), "--report", "w1",
+                                          "--allow-private-networks", "--date", date] + extra, env)
+                outcome = json.loads(out.strip().splitlines()[-1])
+                send = [s for s in outcome["steps"] if s["step"] == "send"][0]
+                seconds = (datetime.fromisoformat(send["finished"]) - datetime.fromisoformat(send["started"])).total_seconds()
+                stamps = sorted(json.loads(l)["ts"] for l in log.read_text().splitlines())
+                achieved = (len(stamps) - 1) / (stamps[-1] - stamps[0]) * 60 if len(stamps) > 1 else 0
+                return {"sent": outcome["delivery"]["sent"], "seconds": seconds,
+                        "per_second": outcome["delivery"]["sent"] / seconds, "per_minute_achieved": achieved,
+                        "rss_mib": outcome["peakRssKib"] / 1024}
+            finally:
+                smtp.kill()
+                shutil.rmtree(work, ignore_errors=True)
+
+        pooled, single, throttled = [], [], []
+        for run in range(args.runs):
+            pooled.append(one(2000, 100000, [], run * 3))
+            single.append(one(2000, 100000, ["--no-connection-reuse"], run * 3 + 1))
+        for run in range(max(1, args.runs // 2)):
+            throttled.append(one(args.throttled_recipients, 600, [], 500 + run))
+        rate = [r["per_second"] for r in pooled]
+        rate_single = [r["per_second"] for r in single]
+        achieved = [r["per_minute_achieved"] for r in throttled]
+        record("W1-send", {
+            "workload": "W1 delivery: 2000 recipients (4 category subscriptions, HTML + text, per-recipient "
+                        "rendering) to an aiosmtpd server on loopback, maxConnections 2",
+            "messages_per_second_pooled": summary(rate),
+            "messages_per_second_one_connection_per_message": summary(rate_single),
+            "pooled_vs_per_message": round(statistics.median(rate) / statistics.median(rate_single), 2),
+            "throttled": {"max_per_minute": 600, "recipients": args.throttled_recipients,
+                          "achieved_per_minute": summary(achieved),
+                          "deviation_percent": round((statistics.median(achieved) / 600 - 1) * 100, 2)},
+            "peak_rss_mib": summary([r["rss_mib"] for r in pooled + single + throttled]),
+        })
+    finally:
+        http.kill()
+        shutil.rmtree(feed_dir, ignore_errors=True)
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -397,8 +488,13 @@ def main():
     pw.add_argument("--database-url", required=True)
     pw.add_argument("--runs", type=int, default=5)
     pw.add_argument("--port", type=int, default=18650)
+    ps = sub.add_parser("w1-send")
+    ps.add_argument("--finrep", required=True)
+    ps.add_argument("--database-url", required=True)
+    ps.add_argument("--runs", type=int, default=5)
+    ps.add_argument("--throttled-recipients", type=int, default=300)
     args = p.parse_args()
-    {"parse": bench_parse, "w1": bench_w1}[args.cmd](args)
+    {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send}[args.cmd](args)
 
 
 if __name__ == "__main__":

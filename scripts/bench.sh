@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|all]
+# The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|send|all]
 # Builds release binaries, makes a Python venv with feedparser, starts PostgreSQL when none
 # runs, and appends results to docs/bench-results/.
 set -euo pipefail
@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib/postgres.sh
 . scripts/lib/venv.sh
 what=${1:-all}
-ensure_venv feedparser
+ensure_venv feedparser aiosmtpd
 cargo build --release --locked --bin finrep
 bench_bin=$(cargo bench --locked --bench parse --no-run --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
@@ -17,11 +17,16 @@ for l in sys.stdin:
 if [ "$what" = parse ] || [ "$what" = all ]; then
   "$VENV/bin/python" scripts/bench.py parse --finrep-bench "$bench_bin" --runs "${RUNS:-5}"
 fi
-if [ "$what" = w1 ] || [ "$what" = all ]; then
+if [ "$what" != parse ]; then
   ensure_postgres
   trap stop_throwaway_postgres EXIT
   db=finrep_bench_w1
   psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists $db" -c "create database $db" >/dev/null
   url="${FINREP_PG_ADMIN_URL%/*}/$db"
-  "$VENV/bin/python" scripts/bench.py w1 --finrep target/release/finrep --database-url "$url" --runs "${RUNS:-5}"
+  if [ "$what" = w1 ] || [ "$what" = all ]; then
+    "$VENV/bin/python" scripts/bench.py w1 --finrep target/release/finrep --database-url "$url" --runs "${RUNS:-5}"
+  fi
+  if [ "$what" = send ] || [ "$what" = all ]; then
+    "$VENV/bin/python" scripts/bench.py w1-send --finrep target/release/finrep --database-url "$url" --runs "${RUNS:-5}"
+  fi
 fi

@@ -141,6 +141,10 @@ struct RunArgs {
     #[arg(long)]
     respect_window: bool,
 
+    /// Open a new SMTP connection for every message (diagnostics and benchmarks only).
+    #[arg(long, hide = true)]
+    no_connection_reuse: bool,
+
     /// Public base URL of the console, for one-click unsubscribe links
     /// (with FINREP_UNSUBSCRIBE_KEY, a signing key from a Secret).
     #[arg(long, env = "FINREP_PUBLIC_URL")]
@@ -254,6 +258,7 @@ async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Resu
             WindowMode::Respect
         },
         unsubscribe,
+        reuse_connections: !args.no_connection_reuse,
         ..Default::default()
     };
     let result =

@@ -132,6 +132,7 @@ fn delivery(mode: WindowMode, clock: Arc<dyn Clock>) -> DeliveryOptions {
         max_attempts: 4,
         retry_base: Duration::from_millis(50),
         smtp_timeout: Duration::from_secs(5),
+        reuse_connections: true,
     }
 }
 

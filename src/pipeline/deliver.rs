@@ -75,6 +75,8 @@ pub struct DeliveryOptions {
     pub retry_base: Duration,
     /// SMTP command timeout.
     pub smtp_timeout: Duration,
+    /// Keep SMTP connections open between messages (off only to measure what it saves).
+    pub reuse_connections: bool,
 }
 
 impl Default for DeliveryOptions {
@@ -86,6 +88,7 @@ impl Default for DeliveryOptions {
             max_attempts: 4,
             retry_base: Duration::from_secs(2),
             smtp_timeout: Duration::from_secs(30),
+            reuse_connections: true,
         }
     }
 }
@@ -193,6 +196,7 @@ fn env_secret(name: &str, key: &str) -> Result<String, DeliveryError> {
 fn transport(
     plan: &RunPlan,
     timeout: Duration,
+    reuse: bool,
 ) -> Result<AsyncSmtpTransport<Tokio1Executor>, DeliveryError> {
     crate::tls::install_crypto_provider();
     let smtp = &plan.smtp;
@@ -204,10 +208,14 @@ fn transport(
         }
         TlsMode::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host),
     };
+    let mut pool = PoolConfig::new().max_size(smtp.max_connections.max(1));
+    if !reuse {
+        pool = pool.idle_timeout(Duration::ZERO);
+    }
     let mut builder = builder
         .port(smtp.port)
         .timeout(Some(timeout))
-        .pool_config(PoolConfig::new().max_size(smtp.max_connections.max(1)));
+        .pool_config(pool);
     if let Some(c) = &smtp.credentials_secret_ref {
         builder = builder.credentials(Credentials::new(
             env_secret(&c.name, &c.username_key)?,
@@ -298,7 +306,7 @@ pub async fn deliver(
     let quota = Quota::with_period(Duration::from_secs(60) / per_minute.get())
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::MIN);
-    let transport = transport(plan, opts.smtp_timeout)?;
+    let transport = transport(plan, opts.smtp_timeout, opts.reuse_connections)?;
     let ctx = Context {
         plan,
         store,
