@@ -405,7 +405,7 @@ def send_config(dir_, feed_port, smtp_port, recipients, per_minute):
     docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "DailyReport", "metadata": {"name": "w1"},
                  "spec": {"title": "W1 基准日报", "content": {"lookbackHours": 24},
                           "smtp": {"host": "127.0.0.1", "port": smtp_port, "tls": "none", "from": "bench@example.com",
-                                   "maxPerMinute": per_minute, "maxConnections": 2}}})
+                                   "maxPerMinute": per_minute, "maxConnections": 4}}})
     (Path(dir_) / "w1.yaml").write_text("\n---\n".join(json.dumps(d, ensure_ascii=False) for d in docs))
 
 
@@ -421,7 +421,8 @@ def bench_w1_send(args):
                              "--directory", str(feed_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     env = dict(os.environ, DATABASE_URL=args.database_url, RUST_LOG="warn")
-    results = {}
+    # Each run is its own report day, so nothing was delivered for it yet.
+    day_base = random.randint(1000, 30000)
     try:
         def one(recipients, per_minute, extra, run):
             work = Path(tempfile.mkdtemp(prefix="finrep-send-"))
@@ -430,7 +431,7 @@ def bench_w1_send(args):
             smtp = smtp_server(port, log)
             try:
                 send_config(work, feed_port, port, recipients, per_minute)
-                date = (datetime.now(timezone.utc) + timedelta(days=1000 + run)).date().isoformat()
+                date = (datetime.now(timezone.utc) + timedelta(days=day_base + run)).date().isoformat()
                 out, _, _ = run_measured([args.finrep, "run", "--config", str(work), "--report", "w1",
                                           "--allow-private-networks", "--date", date] + extra, env)
                 outcome = json.loads(out.strip().splitlines()[-1])
