@@ -9,12 +9,12 @@ cd "$(dirname "$0")/.."
 what=${1:-all}
 ensure_venv feedparser aiosmtpd
 cargo build --release --locked --bin finrep
-bench_bin=$(cargo bench --locked --bench parse --no-run --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys
+if [ "$what" = parse ] || [ "$what" = all ]; then
+  bench_bin=$(cargo bench --locked --bench parse --no-run --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m.get("target",{}).get("name")=="parse" and m.get("executable"): print(m["executable"])' | tail -1)
-if [ "$what" = parse ] || [ "$what" = all ]; then
   "$VENV/bin/python" scripts/bench.py parse --finrep-bench "$bench_bin" --runs "${RUNS:-5}"
 fi
 if [ "$what" != parse ]; then

@@ -75,16 +75,7 @@ impl Store {
         .bind(crate::build::REVISION)
         .fetch_one(self.pool())
         .await?;
-        Ok(ReportRow {
-            id: row.try_get("id")?,
-            phase: row.try_get("phase")?,
-            subject: row.try_get("subject")?,
-            html: row.try_get("html")?,
-            text: row.try_get("text_body")?,
-            article_count: row.try_get("article_count")?,
-            started_at: row.try_get("started_at")?,
-            view: row.try_get("view")?,
-        })
+        Ok(report_row(&row)?)
     }
 
     pub async fn set_phase(&self, report_id: i64, phase: &str) -> Result<(), StoreError> {
@@ -178,18 +169,20 @@ impl Store {
         .bind(key.date)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|row| {
-            Ok(ReportRow {
-                id: row.try_get("id")?,
-                phase: row.try_get("phase")?,
-                subject: row.try_get("subject")?,
-                html: row.try_get("html")?,
-                text: row.try_get("text_body")?,
-                article_count: row.try_get("article_count")?,
-                started_at: row.try_get("started_at")?,
-                view: row.try_get("view")?,
-            })
-        })
-        .transpose()
+        Ok(row.as_ref().map(report_row).transpose()?)
     }
+}
+
+/// A `reports` row as selected by `begin_run` and `report_for`.
+fn report_row(row: &sqlx::postgres::PgRow) -> Result<ReportRow, sqlx::Error> {
+    Ok(ReportRow {
+        id: row.try_get("id")?,
+        phase: row.try_get("phase")?,
+        subject: row.try_get("subject")?,
+        html: row.try_get("html")?,
+        text: row.try_get("text_body")?,
+        article_count: row.try_get("article_count")?,
+        started_at: row.try_get("started_at")?,
+        view: row.try_get("view")?,
+    })
 }
