@@ -390,7 +390,7 @@ def bench_w1(args):
 
 def smtp_server(port, log):
     proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "smtp" / "smtp_server.py"), "--port", str(port),
-                             "--log", str(log)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                             "--log", str(log), "--no-parse"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert proc.stdout.readline().strip() == b"ready"
     return proc
 

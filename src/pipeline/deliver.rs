@@ -509,7 +509,23 @@ async fn worker_loop(
             return Ok(());
         };
         let Some(recipient) = ctx.plan.recipients.iter().find(|r| r.email == row.email) else {
-            // The recipient left the plan (unsubscribed, disabled): not sent today.
+            // An earlier attempt's recipient who left the plan since (disabled, unsubscribed,
+            // blacklisted): recorded, not sent.
+            ctx.store
+                .finish_delivery(
+                    row.id,
+                    &DeliveryResult {
+                        status: status::FAILED,
+                        smtp_code: None,
+                        smtp_reply: None,
+                        message_id: None,
+                        error: Some(
+                            "no longer in today's plan (disabled, unsubscribed or blacklisted)",
+                        ),
+                        retries: 0,
+                    },
+                )
+                .await?;
             continue;
         };
         ctx.limiter.until_ready().await;

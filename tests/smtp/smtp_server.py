@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A scriptable SMTP server for finrep's tests (aiosmtpd), listening on loopback.
 
-    smtp_server.py --port N --log FILE [--rules FILE] [--maildir DIR]
+    smtp_server.py --port N --log FILE [--rules FILE] [--maildir DIR] [--no-parse]
 
 Every accepted message is appended to --log as one JSON line: recipients, Message-ID,
 subject, the list headers and the content types. Rules (JSON) make it misbehave:
@@ -12,7 +12,8 @@ subject, the list headers and the content types. Rules (JSON) make it misbehave:
     drop_data     addresses whose first DATA is cut: the connection closes before any reply
     delay_ms      wait this long before accepting each message
 
-With --maildir, each accepted message is also written there whole, as NNNN-<rcpt>.eml.
+With --no-parse, only recipients, size and time are logged (benchmarks: the server must not
+be what is measured). With --maildir, each accepted message is also written there whole, as NNNN-<rcpt>.eml.
 Prints "ready" on stdout once listening.
 """
 import argparse
@@ -30,7 +31,8 @@ from aiosmtpd.controller import Controller
 
 
 class Handler:
-    def __init__(self, log_path, rules, maildir=None):
+    def __init__(self, log_path, rules, maildir=None, parse=True):
+        self.parse = parse
         self.log_path = log_path
         self.maildir = maildir
         self.count = 0
@@ -68,6 +70,12 @@ class Handler:
         delay = self.rules.get("delay_ms", 0)
         if delay:
             await asyncio.sleep(delay / 1000)
+        if not self.parse:
+            line = json.dumps({"rcpt": rcpts, "size": len(envelope.content), "ts": time.time()})
+            with self.lock:
+                with open(self.log_path, "a", encoding="utf-8") as f:
+                    f.write(line + "\n")
+            return "250 2.0.0 OK queued"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         parts = [p.get_content_type() for p in msg.walk() if not p.is_multipart()]
         record = {
@@ -102,6 +110,7 @@ def main():
     p.add_argument("--log", required=True)
     p.add_argument("--rules")
     p.add_argument("--maildir")
+    p.add_argument("--no-parse", action="store_true")
     args = p.parse_args()
     rules = {}
     if args.rules:
@@ -110,7 +119,7 @@ def main():
     rules = {k: ([a.lower() for a in v] if isinstance(v, list) else v) for k, v in rules.items()}
     if args.maildir:
         os.makedirs(args.maildir, exist_ok=True)
-    controller = Controller(Handler(args.log, rules, args.maildir), hostname="127.0.0.1", port=args.port,
+    controller = Controller(Handler(args.log, rules, args.maildir, parse=not args.no_parse), hostname="127.0.0.1", port=args.port,
                             data_size_limit=20 * 1024 * 1024)
     controller.start()
     print("ready", flush=True)
