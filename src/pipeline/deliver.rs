@@ -386,13 +386,7 @@ pub async fn deliver(
         opts.clock.sleep_until(t).await;
     }
     if let Gate::Closed { send_late: false } = gate(&ctx.window, opts.mode, opts.clock.now()) {
-        let moved = store
-            .move_deliveries(
-                report_id,
-                &[status::PENDING, status::UNCERTAIN],
-                status::DEFERRED,
-            )
-            .await?;
+        let moved = defer_the_rest(store, report_id).await?;
         info!(
             deferred = moved,
             "the mail window is over; deliveries deferred"
@@ -403,13 +397,7 @@ pub async fn deliver(
         Ok(mut conn) => {
             let _ = conn.quit().await;
         }
-        Err(e) => {
-            return Err(DeliveryError::Unreachable {
-                host: plan.smtp.host.clone(),
-                port: plan.smtp.port,
-                reason: e.to_string(),
-            });
-        }
+        Err(e) => return Err(unreachable(plan, e.to_string())),
     }
 
     let queue: Mutex<VecDeque<DeliveryRow>> = Mutex::new(rows.into());
@@ -424,20 +412,13 @@ pub async fn deliver(
     }
 
     if ctx.abort.load(Ordering::SeqCst) {
-        return Err(DeliveryError::Unreachable {
-            host: plan.smtp.host.clone(),
-            port: plan.smtp.port,
-            reason: format!("{UNREACHABLE_AFTER} connection failures in a row"),
-        });
+        return Err(unreachable(
+            plan,
+            format!("{UNREACHABLE_AFTER} connection failures in a row"),
+        ));
     }
     if let Gate::Closed { send_late: false } = gate(&ctx.window, opts.mode, opts.clock.now()) {
-        let moved = store
-            .move_deliveries(
-                report_id,
-                &[status::PENDING, status::UNCERTAIN],
-                status::DEFERRED,
-            )
-            .await?;
+        let moved = defer_the_rest(store, report_id).await?;
         if moved > 0 {
             info!(
                 deferred = moved,
@@ -446,6 +427,25 @@ pub async fn deliver(
         }
     }
     Ok(store.delivery_counts(report_id).await?)
+}
+
+/// At the window end (lateDelivery: skip), what was not delivered is deferred.
+async fn defer_the_rest(store: &Store, report_id: i64) -> Result<u64, StoreError> {
+    store
+        .move_deliveries(
+            report_id,
+            &[status::PENDING, status::UNCERTAIN],
+            status::DEFERRED,
+        )
+        .await
+}
+
+fn unreachable(plan: &RunPlan, reason: String) -> DeliveryError {
+    DeliveryError::Unreachable {
+        host: plan.smtp.host.clone(),
+        port: plan.smtp.port,
+        reason,
+    }
 }
 
 /// Runs the futures concurrently on this task (they borrow the context).
