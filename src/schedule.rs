@@ -63,21 +63,10 @@ impl Schedule {
         Ok(Self { cron, tz })
     }
 
-    pub fn time_zone(&self) -> Tz {
-        self.tz
-    }
-
     /// The first slot strictly after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Tz>> {
         self.cron
             .find_next_occurrence(&after.with_timezone(&self.tz), false)
-            .ok()
-    }
-
-    /// The latest slot at or before `at`.
-    pub fn previous_at_or_before(&self, at: DateTime<Utc>) -> Option<DateTime<Tz>> {
-        self.cron
-            .find_previous_occurrence(&at.with_timezone(&self.tz), true)
             .ok()
     }
 

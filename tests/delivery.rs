@@ -14,15 +14,13 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use common::http::{Response, TestServer};
 use common::smtp::{SmtpServer, free_port};
-use finrep::manifest::{self, LoadOptions};
 use finrep::pipeline::deliver::{Clock, DeliveryOptions, Unsubscribe};
 use finrep::pipeline::fetch::FetchConfig;
 use finrep::pipeline::guard::NetworkPolicy;
 use finrep::pipeline::window::WindowMode;
 use finrep::pipeline::{PipelineOptions, RunError, run};
-use finrep::plan::{RunPlan, Slot, build_plan};
+use finrep::plan::{RunPlan, Slot};
 use finrep::store::Store;
-use kube::ResourceExt;
 use rand::{Rng, SeedableRng};
 
 const FEED: &str = r#"<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t</title>
@@ -62,20 +60,12 @@ fn config(dir: &Path, feed_url: &str, smtp_port: u16, recipients: &[&str], late:
 }
 
 fn plan(dir: &Path, manual: bool, blacklist: &BTreeSet<String>) -> RunPlan {
-    let loaded = manifest::load_valid(&[dir.to_path_buf()], &LoadOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let set = loaded.set;
-    let report = set
-        .reports
-        .iter()
-        .find(|r| r.name_any() == "brief")
-        .unwrap();
     let slot = Slot {
         date: date(),
         scheduled_for: at("06:00").fixed_offset(),
         manual,
     };
-    build_plan(report, &set.sources, &set.recipients, blacklist, slot)
+    common::plan_of_brief(dir, slot, blacklist)
 }
 
 fn pipeline_options() -> PipelineOptions {

@@ -11,13 +11,11 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use common::http::{Response, TestServer};
-use finrep::manifest::{self, LoadOptions};
 use finrep::pipeline::fetch::FetchConfig;
 use finrep::pipeline::guard::NetworkPolicy;
 use finrep::pipeline::{PipelineOptions, RunOutcome, collect_and_compose};
-use finrep::plan::{RunPlan, Slot, build_plan};
+use finrep::plan::{RunPlan, Slot};
 use finrep::store::Store;
-use kube::ResourceExt;
 use sqlx::Row;
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -192,26 +190,12 @@ async fn setup(summarizer: impl Fn(&str) -> String) -> Setup {
 }
 
 fn plan_for(dir: &Path, date: NaiveDate) -> RunPlan {
-    let loaded = manifest::load_valid(&[dir.to_path_buf()], &LoadOptions::default())
-        .unwrap_or_else(|e| panic!("{e}"));
-    let set = loaded.set;
-    let report = set
-        .reports
-        .iter()
-        .find(|r| r.name_any() == "brief")
-        .unwrap();
     let slot = Slot {
         date,
         scheduled_for: six_am(date).fixed_offset(),
         manual: false,
     };
-    build_plan(
-        report,
-        &set.sources,
-        &set.recipients,
-        &BTreeSet::new(),
-        slot,
-    )
+    common::plan_of_brief(dir, slot, &BTreeSet::new())
 }
 
 fn options(now: DateTime<Utc>, output: Option<PathBuf>) -> PipelineOptions {

@@ -106,8 +106,6 @@ pub enum DeliveryError {
     Config(String),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Compose(#[from] super::compose::ComposeError),
 }
 
 impl DeliveryError {
@@ -511,21 +509,13 @@ async fn worker_loop(
         let Some(recipient) = ctx.plan.recipients.iter().find(|r| r.email == row.email) else {
             // An earlier attempt's recipient who left the plan since (disabled, unsubscribed,
             // blacklisted): recorded, not sent.
-            ctx.store
-                .finish_delivery(
-                    row.id,
-                    &DeliveryResult {
-                        status: status::FAILED,
-                        smtp_code: None,
-                        smtp_reply: None,
-                        message_id: None,
-                        error: Some(
-                            "no longer in today's plan (disabled, unsubscribed or blacklisted)",
-                        ),
-                        retries: 0,
-                    },
-                )
-                .await?;
+            fail_unsent(
+                ctx,
+                &row,
+                None,
+                "no longer in today's plan (disabled, unsubscribed or blacklisted)",
+            )
+            .await?;
             continue;
         };
         ctx.limiter.until_ready().await;
@@ -536,24 +526,34 @@ async fn worker_loop(
         let message = match build_message(ctx, recipient, &id) {
             Ok(m) => m,
             Err(e) => {
-                ctx.store
-                    .finish_delivery(
-                        row.id,
-                        &DeliveryResult {
-                            status: status::FAILED,
-                            smtp_code: None,
-                            smtp_reply: None,
-                            message_id: Some(&id),
-                            error: Some(&e),
-                            retries: 0,
-                        },
-                    )
-                    .await?;
+                fail_unsent(ctx, &row, Some(&id), &e).await?;
                 continue;
             }
         };
         send_one(ctx, &row, message, &id, conn).await?;
     }
+}
+
+/// Records a delivery that failed before any SMTP transaction.
+async fn fail_unsent(
+    ctx: &Context<'_>,
+    row: &DeliveryRow,
+    message_id: Option<&str>,
+    error: &str,
+) -> Result<(), StoreError> {
+    ctx.store
+        .finish_delivery(
+            row.id,
+            &DeliveryResult {
+                status: status::FAILED,
+                smtp_code: None,
+                smtp_reply: None,
+                message_id,
+                error: Some(error),
+                retries: 0,
+            },
+        )
+        .await
 }
 
 fn build_message(ctx: &Context<'_>, r: &PlannedRecipient, id: &str) -> Result<Message, String> {

@@ -155,6 +155,8 @@ pub struct RunOutcome {
 pub struct Composed {
     pub report_id: i64,
     pub view: ReportView,
+    /// The templates every recipient's copy is rendered with.
+    pub templates: Templates,
     pub html: String,
     pub text: String,
     pub subject: String,
@@ -234,6 +236,7 @@ pub async fn collect_and_compose(
         let composed = Composed {
             report_id: row.id,
             view,
+            templates: load_templates(plan, opts, &mut outcome.notes)?,
             html: html.clone(),
             text: text.clone(),
             subject: subject.clone(),
@@ -385,6 +388,7 @@ pub async fn collect_and_compose(
     let composed = Composed {
         report_id: row.id,
         view,
+        templates,
         html,
         text,
         subject,
@@ -468,15 +472,13 @@ pub async fn run(
         .await
         .map_err(PipelineError::from)?;
     let started = Utc::now();
-    let mut notes = Vec::new();
-    let templates = load_templates(plan, opts, &mut notes).map_err(PipelineError::from)?;
     let result = deliver::deliver(
         plan,
         store,
         composed.report_id,
         &composed.view,
         &composed.subject,
-        &templates,
+        &composed.templates,
         delivery,
     )
     .await;

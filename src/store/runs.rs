@@ -157,23 +157,9 @@ impl Store {
         .await?;
         Ok(())
     }
-
-    /// The stored report of a day, if any.
-    pub async fn report_for(&self, key: &RunKey<'_>) -> Result<Option<ReportRow>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id, phase, subject, html, text_body, article_count, started_at, view FROM reports
-             WHERE namespace = $1 AND report = $2 AND report_date = $3",
-        )
-        .bind(key.namespace)
-        .bind(key.report)
-        .bind(key.date)
-        .fetch_optional(self.pool())
-        .await?;
-        Ok(row.as_ref().map(report_row).transpose()?)
-    }
 }
 
-/// A `reports` row as selected by `begin_run` and `report_for`.
+/// A `reports` row as `begin_run` returns it.
 fn report_row(row: &sqlx::postgres::PgRow) -> Result<ReportRow, sqlx::Error> {
     Ok(ReportRow {
         id: row.try_get("id")?,

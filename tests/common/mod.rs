@@ -7,6 +7,12 @@ pub mod smtp;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use finrep::manifest::{self, LoadOptions};
+use finrep::plan::{RunPlan, Slot, build_plan};
+use kube::ResourceExt;
 use sqlx::Connection;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -40,4 +46,17 @@ pub async fn scratch_database() -> String {
     let mut url = url::Url::parse(&admin).expect("admin URL");
     url.set_path(&name);
     url.to_string()
+}
+
+/// The run plan of the DailyReport `brief` in the manifests under `dir`.
+pub fn plan_of_brief(dir: &Path, slot: Slot, blacklist: &BTreeSet<String>) -> RunPlan {
+    let loaded = manifest::load_valid(&[dir.to_path_buf()], &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let set = loaded.set;
+    let report = set
+        .reports
+        .iter()
+        .find(|r| r.name_any() == "brief")
+        .expect("a DailyReport named brief");
+    build_plan(report, &set.sources, &set.recipients, blacklist, slot)
 }
