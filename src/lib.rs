@@ -6,14 +6,18 @@ pub mod api;
 pub mod crd;
 pub mod jsonpath;
 pub mod manifest;
+pub mod matching;
 pub mod pipeline;
 pub mod plan;
+pub mod run;
 pub mod schedule;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod unsubscribe;
+pub mod untrusted;
 pub mod validation;
+pub mod window;
 
 /// Version and git revision of this build, recorded with every report.
 pub mod build {

@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -7,10 +7,15 @@ use clap::{Args, Parser, Subcommand};
 
 use finrep::api::ResourceKind;
 use finrep::manifest::{self, LoadOptions};
-use finrep::plan::{RunPlan, build_plan};
+use finrep::pipeline::PipelineOptions;
+use finrep::pipeline::deliver::{DeliveryOptions, Unsubscribe};
+use finrep::pipeline::fetch::FetchConfig;
+use finrep::pipeline::guard::NetworkPolicy;
+use finrep::plan::{RunAt, RunPlan, find_report, plan_for};
+use finrep::run::RunExit;
 use finrep::store::{Store, redact_url};
 use finrep::telemetry::{self, LogFormat};
-use kube::ResourceExt;
+use finrep::window::WindowMode;
 
 /// finrep builds a financial-intelligence daily report from news feeds, JSON APIs and web
 /// pages, and mails it to its subscribers inside a morning delivery window.
@@ -160,16 +165,20 @@ struct RunArgs {
 }
 
 impl RunArgs {
-    fn options(&self) -> finrep::pipeline::PipelineOptions {
-        finrep::pipeline::PipelineOptions {
-            fetch: finrep::pipeline::fetch::FetchConfig {
+    fn network(&self) -> NetworkPolicy {
+        if self.allow_private_networks {
+            NetworkPolicy::permissive()
+        } else {
+            NetworkPolicy::strict(self.trusted_hosts.clone())
+        }
+    }
+
+    fn options(&self) -> PipelineOptions {
+        PipelineOptions {
+            fetch: FetchConfig {
                 max_concurrency: self.max_concurrency,
                 max_per_host: self.max_per_host,
-                policy: if self.allow_private_networks {
-                    finrep::pipeline::guard::NetworkPolicy::permissive()
-                } else {
-                    finrep::pipeline::guard::NetworkPolicy::strict(self.trusted_hosts.clone())
-                },
+                policy: self.network(),
                 ..Default::default()
             },
             template_dir: self.template_dir.clone(),
@@ -177,6 +186,33 @@ impl RunArgs {
             now: chrono::Utc::now(),
             recompose: self.recompose,
         }
+    }
+
+    /// How delivery runs for `plan`; `None` with --no-send.
+    fn delivery(&self, plan: &RunPlan) -> anyhow::Result<Option<DeliveryOptions>> {
+        if self.no_send {
+            return Ok(None);
+        }
+        let unsubscribe = match (std::env::var("FINREP_UNSUBSCRIBE_KEY"), &self.public_url) {
+            (Ok(key), Some(url)) if key.len() >= finrep::unsubscribe::MIN_KEY_BYTES => {
+                Some(Unsubscribe {
+                    key: key.into_bytes(),
+                    public_url: url.clone(),
+                })
+            }
+            (Ok(_), Some(_)) => anyhow::bail!(
+                "FINREP_UNSUBSCRIBE_KEY must be at least {} bytes",
+                finrep::unsubscribe::MIN_KEY_BYTES
+            ),
+            _ => None,
+        };
+        Ok(Some(DeliveryOptions {
+            mode: WindowMode::for_run(plan.slot.manual, self.respect_window),
+            unsubscribe,
+            reuse_connections: !self.no_connection_reuse,
+            network: self.network(),
+            ..Default::default()
+        }))
     }
 }
 
@@ -221,127 +257,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-/// Exit codes a Job sees (documented in docs/delivery.md).
-mod exit {
-    /// Done: the report was delivered to every recipient (or nothing was to be sent).
-    pub const DONE: u8 = 0;
-    /// Invalid plan, configuration or template: retrying will not help.
-    pub const INVALID: u8 = 1;
-    /// Done, with deliveries that failed, bounced or were deferred: recorded, not retried.
-    pub const DONE_WITH_FAILURES: u8 = 2;
-    /// Retry me: the database or the mail server was unreachable; nothing was lost.
-    pub const RETRY: u8 = 75;
-}
-
-/// Runs a plan and prints its outcome as one JSON line on stdout.
-async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    use finrep::pipeline::deliver::{DeliveryOptions, Unsubscribe};
-    use finrep::pipeline::window::WindowMode;
-    let opts = args.options();
-    let unsubscribe = match (std::env::var("FINREP_UNSUBSCRIBE_KEY"), &args.public_url) {
-        (Ok(key), Some(url)) if key.len() >= finrep::unsubscribe::MIN_KEY_BYTES => {
-            Some(Unsubscribe {
-                key: key.into_bytes(),
-                public_url: url.clone(),
-            })
-        }
-        (Ok(_), Some(_)) => anyhow::bail!(
-            "FINREP_UNSUBSCRIBE_KEY must be at least {} bytes",
-            finrep::unsubscribe::MIN_KEY_BYTES
-        ),
-        _ => None,
-    };
-    let delivery = DeliveryOptions {
-        mode: if plan.slot.manual && !args.respect_window {
-            WindowMode::Ignore
-        } else {
-            WindowMode::Respect
-        },
-        unsubscribe,
-        reuse_connections: !args.no_connection_reuse,
-        ..Default::default()
-    };
-    let result =
-        finrep::pipeline::run(plan, store, &opts, (!args.no_send).then_some(&delivery)).await;
-    match result {
-        Ok(mut outcome) => {
-            outcome.peak_rss_kib = finrep::telemetry::peak_rss_kib();
-            println!("{}", serde_json::to_string(&outcome)?);
-            let undelivered = outcome.delivery.as_ref().map_or(0, |c| {
-                c.pending + c.deferred + c.failed + c.bounced + c.uncertain
-            });
-            Ok(ExitCode::from(if undelivered == 0 {
-                exit::DONE
-            } else {
-                exit::DONE_WITH_FAILURES
-            }))
-        }
-        Err(e) => {
-            let code = if e.is_transient() {
-                exit::RETRY
-            } else {
-                exit::INVALID
-            };
-            tracing::error!(error = %e, exit_code = code, "run failed");
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(code))
-        }
-    }
-}
-
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Crd { output_dir } => {
-            match output_dir {
-                None => print!("{}", finrep::crd::all_yaml()?),
-                Some(dir) => {
-                    std::fs::create_dir_all(&dir)
-                        .with_context(|| format!("creating {}", dir.display()))?;
-                    for kind in ResourceKind::ALL {
-                        let path = dir.join(finrep::crd::file_name(kind));
-                        std::fs::write(&path, finrep::crd::to_yaml(&kind.crd())?)
-                            .with_context(|| format!("writing {}", path.display()))?;
-                        println!("wrote {}", path.display());
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Validate { paths, namespace } => {
-            let loaded = manifest::load(
-                &paths,
-                &LoadOptions {
-                    default_namespace: namespace,
-                    complete: None,
-                },
-            )?;
-            for d in &loaded.diagnostics {
-                println!("{d}");
-            }
-            let resources =
-                loaded.set.sources.len() + loaded.set.recipients.len() + loaded.set.reports.len();
-            println!(
-                "{} document(s), {} valid resource(s): {} error(s), {} warning(s)",
-                loaded.documents,
-                resources,
-                loaded.errors(),
-                loaded.warnings()
-            );
-            Ok(if loaded.errors() > 0 {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
-        }
-        Command::Pipeline { plan, db, run } => {
-            let text = std::fs::read_to_string(&plan)
-                .with_context(|| format!("reading plan {}", plan.display()))?;
-            let plan = RunPlan::from_yaml(&text)?;
-            runtime()?.block_on(async {
-                let store = db.connect().await?;
-                run_plan(&plan, &store, &run).await
-            })
-        }
+        Command::Crd { output_dir } => crd(output_dir),
+        Command::Validate { paths, namespace } => validate(&paths, namespace),
+        Command::Migrate(db) => migrate(&db),
+        Command::Pipeline { plan, db, run } => pipeline(&plan, &db, &run),
         Command::Run {
             config,
             report,
@@ -349,58 +270,135 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             date,
             db,
             run,
-        } => {
-            let loaded = manifest::load_valid(
-                std::slice::from_ref(&config),
-                &LoadOptions {
-                    default_namespace: namespace.clone(),
-                    complete: Some(true),
-                },
-            )?;
-            let set = loaded.set;
-            let report = set
-                .reports
-                .iter()
-                .find(|r| {
-                    r.name_any() == report && r.namespace().as_deref() == Some(namespace.as_str())
-                })
-                .with_context(|| {
-                    format!(
-                        "no DailyReport {report} in namespace {namespace} under {}",
-                        config.display()
-                    )
-                })?;
-            let date = match date {
-                Some(d) => d,
-                None => finrep::plan::local_date(report, chrono::Utc::now())?,
-            };
-            let slot = finrep::plan::manual_slot(report, date)?;
-            runtime()?.block_on(async {
-                let store = db.connect().await?;
-                store.migrate().await?;
-                let blacklist = store.blacklisted_emails().await?;
-                let plan = build_plan(report, &set.sources, &set.recipients, &blacklist, slot);
-                run_plan(&plan, &store, &run).await
-            })
+        } => run_report(&config, &namespace, &report, date, &db, &run),
+    }
+}
+
+fn crd(output_dir: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let Some(dir) = output_dir else {
+        print!("{}", finrep::crd::all_yaml()?);
+        return Ok(ExitCode::SUCCESS);
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for kind in ResourceKind::ALL {
+        let path = dir.join(finrep::crd::file_name(kind));
+        std::fs::write(&path, finrep::crd::to_yaml(&kind.crd())?)
+            .with_context(|| format!("writing {}", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(paths: &[PathBuf], namespace: String) -> anyhow::Result<ExitCode> {
+    let loaded = manifest::load(
+        paths,
+        &LoadOptions {
+            default_namespace: namespace,
+            complete: None,
+        },
+    )?;
+    for d in &loaded.diagnostics {
+        println!("{d}");
+    }
+    let set = &loaded.set;
+    println!(
+        "{} document(s), {} valid resource(s): {} error(s), {} warning(s)",
+        loaded.documents,
+        set.sources.len() + set.recipients.len() + set.reports.len(),
+        loaded.errors(),
+        loaded.warnings()
+    );
+    Ok(if loaded.errors() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn migrate(db: &DatabaseArgs) -> anyhow::Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let store = db.connect().await?;
+        let report = store.migrate().await?;
+        for m in &report.applied {
+            tracing::info!(migration = %m, "applied");
         }
-        Command::Migrate(db) => {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let store = db.connect().await?;
-                let report = store.migrate().await?;
-                for m in &report.applied {
-                    tracing::info!(migration = %m, "applied");
-                }
-                tracing::info!(
-                    database = %redact_url(&db.database_url),
-                    applied = report.applied.len(),
-                    already_applied = report.already_applied,
-                    "database schema is current"
-                );
-                Ok(ExitCode::SUCCESS)
-            })
+        tracing::info!(
+            database = %redact_url(&db.database_url),
+            applied = report.applied.len(),
+            already_applied = report.already_applied,
+            "database schema is current"
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// What a report's Job runs: the plan mounted from its ConfigMap.
+fn pipeline(plan: &Path, db: &DatabaseArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(plan)
+        .with_context(|| format!("reading plan {}", plan.display()))?;
+    let plan = match RunPlan::from_yaml(&text).and_then(|p| p.validate().map(|()| p)) {
+        Ok(plan) => plan,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(RunExit::Invalid.code()));
+        }
+    };
+    runtime()?.block_on(async {
+        let store = db.connect().await?;
+        run_plan(&plan, &store, args).await
+    })
+}
+
+/// Today's plan of a report from manifests, run once now.
+fn run_report(
+    config: &Path,
+    namespace: &str,
+    report: &str,
+    date: Option<chrono::NaiveDate>,
+    db: &DatabaseArgs,
+    args: &RunArgs,
+) -> anyhow::Result<ExitCode> {
+    let loaded = manifest::load_valid(
+        &[config.to_path_buf()],
+        &LoadOptions {
+            default_namespace: namespace.to_string(),
+            complete: Some(true),
+        },
+    )?;
+    // A missing report is known before any database is asked.
+    find_report(&loaded.set, namespace, report)
+        .with_context(|| format!("in the manifests under {}", config.display()))?;
+    runtime()?.block_on(async {
+        let store = db.connect().await?;
+        store.migrate().await?;
+        let blacklist = store.blacklisted_emails(namespace).await?;
+        let when = RunAt::Manual {
+            date,
+            now: chrono::Utc::now(),
+        };
+        let plan = plan_for(&loaded.set, namespace, report, when, &blacklist)?;
+        run_plan(&plan, &store, args).await
+    })
+}
+
+/// Runs a plan and prints its outcome as one JSON line on stdout; the exit code tells a Job
+/// what to do next.
+async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let delivery = args.delivery(plan)?;
+    match finrep::pipeline::run(plan, store, &args.options(), delivery.as_ref()).await {
+        Ok(mut outcome) => {
+            outcome.peak_rss_kib = finrep::telemetry::peak_rss_kib();
+            println!("{}", serde_json::to_string(&outcome)?);
+            Ok(ExitCode::from(RunExit::for_outcome(&outcome).code()))
+        }
+        Err(e) => {
+            let exit = RunExit::for_failure(e.is_transient());
+            tracing::error!(error = %e, category = %e.category(), exit_code = exit.code(), "run failed");
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(exit.code()))
         }
     }
 }

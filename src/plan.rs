@@ -2,20 +2,25 @@
 //! to collect, which recipients to mail, with which settings — resolved at trigger time.
 //!
 //! In Kubernetes it is stored in a ConfigMap mounted into the run's Job; in standalone mode it
-//! is passed in-process. `build_plan` is the one function that makes it, in both modes.
-//! Secrets never enter the plan: it names the environment variables that carry them.
+//! is passed in-process. `plan_for` ("the plan for report R at time T") and `build_plan`
+//! under it are the one way to make one, for `finrep run`, standalone mode and the
+//! controller alike. Secrets never enter the plan: it names the environment variables that
+//! carry them. A plan read from a file is checked with `validate`: it may come from another
+//! image's controller, or from a hand.
 
 use std::collections::BTreeSet;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use chrono_tz::Tz;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    ContentSpec, DailyReport, MailFormat, MailWindow, Recipient, SecretKeyRef, SmtpSpec, Source,
-    SourceSpec, selector,
+    ContentSpec, DailyReport, MailFormat, MailWindow, Recipient, RecipientSpec, SecretKeyRef,
+    SmtpSpec, Source, SourceSpec, selector,
 };
 use crate::schedule::{Schedule, ScheduleError, local_instant, parse_time_zone};
+use crate::validation::{self, FieldProblem, ResourceSet, Severity};
 
 /// Version of the plan document format.
 pub const PLAN_VERSION: u32 = 1;
@@ -104,6 +109,111 @@ pub enum PlanError {
     NoSlotOnDate { report: String, date: NaiveDate },
     #[error("cannot read plan: {0}")]
     Decode(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// When a run is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunAt {
+    /// A slot of the schedule (the scheduler found it due).
+    Slot(DateTime<Utc>),
+    /// A manual run: today's run of `date` (the report's local date), or of the local date
+    /// at `now` when none is given.
+    Manual {
+        date: Option<NaiveDate>,
+        now: DateTime<Utc>,
+    },
+}
+
+/// The plan for report `name` of `namespace` at `when`, from a set of resources and the
+/// namespace's blacklist (lower-cased addresses).
+pub fn plan_for(
+    set: &ResourceSet,
+    namespace: &str,
+    name: &str,
+    when: RunAt,
+    blacklist: &BTreeSet<String>,
+) -> Result<RunPlan, PlanError> {
+    let report = find_report(set, namespace, name)?;
+    let slot = match when {
+        RunAt::Slot(at) => scheduled_slot(report, at)?,
+        RunAt::Manual { date, now } => {
+            let date = match date {
+                Some(d) => d,
+                None => local_date(report, now)?,
+            };
+            manual_slot(report, date)?
+        }
+    };
+    Ok(build_plan(
+        report,
+        &set.sources,
+        &set.recipients,
+        blacklist,
+        slot,
+    ))
+}
+
+/// The DailyReport `name` of `namespace`; when there is none, the error says in which
+/// namespaces a report of that name exists, or which reports the namespace has.
+pub fn find_report<'a>(
+    set: &'a ResourceSet,
+    namespace: &str,
+    name: &str,
+) -> Result<&'a DailyReport, PlanError> {
+    let ns_of = |r: &DailyReport| r.namespace().unwrap_or_else(|| "default".to_string());
+    if let Some(r) = set
+        .reports
+        .iter()
+        .find(|r| r.name_any() == name && ns_of(r) == namespace)
+    {
+        return Ok(r);
+    }
+    let elsewhere: BTreeSet<String> = set
+        .reports
+        .iter()
+        .filter(|r| r.name_any() == name)
+        .map(ns_of)
+        .collect();
+    let message = if let Some(first) = elsewhere.iter().next() {
+        format!(
+            "no DailyReport {name} in namespace {namespace}; it is in namespace {} (add -n {first})",
+            elsewhere.iter().cloned().collect::<Vec<_>>().join(", ")
+        )
+    } else {
+        let here: Vec<String> = set
+            .reports
+            .iter()
+            .filter(|r| ns_of(r) == namespace)
+            .map(|r| r.name_any())
+            .collect();
+        if here.is_empty() {
+            format!("no DailyReport {name}: namespace {namespace} has no DailyReport")
+        } else {
+            format!(
+                "no DailyReport {name} in namespace {namespace}; it has {}",
+                here.join(", ")
+            )
+        }
+    };
+    Err(PlanError::NotFound(message))
+}
+
+/// The slot of a scheduled run at instant `at`: its local date and time in the report's zone.
+pub fn scheduled_slot(report: &DailyReport, at: DateTime<Utc>) -> Result<Slot, PlanError> {
+    let tz: Tz = parse_time_zone(&report.spec.time_zone).map_err(|source| PlanError::Schedule {
+        report: report.name_any(),
+        source,
+    })?;
+    let local = at.with_timezone(&tz);
+    Ok(Slot {
+        date: local.date_naive(),
+        scheduled_for: local.fixed_offset(),
+        manual: false,
+    })
 }
 
 /// The environment variable carrying a Secret key: `FINREP_SECRET_<SECRET>_<KEY>`, upper-cased,
@@ -291,6 +401,72 @@ impl RunPlan {
         Ok(plan)
     }
 
+    /// Checks everything a run relies on, with the rules `finrep validate` applies to the
+    /// resources the plan was made from: a plan that was not made by `build_plan` from
+    /// validated resources (an edited file, another version's controller) fails here, with
+    /// every problem named, instead of somewhere in the middle of a run.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        let mut problems: Vec<String> = Vec::new();
+        let mut push = |prefix: &str, found: Vec<FieldProblem>| {
+            problems.extend(
+                found
+                    .into_iter()
+                    .filter(|p| p.severity == Severity::Error)
+                    .map(|p| format!("{prefix}{}: {}", p.field, p.message)),
+            );
+        };
+        if self.plan_version != PLAN_VERSION {
+            push(
+                "",
+                vec![FieldProblem::error(
+                    "planVersion",
+                    format!(
+                        "version {} is not supported (this build reads version {PLAN_VERSION})",
+                        self.plan_version
+                    ),
+                )],
+            );
+        }
+        let mut report = Vec::new();
+        if self.title.trim().is_empty() || self.title.contains(['\r', '\n']) {
+            report.push(FieldProblem::error(
+                "spec.title",
+                "title must be one non-blank line",
+            ));
+        }
+        if let Err(e) = parse_time_zone(&self.time_zone) {
+            report.push(FieldProblem::error("spec.timeZone", e.to_string()));
+        }
+        validation::check_mail_window(&self.mail_window, &mut report);
+        validation::check_content(&self.content, &mut report);
+        validation::check_smtp(&self.smtp, &mut report);
+        push(&format!("DailyReport {}: ", self.report), report);
+        for s in &self.sources {
+            push(
+                &format!("Source {}: ", s.name),
+                validation::check_source(&s.spec),
+            );
+        }
+        for r in &self.recipients {
+            let spec = RecipientSpec {
+                email: r.email.clone(),
+                display_name: r.display_name.clone(),
+                enabled: true,
+                categories: r.categories.clone(),
+                format: r.format,
+            };
+            push(
+                &format!("Recipient {}: ", r.name),
+                validation::check_recipient(&spec),
+            );
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(PlanError::Invalid(problems.join("; ")))
+        }
+    }
+
     /// The secret value carried by `r`, read from the environment.
     pub fn secret_value(r: &SecretKeyRef) -> Option<String> {
         std::env::var(secret_env_name(&r.name, &r.key)).ok()
@@ -383,6 +559,57 @@ spec:
             text.contains("scheduledFor: 2026-11-23T06:00:00+08:00"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_plan_with_a_header_injection_is_refused() {
+        let recipients = vec![recipient("zhang", "zhang@example.com", "{brief: morning}")];
+        let mut plan = build_plan(&report(), &[], &recipients, &BTreeSet::new(), slot());
+        assert_eq!(plan.validate(), Ok(()));
+        plan.recipients[0].display_name = Some("Zhang\r\nBcc: all@example.com".into());
+        plan.content.template = Some(crate::api::TemplateRef {
+            config_map_name: "t".into(),
+            html_key: "../../etc/passwd".into(),
+            text_key: "report.txt".into(),
+        });
+        let err = plan.validate().unwrap_err().to_string();
+        assert!(err.contains("Recipient zhang: spec.displayName"), "{err}");
+        assert!(err.contains("spec.content.template.htmlKey"), "{err}");
+    }
+
+    #[test]
+    fn missing_reports_say_where_they_are() {
+        let mut other = report();
+        other.metadata.namespace = Some("acc".into());
+        other.metadata.name = Some("acc-brief".into());
+        let set = ResourceSet {
+            reports: vec![report(), other],
+            ..Default::default()
+        };
+        let now = Utc::now();
+        let when = RunAt::Manual { date: None, now };
+        let err = plan_for(&set, "default", "acc-brief", when, &BTreeSet::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no DailyReport acc-brief in namespace default; it is in namespace acc (add -n acc)"
+        );
+        let err = plan_for(&set, "desk", "nope", when, &BTreeSet::new()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "no DailyReport nope in namespace desk; it has brief"
+        );
+        assert!(plan_for(&set, "acc", "acc-brief", when, &BTreeSet::new()).is_ok());
+    }
+
+    #[test]
+    fn scheduled_slots_are_local() {
+        let at = DateTime::parse_from_rfc3339("2026-11-22T22:00:00Z")
+            .unwrap()
+            .to_utc();
+        let s = scheduled_slot(&report(), at).unwrap();
+        assert_eq!(s.date, NaiveDate::from_ymd_opt(2026, 11, 23).unwrap());
+        assert_eq!(s.scheduled_for.to_rfc3339(), "2026-11-23T06:00:00+08:00");
+        assert!(!s.manual);
     }
 
     #[test]

@@ -46,6 +46,19 @@ pub fn init(format: LogFormat, default_level: &str) {
             )
             .try_init()
     };
+    // A panic is logged like any error (cleaned: its message may quote hostile text); where
+    // it is caught, its item or source is recorded as failed and the run goes on.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        tracing::error!(
+            panic = %crate::untrusted::panic_message(info.payload()),
+            location,
+            "panicked"
+        );
+    }));
 }
 
 /// This process's peak resident memory (VmHWM) in KiB, where /proc tells it.

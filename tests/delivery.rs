@@ -17,10 +17,11 @@ use common::smtp::{SmtpServer, free_port};
 use finrep::pipeline::deliver::{Clock, DeliveryOptions, Unsubscribe};
 use finrep::pipeline::fetch::FetchConfig;
 use finrep::pipeline::guard::NetworkPolicy;
-use finrep::pipeline::window::WindowMode;
 use finrep::pipeline::{PipelineOptions, RunError, run};
 use finrep::plan::{RunPlan, Slot};
+use finrep::run::RunPhase;
 use finrep::store::Store;
+use finrep::window::WindowMode;
 use rand::{Rng, SeedableRng};
 
 const FEED: &str = r#"<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>t</title>
@@ -68,10 +69,10 @@ fn plan(dir: &Path, manual: bool, blacklist: &BTreeSet<String>) -> RunPlan {
     common::plan_of_brief(dir, slot, blacklist)
 }
 
-fn pipeline_options() -> PipelineOptions {
+fn pipeline_options(feed: &TestServer) -> PipelineOptions {
     PipelineOptions {
         fetch: FetchConfig {
-            policy: NetworkPolicy::strict(vec!["127.0.0.1".into()]),
+            policy: NetworkPolicy::strict(vec![feed.host_port()]),
             ..Default::default()
         },
         template_dir: None,
@@ -123,6 +124,7 @@ fn delivery(mode: WindowMode, clock: Arc<dyn Clock>) -> DeliveryOptions {
         retry_base: Duration::from_millis(50),
         smtp_timeout: Duration::from_secs(5),
         reuse_connections: true,
+        network: NetworkPolicy::permissive(),
     }
 }
 
@@ -176,12 +178,12 @@ async fn delivers_once_with_bulk_headers_and_per_recipient_content() {
         "skip",
     );
     let p = plan(w.dir.path(), true, &BTreeSet::new());
-    let outcome = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+    let outcome = run(&p, &w.store, &pipeline_options(&w.feed), Some(&manual()))
         .await
         .unwrap();
     let counts = outcome.delivery.clone().unwrap();
     assert_eq!((counts.sent, counts.recipients), (3, 3), "{counts:?}");
-    assert_eq!(outcome.phase, "Succeeded");
+    assert_eq!(outcome.phase, RunPhase::Succeeded);
 
     let messages = smtp.messages();
     assert_eq!(messages.len(), 3);
@@ -248,7 +250,7 @@ async fn delivers_once_with_bulk_headers_and_per_recipient_content() {
     );
 
     // Running again sends nothing new.
-    let again = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+    let again = run(&p, &w.store, &pipeline_options(&w.feed), Some(&manual()))
         .await
         .unwrap();
     assert!(again.reused);
@@ -278,12 +280,12 @@ async fn transient_failures_retry_and_bounces_blacklist() {
         "skip",
     );
     let p = plan(w.dir.path(), true, &BTreeSet::new());
-    let outcome = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+    let outcome = run(&p, &w.store, &pipeline_options(&w.feed), Some(&manual()))
         .await
         .unwrap();
     let counts = outcome.delivery.unwrap();
     assert_eq!((counts.sent, counts.bounced), (3, 1), "{counts:?}");
-    assert_eq!(outcome.phase, "PartiallyDelivered");
+    assert_eq!(outcome.phase, RunPhase::PartiallyDelivered);
     for ok in ["ok@example.com", "grey@example.com", "cut@example.com"] {
         assert_eq!(smtp.copies_for(ok), 1, "{ok}");
     }
@@ -302,7 +304,15 @@ async fn transient_failures_retry_and_bounces_blacklist() {
     assert_eq!(code, Some(550));
     assert!(reply.unwrap().contains("User unknown"));
     // Later plans leave the address out.
-    let blacklist = w.store.blacklisted_emails().await.unwrap();
+    let blacklist = w.store.blacklisted_emails("default").await.unwrap();
+    // Only this namespace: another tenant's report still mails the address.
+    assert!(
+        w.store
+            .blacklisted_emails("other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let next = plan(w.dir.path(), true, &blacklist);
     assert!(
         next.recipients
@@ -319,7 +329,7 @@ async fn a_server_that_is_down_fails_the_run_and_loses_nothing() {
     let rcpts = ["a@example.com", "b@example.com"];
     config(w.dir.path(), &w.feed.url("/rss.xml"), port, &rcpts, "skip");
     let p = plan(w.dir.path(), true, &BTreeSet::new());
-    let err = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+    let err = run(&p, &w.store, &pipeline_options(&w.feed), Some(&manual()))
         .await
         .unwrap_err();
     assert!(matches!(err, RunError::Delivery(_)), "{err}");
@@ -332,7 +342,7 @@ async fn a_server_that_is_down_fails_the_run_and_loses_nothing() {
     assert!(statuses(&w.store).await.iter().all(|r| r.1 == "pending"));
 
     let smtp = SmtpServer::start_on(port, serde_json::json!({}));
-    let outcome = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+    let outcome = run(&p, &w.store, &pipeline_options(&w.feed), Some(&manual()))
         .await
         .unwrap();
     assert_eq!(outcome.delivery.unwrap().sent, 2);
@@ -357,7 +367,7 @@ async fn the_window_holds_scheduled_runs_on_an_injected_clock() {
     let outcome = run(
         &p,
         &w.store,
-        &pipeline_options(),
+        &pipeline_options(&w.feed),
         Some(&delivery(WindowMode::Respect, clock.clone())),
     )
     .await
@@ -380,7 +390,7 @@ async fn the_window_holds_scheduled_runs_on_an_injected_clock() {
     let outcome = run(
         &p,
         &w.store,
-        &pipeline_options(),
+        &pipeline_options(&w.feed),
         Some(&delivery(WindowMode::Respect, late)),
     )
     .await
@@ -388,7 +398,7 @@ async fn the_window_holds_scheduled_runs_on_an_injected_clock() {
     assert_eq!(outcome.delivery.clone().unwrap().deferred, 2);
     assert_eq!(smtp.messages().len(), 0);
     // A manual run the same day resumes the deferred deliveries at once.
-    let outcome = run(&p, &w.store, &pipeline_options(), Some(&manual()))
+    let outcome = run(&p, &w.store, &pipeline_options(&w.feed), Some(&manual()))
         .await
         .unwrap();
     assert_eq!(outcome.delivery.unwrap().sent, 2);
@@ -409,7 +419,7 @@ async fn the_window_holds_scheduled_runs_on_an_injected_clock() {
     let outcome = run(
         &p,
         &w.store,
-        &pipeline_options(),
+        &pipeline_options(&w.feed),
         Some(&delivery(WindowMode::Respect, late)),
     )
     .await
@@ -434,7 +444,7 @@ async fn the_window_holds_scheduled_runs_on_an_injected_clock() {
     let outcome = run(
         &p,
         &w.store,
-        &pipeline_options(),
+        &pipeline_options(&w.feed),
         Some(&delivery(WindowMode::Respect, ticking)),
     )
     .await
@@ -480,11 +490,13 @@ fn killed_mid_send_resumes_without_loss_or_silent_duplicates() {
                     "--date",
                     "2026-11-23",
                     "--trusted-host",
-                    "127.0.0.1",
+                    &w.feed.host_port(),
+                    "--trusted-host",
+                    &format!("127.0.0.1:{}", smtp.port),
                 ])
                 .env("DATABASE_URL", &w.db_url)
                 .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
                 .spawn()
                 .unwrap()
         };
@@ -494,8 +506,13 @@ fn killed_mid_send_resumes_without_loss_or_silent_duplicates() {
         std::thread::sleep(kill_after);
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
-        let status = spawn().wait().unwrap();
-        assert!(status.success(), "trial {trial}: re-run exit {status:?}");
+        let rerun = spawn().wait_with_output().unwrap();
+        assert!(
+            rerun.status.success(),
+            "trial {trial}: re-run exit {:?}: {}",
+            rerun.status,
+            String::from_utf8_lossy(&rerun.stderr)
+        );
 
         let rows: Vec<LogRow> = rt.block_on(async {
             sqlx::query_as("SELECT email, status, uncertain_at, message_id FROM delivery_log")

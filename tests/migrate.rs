@@ -24,7 +24,7 @@ async fn migrate_twice_is_a_no_op() {
         String::from_utf8_lossy(&first.stderr)
     );
     let log = String::from_utf8_lossy(&first.stderr);
-    assert!(log.contains("\"applied\":2"), "{log}");
+    assert!(log.contains("\"applied\":3"), "{log}");
 
     let second = migrate(&url);
     assert!(
@@ -34,7 +34,7 @@ async fn migrate_twice_is_a_no_op() {
     );
     let log = String::from_utf8_lossy(&second.stderr);
     assert!(log.contains("\"applied\":0"), "{log}");
-    assert!(log.contains("\"already_applied\":2"), "{log}");
+    assert!(log.contains("\"already_applied\":3"), "{log}");
 
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     let tables: Vec<String> = sqlx::query_scalar(

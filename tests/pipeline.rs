@@ -13,8 +13,9 @@ use chrono::{DateTime, NaiveDate, Utc};
 use common::http::{Response, TestServer};
 use finrep::pipeline::fetch::FetchConfig;
 use finrep::pipeline::guard::NetworkPolicy;
-use finrep::pipeline::{PipelineOptions, RunOutcome, collect_and_compose};
+use finrep::pipeline::{PipelineOptions, collect_and_compose};
 use finrep::plan::{RunPlan, Slot};
+use finrep::run::{FetchErrorKind, FetchStatus, RunOutcome, RunPhase, SourceOutcome};
 use finrep::store::Store;
 use sqlx::Row;
 
@@ -198,12 +199,12 @@ fn plan_for(dir: &Path, date: NaiveDate) -> RunPlan {
     common::plan_of_brief(dir, slot, &BTreeSet::new())
 }
 
-fn options(now: DateTime<Utc>, output: Option<PathBuf>) -> PipelineOptions {
+fn options(trusted: &TestServer, now: DateTime<Utc>, output: Option<PathBuf>) -> PipelineOptions {
     PipelineOptions {
         fetch: FetchConfig {
             // Only the test server is trusted: a redirect to another loopback address is
             // refused like any internal address.
-            policy: NetworkPolicy::strict(vec!["127.0.0.1".into()]),
+            policy: NetworkPolicy::strict(vec![trusted.host_port()]),
             ..Default::default()
         },
         template_dir: None,
@@ -222,7 +223,7 @@ async fn store() -> Store {
     store
 }
 
-fn source<'a>(o: &'a RunOutcome, name: &str) -> &'a finrep::pipeline::SourceOutcome {
+fn source<'a>(o: &'a RunOutcome, name: &str) -> &'a SourceOutcome {
     o.sources.iter().find(|s| s.name == name).unwrap()
 }
 
@@ -236,10 +237,13 @@ async fn a_real_report_from_loopback_feeds_survives_failing_sources() {
     let date = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
     let out_dir = s.dir.path().join("out");
     let plan = plan_for(s.dir.path(), date);
-    let (outcome, composed) =
-        collect_and_compose(&plan, &store, &options(six_am(date), Some(out_dir.clone())))
-            .await
-            .unwrap();
+    let (outcome, composed) = collect_and_compose(
+        &plan,
+        &store,
+        &options(&s.server, six_am(date), Some(out_dir.clone())),
+    )
+    .await
+    .unwrap();
 
     // Every good source yielded items; every bad one failed with its own kind.
     for ok in [
@@ -253,15 +257,15 @@ async fn a_real_report_from_loopback_feeds_survives_failing_sources() {
         "throttled",
     ] {
         let s = source(&outcome, ok);
-        assert_eq!(s.status, "ok", "{ok}: {s:?}");
+        assert_eq!(s.status, FetchStatus::Ok, "{ok}: {s:?}");
         assert!(s.items > 0, "{ok} has items");
     }
     let kinds = [
-        ("broken", "parse"),
-        ("error", "http"),
-        ("slow", "timeout"),
-        ("huge", "too-large"),
-        ("redirect", "blocked"),
+        ("broken", FetchErrorKind::Parse),
+        ("error", FetchErrorKind::Http),
+        ("slow", FetchErrorKind::Timeout),
+        ("huge", FetchErrorKind::TooLarge),
+        ("redirect", FetchErrorKind::Blocked),
     ];
     for (name, kind) in kinds {
         assert_eq!(source(&outcome, name).error_kind, Some(kind), "{name}");
@@ -372,11 +376,11 @@ async fn a_real_report_from_loopback_feeds_survives_failing_sources() {
     let (second, composed2) = collect_and_compose(
         &plan_for(s.dir.path(), next),
         &store,
-        &options(six_am(next), None),
+        &options(&s.server, six_am(next), None),
     )
     .await
     .unwrap();
-    assert_eq!(source(&second, "hk").status, "not-modified");
+    assert_eq!(source(&second, "hk").status, FetchStatus::NotModified);
     let hk = s.server.requests("/hk.xml");
     assert_eq!(
         hk.last()
@@ -412,7 +416,7 @@ async fn summariser_timeouts_and_errors_fall_back_to_extractive() {
         let (outcome, composed) = collect_and_compose(
             &plan_for(s.dir.path(), date),
             &store,
-            &options(six_am(date), None),
+            &options(&s.server, six_am(date), None),
         )
         .await
         .unwrap();
@@ -447,13 +451,18 @@ async fn same_day_rerun_reuses_the_composed_report() {
     let store = store().await;
     let date = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
     let plan = plan_for(s.dir.path(), date);
-    let (first, composed) = collect_and_compose(&plan, &store, &options(six_am(date), None))
+    let (first, composed) =
+        collect_and_compose(&plan, &store, &options(&s.server, six_am(date), None))
+            .await
+            .unwrap();
+    store
+        .set_phase(first.report_id, RunPhase::Sending)
         .await
         .unwrap();
-    store.set_phase(first.report_id, "Sending").await.unwrap();
-    let (again, recomposed) = collect_and_compose(&plan, &store, &options(six_am(date), None))
-        .await
-        .unwrap();
+    let (again, recomposed) =
+        collect_and_compose(&plan, &store, &options(&s.server, six_am(date), None))
+            .await
+            .unwrap();
     assert!(again.reused);
     assert_eq!(again.report_id, first.report_id);
     assert_eq!(recomposed.html, composed.html);
@@ -477,7 +486,7 @@ fn run_command_writes_the_report() {
             "--date",
             "2026-11-23",
             "--trusted-host",
-            "127.0.0.1",
+            &s.server.host_port(),
             "--no-send",
             "--output",
         ])

@@ -224,25 +224,48 @@ pub struct SummarizerSpec {
 }
 
 /// Templates read from a ConfigMap in the report's namespace.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TemplateRef {
     /// Name of the ConfigMap.
     #[schemars(length(min = 1, max = 253))]
     pub config_map_name: String,
-    /// Key of the HTML template.
+    /// Key of the HTML template in the ConfigMap: one key name such as report.html (letters,
+    /// digits, `-`, `_` and `.`), never a path.
     #[serde(default = "default_html_key")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && self != '..'").message("htmlKey must be one ConfigMap key such as report.html (letters, digits, -, _ and .), not a path"))]
     pub html_key: String,
-    /// Key of the plain-text template.
+    /// Key of the plain-text template in the ConfigMap: one key name such as report.txt.
     #[serde(default = "default_text_key")]
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && self != '..'").message("textKey must be one ConfigMap key such as report.txt (letters, digits, -, _ and .), not a path"))]
     pub text_key: String,
+}
+
+impl TemplateRef {
+    /// Why `key` is not a ConfigMap key name, if it is not. A key is a file name in the
+    /// mounted ConfigMap, so anything that could be a path (`/etc/passwd`, `../x`) is refused.
+    pub fn key_problem(key: &str) -> Option<String> {
+        let valid = !key.is_empty()
+            && key.len() <= 253
+            && key != "."
+            && key != ".."
+            && key
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        (!valid).then(|| {
+            format!(
+                "{key:?} is not a ConfigMap key; use one key name such as report.html (letters, digits, -, _ and .), never a path"
+            )
+        })
+    }
 }
 
 /// The outgoing mail server.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.credentialsSecretRef) || !has(self.tls) || self.tls != 'none' || (has(self.allowPlaintextAuth) && self.allowPlaintextAuth)").message("credentials over tls: none would send the password in clear text; use starttls or tls, or set allowPlaintextAuth: true for a relay on a trusted network").field_path(".tls"))]
 pub struct SmtpSpec {
     /// Host name or address of the SMTP server.
     #[schemars(length(min = 1, max = 253))]
@@ -268,6 +291,10 @@ pub struct SmtpSpec {
     /// Secret holding the SMTP user name and password; absent means no authentication.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SmtpCredentialsRef>,
+    /// Allow sending credentials over a connection without TLS (`tls: none`): only for a
+    /// relay on a network you trust.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_plaintext_auth: bool,
     /// Most messages sent per minute, to stay under the provider's limits.
     #[serde(default = "default_max_per_minute")]
     #[schemars(range(min = 1, max = 100000))]

@@ -33,6 +33,8 @@ pub enum ComposeError {
         path: String,
         source: std::io::Error,
     },
+    #[error("template key {0}")]
+    Key(String),
 }
 
 /// One item as templates see it.
@@ -201,6 +203,12 @@ impl Templates {
     /// Templates from a directory (a mounted ConfigMap): each file replaces the built-in one
     /// when present.
     pub fn from_dir(dir: &Path, html_key: &str, text_key: &str) -> Result<Self, ComposeError> {
+        // Keys come from the report; joined to the directory they must not be paths.
+        for key in [html_key, text_key] {
+            if let Some(problem) = crate::api::TemplateRef::key_problem(key) {
+                return Err(ComposeError::Key(problem));
+            }
+        }
         let read = |key: &str, default: &str| -> Result<String, ComposeError> {
             let path = dir.join(key);
             match std::fs::read_to_string(&path) {
@@ -337,5 +345,15 @@ mod tests {
         assert!(t.render(&view()).is_err(), "fuel stops a runaway loop");
         let t = Templates::from_sources("{% include '/etc/passwd' %}".into(), "x".into()).unwrap();
         assert!(t.render(&view()).is_err(), "no file access");
+        let dir = std::env::temp_dir();
+        for key in ["/etc/passwd", "../../x", "..", ".", "a/b", ""] {
+            assert!(
+                matches!(
+                    Templates::from_dir(&dir, key, "report.txt"),
+                    Err(ComposeError::Key(_))
+                ),
+                "{key}"
+            );
+        }
     }
 }

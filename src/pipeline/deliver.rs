@@ -5,17 +5,24 @@
 //! Each delivery is a `delivery_log` row claimed (`sending`) before the SMTP transaction and
 //! marked after it; a row found in `sending` by a later attempt is `uncertain` and is resent
 //! with the same Message-ID (docs/delivery.md says why). Transient replies are retried with
-//! backoff inside the window; a permanent rejection of the mailbox bounces and blacklists the
-//! address; an unreachable server fails the run with rows left `pending` for the retry.
+//! backoff (backon's schedule, slept on the injected clock) inside the window; a permanent
+//! rejection of the mailbox bounces and blacklists the address in the report's namespace; an
+//! unreachable server fails the run with rows left `pending` for the retry.
+//!
+//! The SMTP host passes the same network guard as sources (a relay on the cluster network is
+//! allowed with `--allow-private-networks` or as a trusted host), and credentials are never
+//! sent over a plaintext connection unless the report says `allowPlaintextAuth: true`.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::{BackoffBuilder, ExponentialBuilder};
 use chrono::{DateTime, Utc};
 use governor::{Quota, RateLimiter};
 use lettre::Message;
@@ -27,11 +34,14 @@ use lettre::transport::smtp::extension::ClientId;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::compose::{ReportView, Templates};
-use super::window::{Gate, Window, WindowMode, gate};
+use super::guard::NetworkPolicy;
+use super::report::Composed;
 use crate::api::{MailFormat, TlsMode};
 use crate::plan::{PlannedRecipient, RunPlan, secret_env_name};
-use crate::store::{DeliveryCounts, DeliveryResult, DeliveryRow, Store, StoreError, status};
+use crate::run::{DeliveryCounts, DeliveryStatus, ErrorCategory};
+use crate::store::{DeliveryResult, DeliveryRow, Store, StoreError};
+use crate::untrusted::{self, MAX_ERROR_CHARS};
+use crate::window::{Gate, Window, WindowMode, gate};
 
 /// Connection failures in a row after which the server counts as unreachable.
 const UNREACHABLE_AFTER: u32 = 3;
@@ -40,6 +50,12 @@ const UNREACHABLE_AFTER: u32 = 3;
 pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
     fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
+
+    /// Sleeps for `wait` on this clock.
+    fn sleep(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
+        let until = self.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        self.sleep_until(until)
+    }
 }
 
 /// The wall clock.
@@ -78,6 +94,8 @@ pub struct DeliveryOptions {
     pub smtp_timeout: Duration,
     /// Keep SMTP connections open between messages (off only to measure what it saves).
     pub reuse_connections: bool,
+    /// Which SMTP hosts may be reached (the sources' guard).
+    pub network: NetworkPolicy,
 }
 
 impl Default for DeliveryOptions {
@@ -90,6 +108,7 @@ impl Default for DeliveryOptions {
             retry_base: Duration::from_secs(2),
             smtp_timeout: Duration::from_secs(30),
             reuse_connections: true,
+            network: NetworkPolicy::strict(Vec::new()),
         }
     }
 }
@@ -109,9 +128,20 @@ pub enum DeliveryError {
 }
 
 impl DeliveryError {
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Unreachable { .. } => ErrorCategory::Network,
+            Self::Config(_) => ErrorCategory::Config,
+            Self::Store(_) => ErrorCategory::Database,
+        }
+    }
+
     /// Worth retrying the run later (the server or database may come back).
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unreachable { .. } | Self::Store(_))
+        match self.category() {
+            ErrorCategory::Network | ErrorCategory::Database => true,
+            ErrorCategory::Config | ErrorCategory::Io | ErrorCategory::Internal => false,
+        }
     }
 }
 
@@ -192,7 +222,7 @@ fn env_secret(name: &str, key: &str) -> Result<String, DeliveryError> {
     })
 }
 
-/// Opens SMTP connections: TLS mode, credentials, timeouts.
+/// Opens SMTP connections: TLS mode, credentials, timeouts, to guarded addresses.
 struct Connector {
     host: String,
     port: u16,
@@ -200,6 +230,7 @@ struct Connector {
     credentials: Option<Credentials>,
     timeout: Duration,
     hello: ClientId,
+    network: NetworkPolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -213,9 +244,17 @@ enum ConnectError {
 }
 
 impl Connector {
-    fn new(plan: &RunPlan, timeout: Duration) -> Result<Self, DeliveryError> {
+    fn new(plan: &RunPlan, opts: &DeliveryOptions) -> Result<Self, DeliveryError> {
         crate::tls::install_crypto_provider();
         let smtp = &plan.smtp;
+        if smtp.tls == TlsMode::None
+            && smtp.credentials_secret_ref.is_some()
+            && !smtp.allow_plaintext_auth
+        {
+            return Err(DeliveryError::Config(
+                "smtp.credentialsSecretRef with tls: none would send the password in clear text; use starttls or tls, or set smtp.allowPlaintextAuth: true for a relay on a trusted network".to_string(),
+            ));
+        }
         let credentials = match &smtp.credentials_secret_ref {
             Some(c) => Some(Credentials::new(
                 env_secret(&c.name, &c.username_key)?,
@@ -228,18 +267,27 @@ impl Connector {
             port: smtp.port,
             tls: smtp.tls,
             credentials,
-            timeout,
+            timeout: opts.smtp_timeout,
             hello: ClientId::default(),
+            network: opts.network.clone(),
         })
     }
 
-    async fn connect(&self) -> Result<AsyncSmtpConnection, ConnectError> {
+    /// The server's addresses the network guard allows.
+    async fn addresses(&self) -> Result<Vec<SocketAddr>, DeliveryError> {
+        self.network
+            .resolve(&self.host, self.port)
+            .await
+            .map_err(|b| DeliveryError::Config(format!("smtp.host {}: {}", self.host, b.0)))
+    }
+
+    async fn connect(&self, addrs: &[SocketAddr]) -> Result<AsyncSmtpConnection, ConnectError> {
         let tls = || TlsParameters::new(self.host.clone());
         let connecting = async {
             let mut conn = match self.tls {
                 TlsMode::Tls => {
                     AsyncSmtpConnection::connect_tokio1(
-                        (self.host.as_str(), self.port),
+                        addrs,
                         Some(self.timeout),
                         &self.hello,
                         Some(tls()?),
@@ -248,8 +296,7 @@ impl Connector {
                     .await?
                 }
                 TlsMode::Starttls | TlsMode::None => {
-                    let stream =
-                        tokio::net::TcpStream::connect((self.host.as_str(), self.port)).await?;
+                    let stream = tokio::net::TcpStream::connect(addrs).await?;
                     // lettre writes the end-of-data marker on its own; with Nagle's algorithm
                     // it would wait for the server's delayed ACK, about 40 ms per message.
                     stream.set_nodelay(true)?;
@@ -278,9 +325,7 @@ struct Context<'a> {
     plan: &'a RunPlan,
     store: &'a Store,
     report_id: i64,
-    view: &'a ReportView,
-    templates: &'a Templates,
-    subject: &'a str,
+    composed: &'a Composed,
     from: Mailbox,
     reply_to: Option<Mailbox>,
     domain: String,
@@ -288,6 +333,8 @@ struct Context<'a> {
     opts: &'a DeliveryOptions,
     window: Window,
     connector: Connector,
+    /// The server's addresses, resolved and guarded once per run.
+    addrs: Vec<SocketAddr>,
     limiter: governor::DefaultDirectRateLimiter,
     connection_failures: AtomicU32,
     abort: AtomicBool,
@@ -298,12 +345,10 @@ struct Context<'a> {
 pub async fn deliver(
     plan: &RunPlan,
     store: &Store,
-    report_id: i64,
-    view: &ReportView,
-    subject: &str,
-    templates: &Templates,
+    composed: &Composed,
     opts: &DeliveryOptions,
 ) -> Result<DeliveryCounts, DeliveryError> {
+    let report_id = composed.report_id;
     let tz = crate::schedule::parse_time_zone(&plan.time_zone)
         .map_err(|e| DeliveryError::Config(e.to_string()))?;
     let window = Window::for_date(&plan.mail_window, tz, plan.slot.date)
@@ -324,13 +369,7 @@ pub async fn deliver(
 
     // A manual run picks up what the scheduled run left: deferred and transiently failed
     // rows too. A scheduled run retried by its Job resumes pending and interrupted rows.
-    let mut claimable = vec![status::PENDING, status::UNCERTAIN];
-    if opts.mode == WindowMode::Ignore || plan.slot.manual {
-        claimable.extend([status::DEFERRED, status::FAILED]);
-    }
-    if let Gate::Closed { send_late: true } = gate(&window, opts.mode, opts.clock.now()) {
-        claimable.push(status::DEFERRED);
-    }
+    let claimable = claimable_states(&window, opts, plan.slot.manual);
     let rows = store.deliveries_in(report_id, &claimable).await?;
     if rows.is_empty() {
         return Ok(store.delivery_counts(report_id).await?);
@@ -355,14 +394,13 @@ pub async fn deliver(
     let quota = Quota::with_period(Duration::from_secs(60) / per_minute.get())
         .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::MIN);
-    let connector = Connector::new(plan, opts.smtp_timeout)?;
+    let connector = Connector::new(plan, opts)?;
+    let addrs = connector.addresses().await?;
     let ctx = Context {
         plan,
         store,
         report_id,
-        view,
-        templates,
-        subject,
+        composed,
         list_id: format!(
             "{} <{}.{}.{domain}>",
             plan.title, plan.report, plan.namespace
@@ -373,6 +411,7 @@ pub async fn deliver(
         opts,
         window,
         connector,
+        addrs,
         limiter: RateLimiter::direct(quota),
         connection_failures: AtomicU32::new(0),
         abort: AtomicBool::new(false),
@@ -391,7 +430,7 @@ pub async fn deliver(
         );
         return Ok(store.delivery_counts(report_id).await?);
     }
-    match ctx.connector.connect().await {
+    match ctx.connector.connect(&ctx.addrs).await {
         Ok(mut conn) => {
             let _ = conn.quit().await;
         }
@@ -400,11 +439,9 @@ pub async fn deliver(
 
     let queue: Mutex<VecDeque<DeliveryRow>> = Mutex::new(rows.into());
     let workers = plan.smtp.max_connections.max(1) as usize;
-    let mut pending_workers = Vec::new();
-    for _ in 0..workers {
-        pending_workers.push(worker(&ctx, &queue, &claimable));
-    }
-    let results = futures_join_all(pending_workers).await;
+    let results =
+        futures_util::future::join_all((0..workers).map(|_| worker(&ctx, &queue, &claimable)))
+            .await;
     for r in results {
         r?;
     }
@@ -427,13 +464,30 @@ pub async fn deliver(
     Ok(store.delivery_counts(report_id).await?)
 }
 
+/// The rows an attempt may claim. A scheduled run retried by its Job resumes pending and
+/// interrupted rows; a manual run (today's run, started by a person) also picks up what the
+/// scheduled run deferred or failed transiently; past the window, `lateDelivery: send` sends
+/// what was deferred.
+fn claimable_states(window: &Window, opts: &DeliveryOptions, manual: bool) -> Vec<DeliveryStatus> {
+    let mut claimable = vec![DeliveryStatus::Pending, DeliveryStatus::Uncertain];
+    if opts.mode == WindowMode::Ignore || manual {
+        claimable.extend([DeliveryStatus::Deferred, DeliveryStatus::Failed]);
+    }
+    if let Gate::Closed { send_late: true } = gate(window, opts.mode, opts.clock.now())
+        && !claimable.contains(&DeliveryStatus::Deferred)
+    {
+        claimable.push(DeliveryStatus::Deferred);
+    }
+    claimable
+}
+
 /// At the window end (lateDelivery: skip), what was not delivered is deferred.
 async fn defer_the_rest(store: &Store, report_id: i64) -> Result<u64, StoreError> {
     store
         .move_deliveries(
             report_id,
-            &[status::PENDING, status::UNCERTAIN],
-            status::DEFERRED,
+            &[DeliveryStatus::Pending, DeliveryStatus::Uncertain],
+            DeliveryStatus::Deferred,
         )
         .await
 }
@@ -446,34 +500,10 @@ fn unreachable(plan: &RunPlan, reason: String) -> DeliveryError {
     }
 }
 
-/// Runs the futures concurrently on this task (they borrow the context).
-async fn futures_join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut pinned: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = pinned.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut done = true;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if outputs[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(())
-        } else {
-            std::task::Poll::Pending
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
-}
-
 async fn worker(
     ctx: &Context<'_>,
     queue: &Mutex<VecDeque<DeliveryRow>>,
-    claimable: &[&str],
+    claimable: &[DeliveryStatus],
 ) -> Result<(), DeliveryError> {
     // Each worker keeps one connection open across messages (maxConnections workers).
     let mut conn: Option<AsyncSmtpConnection> = None;
@@ -487,7 +517,7 @@ async fn worker(
 async fn worker_loop(
     ctx: &Context<'_>,
     queue: &Mutex<VecDeque<DeliveryRow>>,
-    claimable: &[&str],
+    claimable: &[DeliveryStatus],
     conn: &mut Option<AsyncSmtpConnection>,
 ) -> Result<(), DeliveryError> {
     loop {
@@ -545,11 +575,11 @@ async fn fail_unsent(
         .finish_delivery(
             row.id,
             &DeliveryResult {
-                status: status::FAILED,
+                status: DeliveryStatus::Failed,
                 smtp_code: None,
                 smtp_reply: None,
                 message_id,
-                error: Some(error),
+                error: Some(&untrusted::clean(error, MAX_ERROR_CHARS)),
                 retries: 0,
             },
         )
@@ -561,7 +591,14 @@ fn build_message(ctx: &Context<'_>, r: &PlannedRecipient, id: &str) -> Result<Me
         .email
         .parse()
         .map_err(|e| format!("address {:?}: {e}", r.email))?;
-    let to = Mailbox::new(r.display_name.clone(), address);
+    // Validated when the plan was loaded; cleaned again because a header is no place to find
+    // out otherwise.
+    let name = r
+        .display_name
+        .as_deref()
+        .map(|n| untrusted::clean(n, 200))
+        .filter(|n| !n.is_empty());
+    let to = Mailbox::new(name, address);
     let token_url = ctx.opts.unsubscribe.as_ref().and_then(|u| {
         crate::unsubscribe::sign(&u.key, &ctx.plan.namespace, &r.email)
             .ok()
@@ -572,10 +609,16 @@ fn build_message(ctx: &Context<'_>, r: &PlannedRecipient, id: &str) -> Result<Me
                 )
             })
     });
-    let view = ctx
-        .view
-        .for_recipient(&r.categories, r.display_name.as_deref(), token_url.clone());
-    let (html, text) = ctx.templates.render(&view).map_err(|e| e.to_string())?;
+    let view = ctx.composed.view.for_recipient(
+        &r.categories,
+        r.display_name.as_deref(),
+        token_url.clone(),
+    );
+    let (html, text) = ctx
+        .composed
+        .templates
+        .render(&view)
+        .map_err(|e| e.to_string())?;
     let mailto = format!("<mailto:{}?subject=unsubscribe>", ctx.from.email);
     let list_unsubscribe = match &token_url {
         Some(url) => format!("<{url}>, {mailto}"),
@@ -584,7 +627,7 @@ fn build_message(ctx: &Context<'_>, r: &PlannedRecipient, id: &str) -> Result<Me
     let mut builder = Message::builder()
         .from(ctx.from.clone())
         .to(to)
-        .subject(ctx.subject)
+        .subject(untrusted::clean(&ctx.composed.subject, 400))
         .message_id(Some(id.to_string()))
         .header(ListId(ctx.list_id.clone()))
         .header(ListUnsubscribe(list_unsubscribe));
@@ -614,7 +657,7 @@ async fn transact(
     bytes: &[u8],
 ) -> (Option<u16>, String) {
     if conn.is_none() {
-        match ctx.connector.connect().await {
+        match ctx.connector.connect(&ctx.addrs).await {
             Ok(c) => *conn = Some(c),
             Err(e) => return (None, format!("connect: {e}")),
         }
@@ -624,7 +667,11 @@ async fn transact(
     };
     match tokio::time::timeout(ctx.opts.smtp_timeout, c.send(envelope, bytes)).await {
         Ok(Ok(resp)) => {
-            let reply = resp.message().collect::<Vec<_>>().join(" ");
+            // The server's words are stored and logged: cleaned like any network text.
+            let reply = untrusted::clean(
+                &resp.message().collect::<Vec<_>>().join(" "),
+                MAX_ERROR_CHARS,
+            );
             if !ctx.opts.reuse_connections {
                 let _ = c.quit().await;
                 *conn = None;
@@ -634,7 +681,10 @@ async fn transact(
         Ok(Err(e)) => {
             // lettre has aborted the connection; the next message opens a new one.
             *conn = None;
-            (e.status().map(u16::from), e.to_string())
+            (
+                e.status().map(u16::from),
+                untrusted::clean(&e.to_string(), MAX_ERROR_CHARS),
+            )
         }
         Err(_) => {
             *conn = None;
@@ -643,6 +693,8 @@ async fn transact(
     }
 }
 
+/// Sends one message on the worker's connection, retrying transient failures with backoff
+/// inside the window, and records how it ended.
 async fn send_one(
     ctx: &Context<'_>,
     row: &DeliveryRow,
@@ -652,86 +704,96 @@ async fn send_one(
 ) -> Result<(), DeliveryError> {
     let envelope = message.envelope().clone();
     let bytes = message.formatted();
-    let mut attempt = 0;
+    let mut delays = ExponentialBuilder::default()
+        .with_min_delay(ctx.opts.retry_base)
+        .with_max_delay(Duration::from_secs(60))
+        .with_max_times(ctx.opts.max_attempts.saturating_sub(1) as usize)
+        .with_jitter()
+        .build();
+    let mut attempt: i32 = 0;
     loop {
         attempt += 1;
         let (code, reply) = transact(ctx, conn, &envelope, &bytes).await;
-        let connection_level = code.is_none();
         let v = verdict(code, &reply);
-        if v == SmtpVerdict::Transient && connection_level {
-            let n = ctx.connection_failures.fetch_add(1, Ordering::SeqCst) + 1;
-            if n >= UNREACHABLE_AFTER {
-                // The server is gone: leave the row for the retried run.
-                ctx.abort.store(true, Ordering::SeqCst);
-                ctx.store
-                    .finish_delivery(
-                        row.id,
-                        &DeliveryResult {
-                            status: status::PENDING,
-                            smtp_code: None,
-                            smtp_reply: None,
-                            message_id: Some(id),
-                            error: Some(&reply),
-                            retries: attempt as i32 - 1,
-                        },
-                    )
-                    .await?;
-                return Ok(());
-            }
-        } else {
-            ctx.connection_failures.store(0, Ordering::SeqCst);
+        if server_gone(ctx, &v, code) {
+            // Leave the row for the retried run.
+            let left = DeliveryResult {
+                status: DeliveryStatus::Pending,
+                smtp_code: None,
+                smtp_reply: None,
+                message_id: Some(id),
+                error: Some(&reply),
+                retries: attempt - 1,
+            };
+            ctx.store.finish_delivery(row.id, &left).await?;
+            return Ok(());
         }
-        let code_i32 = code.map(i32::from);
-        let finish = |status| DeliveryResult {
-            status,
-            smtp_code: code_i32,
+        let state = match v {
+            SmtpVerdict::Accepted => DeliveryStatus::Sent,
+            SmtpVerdict::Bounce => DeliveryStatus::Bounced,
+            SmtpVerdict::Refused => DeliveryStatus::Failed,
+            SmtpVerdict::Transient => match retry_or_end(ctx, &mut delays).await {
+                None => continue,
+                Some(state) => state,
+            },
+        };
+        let code = code.map(i32::from);
+        let result = DeliveryResult {
+            status: state,
+            smtp_code: code,
             smtp_reply: Some(reply.as_str()),
             message_id: Some(id),
             error: None,
-            retries: attempt as i32 - 1,
+            retries: attempt - 1,
         };
-        match v {
-            SmtpVerdict::Accepted => {
-                ctx.store
-                    .finish_delivery(row.id, &finish(status::SENT))
-                    .await?;
-                return Ok(());
-            }
-            SmtpVerdict::Bounce => {
-                warn!(recipient = %row.recipient, code, "permanent rejection; address blacklisted");
-                ctx.store
-                    .finish_delivery(row.id, &finish(status::BOUNCED))
-                    .await?;
-                ctx.store
-                    .blacklist_bounce(&row.email, code_i32, Some(&reply), ctx.report_id)
-                    .await?;
-                return Ok(());
-            }
-            SmtpVerdict::Refused => {
-                ctx.store
-                    .finish_delivery(row.id, &finish(status::FAILED))
-                    .await?;
-                return Ok(());
-            }
-            SmtpVerdict::Transient => {
-                let window_open = matches!(
-                    gate(&ctx.window, ctx.opts.mode, ctx.opts.clock.now()),
-                    Gate::Open | Gate::Closed { send_late: true }
-                );
-                if attempt >= ctx.opts.max_attempts || !window_open {
-                    let state = if window_open {
-                        status::FAILED
-                    } else {
-                        status::DEFERRED
-                    };
-                    ctx.store.finish_delivery(row.id, &finish(state)).await?;
-                    return Ok(());
-                }
-                let backoff = ctx.opts.retry_base * 2u32.saturating_pow(attempt - 1);
-                tokio::time::sleep(backoff).await;
-            }
+        ctx.store.finish_delivery(row.id, &result).await?;
+        if state == DeliveryStatus::Bounced {
+            warn!(recipient = %row.recipient, code, "permanent rejection; address blacklisted");
+            ctx.store
+                .blacklist_bounce(&row.email, code, Some(&reply), ctx.report_id)
+                .await?;
         }
+        return Ok(());
     }
+}
+
+/// Counts connection-level failures; true once they say the server is unreachable.
+fn server_gone(ctx: &Context<'_>, v: &SmtpVerdict, code: Option<u16>) -> bool {
+    if *v == SmtpVerdict::Transient && code.is_none() {
+        let n = ctx.connection_failures.fetch_add(1, Ordering::SeqCst) + 1;
+        if n >= UNREACHABLE_AFTER {
+            ctx.abort.store(true, Ordering::SeqCst);
+            return true;
+        }
+    } else {
+        ctx.connection_failures.store(0, Ordering::SeqCst);
+    }
+    false
+}
+
+/// May deliveries still start?
+fn window_open(ctx: &Context<'_>) -> bool {
+    matches!(
+        gate(&ctx.window, ctx.opts.mode, ctx.opts.clock.now()),
+        Gate::Open | Gate::Closed { send_late: true }
+    )
+}
+
+/// After a transient failure: waits for the next try (`None`), or says the state the
+/// delivery ends in — `deferred` when the window closed (also while waiting), `failed` when
+/// the tries are spent.
+async fn retry_or_end(
+    ctx: &Context<'_>,
+    delays: &mut impl Iterator<Item = Duration>,
+) -> Option<DeliveryStatus> {
+    if !window_open(ctx) {
+        return Some(DeliveryStatus::Deferred);
+    }
+    let Some(wait) = delays.next() else {
+        return Some(DeliveryStatus::Failed);
+    };
+    ctx.opts.clock.sleep(wait).await;
+    (!window_open(ctx)).then_some(DeliveryStatus::Deferred)
 }
 
 #[cfg(test)]

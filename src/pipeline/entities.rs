@@ -1,12 +1,19 @@
 //! Securities mentioned in an item: A-share codes (`600519`, `600519.SH`, `贵州茅台(600519)`),
 //! Hong Kong codes (`00700.HK`), US tickers (`$AAPL`, `NASDAQ: AAPL`, `AAPL.O`), and
 //! watch-list hits.
+//!
+//! Chinese feeds write codes in fullwidth forms (`贵州茅台（６００５１９）`), so text is folded
+//! to its NFKC compatibility form before matching, and the patterns use ASCII classes: a code
+//! is ASCII digits and letters once folded, and every slice taken here is one a regex or
+//! `match_indices` gave, never a guessed byte offset.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::OnceLock;
 
 use regex::Regex;
 use serde::Serialize;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
 use super::text::normalise_for_matching;
 
@@ -30,10 +37,10 @@ fn patterns() -> &'static Patterns {
         // The patterns are constants; a failure here is a bug caught by the unit tests.
         let re = |s: &str| Regex::new(s).unwrap_or_else(|e| panic!("ticker pattern {s}: {e}"));
         Patterns {
-            a_suffixed: re(r"(?i)(?:^|[^0-9])(\d{6})\.(SH|SZ|BJ|SS)(?-u:\b)"),
-            a_prefixed: re(r"(?:^|[^A-Za-z0-9])(SH|SZ|BJ|sh|sz|bj)(\d{6})(?:[^0-9]|$)"),
-            a_bracketed: re(r"[（(](\d{6})[)）]"),
-            hk: re(r"(?i)(?:^|[^0-9])(\d{1,5})\.HK(?-u:\b)"),
+            a_suffixed: re(r"(?i)(?:^|[^0-9])([0-9]{6})\.(SH|SZ|BJ|SS)(?-u:\b)"),
+            a_prefixed: re(r"(?:^|[^A-Za-z0-9])(SH|SZ|BJ|sh|sz|bj)([0-9]{6})(?:[^0-9]|$)"),
+            a_bracketed: re(r"[（(]([0-9]{6})[)）]"),
+            hk: re(r"(?i)(?:^|[^0-9])([0-9]{1,5})\.HK(?-u:\b)"),
             us_dollar: re(r"\$([A-Z]{1,5})(?-u:\b)"),
             us_exchange: re(
                 r"(?:NASDAQ|NYSE|AMEX|NYSEARCA|纳斯达克|纽交所)\s*[:：]\s*([A-Z]{1,5})(?-u:\b)",
@@ -45,7 +52,7 @@ fn patterns() -> &'static Patterns {
 
 /// The exchange suffix of a six-digit mainland code, or `None` when it is not one.
 fn a_share_exchange(code: &str) -> Option<&'static str> {
-    match &code[..2] {
+    match code.get(..2)? {
         "60" | "68" | "90" => Some("SH"),
         "00" | "30" | "20" => Some("SZ"),
         "43" | "83" | "87" | "92" => Some("BJ"),
@@ -57,8 +64,19 @@ fn hk(code: &str) -> Ticker {
     Ticker(format!("{:0>5}.HK", code.trim_start_matches('0')))
 }
 
-/// Every security mentioned in `text`.
+/// `text` in NFKC compatibility form (fullwidth digits, letters and brackets become ASCII);
+/// borrowed when it is already in that form, as most text is.
+pub fn fold_compatibility(text: &str) -> Cow<'_, str> {
+    match is_nfkc_quick(text.chars()) {
+        IsNormalized::Yes => Cow::Borrowed(text),
+        _ => Cow::Owned(text.nfkc().collect()),
+    }
+}
+
+/// Every security mentioned in `text` (in any width).
 pub fn tickers(text: &str) -> BTreeSet<Ticker> {
+    let folded = fold_compatibility(text);
+    let text = folded.as_ref();
     let p = patterns();
     let mut out = BTreeSet::new();
     for c in p.a_suffixed.captures_iter(text) {
@@ -102,7 +120,8 @@ pub enum WatchEntry {
 pub fn watch_entries(list: &[String]) -> Vec<WatchEntry> {
     list.iter()
         .filter_map(|raw| {
-            let s = raw.trim();
+            let folded = fold_compatibility(raw.trim());
+            let s = folded.trim();
             if s.is_empty() {
                 return None;
             }
@@ -128,6 +147,8 @@ pub fn watch_hits(
     normalised_text: &str,
     raw_text: &str,
 ) -> usize {
+    let folded = fold_compatibility(raw_text);
+    let raw_text = folded.as_ref();
     entries
         .iter()
         .filter(|e| match e {
@@ -187,6 +208,31 @@ mod tests {
         assert_eq!(names("特斯拉(TSLA.O)盘前涨3%"), ["TSLA"]);
         // Amounts and dates are not codes.
         assert!(names("成交额100000亿元，2026年11月23日").is_empty());
+    }
+
+    #[test]
+    fn fullwidth_codes_are_codes() {
+        assert_eq!(
+            names("贵州茅台（６００５１９）三季度净利润预增"),
+            ["600519.SH"]
+        );
+        assert_eq!(names("宁德时代（３００７５０．ＳＺ）"), ["300750.SZ"]);
+        assert_eq!(names("腾讯控股（００７００．ＨＫ）"), ["00700.HK"]);
+        // Digits of other scripts are not codes, and cut nothing.
+        assert!(names("（٦٠٠٥١٩）").is_empty());
+        assert!(names("（६००५१९）").is_empty());
+        let entries = watch_entries(&["６００５１９".into()]);
+        assert_eq!(entries, [WatchEntry::AShareCode("600519".into())]);
+        let text = "茅台６００５１９走强";
+        assert_eq!(
+            watch_hits(
+                &entries,
+                &tickers(text),
+                &normalise_for_matching(text),
+                text
+            ),
+            1
+        );
     }
 
     #[test]

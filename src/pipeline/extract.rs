@@ -11,15 +11,16 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use regex::{Regex, RegexBuilder};
 
 use super::canonical::{canonical_url, content_hash, url_hash};
 use super::entities::{WatchEntry, tickers, watch_hits};
+use super::isolate::isolate;
 use super::near_dup;
 use super::parse::RawItem;
 use super::text::{normalise_for_matching, to_plain_text, truncate};
-use crate::api::KeywordFilters;
+pub use crate::matching::Filters;
 use crate::plan::PlannedSource;
+pub use crate::run::ExtractStats;
 
 /// Longest summary kept per item, in characters.
 const SUMMARY_CHARS: usize = 400;
@@ -27,63 +28,6 @@ const SUMMARY_CHARS: usize = 400;
 const TITLE_CHARS: usize = 200;
 /// Items published further in the future than this are treated as published now.
 const CLOCK_SKEW_HOURS: i64 = 2;
-
-/// Compiled include / exclude keywords.
-#[derive(Clone, Debug, Default)]
-pub struct Filters {
-    include: Vec<Matcher>,
-    exclude: Vec<Matcher>,
-}
-
-#[derive(Clone, Debug)]
-enum Matcher {
-    Word(String),
-    Regex(Regex),
-}
-
-impl Matcher {
-    fn matches(&self, normalised: &str, raw: &str) -> bool {
-        match self {
-            Self::Word(w) => !w.is_empty() && normalised.contains(w.as_str()),
-            Self::Regex(r) => r.is_match(raw),
-        }
-    }
-}
-
-impl Filters {
-    pub fn compile(f: &KeywordFilters) -> Result<Self, regex::Error> {
-        let compile = |list: &[String]| -> Result<Vec<Matcher>, regex::Error> {
-            list.iter()
-                .map(|e| match e.strip_prefix("re:") {
-                    Some(p) => RegexBuilder::new(p)
-                        .case_insensitive(true)
-                        .size_limit(1 << 20)
-                        .build()
-                        .map(Matcher::Regex),
-                    None => Ok(Matcher::Word(normalise_for_matching(e))),
-                })
-                .collect()
-        };
-        Ok(Self {
-            include: compile(&f.include)?,
-            exclude: compile(&f.exclude)?,
-        })
-    }
-
-    /// Kept when it matches an include (or there are none) and no exclude.
-    pub fn keeps(&self, normalised: &str, raw: &str) -> bool {
-        (self.include.is_empty() || self.include.iter().any(|m| m.matches(normalised, raw)))
-            && !self.exclude.iter().any(|m| m.matches(normalised, raw))
-    }
-
-    /// How many include keywords an item matches (a ranking signal).
-    pub fn include_hits(&self, normalised: &str, raw: &str) -> usize {
-        self.include
-            .iter()
-            .filter(|m| m.matches(normalised, raw))
-            .count()
-    }
-}
 
 /// An item with plain-text title and summary, cut to size.
 #[derive(Clone, Debug, PartialEq)]
@@ -113,8 +57,12 @@ pub fn clean(raw: RawItem) -> CleanItem {
 #[derive(Clone)]
 pub struct SourceBatch<'a> {
     pub source: &'a PlannedSource,
+    /// The source's own keyword filters, compiled before it was fetched.
+    pub filters: Filters,
     pub items: Vec<CleanItem>,
     pub fetched_at: DateTime<Utc>,
+    /// Items of this source dropped because cleaning them panicked.
+    pub failed: usize,
 }
 
 /// Settings of extraction, from the plan.
@@ -151,20 +99,6 @@ pub struct Candidate {
     pub score: f64,
 }
 
-/// Counts of what extraction kept and dropped.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ExtractStats {
-    pub raw_items: usize,
-    pub invalid: usize,
-    pub too_old: usize,
-    pub filtered: usize,
-    pub same_url: usize,
-    pub reported_before: usize,
-    pub same_story: usize,
-    pub over_caps: usize,
-    pub selected: usize,
-}
-
 /// Cleans and filters raw items into candidates, one per canonical URL (the copy from the
 /// heaviest source wins).
 pub fn candidates(
@@ -172,68 +106,55 @@ pub fn candidates(
     cfg: &ExtractConfig,
     stats: &mut ExtractStats,
 ) -> Vec<Candidate> {
-    let oldest = cfg.now - chrono::Duration::hours(i64::from(cfg.lookback_hours));
-    let latest = cfg.now + chrono::Duration::hours(CLOCK_SKEW_HOURS);
+    let window = (
+        cfg.now - chrono::Duration::hours(i64::from(cfg.lookback_hours)),
+        cfg.now + chrono::Duration::hours(CLOCK_SKEW_HOURS),
+    );
     let mut by_url: HashMap<[u8; 32], Candidate> = HashMap::new();
     for batch in batches {
-        let spec = &batch.source.spec;
-        // Validation refuses bad patterns; should one slip through, the filter is skipped
-        // rather than failing the run.
-        let source_filters = Filters::compile(&spec.filters).unwrap_or_default();
-        for raw in batch.items.into_iter().take(spec.fetch.max_items as usize) {
+        stats.failed += batch.failed;
+        let limit = batch.source.spec.fetch.max_items as usize;
+        for raw in batch.items.into_iter().take(limit) {
             stats.raw_items += 1;
-            let title = raw.title;
-            let url = raw.link.as_deref().and_then(canonical_url);
-            let (Some(url), false) = (url, title.is_empty()) else {
-                stats.invalid += 1;
-                continue;
-            };
-            let (published, published_known) = match raw.published {
-                Some(p) if p > latest => (cfg.now, true),
-                Some(p) => (p, true),
-                None => (batch.fetched_at, false),
-            };
-            if published < oldest {
-                stats.too_old += 1;
-                continue;
-            }
-            let summary = raw.summary;
-            let raw_text = format!("{title}\n{summary}");
-            let normalised = normalise_for_matching(&raw_text);
-            if !source_filters.keeps(&normalised, &raw_text)
-                || !cfg.report_filters.keeps(&normalised, &raw_text)
-            {
-                stats.filtered += 1;
-                continue;
-            }
-            let found = tickers(&raw_text);
-            let candidate = Candidate {
-                source: batch.source.name.clone(),
-                source_display: batch.source.display_name().to_string(),
-                category: spec.category.clone(),
-                weight: spec.weight,
-                language: spec.language.clone(),
-                url_hash: url_hash(&url),
-                content_hash: content_hash(&title, &summary),
-                watch_hits: watch_hits(&cfg.watchlist, &found, &normalised, &raw_text),
-                keyword_hits: cfg.report_filters.include_hits(&normalised, &raw_text),
-                tickers: found.into_iter().map(|t| t.0).collect(),
-                title: title.into(),
-                url,
-                published,
-                published_known,
-                summary: summary.into(),
-                corroborated_by: Vec::new(),
-                score: 0.0,
+            // A bug met by one item drops that item, never the run.
+            let verdict = isolate(|| {
+                candidate(
+                    batch.source,
+                    &batch.filters,
+                    batch.fetched_at,
+                    raw,
+                    cfg,
+                    window,
+                )
+            })
+            .unwrap_or(Verdict::Failed);
+            let candidate = match verdict {
+                Verdict::Keep(c) => c,
+                Verdict::Invalid => {
+                    stats.invalid += 1;
+                    continue;
+                }
+                Verdict::TooOld => {
+                    stats.too_old += 1;
+                    continue;
+                }
+                Verdict::Filtered => {
+                    stats.filtered += 1;
+                    continue;
+                }
+                Verdict::Failed => {
+                    stats.failed += 1;
+                    continue;
+                }
             };
             match by_url.get(&candidate.url_hash) {
                 Some(existing) if existing.weight >= candidate.weight => stats.same_url += 1,
                 Some(_) => {
                     stats.same_url += 1;
-                    by_url.insert(candidate.url_hash, candidate);
+                    by_url.insert(candidate.url_hash, *candidate);
                 }
                 None => {
-                    by_url.insert(candidate.url_hash, candidate);
+                    by_url.insert(candidate.url_hash, *candidate);
                 }
             }
         }
@@ -242,6 +163,71 @@ pub fn candidates(
     // Deterministic order for everything that follows.
     out.sort_by(|a, b| b.published.cmp(&a.published).then(a.url.cmp(&b.url)));
     out
+}
+
+/// What becomes of one item.
+enum Verdict {
+    Keep(Box<Candidate>),
+    /// No title or no http(s) link.
+    Invalid,
+    TooOld,
+    Filtered,
+    /// Handling it panicked.
+    Failed,
+}
+
+/// One item as a candidate, or why it is not one. `window` is (oldest, latest) publication
+/// time accepted.
+fn candidate(
+    source: &PlannedSource,
+    source_filters: &Filters,
+    fetched_at: DateTime<Utc>,
+    raw: CleanItem,
+    cfg: &ExtractConfig,
+    (oldest, latest): (DateTime<Utc>, DateTime<Utc>),
+) -> Verdict {
+    let spec = &source.spec;
+    let title = raw.title;
+    let url = raw.link.as_deref().and_then(canonical_url);
+    let (Some(url), false) = (url, title.is_empty()) else {
+        return Verdict::Invalid;
+    };
+    let (published, published_known) = match raw.published {
+        Some(p) if p > latest => (cfg.now, true),
+        Some(p) => (p, true),
+        None => (fetched_at, false),
+    };
+    if published < oldest {
+        return Verdict::TooOld;
+    }
+    let summary = raw.summary;
+    let raw_text = format!("{title}\n{summary}");
+    let normalised = normalise_for_matching(&raw_text);
+    if !source_filters.keeps(&normalised, &raw_text)
+        || !cfg.report_filters.keeps(&normalised, &raw_text)
+    {
+        return Verdict::Filtered;
+    }
+    let found = tickers(&raw_text);
+    Verdict::Keep(Box::new(Candidate {
+        source: source.name.clone(),
+        source_display: source.display_name().to_string(),
+        category: spec.category.clone(),
+        weight: spec.weight,
+        language: spec.language.clone(),
+        url_hash: url_hash(&url),
+        content_hash: content_hash(&title, &summary),
+        watch_hits: watch_hits(&cfg.watchlist, &found, &normalised, &raw_text),
+        keyword_hits: cfg.report_filters.include_hits(&normalised, &raw_text),
+        tickers: found.into_iter().map(|t| t.0).collect(),
+        title: title.into(),
+        url,
+        published,
+        published_known,
+        summary: summary.into(),
+        corroborated_by: Vec::new(),
+        score: 0.0,
+    }))
 }
 
 /// The ranking score (docs/ranking.md).
@@ -272,7 +258,10 @@ pub fn select(
         c.score = score(c, cfg.now);
     }
     let titles: Vec<&str> = cands.iter().map(|c| &*c.title).collect();
-    let groups = near_dup::cluster(&titles, near_dup::DEFAULT_THRESHOLD);
+    // Should grouping meet a bug, every item stands alone: the report loses its merging of
+    // duplicate stories, not its content.
+    let groups = isolate(|| near_dup::cluster(&titles, near_dup::DEFAULT_THRESHOLD))
+        .unwrap_or_else(|_| (0..titles.len()).collect());
     let mut members: HashMap<usize, Vec<usize>> = HashMap::new();
     for (i, g) in groups.iter().enumerate() {
         members.entry(*g).or_default().push(i);
@@ -349,7 +338,7 @@ pub fn section_order(items: &[Candidate], order: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::SourceSpec;
+    use crate::api::{KeywordFilters, SourceSpec};
 
     fn source(name: &str, category: &str, weight: f64) -> PlannedSource {
         let spec: SourceSpec = serde_norway::from_str(&format!(
@@ -397,6 +386,8 @@ mod tests {
         let fed = source("fed", "宏观", 1.0);
         let batches = vec![
             SourceBatch {
+                failed: 0,
+                filters: Filters::default(),
                 source: &cls,
                 items: vec![
                     item(
@@ -417,6 +408,8 @@ mod tests {
                 fetched_at: now,
             },
             SourceBatch {
+                failed: 0,
+                filters: Filters::default(),
                 source: &sina,
                 items: vec![
                     item(
@@ -432,6 +425,8 @@ mod tests {
                 fetched_at: now,
             },
             SourceBatch {
+                failed: 0,
+                filters: Filters::default(),
                 source: &fed,
                 items: vec![item(
                     "Fed holds rates steady",

@@ -1,6 +1,10 @@
 //! HTTP fetching of sources: bounded concurrency overall and per host, one total deadline per
 //! fetch, retries with backoff on connection errors, 5xx and 429 (honouring Retry-After),
 //! conditional GET, a cap on the decompressed body, limited redirects, and the SSRF guard.
+//!
+//! A request carrying headers from a Secret (an API key) goes through a client that follows
+//! same-origin redirects only: reqwest drops `Authorization` and cookies on a cross-host
+//! redirect but not a custom `X-Api-Key`, and an https → http hop would expose it on the wire.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +16,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::guard::{Blocked, GuardedResolver, NetworkPolicy, find_blocked};
+use crate::run::FetchErrorKind;
 
 /// Settings of the fetcher shared by all sources of a run.
 #[derive(Clone, Debug)]
@@ -47,6 +52,8 @@ pub struct FetchRequest {
     pub headers: Vec<(String, String)>,
     pub etag: Option<String>,
     pub last_modified: Option<String>,
+    /// Some header values come from a Secret: no redirect to another origin is followed.
+    pub carries_secrets: bool,
 }
 
 /// A fetched body (or "not modified").
@@ -67,7 +74,8 @@ pub struct FetchedBody {
     pub final_url: Url,
 }
 
-/// Why a fetch failed. `kind()` is the low-cardinality name stored and shown.
+/// Why a fetch failed. `kind()` is the low-cardinality name stored and shown. Messages never
+/// hold the request's URL (it may carry a key in its query); the caller names the source.
 #[derive(Debug, thiserror::Error, Clone)]
 pub enum FetchError {
     #[error("no answer within {0:?}")]
@@ -88,14 +96,14 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> FetchErrorKind {
         match self {
-            Self::Timeout(_) => "timeout",
-            Self::Http { .. } => "http",
-            Self::Blocked(_) => "blocked",
-            Self::TooLarge { .. } => "too-large",
-            Self::Connect(_) => "connect",
-            Self::Config(_) => "config",
+            Self::Timeout(_) => FetchErrorKind::Timeout,
+            Self::Http { .. } => FetchErrorKind::Http,
+            Self::Blocked(_) => FetchErrorKind::Blocked,
+            Self::TooLarge { .. } => FetchErrorKind::TooLarge,
+            Self::Connect(_) => FetchErrorKind::Connect,
+            Self::Config(_) => FetchErrorKind::Config,
         }
     }
 
@@ -118,6 +126,8 @@ impl FetchError {
 /// The HTTP client of a run.
 pub struct Fetcher {
     client: reqwest::Client,
+    /// For requests carrying secret headers: same-origin redirects only.
+    sealed_client: reqwest::Client,
     config: FetchConfig,
     global: Arc<Semaphore>,
     hosts: Mutex<HashMap<String, Arc<Semaphore>>>,
@@ -126,28 +136,24 @@ pub struct Fetcher {
 impl Fetcher {
     pub fn new(config: FetchConfig) -> Result<Self, FetchError> {
         crate::tls::install_crypto_provider();
-        let policy = config.policy.clone();
-        let max_redirects = config.max_redirects;
-        let redirect = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > max_redirects {
-                return attempt.error(Blocked(format!("more than {max_redirects} redirects")));
-            }
-            match policy.check_url(attempt.url()) {
-                Ok(()) => attempt.follow(),
-                Err(b) => attempt.error(b),
-            }
-        });
-        let client = reqwest::Client::builder()
-            .user_agent(config.user_agent.clone())
-            .redirect(redirect)
-            .dns_resolver(GuardedResolver::new(config.policy.clone()))
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(10))
-            .pool_max_idle_per_host(config.max_per_host)
-            .build()
-            .map_err(|e| FetchError::Config(e.to_string()))?;
+        let build = |same_origin_only: bool| {
+            reqwest::Client::builder()
+                .user_agent(config.user_agent.clone())
+                .redirect(redirect_policy(
+                    config.policy.clone(),
+                    config.max_redirects,
+                    same_origin_only,
+                ))
+                .dns_resolver(GuardedResolver::new(config.policy.clone()))
+                .no_proxy()
+                .connect_timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(config.max_per_host)
+                .build()
+                .map_err(|e| FetchError::Config(e.without_url().to_string()))
+        };
         Ok(Self {
-            client,
+            client: build(false)?,
+            sealed_client: build(true)?,
             global: Arc::new(Semaphore::new(config.max_concurrency.max(1))),
             hosts: Mutex::new(HashMap::new()),
             config,
@@ -193,7 +199,12 @@ impl Fetcher {
                 .with_max_delay(Duration::from_secs(5))
                 .with_max_times(self.config.retries)
                 .with_jitter();
-            (|| self.attempt(&url, &headers, req.max_body_bytes))
+            let client = if req.carries_secrets {
+                &self.sealed_client
+            } else {
+                &self.client
+            };
+            (|| self.attempt(client, &url, &headers, req.max_body_bytes))
                 .retry(backoff)
                 .sleep(tokio::time::sleep)
                 .when(|e: &FetchError| e.retryable())
@@ -219,12 +230,12 @@ impl Fetcher {
 
     async fn attempt(
         &self,
+        client: &reqwest::Client,
         url: &Url,
         headers: &HeaderMap,
         max_body: u64,
     ) -> Result<FetchOutcome, FetchError> {
-        let mut resp = self
-            .client
+        let mut resp = client
             .get(url.clone())
             .headers(headers.clone())
             .send()
@@ -270,6 +281,34 @@ impl Fetcher {
             final_url,
         }))
     }
+}
+
+/// Every hop is checked by the network guard; with `same_origin_only`, a hop to another
+/// scheme, host or port is refused.
+fn redirect_policy(
+    policy: NetworkPolicy,
+    max_redirects: usize,
+    same_origin_only: bool,
+) -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > max_redirects {
+            return attempt.error(Blocked(format!("more than {max_redirects} redirects")));
+        }
+        let verdict = match attempt.previous().last() {
+            None => Ok(()),
+            Some(from) if same_origin_only && from.origin() != attempt.url().origin() => {
+                Err(Blocked(format!(
+                    "redirect to {} refused: the request carries headers from a Secret, which are never sent to another origin",
+                    crate::untrusted::redact_url(attempt.url().as_str())
+                )))
+            }
+            Some(from) => policy.check_redirect(from, attempt.url()),
+        };
+        match verdict {
+            Ok(()) => attempt.follow(),
+            Err(b) => attempt.error(b),
+        }
+    })
 }
 
 fn request_headers(req: &FetchRequest) -> Result<HeaderMap, FetchError> {
@@ -321,9 +360,9 @@ fn classify(e: reqwest::Error) -> FetchError {
         return FetchError::Connect("timed out".to_string());
     }
     if e.is_redirect() {
-        return FetchError::Blocked(format!("redirect refused: {e}"));
+        return FetchError::Blocked(format!("redirect refused: {}", e.without_url()));
     }
-    // The URL is in the message; it is the Source's, never a secret.
+    let e = e.without_url();
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {

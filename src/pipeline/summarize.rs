@@ -1,10 +1,12 @@
-//! Optional AI summaries from an OpenAI-compatible chat-completions endpoint.
+//! Optional AI summaries from an OpenAI-compatible chat-completions endpoint, and the
+//! summarise step of a run.
 //!
-//! Summaries are cached by article content hash, so a retried run or the next day never pays
-//! twice for the same article. A call budget, a per-call timeout, an overall deadline and a
-//! breaker (three failures in a row stop further calls) bound what a slow or failing provider
-//! can cost; whatever is not summarised by the model keeps its extractive summary, and the
-//! run outcome says so.
+//! Summaries are cached per namespace by a hash of exactly what the model is given (the
+//! prompt: title and the text sent), so a retried run or the next day never pays twice for
+//! the same article, and no namespace sees another's. A call budget, a per-call timeout, an
+//! overall deadline, a cap on the response size and a breaker (three failures in a row stop
+//! further calls) bound what a slow or failing provider can cost; whatever is not summarised
+//! by the model keeps its extractive summary, and the run outcome says so.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -12,16 +14,32 @@ use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::json;
+use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
+use tracing::warn;
 
+use super::Attempt;
+use super::compose::HIGHLIGHTS;
+use super::extract::Candidate;
 use super::guard::{GuardedResolver, NetworkPolicy};
-use super::text::{to_plain_text, truncate};
+use super::text::{normalise_for_matching, to_plain_text, truncate};
 use crate::api::SummarizerSpec;
+use crate::plan::{RunPlan, secret_env_name};
+use crate::run::{ErrorCategory, SummarizerOutcome};
+use crate::store::{ProviderCall, StoreError};
+use crate::untrusted::{self, MAX_ERROR_CHARS};
 
 /// Calls in flight at once.
 const CONCURRENCY: usize = 4;
 /// Consecutive failures that stop further calls in a run.
 const BREAKER: u32 = 3;
+/// Largest response body read from the provider; a chat completion of a few hundred
+/// characters is a few kB.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024;
+/// Longest extractive summary, in characters.
+const EXTRACTIVE_CHARS: usize = 120;
+/// Time allowed for all AI summaries of a run.
+const SUMMARY_DEADLINE: Duration = Duration::from_secs(90);
 const SYSTEM_PROMPT: &str = "你是金融资讯编辑。请用简体中文写客观、准确、简洁的摘要，不添加原文没有的信息，不使用Markdown。";
 
 /// How one call ended.
@@ -153,18 +171,32 @@ impl Summarizer {
             req = req.bearer_auth(key);
         }
         let result = tokio::time::timeout(self.timeout, async {
-            let resp = req.send().await?;
+            let mut resp = req.send().await.map_err(ReadError::Http)?;
             let status = resp.status().as_u16();
-            let text = resp.text().await?;
-            Ok::<_, reqwest::Error>((status, text))
+            // Read while counting: an endless or huge body stops at the cap.
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(ReadError::Http)? {
+                if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+                    return Err(ReadError::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok((status, String::from_utf8_lossy(&body).into_owned()))
         })
         .await;
         let (outcome, http_status) = match result {
             Err(_) => (CallOutcome::Timeout, None),
-            Ok(Err(e)) if e.is_timeout() => (CallOutcome::Timeout, None),
+            Ok(Err(ReadError::Http(e))) if e.is_timeout() => (CallOutcome::Timeout, None),
             // Connection-level detail only: the request carried the API key.
-            Ok(Err(e)) => (
-                CallOutcome::Error(format!("request failed: {}", e.without_url())),
+            Ok(Err(ReadError::Http(e))) => (
+                CallOutcome::Error(untrusted::clean(
+                    &format!("request failed: {}", e.without_url()),
+                    MAX_ERROR_CHARS,
+                )),
+                None,
+            ),
+            Ok(Err(ReadError::TooLarge)) => (
+                CallOutcome::Error(format!("response larger than {MAX_RESPONSE_BYTES} bytes")),
                 None,
             ),
             Ok(Ok((429, _))) => (CallOutcome::RateLimited, Some(429)),
@@ -216,16 +248,25 @@ impl Summarizer {
         Some(self.call("overview", prompt, 300).await)
     }
 
-    /// Summaries of `items` (title, text) in order, calling at most `CONCURRENCY` at a time
-    /// and starting no call after `deadline`. `None` where no summary was made.
+    /// The prompt that summarises one item: all the model is given of it, so also what its
+    /// cached summary is keyed by.
+    pub fn item_prompt(title: &str, text: &str) -> String {
+        format!(
+            "用不超过60个字概括这条新闻的要点：\n标题：{title}\n内容：{}",
+            truncate(text, 800)
+        )
+    }
+
+    /// Summaries of `prompts` (from `item_prompt`) in order, calling at most `CONCURRENCY`
+    /// at a time and starting no call after `deadline`. `None` where no summary was made.
     pub async fn summarise_items(
         self: &Arc<Self>,
-        items: Vec<(String, String)>,
+        prompts: Vec<String>,
         deadline: Instant,
     ) -> Vec<Option<CallRecord>> {
         let permits = Arc::new(Semaphore::new(CONCURRENCY));
         let mut tasks = tokio::task::JoinSet::new();
-        for (i, (title, text)) in items.into_iter().enumerate() {
+        for (i, prompt) in prompts.into_iter().enumerate() {
             let this = Arc::clone(self);
             let permits = Arc::clone(&permits);
             tasks.spawn(async move {
@@ -233,10 +274,6 @@ impl Summarizer {
                 if Instant::now() >= deadline || !this.take_call() {
                     return Some((i, None));
                 }
-                let prompt = format!(
-                    "用不超过60个字概括这条新闻的要点：\n标题：{title}\n内容：{}",
-                    truncate(&text, 800)
-                );
                 Some((i, Some(this.call("item", prompt, 160).await)))
             });
         }
@@ -256,4 +293,233 @@ impl Summarizer {
         }
         out
     }
+}
+
+/// Why reading a response stopped.
+enum ReadError {
+    Http(reqwest::Error),
+    TooLarge,
+}
+
+/// The cache key of a prompt.
+fn input_hash(prompt: &str) -> Vec<u8> {
+    Sha256::digest(prompt.as_bytes()).to_vec()
+}
+
+/// Why the summarise step could not finish (a provider's failure never stops it).
+#[derive(Debug, thiserror::Error)]
+pub enum SummarizeError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SummarizeError {
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Self::Store(_) => ErrorCategory::Database,
+        }
+    }
+}
+
+/// What the summarise step gives the report.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summaries {
+    /// One per selected item, in selection order: the model's or an extractive one.
+    pub items: Vec<String>,
+    /// The 今日要点 overview, when the model wrote one.
+    pub overview: Option<String>,
+}
+
+/// The extractive summary of an item: the start of its text, unless that only repeats the
+/// title.
+pub fn extractive(c: &Candidate) -> String {
+    let summary = c.summary.trim();
+    if summary.is_empty() || normalise_for_matching(summary) == normalise_for_matching(&c.title) {
+        return String::new();
+    }
+    truncate(summary, EXTRACTIVE_CHARS)
+}
+
+/// The summarise step: extractive summaries, replaced by cached or new model summaries when
+/// the report has a summariser.
+pub(crate) async fn summarise(
+    attempt: &mut Attempt<'_>,
+    selected: &[Candidate],
+) -> Result<Summaries, SummarizeError> {
+    let mut out = Summaries {
+        items: selected.iter().map(extractive).collect(),
+        overview: None,
+    };
+    let Some(spec) = &attempt.plan.content.summarizer else {
+        return Ok(out);
+    };
+    let summarizer = match open(spec, &attempt.opts.fetch.policy) {
+        Ok(s) => Arc::new(s),
+        Err(note) => {
+            attempt.outcome.notes.push(note);
+            attempt.outcome.summarizer = Some(SummarizerOutcome {
+                provider: provider_of(&spec.endpoint),
+                model: spec.model.clone(),
+                extractive: selected.len(),
+                fell_back: true,
+                ..Default::default()
+            });
+            return Ok(out);
+        }
+    };
+    let mut stats = SummarizerOutcome {
+        provider: summarizer.provider().to_string(),
+        model: summarizer.model().to_string(),
+        ..Default::default()
+    };
+    let mut records: Vec<CallRecord> = Vec::new();
+    out.overview = overview(&summarizer, selected, &mut records).await;
+    let prompts: Vec<String> = selected
+        .iter()
+        .map(|c| Summarizer::item_prompt(&c.title, &c.summary))
+        .collect();
+    let uncached = apply_cache(attempt, &summarizer, &prompts, &mut out, &mut stats).await?;
+    let to_call: Vec<String> = uncached.iter().map(|&i| prompts[i].clone()).collect();
+    let results = summarizer
+        .summarise_items(to_call, Instant::now() + SUMMARY_DEADLINE)
+        .await;
+    for (k, &i) in uncached.iter().enumerate() {
+        let Some(rec) = results.get(k).cloned().flatten() else {
+            stats.extractive += 1;
+            continue;
+        };
+        match &rec.outcome {
+            CallOutcome::Ok(text) => {
+                out.items[i] = text.clone();
+                let ns = &attempt.plan.namespace;
+                let (provider, model) = (summarizer.provider(), summarizer.model());
+                let key = input_hash(&prompts[i]);
+                attempt
+                    .store
+                    .store_summary(ns, &key, provider, model, text)
+                    .await?;
+            }
+            _ => stats.extractive += 1,
+        }
+        records.push(rec);
+    }
+    record_calls(attempt, &summarizer, &records, &mut stats).await?;
+    stats.fell_back = stats.timeouts + stats.rate_limited + stats.errors > 0
+        || summarizer.breaker_open()
+        || stats.extractive > 0;
+    if stats.fell_back {
+        attempt.outcome.notes.push(format!(
+            "AI summaries: {} from the model, {} cached, {} extractive ({} timeouts, {} rate-limited, {} errors)",
+            stats.ok, stats.cached, stats.extractive, stats.timeouts, stats.rate_limited, stats.errors
+        ));
+    }
+    attempt.outcome.summarizer = Some(stats);
+    Ok(out)
+}
+
+fn provider_of(endpoint: &str) -> String {
+    url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// The configured summariser, or the note saying why extractive summaries are used.
+fn open(spec: &SummarizerSpec, policy: &NetworkPolicy) -> Result<Summarizer, String> {
+    let api_key = match &spec.api_key_secret_ref {
+        None => None,
+        Some(r) => Some(RunPlan::secret_value(r).ok_or_else(|| {
+            format!(
+                "summarizer API key variable {} is not set; extractive summaries were used",
+                secret_env_name(&r.name, &r.key)
+            )
+        })?),
+    };
+    Summarizer::new(spec, api_key, policy.clone())
+        .map_err(|e| format!("summarizer unavailable ({e}); extractive summaries were used"))
+}
+
+/// The overview from the day's top titles, when the budget allows.
+async fn overview(
+    summarizer: &Summarizer,
+    selected: &[Candidate],
+    records: &mut Vec<CallRecord>,
+) -> Option<String> {
+    let top: Vec<String> = selected
+        .iter()
+        .take(HIGHLIGHTS * 2)
+        .map(|c| c.title.to_string())
+        .collect();
+    let rec = summarizer.overview(&top).await?;
+    let text = match &rec.outcome {
+        CallOutcome::Ok(t) => Some(t.clone()),
+        _ => None,
+    };
+    records.push(rec);
+    text
+}
+
+/// Fills in cached summaries; returns the indexes still to summarise.
+async fn apply_cache(
+    attempt: &Attempt<'_>,
+    summarizer: &Summarizer,
+    prompts: &[String],
+    out: &mut Summaries,
+    stats: &mut SummarizerOutcome,
+) -> Result<Vec<usize>, StoreError> {
+    let keys: Vec<Vec<u8>> = prompts.iter().map(|p| input_hash(p)).collect();
+    let cached = attempt
+        .store
+        .cached_summaries(
+            &attempt.plan.namespace,
+            summarizer.provider(),
+            summarizer.model(),
+            &keys,
+        )
+        .await?;
+    let mut uncached = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        match cached.get(key) {
+            Some(s) => {
+                out.items[i] = s.clone();
+                stats.cached += 1;
+            }
+            None => uncached.push(i),
+        }
+    }
+    Ok(uncached)
+}
+
+/// Counts the calls and stores them for the console's provider statistics.
+async fn record_calls(
+    attempt: &Attempt<'_>,
+    summarizer: &Summarizer,
+    records: &[CallRecord],
+    stats: &mut SummarizerOutcome,
+) -> Result<(), StoreError> {
+    for rec in records {
+        stats.calls += 1;
+        match &rec.outcome {
+            CallOutcome::Ok(_) => stats.ok += 1,
+            CallOutcome::Timeout => stats.timeouts += 1,
+            CallOutcome::RateLimited => stats.rate_limited += 1,
+            CallOutcome::Error(e) => {
+                warn!(error = %e, "summarizer call failed");
+                stats.errors += 1
+            }
+        }
+        attempt
+            .store
+            .record_provider_call(&ProviderCall {
+                report_id: Some(attempt.report_id),
+                provider: summarizer.provider(),
+                model: summarizer.model(),
+                purpose: rec.purpose,
+                outcome: rec.outcome.kind(),
+                latency_ms: rec.latency.as_millis().min(i32::MAX as u128) as i32,
+                http_status: rec.http_status.map(i32::from),
+            })
+            .await?;
+    }
+    Ok(())
 }

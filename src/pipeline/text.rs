@@ -145,29 +145,7 @@ pub fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// Text normalised for comparison: full-width forms folded to ASCII, lower case, and
-/// punctuation and spaces removed.
-pub fn normalise_for_matching(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let c = match c {
-            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
-            _ => c,
-        };
-        // Fast paths for the two scripts reports are made of; the Unicode tables only for
-        // the rest.
-        if c.is_ascii() {
-            if c.is_ascii_alphanumeric() {
-                out.push(c.to_ascii_lowercase());
-            }
-        } else if matches!(c as u32, 0x4e00..=0x9fff) {
-            out.push(c);
-        } else if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
-        }
-    }
-    out
-}
+pub use crate::matching::normalise_for_matching;
 
 #[cfg(test)]
 mod tests {
@@ -217,10 +195,5 @@ mod tests {
         assert_eq!(truncate(s, 12), "第一句话说明情况。");
         assert_eq!(truncate("abcdef", 3), "abc…");
         assert_eq!(truncate("短", 10), "短");
-    }
-
-    #[test]
-    fn normalisation() {
-        assert_eq!(normalise_for_matching("【快讯】Ａ股 收涨！"), "快讯a股收涨");
     }
 }

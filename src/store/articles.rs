@@ -1,5 +1,5 @@
-//! Articles (deduplicated by canonical URL across days), the articles chosen for a report,
-//! and the AI summary cache.
+//! Articles (deduplicated by canonical URL across days, within a namespace), the articles
+//! chosen for a report, and the AI summary cache (per namespace).
 
 use std::collections::{HashMap, HashSet};
 
@@ -56,8 +56,8 @@ pub struct ReportArticle {
 }
 
 impl Store {
-    /// Inserts or refreshes articles (unique by URL hash) in batches; returns ids by URL
-    /// hash.
+    /// Inserts or refreshes articles (unique by namespace and URL hash) in batches; returns
+    /// ids by URL hash. All of `articles` belong to one namespace.
     pub async fn upsert_articles(
         &self,
         articles: &[ArticleInput],
@@ -77,7 +77,7 @@ impl Store {
                  SELECT u.h, u.url, u.ch, u.t, u.s, u.ns, u.src, u.cat, u.lang, u.pub, u.e::jsonb
                  FROM UNNEST($1::bytea[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
                       AS u(h, url, ch, t, s, ns, src, cat, lang, pub, e)
-                 ON CONFLICT (url_hash) DO UPDATE SET
+                 ON CONFLICT (namespace, url_hash) DO UPDATE SET
                     last_seen_at = now(),
                     content_hash = EXCLUDED.content_hash,
                     title = EXCLUDED.title,
@@ -193,39 +193,43 @@ impl Store {
         Ok(())
     }
 
-    /// Cached AI summaries by content hash.
+    /// Cached AI summaries of a namespace by input hash (the hash of what the model was given).
     pub async fn cached_summaries(
         &self,
+        namespace: &str,
         provider: &str,
         model: &str,
         hashes: &[Vec<u8>],
     ) -> Result<HashMap<Vec<u8>, String>, StoreError> {
         let rows = sqlx::query(
-            "SELECT content_hash, summary FROM article_summaries
-             WHERE provider = $1 AND model = $2 AND content_hash = ANY($3)",
+            "SELECT input_hash, summary FROM article_summaries
+             WHERE namespace = $1 AND provider = $2 AND model = $3 AND input_hash = ANY($4)",
         )
+        .bind(namespace)
         .bind(provider)
         .bind(model)
         .bind(hashes)
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
-            .map(|r| Ok((r.try_get("content_hash")?, r.try_get("summary")?)))
+            .map(|r| Ok((r.try_get("input_hash")?, r.try_get("summary")?)))
             .collect()
     }
 
     pub async fn store_summary(
         &self,
-        content_hash: &[u8],
+        namespace: &str,
+        input_hash: &[u8],
         provider: &str,
         model: &str,
         summary: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO article_summaries (content_hash, provider, model, summary) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (content_hash, provider, model) DO UPDATE SET summary = EXCLUDED.summary, created_at = now()",
+            "INSERT INTO article_summaries (namespace, input_hash, provider, model, summary) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (namespace, input_hash, provider, model) DO UPDATE SET summary = EXCLUDED.summary, created_at = now()",
         )
-        .bind(content_hash)
+        .bind(namespace)
+        .bind(input_hash)
         .bind(provider)
         .bind(model)
         .bind(summary)

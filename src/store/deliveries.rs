@@ -4,16 +4,17 @@
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::run::{BlacklistReason, DeliveryCounts, DeliveryStatus};
 
-/// Delivery states as stored.
-pub mod status {
-    pub const PENDING: &str = "pending";
-    pub const SENDING: &str = "sending";
-    pub const SENT: &str = "sent";
-    pub const DEFERRED: &str = "deferred";
-    pub const FAILED: &str = "failed";
-    pub const BOUNCED: &str = "bounced";
-    pub const UNCERTAIN: &str = "uncertain";
+/// The stored names of `states`, for `= ANY($n)`.
+fn names(states: &[DeliveryStatus]) -> Vec<&'static str> {
+    states.iter().map(|s| s.as_str()).collect()
+}
+
+fn status_of(row: &sqlx::postgres::PgRow) -> Result<DeliveryStatus, sqlx::Error> {
+    let name: String = row.try_get("status")?;
+    name.parse()
+        .map_err(|e: crate::run::UnknownState| sqlx::Error::Decode(Box::new(e)))
 }
 
 /// A delivery still to make.
@@ -22,36 +23,20 @@ pub struct DeliveryRow {
     pub id: i64,
     pub recipient: String,
     pub email: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
 }
 
 /// How a delivery ended.
 #[derive(Clone, Debug)]
 pub struct DeliveryResult<'a> {
-    pub status: &'a str,
+    pub status: DeliveryStatus,
     pub smtp_code: Option<i32>,
     pub smtp_reply: Option<&'a str>,
     pub message_id: Option<&'a str>,
     pub error: Option<&'a str>,
     /// SMTP attempts made after the one counted by the claim (retries).
     pub retries: i32,
-}
-
-/// Counts by state.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct DeliveryCounts {
-    pub recipients: i64,
-    pub pending: i64,
-    pub sent: i64,
-    pub deferred: i64,
-    pub failed: i64,
-    pub bounced: i64,
-    pub uncertain: i64,
-    /// Deliveries found interrupted during their SMTP transaction and resent (same
-    /// Message-ID); their recipients may hold two copies.
-    pub resent_after_interruption: i64,
 }
 
 impl Store {
@@ -79,10 +64,12 @@ impl Store {
     /// Rows left in `sending` by an attempt that died become `uncertain`.
     pub async fn mark_interrupted(&self, report_id: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE delivery_log SET status = 'uncertain', uncertain_at = now(), updated_at = now()
-             WHERE report_id = $1 AND status = 'sending'",
+            "UPDATE delivery_log SET status = $2, uncertain_at = now(), updated_at = now()
+             WHERE report_id = $1 AND status = $3",
         )
         .bind(report_id)
+        .bind(DeliveryStatus::Uncertain.as_str())
+        .bind(DeliveryStatus::Sending.as_str())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())
@@ -92,14 +79,14 @@ impl Store {
     pub async fn deliveries_in(
         &self,
         report_id: i64,
-        states: &[&str],
+        states: &[DeliveryStatus],
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT id, recipient, email, status, attempts FROM delivery_log
              WHERE report_id = $1 AND status = ANY($2) ORDER BY recipient, id",
         )
         .bind(report_id)
-        .bind(states)
+        .bind(names(states))
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()
@@ -108,31 +95,33 @@ impl Store {
                     id: r.try_get("id")?,
                     recipient: r.try_get("recipient")?,
                     email: r.try_get("email")?,
-                    status: r.try_get("status")?,
+                    status: status_of(&r)?,
                     attempts: r.try_get("attempts")?,
                 })
             })
             .collect()
     }
 
-    /// Claims a row for one SMTP transaction: only from one of `from` states, and never for a
-    /// blacklisted address. False when another attempt got there first or the address is
-    /// blacklisted.
+    /// Claims a row for one SMTP transaction: only from one of `from` states, and never for an
+    /// address blacklisted in the report's namespace. False when another attempt got there
+    /// first or the address is blacklisted.
     pub async fn claim_delivery(
         &self,
         id: i64,
-        from: &[&str],
+        from: &[DeliveryStatus],
         message_id: &str,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE delivery_log d SET status = 'sending', attempts = attempts + 1, claimed_at = now(),
+            "UPDATE delivery_log d SET status = $4, attempts = attempts + 1, claimed_at = now(),
                     message_id = $3, updated_at = now()
              WHERE id = $1 AND status = ANY($2)
-               AND NOT EXISTS (SELECT 1 FROM blacklist b WHERE b.email = d.email)",
+               AND NOT EXISTS (SELECT 1 FROM blacklist b JOIN reports r ON r.namespace = b.namespace
+                               WHERE r.id = d.report_id AND b.email = d.email)",
         )
         .bind(id)
-        .bind(from)
+        .bind(names(from))
         .bind(message_id)
+        .bind(DeliveryStatus::Sending.as_str())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected() == 1)
@@ -143,16 +132,17 @@ impl Store {
         sqlx::query(
             "UPDATE delivery_log SET status = $2, smtp_code = $3, smtp_reply = $4,
                     message_id = COALESCE($5, message_id), last_error = $6, attempts = attempts + $7,
-                    sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END, updated_at = now()
+                    sent_at = CASE WHEN $2 = $8 THEN now() ELSE sent_at END, updated_at = now()
              WHERE id = $1",
         )
         .bind(id)
-        .bind(r.status)
+        .bind(r.status.as_str())
         .bind(r.smtp_code)
         .bind(r.smtp_reply)
         .bind(r.message_id)
         .bind(r.error)
         .bind(r.retries)
+        .bind(DeliveryStatus::Sent.as_str())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -162,21 +152,22 @@ impl Store {
     pub async fn move_deliveries(
         &self,
         report_id: i64,
-        from: &[&str],
-        to: &str,
+        from: &[DeliveryStatus],
+        to: DeliveryStatus,
     ) -> Result<u64, StoreError> {
         let done = sqlx::query(
             "UPDATE delivery_log SET status = $3, updated_at = now() WHERE report_id = $1 AND status = ANY($2)",
         )
         .bind(report_id)
-        .bind(from)
-        .bind(to)
+        .bind(names(from))
+        .bind(to.as_str())
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())
     }
 
-    /// Blacklists an address after a permanent rejection (first reason wins).
+    /// Blacklists an address in the report's namespace after a permanent rejection (first
+    /// reason wins).
     pub async fn blacklist_bounce(
         &self,
         email: &str,
@@ -185,13 +176,15 @@ impl Store {
         report_id: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO blacklist (email, reason, smtp_code, smtp_reply, report_id)
-             VALUES ($1, 'bounce', $2, $3, $4) ON CONFLICT (email) DO NOTHING",
+            "INSERT INTO blacklist (namespace, email, reason, smtp_code, smtp_reply, report_id)
+             SELECT r.namespace, $1, $5, $2, $3, r.id FROM reports r WHERE r.id = $4
+             ON CONFLICT (namespace, email) DO NOTHING",
         )
         .bind(email)
         .bind(code)
         .bind(reply)
         .bind(report_id)
+        .bind(BlacklistReason::Bounce.as_str())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -207,20 +200,7 @@ impl Store {
         .await?;
         let mut c = DeliveryCounts::default();
         for r in rows {
-            let n: i64 = r.try_get("n")?;
-            let resent: i64 = r.try_get("resent")?;
-            c.recipients += n;
-            match r.try_get::<String, _>("status")?.as_str() {
-                status::PENDING | status::SENDING => c.pending += n,
-                status::SENT => {
-                    c.sent += n;
-                    c.resent_after_interruption += resent;
-                }
-                status::DEFERRED => c.deferred += n,
-                status::FAILED => c.failed += n,
-                status::BOUNCED => c.bounced += n,
-                _ => c.uncertain += n,
-            }
+            c.add(status_of(&r)?, r.try_get("n")?, r.try_get("resent")?);
         }
         Ok(c)
     }

@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+pub use crate::untrusted::redact_url;
+
 /// The embedded migrations of `migrations/`.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -86,13 +88,16 @@ impl Store {
 }
 
 impl Store {
-    /// Addresses that must not be mailed (lower-cased).
+    /// Addresses of `namespace` that must not be mailed (lower-cased).
     pub async fn blacklisted_emails(
         &self,
+        namespace: &str,
     ) -> Result<std::collections::BTreeSet<String>, StoreError> {
-        let rows: Vec<String> = sqlx::query_scalar("SELECT email FROM blacklist")
-            .fetch_all(self.pool())
-            .await?;
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT email FROM blacklist WHERE namespace = $1")
+                .bind(namespace)
+                .fetch_all(self.pool())
+                .await?;
         Ok(rows.into_iter().collect())
     }
 }
@@ -108,49 +113,4 @@ async fn applied_versions(pool: &PgPool) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
         .fetch_all(pool)
         .await
-}
-
-/// The URL with any password replaced by `***`, for logs and errors.
-pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            let pairs: Vec<(String, String)> = u
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if k.eq_ignore_ascii_case("password") {
-                        "***".to_string()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            if !pairs.is_empty() {
-                u.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            u.to_string()
-        }
-        Err(_) => "<unparseable URL>".to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_shown() {
-        assert_eq!(
-            redact_url("postgres://finrep:s3cret@db:5432/finrep"),
-            "postgres://finrep:***@db:5432/finrep"
-        );
-        assert_eq!(
-            redact_url("postgres://db/finrep?password=s3cret&sslmode=disable"),
-            "postgres://db/finrep?password=***&sslmode=disable"
-        );
-        assert!(!redact_url("not a url s3cret").contains("s3cret"));
-    }
 }

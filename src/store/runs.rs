@@ -5,6 +5,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::run::{RunPhase, Step};
 
 /// Identity of a run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,7 +42,7 @@ pub struct ComposedReport<'a> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ReportRow {
     pub id: i64,
-    pub phase: String,
+    pub phase: RunPhase,
     pub subject: Option<String>,
     pub html: Option<String>,
     pub text: Option<String>,
@@ -78,10 +79,10 @@ impl Store {
         Ok(report_row(&row)?)
     }
 
-    pub async fn set_phase(&self, report_id: i64, phase: &str) -> Result<(), StoreError> {
+    pub async fn set_phase(&self, report_id: i64, phase: RunPhase) -> Result<(), StoreError> {
         sqlx::query("UPDATE reports SET phase = $2, updated_at = now() WHERE id = $1")
             .bind(report_id)
-            .bind(phase)
+            .bind(phase.as_str())
             .execute(self.pool())
             .await?;
         Ok(())
@@ -117,7 +118,7 @@ impl Store {
     pub async fn finish_run(
         &self,
         report_id: i64,
-        phase: &str,
+        phase: RunPhase,
         outcome: &serde_json::Value,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -126,7 +127,7 @@ impl Store {
              WHERE id = $1",
         )
         .bind(report_id)
-        .bind(phase)
+        .bind(phase.as_str())
         .bind(outcome)
         .bind(error)
         .execute(self.pool())
@@ -137,7 +138,7 @@ impl Store {
     pub async fn record_step(
         &self,
         report_id: i64,
-        step: &str,
+        step: Step,
         started_at: DateTime<Utc>,
         finished_at: DateTime<Utc>,
         ok: bool,
@@ -148,7 +149,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(report_id)
-        .bind(step)
+        .bind(step.as_str())
         .bind(started_at)
         .bind(finished_at)
         .bind(ok)
@@ -163,7 +164,10 @@ impl Store {
 fn report_row(row: &sqlx::postgres::PgRow) -> Result<ReportRow, sqlx::Error> {
     Ok(ReportRow {
         id: row.try_get("id")?,
-        phase: row.try_get("phase")?,
+        phase: row
+            .try_get::<String, _>("phase")?
+            .parse()
+            .map_err(|e: crate::run::UnknownState| sqlx::Error::Decode(Box::new(e)))?,
         subject: row.try_get("subject")?,
         html: row.try_get("html")?,
         text: row.try_get("text_body")?,

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Store, StoreError};
+use crate::run::FetchErrorKind;
 
 /// Validators remembered from a source's last successful fetch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -21,20 +22,23 @@ pub struct FetchRecord<'a> {
     pub report_id: Option<i64>,
     pub namespace: &'a str,
     pub source: &'a str,
-    pub url: &'a str,
+    /// Redacted: a key in the query string is never stored.
+    pub url: String,
     pub started_at: DateTime<Utc>,
     pub latency_ms: i32,
     pub http_status: Option<i32>,
     pub items: i32,
     pub not_modified: bool,
-    pub error_kind: Option<&'a str>,
-    pub error: Option<&'a str>,
+    pub error_kind: Option<FetchErrorKind>,
+    /// Cleaned and bounded.
+    pub error: Option<String>,
     pub etag: Option<&'a str>,
     pub last_modified: Option<&'a str>,
 }
 
 impl Store {
-    /// Conditional-GET validators of a namespace's sources, by source name.
+    /// Conditional-GET validators of a namespace's sources, by source name (with the URL they
+    /// were fetched from, as stored: redacted).
     pub async fn conditional_states(
         &self,
         namespace: &str,
@@ -69,14 +73,14 @@ impl Store {
         .bind(r.report_id)
         .bind(r.namespace)
         .bind(r.source)
-        .bind(r.url)
+        .bind(&r.url)
         .bind(r.started_at)
         .bind(r.latency_ms)
         .bind(r.http_status)
         .bind(r.items)
         .bind(r.not_modified)
-        .bind(r.error_kind)
-        .bind(r.error)
+        .bind(r.error_kind.map(FetchErrorKind::as_str))
+        .bind(&r.error)
         .execute(&mut *tx)
         .await?;
         let ok = r.error_kind.is_none();
@@ -103,15 +107,15 @@ impl Store {
         )
         .bind(r.namespace)
         .bind(r.source)
-        .bind(r.url)
+        .bind(&r.url)
         .bind(r.etag)
         .bind(r.last_modified)
         .bind(r.started_at)
         .bind(ok)
         .bind(r.http_status)
         .bind(r.items)
-        .bind(r.error_kind)
-        .bind(r.error)
+        .bind(r.error_kind.map(FetchErrorKind::as_str))
+        .bind(&r.error)
         .bind(r.not_modified)
         .execute(&mut *tx)
         .await?;

@@ -7,7 +7,9 @@
 
 mod rules;
 
-pub use rules::{check_daily_report, check_recipient, check_source};
+pub use rules::{
+    check_content, check_daily_report, check_mail_window, check_recipient, check_smtp, check_source,
+};
 
 use std::collections::{BTreeMap, BTreeSet};
 

@@ -1,15 +1,13 @@
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveTime, Utc};
 
 use super::FieldProblem;
 use crate::api::{
-    DailyReportSpec, KeywordFilters, LabelSelector, RecipientSpec, SecretKeyRef, SourceKind,
-    SourceSpec, selector,
+    ContentSpec, DailyReportSpec, KeywordFilters, LabelSelector, MailWindow, RecipientSpec,
+    SecretKeyRef, SmtpSpec, SourceKind, SourceSpec, TemplateRef, TlsMode, selector,
 };
 use crate::jsonpath::JsonPath;
+use crate::matching::Matcher;
 use crate::schedule::{Schedule, parse_local_time};
-
-/// Largest compiled size of a keyword regex; keeps a filter from costing memory or time.
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
 
 /// Code-only checks of a Source spec; field paths start at `spec`.
 pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
@@ -165,23 +163,7 @@ pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> V
             false
         }
     };
-    let start = parse_local_time(&spec.mail_window.start)
-        .map_err(|e| out.push(FieldProblem::error("spec.mailWindow.start", e.to_string())))
-        .ok();
-    let end = parse_local_time(&spec.mail_window.end)
-        .map_err(|e| out.push(FieldProblem::error("spec.mailWindow.end", e.to_string())))
-        .ok();
-    if let (Some(s), Some(e)) = (start, end)
-        && s >= e
-    {
-        out.push(FieldProblem::error(
-            "spec.mailWindow.end",
-            format!(
-                "the window ends ({}) before it starts ({}); it must end later the same day",
-                spec.mail_window.end, spec.mail_window.start
-            ),
-        ));
-    }
+    let start = check_mail_window(&spec.mail_window, &mut out);
 
     // With an unknown zone the schedule is still parsed (in UTC) so both mistakes show at once.
     let zone = if zone_ok {
@@ -241,7 +223,43 @@ pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> V
         &mut out,
     );
 
-    let content = &spec.content;
+    check_content(&spec.content, &mut out);
+    check_smtp(&spec.smtp, &mut out);
+    if let Some(image) = &spec.job.image
+        && image.contains(char::is_whitespace)
+    {
+        out.push(FieldProblem::error(
+            "spec.job.image",
+            "image must be an image reference without spaces, e.g. ghcr.io/example/finrep:0.1.0",
+        ));
+    }
+    out
+}
+
+/// The mail window's times; returns its start when it parses.
+pub fn check_mail_window(mw: &MailWindow, out: &mut Vec<FieldProblem>) -> Option<NaiveTime> {
+    let start = parse_local_time(&mw.start)
+        .map_err(|e| out.push(FieldProblem::error("spec.mailWindow.start", e.to_string())))
+        .ok();
+    let end = parse_local_time(&mw.end)
+        .map_err(|e| out.push(FieldProblem::error("spec.mailWindow.end", e.to_string())))
+        .ok();
+    if let (Some(s), Some(e)) = (start, end)
+        && s >= e
+    {
+        out.push(FieldProblem::error(
+            "spec.mailWindow.end",
+            format!(
+                "the window ends ({}) before it starts ({}); it must end later the same day",
+                mw.end, mw.start
+            ),
+        ));
+    }
+    start
+}
+
+/// What goes into the report: caps, filters, watch-list, summariser, template.
+pub fn check_content(content: &ContentSpec, out: &mut Vec<FieldProblem>) {
     if content.max_items_per_source > content.max_items {
         out.push(FieldProblem::warning(
             "spec.content.maxItemsPerSource",
@@ -251,7 +269,7 @@ pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> V
             ),
         ));
     }
-    check_filters(&content.filters, "spec.content.filters", &mut out);
+    check_filters(&content.filters, "spec.content.filters", out);
     for (i, w) in content.watchlist.iter().enumerate() {
         if w.trim().is_empty() {
             out.push(FieldProblem::error(
@@ -261,20 +279,30 @@ pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> V
         }
     }
     if let Some(s) = &content.summarizer {
-        check_http_url(&s.endpoint, "spec.content.summarizer.endpoint", &mut out);
+        check_http_url(&s.endpoint, "spec.content.summarizer.endpoint", out);
         if let Some(r) = &s.api_key_secret_ref {
-            check_secret_ref(r, "spec.content.summarizer.apiKeySecretRef", &mut out);
+            check_secret_ref(r, "spec.content.summarizer.apiKeySecretRef", out);
         }
     }
     if let Some(t) = &content.template {
         check_object_name(
             &t.config_map_name,
             "spec.content.template.configMapName",
-            &mut out,
+            out,
         );
+        for (field, key) in [("htmlKey", &t.html_key), ("textKey", &t.text_key)] {
+            if let Some(msg) = TemplateRef::key_problem(key) {
+                out.push(FieldProblem::error(
+                    format!("spec.content.template.{field}"),
+                    msg,
+                ));
+            }
+        }
     }
+}
 
-    let smtp = &spec.smtp;
+/// The mail server: host, addresses, credentials only over TLS (unless allowed).
+pub fn check_smtp(smtp: &SmtpSpec, out: &mut Vec<FieldProblem>) {
     if smtp.host.trim().is_empty() || smtp.host.contains(['/', ' ', '\r', '\n']) {
         out.push(FieldProblem::error(
             "spec.smtp.host",
@@ -290,17 +318,14 @@ pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> V
         out.push(FieldProblem::error("spec.smtp.replyTo", msg));
     }
     if let Some(c) = &smtp.credentials_secret_ref {
-        check_object_name(&c.name, "spec.smtp.credentialsSecretRef.name", &mut out);
+        check_object_name(&c.name, "spec.smtp.credentialsSecretRef.name", out);
+        if smtp.tls == TlsMode::None && !smtp.allow_plaintext_auth {
+            out.push(FieldProblem::error(
+                "spec.smtp.tls",
+                "credentials over tls: none would send the password in clear text; use starttls or tls, or set allowPlaintextAuth: true for a relay on a trusted network",
+            ));
+        }
     }
-    if let Some(image) = &spec.job.image
-        && image.contains(char::is_whitespace)
-    {
-        out.push(FieldProblem::error(
-            "spec.job.image",
-            "image must be an image reference without spaces, e.g. ghcr.io/example/finrep:0.1.0",
-        ));
-    }
-    out
 }
 
 fn check_http_url(value: &str, field: &str, out: &mut Vec<FieldProblem>) {
@@ -338,26 +363,12 @@ fn check_selector(sel: Option<&LabelSelector>, field: &str, out: &mut Vec<FieldP
 fn check_filters(filters: &KeywordFilters, field: &str, out: &mut Vec<FieldProblem>) {
     for (list, entries) in [("include", &filters.include), ("exclude", &filters.exclude)] {
         for (i, entry) in entries.iter().enumerate() {
-            let field = format!("{field}.{list}[{i}]");
-            match entry.strip_prefix("re:") {
-                Some(pattern) => {
-                    if let Err(e) = regex::RegexBuilder::new(pattern)
-                        .size_limit(REGEX_SIZE_LIMIT)
-                        .build()
-                    {
-                        out.push(FieldProblem::error(
-                            field,
-                            format!(
-                                "invalid regular expression {pattern:?}: {}",
-                                last_line(&e.to_string()).trim_start_matches("error: ")
-                            ),
-                        ));
-                    }
-                }
-                None if entry.trim().is_empty() => {
-                    out.push(FieldProblem::error(field, "keywords must not be blank"))
-                }
-                None => {}
+            // The same compile function runs use: what validates is what runs.
+            if let Err(e) = Matcher::compile(entry) {
+                out.push(FieldProblem::error(
+                    format!("{field}.{list}[{i}]"),
+                    e.to_string(),
+                ));
             }
         }
     }

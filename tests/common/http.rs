@@ -100,6 +100,11 @@ impl TestServer {
         server
     }
 
+    /// `127.0.0.1:PORT`, as a trusted-host entry.
+    pub fn host_port(&self) -> String {
+        self.addr.to_string()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

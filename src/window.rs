@@ -43,6 +43,18 @@ pub enum WindowMode {
     Ignore,
 }
 
+impl WindowMode {
+    /// A scheduled run keeps to the window; a manual run (today's run, started by a person)
+    /// delivers at once unless it was asked to respect the window.
+    pub fn for_run(manual: bool, respect_window: bool) -> Self {
+        if manual && !respect_window {
+            Self::Ignore
+        } else {
+            Self::Respect
+        }
+    }
+}
+
 /// What to do about the next delivery.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Gate {
@@ -113,6 +125,14 @@ mod tests {
             gate(&w, WindowMode::Respect, at("2026-11-23T09:00:00+08:00")),
             Gate::Closed { send_late: true }
         );
+    }
+
+    #[test]
+    fn only_manual_runs_may_ignore_the_window() {
+        assert_eq!(WindowMode::for_run(false, false), WindowMode::Respect);
+        assert_eq!(WindowMode::for_run(false, true), WindowMode::Respect);
+        assert_eq!(WindowMode::for_run(true, false), WindowMode::Ignore);
+        assert_eq!(WindowMode::for_run(true, true), WindowMode::Respect);
     }
 
     #[test]

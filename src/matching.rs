@@ -1,0 +1,160 @@
+//! Text as it is compared: normalised for matching (fullwidth forms folded, case and
+//! punctuation ignored), and keyword filters compiled once, the same way for `finrep
+//! validate`, the controller's checks and the pipeline — so a pattern that validates is the
+//! pattern that runs.
+
+use regex::{Regex, RegexBuilder};
+
+use crate::api::KeywordFilters;
+
+/// Largest compiled size of a keyword regex; keeps a filter from costing memory or time.
+pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
+
+/// Text normalised for comparison: full-width forms folded to ASCII, lower case, and
+/// punctuation and spaces removed.
+pub fn normalise_for_matching(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let c = match c {
+            '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
+            _ => c,
+        };
+        // Fast paths for the two scripts reports are made of; the Unicode tables only for
+        // the rest.
+        if c.is_ascii() {
+            if c.is_ascii_alphanumeric() {
+                out.push(c.to_ascii_lowercase());
+            }
+        } else if matches!(c as u32, 0x4e00..=0x9fff) {
+            out.push(c);
+        } else if c.is_alphanumeric() {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// One compiled include or exclude entry.
+#[derive(Clone, Debug)]
+pub enum Matcher {
+    /// A word or phrase, normalised; matched as a substring of normalised text.
+    Word(String),
+    /// `re:<pattern>`, case-insensitive, linear time; matched against the raw text.
+    Regex(Regex),
+}
+
+/// Why an entry does not compile.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FilterError {
+    #[error("keywords must not be blank")]
+    Blank,
+    #[error("invalid regular expression {pattern:?}: {reason}")]
+    Regex { pattern: String, reason: String },
+}
+
+impl Matcher {
+    /// Compiles one entry exactly as runs use it.
+    pub fn compile(entry: &str) -> Result<Self, FilterError> {
+        match entry.strip_prefix("re:") {
+            Some(pattern) => RegexBuilder::new(pattern)
+                .case_insensitive(true)
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+                .map(Matcher::Regex)
+                .map_err(|e| FilterError::Regex {
+                    pattern: pattern.to_string(),
+                    reason: last_line(&e.to_string())
+                        .trim_start_matches("error: ")
+                        .to_string(),
+                }),
+            None if entry.trim().is_empty() => Err(FilterError::Blank),
+            None => Ok(Matcher::Word(normalise_for_matching(entry))),
+        }
+    }
+
+    fn matches(&self, normalised: &str, raw: &str) -> bool {
+        match self {
+            Self::Word(w) => !w.is_empty() && normalised.contains(w.as_str()),
+            Self::Regex(r) => r.is_match(raw),
+        }
+    }
+}
+
+/// Parser errors often draw a picture over several lines; the verdict is the last one.
+fn last_line(message: &str) -> &str {
+    message
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(message)
+}
+
+/// Compiled include / exclude keywords.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    include: Vec<Matcher>,
+    exclude: Vec<Matcher>,
+}
+
+impl Filters {
+    /// Compiles every entry; the error names the first that fails (`include[2]: …`).
+    pub fn compile(f: &KeywordFilters) -> Result<Self, String> {
+        let compile = |list: &str, entries: &[String]| -> Result<Vec<Matcher>, String> {
+            entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| Matcher::compile(e).map_err(|err| format!("{list}[{i}]: {err}")))
+                .collect()
+        };
+        Ok(Self {
+            include: compile("include", &f.include)?,
+            exclude: compile("exclude", &f.exclude)?,
+        })
+    }
+
+    /// Kept when it matches an include (or there are none) and no exclude.
+    pub fn keeps(&self, normalised: &str, raw: &str) -> bool {
+        (self.include.is_empty() || self.include.iter().any(|m| m.matches(normalised, raw)))
+            && !self.exclude.iter().any(|m| m.matches(normalised, raw))
+    }
+
+    /// How many include keywords an item matches (a ranking signal).
+    pub fn include_hits(&self, normalised: &str, raw: &str) -> usize {
+        self.include
+            .iter()
+            .filter(|m| m.matches(normalised, raw))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalisation() {
+        assert_eq!(normalise_for_matching("【快讯】Ａ股 收涨！"), "快讯a股收涨");
+    }
+
+    #[test]
+    fn regexes_are_case_insensitive_and_refused_the_same_way_everywhere() {
+        let f = Filters::compile(&KeywordFilters {
+            include: vec!["re:\\bipo\\b".into(), "降准".into()],
+            exclude: vec![],
+        })
+        .unwrap();
+        assert!(f.keeps("", "Tencent IPO filing"));
+        assert!(f.keeps(&normalise_for_matching("央行降准"), "央行降准"));
+        assert!(!f.keeps("", "nothing"));
+        let err = Filters::compile(&KeywordFilters {
+            include: vec![],
+            exclude: vec!["ok".into(), "re:(unclosed".into()],
+        })
+        .unwrap_err();
+        assert!(
+            err.starts_with("exclude[1]: invalid regular expression"),
+            "{err}"
+        );
+        assert_eq!(Matcher::compile("  ").unwrap_err(), FilterError::Blank);
+    }
+}
