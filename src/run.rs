@@ -158,6 +158,26 @@ state_names!(DeliveryStatus, "delivery status", {
     Uncertain => "uncertain",
 });
 
+/// How one call to an external provider (the summariser) ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderOutcome {
+    Ok,
+    Timeout,
+    RateLimited,
+    Error,
+    /// Answered from the cache, no call made.
+    Cached,
+}
+
+state_names!(ProviderOutcome, "provider outcome", {
+    Ok => "ok",
+    Timeout => "timeout",
+    RateLimited => "rate-limited",
+    Error => "error",
+    Cached => "cached",
+});
+
 /// Why an address is on a namespace's blacklist.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -123,3 +123,134 @@ fn unreachable_database_is_a_clear_error() {
     assert!(!err.contains("hunter2"), "password leaked: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+/// The values a CHECK constraint of `table.column` allows, read from PostgreSQL's catalog.
+async fn allowed_values(conn: &mut sqlx::PgConnection, table: &str, column: &str) -> Vec<String> {
+    let defs: Vec<String> = sqlx::query_scalar(
+        "SELECT pg_get_constraintdef(c.oid) FROM pg_constraint c
+         JOIN pg_class t ON t.oid = c.conrelid
+         JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = ANY(c.conkey)
+         WHERE c.contype = 'c' AND t.relname = $1 AND a.attname = $2",
+    )
+    .bind(table)
+    .bind(column)
+    .fetch_all(conn)
+    .await
+    .unwrap();
+    assert_eq!(defs.len(), 1, "one CHECK on {table}.{column}: {defs:?}");
+    let mut values: Vec<String> = defs[0]
+        .split('\'')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect();
+    values.sort();
+    values
+}
+
+fn names<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> Vec<String> {
+    let mut v: Vec<String> = all.iter().map(|s| as_str(*s).to_string()).collect();
+    v.sort();
+    v
+}
+
+/// Every state the code knows is a state the schema accepts, and no other: the enums of
+/// `finrep::run` and the migrations' CHECK constraints cannot drift apart.
+#[tokio::test]
+async fn schema_states_are_the_codes_states() {
+    use finrep::run::{BlacklistReason, DeliveryStatus, FetchErrorKind, ProviderOutcome, RunPhase};
+    let url = common::scratch_database().await;
+    assert!(migrate(&url).status.success());
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let cases = [
+        ("reports", "phase", names(RunPhase::ALL, RunPhase::as_str)),
+        (
+            "delivery_log",
+            "status",
+            names(DeliveryStatus::ALL, DeliveryStatus::as_str),
+        ),
+        (
+            "fetch_log",
+            "error_kind",
+            names(FetchErrorKind::ALL, FetchErrorKind::as_str),
+        ),
+        (
+            "blacklist",
+            "reason",
+            names(BlacklistReason::ALL, BlacklistReason::as_str),
+        ),
+        (
+            "provider_calls",
+            "outcome",
+            names(ProviderOutcome::ALL, ProviderOutcome::as_str),
+        ),
+    ];
+    for (table, column, want) in cases {
+        assert_eq!(
+            allowed_values(&mut conn, table, column).await,
+            want,
+            "{table}.{column}"
+        );
+    }
+}
+
+/// Rows written before namespaces scoped the blacklist, articles and summary cache are kept:
+/// a blacklisted address stays blacklisted in its report's namespace.
+#[tokio::test]
+async fn tenancy_migration_keeps_existing_rows() {
+    let url = common::scratch_database().await;
+    let store = finrep::store::Store::connect(&url, 2, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    // The schema as it was before the tenancy migration.
+    let before = finrep::store::MIGRATOR
+        .iter()
+        .filter(|m| m.description != "tenancy")
+        .count();
+    assert_eq!(before, 2);
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    for m in finrep::store::MIGRATOR.iter().take(before) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str().to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO reports (id, namespace, report, report_date, time_zone) VALUES (7, 'acc', 'brief', '2026-11-20', 'Asia/Shanghai');
+         INSERT INTO blacklist (email, reason, report_id) VALUES ('gone@example.com', 'bounce', 7), ('left@example.com', 'unsubscribe', NULL);
+         INSERT INTO articles (url_hash, canonical_url, content_hash, title, namespace, source, category)
+              VALUES ('\\x01', 'https://e.com/a', '\\x02', '标题', 'acc', 'cls', 'A股');
+         INSERT INTO article_summaries (content_hash, provider, model, summary) VALUES ('\\x02', 'p', 'm', '摘要');",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let tenancy = finrep::store::MIGRATOR.iter().nth(before).unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(tenancy.sql.as_str().to_string()))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.blacklisted_emails("acc").await.unwrap(),
+        ["gone@example.com".to_string()].into()
+    );
+    assert_eq!(
+        store.blacklisted_emails("default").await.unwrap(),
+        ["left@example.com".to_string()].into()
+    );
+    let kept: (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM articles), (SELECT count(*) FROM article_summaries)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(kept, (1, 1));
+    // The same URL in another namespace is another article.
+    sqlx::query(
+        "INSERT INTO articles (url_hash, canonical_url, content_hash, title, namespace, source, category)
+         VALUES ('\\x01', 'https://e.com/a', '\\x02', 'other', 'desk', 'cls', 'A股')",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}

@@ -353,70 +353,12 @@ pub async fn deliver(
         .map_err(|e| DeliveryError::Config(e.to_string()))?;
     let window = Window::for_date(&plan.mail_window, tz, plan.slot.date)
         .map_err(|e| DeliveryError::Config(e.to_string()))?;
-    let recipients: Vec<(String, String)> = plan
-        .recipients
-        .iter()
-        .map(|r| (r.name.clone(), r.email.clone()))
-        .collect();
-    store.ensure_deliveries(report_id, &recipients).await?;
-    let interrupted = store.mark_interrupted(report_id).await?;
-    if interrupted > 0 {
-        warn!(
-            interrupted,
-            "deliveries were interrupted during their SMTP transaction; resending them with the same Message-ID"
-        );
-    }
-
-    // A manual run picks up what the scheduled run left: deferred and transiently failed
-    // rows too. A scheduled run retried by its Job resumes pending and interrupted rows.
     let claimable = claimable_states(&window, opts, plan.slot.manual);
-    let rows = store.deliveries_in(report_id, &claimable).await?;
+    let rows = rows_to_send(plan, store, report_id, &claimable).await?;
     if rows.is_empty() {
         return Ok(store.delivery_counts(report_id).await?);
     }
-
-    let from: Mailbox = plan
-        .smtp
-        .from
-        .parse()
-        .map_err(|e| DeliveryError::Config(format!("smtp.from {:?}: {e}", plan.smtp.from)))?;
-    let reply_to = plan
-        .smtp
-        .reply_to
-        .as_deref()
-        .map(|r| {
-            r.parse::<Mailbox>()
-                .map_err(|e| DeliveryError::Config(format!("smtp.replyTo {r:?}: {e}")))
-        })
-        .transpose()?;
-    let domain = from.email.domain().to_string();
-    let per_minute = NonZeroU32::new(plan.smtp.max_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
-    let quota = Quota::with_period(Duration::from_secs(60) / per_minute.get())
-        .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::MIN);
-    let connector = Connector::new(plan, opts)?;
-    let addrs = connector.addresses().await?;
-    let ctx = Context {
-        plan,
-        store,
-        report_id,
-        composed,
-        list_id: format!(
-            "{} <{}.{}.{domain}>",
-            plan.title, plan.report, plan.namespace
-        ),
-        from,
-        reply_to,
-        domain,
-        opts,
-        window,
-        connector,
-        addrs,
-        limiter: RateLimiter::direct(quota),
-        connection_failures: AtomicU32::new(0),
-        abort: AtomicBool::new(false),
-    };
-
+    let ctx = Context::new(plan, store, composed, opts, window).await?;
     // Waiting for the window first keeps the connection test close to the first message.
     if let Gate::WaitUntil(t) = gate(&ctx.window, opts.mode, opts.clock.now()) {
         info!(until = %t, "waiting for the mail window to open");
@@ -436,21 +378,15 @@ pub async fn deliver(
         }
         Err(e) => return Err(unreachable(plan, e.to_string())),
     }
-
     let queue: Mutex<VecDeque<DeliveryRow>> = Mutex::new(rows.into());
     let workers = plan.smtp.max_connections.max(1) as usize;
     let results =
         futures_util::future::join_all((0..workers).map(|_| worker(&ctx, &queue, &claimable)))
             .await;
-    for r in results {
-        r?;
-    }
-
+    results.into_iter().collect::<Result<(), _>>()?;
     if ctx.abort.load(Ordering::SeqCst) {
-        return Err(unreachable(
-            plan,
-            format!("{UNREACHABLE_AFTER} connection failures in a row"),
-        ));
+        let reason = format!("{UNREACHABLE_AFTER} connection failures in a row");
+        return Err(unreachable(plan, reason));
     }
     if let Gate::Closed { send_late: false } = gate(&ctx.window, opts.mode, opts.clock.now()) {
         let moved = defer_the_rest(store, report_id).await?;
@@ -462,6 +398,84 @@ pub async fn deliver(
         }
     }
     Ok(store.delivery_counts(report_id).await?)
+}
+
+/// Makes sure every recipient of the plan has its row, marks rows a dead attempt left in
+/// `sending`, and returns the rows this attempt may claim.
+async fn rows_to_send(
+    plan: &RunPlan,
+    store: &Store,
+    report_id: i64,
+    claimable: &[DeliveryStatus],
+) -> Result<Vec<DeliveryRow>, StoreError> {
+    let recipients: Vec<(String, String)> = plan
+        .recipients
+        .iter()
+        .map(|r| (r.name.clone(), r.email.clone()))
+        .collect();
+    store.ensure_deliveries(report_id, &recipients).await?;
+    let interrupted = store.mark_interrupted(report_id).await?;
+    if interrupted > 0 {
+        warn!(
+            interrupted,
+            "deliveries were interrupted during their SMTP transaction; resending them with the same Message-ID"
+        );
+    }
+    store.deliveries_in(report_id, claimable).await
+}
+
+impl<'a> Context<'a> {
+    /// Everything the workers share: sender, pacing, the guarded server addresses.
+    async fn new(
+        plan: &'a RunPlan,
+        store: &'a Store,
+        composed: &'a Composed,
+        opts: &'a DeliveryOptions,
+        window: Window,
+    ) -> Result<Self, DeliveryError> {
+        let mailbox = |field: &str, value: &str| {
+            value
+                .parse::<Mailbox>()
+                .map_err(|e| DeliveryError::Config(format!("smtp.{field} {value:?}: {e}")))
+        };
+        let from = mailbox("from", &plan.smtp.from)?;
+        let reply_to = plan
+            .smtp
+            .reply_to
+            .as_deref()
+            .map(|r| mailbox("replyTo", r))
+            .transpose()?;
+        let domain = from.email.domain().to_string();
+        let per_minute =
+            NonZeroU32::new(plan.smtp.max_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        let quota = Quota::with_period(Duration::from_secs(60) / per_minute.get())
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(NonZeroU32::MIN);
+        let connector = Connector::new(plan, opts)?;
+        let addrs = connector.addresses().await?;
+        Ok(Self {
+            plan,
+            store,
+            report_id: composed.report_id,
+            composed,
+            list_id: format!(
+                "{} <{}.{}.{domain}>",
+                untrusted::clean(&plan.title, 200),
+                plan.report,
+                plan.namespace
+            ),
+            from,
+            reply_to,
+            domain,
+            opts,
+            window,
+            connector,
+            addrs,
+            limiter: RateLimiter::direct(quota),
+            connection_failures: AtomicU32::new(0),
+            abort: AtomicBool::new(false),
+        })
+    }
 }
 
 /// The rows an attempt may claim. A scheduled run retried by its Job resumes pending and

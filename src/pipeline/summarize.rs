@@ -25,7 +25,7 @@ use super::guard::{GuardedResolver, NetworkPolicy};
 use super::text::{normalise_for_matching, to_plain_text, truncate};
 use crate::api::SummarizerSpec;
 use crate::plan::{RunPlan, secret_env_name};
-use crate::run::{ErrorCategory, SummarizerOutcome};
+use crate::run::{ErrorCategory, ProviderOutcome, SummarizerOutcome};
 use crate::store::{ProviderCall, StoreError};
 use crate::untrusted::{self, MAX_ERROR_CHARS};
 
@@ -52,13 +52,13 @@ pub enum CallOutcome {
 }
 
 impl CallOutcome {
-    /// The name stored in `provider_calls.outcome`.
-    pub fn kind(&self) -> &'static str {
+    /// What is stored in `provider_calls.outcome`.
+    pub fn kind(&self) -> ProviderOutcome {
         match self {
-            Self::Ok(_) => "ok",
-            Self::Timeout => "timeout",
-            Self::RateLimited => "rate-limited",
-            Self::Error(_) => "error",
+            Self::Ok(_) => ProviderOutcome::Ok,
+            Self::Timeout => ProviderOutcome::Timeout,
+            Self::RateLimited => ProviderOutcome::RateLimited,
+            Self::Error(_) => ProviderOutcome::Error,
         }
     }
 }

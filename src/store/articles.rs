@@ -40,7 +40,7 @@ pub struct ProviderCall<'a> {
     pub provider: &'a str,
     pub model: &'a str,
     pub purpose: &'a str,
-    pub outcome: &'a str,
+    pub outcome: crate::run::ProviderOutcome,
     pub latency_ms: i32,
     pub http_status: Option<i32>,
 }
@@ -247,7 +247,7 @@ impl Store {
         .bind(c.provider)
         .bind(c.model)
         .bind(c.purpose)
-        .bind(c.outcome)
+        .bind(c.outcome.as_str())
         .bind(c.latency_ms)
         .bind(c.http_status)
         .execute(self.pool())
