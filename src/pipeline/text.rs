@@ -109,14 +109,16 @@ pub fn to_plain_text(fragment: &str) -> String {
     fold_whitespace(&text)
 }
 
-/// Collapses runs of whitespace (including full-width spaces) into one space.
+/// Collapses runs of whitespace (including full-width spaces) and control characters into
+/// one space, and drops the characters `untrusted::is_dropped` names (bidirectional
+/// overrides and the like).
 pub fn fold_whitespace(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
     for c in s.chars() {
-        if c.is_whitespace() || c == '\u{3000}' || c.is_control() {
+        if crate::untrusted::is_break(c) {
             space = !out.is_empty();
-        } else {
+        } else if !crate::untrusted::is_dropped(c) {
             if space {
                 out.push(' ');
                 space = false;

@@ -4,7 +4,7 @@
     smtp_server.py --port N --log FILE [--rules FILE] [--maildir DIR] [--no-parse]
 
 Every accepted message is appended to --log as one JSON line: recipients, Message-ID,
-subject, the list headers and the content types. Rules (JSON) make it misbehave:
+subject, the list headers, the content types and the decoded text/plain part. Rules (JSON) make it misbehave:
 
     reject        addresses refused at RCPT with 550 5.1.1 (a hard bounce)
     tempfail_once addresses refused at RCPT with 451 the first time, accepted afterwards
@@ -78,6 +78,8 @@ class Handler:
             return "250 2.0.0 OK queued"
         msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
         parts = [p.get_content_type() for p in msg.walk() if not p.is_multipart()]
+        text_part = msg.get_body(preferencelist=("plain",))
+        text = text_part.get_content() if text_part is not None else ""
         record = {
             "rcpt": rcpts,
             "from": envelope.mail_from,
@@ -88,6 +90,7 @@ class Handler:
             "list_unsubscribe": str(msg.get("List-Unsubscribe", "")),
             "list_unsubscribe_post": str(msg.get("List-Unsubscribe-Post", "")),
             "parts": parts,
+            "text": text,
             "size": len(envelope.content),
         }
         record["ts"] = time.time()
