@@ -109,10 +109,12 @@ def generate_corpus(out_dir, seed=7):
     """500 feeds x 50 items: 60% RSS 2.0, 25% Atom, 10% JSON Feed, 5% RSS 1.0; 20% GBK/GB18030."""
     rng = random.Random(seed)
     now = datetime.now(timezone.utc)
-    formats = ["rss2"] * 300 + ["atom"] * 125 + ["jsonfeed"] * 50 + ["rss1"] * 25
+    n = sized(500, 10)
+    formats = (["rss2"] * (n * 60 // 100) + ["atom"] * (n * 25 // 100) + ["jsonfeed"] * (n * 10 // 100))
+    formats += ["rss1"] * (n - len(formats))
     rng.shuffle(formats)
     xml_indices = [i for i, f in enumerate(formats) if f != "jsonfeed"]
-    legacy = set(rng.sample(xml_indices, 100))  # 20% of 500
+    legacy = set(rng.sample(xml_indices, n // 5))  # 20%
     sizes = []
     for i, fmt in enumerate(formats):
         titles = [story(rng, i * 100 + k) for k in range(50)]
@@ -154,7 +156,19 @@ def summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": len(values)}
 
 
+# --smoke: tiny sizes, one run, nothing recorded; proves every bench command still works
+# (the test command runs it).
+SMOKE = False
+
+
+def sized(full, smoke):
+    return smoke if SMOKE else full
+
+
 def record(workload, result):
+    if SMOKE:
+        print(json.dumps({"smoke": workload, **result}, ensure_ascii=False))
+        return
     out = ROOT / "docs" / "bench-results"
     out.mkdir(parents=True, exist_ok=True)
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), **result}
@@ -187,7 +201,7 @@ def bench_parse(args):
             if p.suffix != ".meta":
                 files.append((p.read_bytes(), p.with_suffix(".meta").read_text()))
         finrep_rates, fp_rates, finrep_items, fp_items = [], [], 0, 0
-        for _ in range(args.runs):
+        for _ in range(sized(args.runs, 1)):
             # Alternate the two so that machine noise hits both alike.
             out = subprocess.run(args.finrep_bench + [str(corpus), "1"], check=True, capture_output=True, text=True)
             run = json.loads(out.stdout.strip().splitlines()[-1])
@@ -222,22 +236,25 @@ class W1Server:
         self.port = port
         rng = random.Random(seed)
         now = datetime.now(timezone.utc)
-        kinds = ["feed"] * 150 + ["json"] * 30 + ["html"] * 20
-        faults = ["hang"] * 10 + ["error"] * 6 + ["malformed"] * 4 + [None] * 180
+        n, per = sized(200, 20), sized(50, 10)
+        kinds = ["feed"] * (n * 75 // 100) + ["json"] * (n * 15 // 100)
+        kinds += ["html"] * (n - len(kinds))
+        faults = ["hang"] * (n * 5 // 100) + ["error"] * (n * 3 // 100) + ["malformed"] * (n * 2 // 100)
+        faults += [None] * (n - len(faults))
         rng.shuffle(faults)
         # A pool of stories; 30% of them are carried by 2-4 sources with small variations.
-        per_source = [[] for _ in range(200)]
+        per_source = [[] for _ in range(n)]
         unique = 0
-        while sum(len(s) for s in per_source) < 200 * 50:
+        while sum(len(s) for s in per_source) < n * per:
             title = story(rng, unique)
             unique += 1
             copies = rng.randint(2, 4) if rng.random() < 0.3 else 1
-            for c, src in enumerate(rng.sample(range(200), copies)):
-                if len(per_source[src]) < 50:
+            for c, src in enumerate(rng.sample(range(n), copies)):
+                if len(per_source[src]) < per:
                     variant = (rng.choice(PREFIXES) + title + ("" if c == 0 else rng.choice(["", "！", " 。", "｜快讯"])))
                     per_source[src].append(variant)
         self.sources = []
-        for i in range(200):
+        for i in range(n):
             items = item_dicts(rng, per_source[i], now, f"w{i}")
             kind = kinds[i]
             fault = faults[i]
@@ -350,12 +367,14 @@ def bench_w1(args):
         (config / "w1.yaml").write_text(server.manifests())
         timeout = 3.0
         critical = max(server.slowest_answer, timeout if any(s["fault"] == "hang" for s in server.sources) else 0)
+        args.runs = sized(args.runs, 1)
         ratios, walls, rss = [], [], []
         step_seconds = {}
         env = dict(os.environ, DATABASE_URL=args.database_url, FINREP_LOG_FORMAT="json", RUST_LOG="warn")
         for run in range(args.runs):
+            # Collect, extract and compose are measured here; delivery by w1-send.
             cmd = [args.finrep, "run", "--config", str(config), "--report", "w1", "--allow-private-networks",
-                   "--recompose", "--date", (datetime.now(timezone.utc) + timedelta(days=run)).date().isoformat()]
+                   "--recompose", "--no-send", "--date", (datetime.now(timezone.utc) + timedelta(days=run)).date().isoformat()]
             out, _, _ = run_measured(cmd, env)
             outcome = json.loads(out.strip().splitlines()[-1])
             # VmHWM as the process saw it (a child's ru_maxrss would include this Python
@@ -447,11 +466,13 @@ def bench_w1_send(args):
                 shutil.rmtree(work, ignore_errors=True)
 
         pooled, single, throttled = [], [], []
-        for run in range(args.runs):
-            pooled.append(one(2000, 100000, [], run * 3))
-            single.append(one(2000, 100000, ["--no-connection-reuse"], run * 3 + 1))
-        for run in range(max(1, args.runs // 2)):
-            throttled.append(one(args.throttled_recipients, 600, [], 500 + run))
+        runs, recipients = sized(args.runs, 1), sized(2000, 20)
+        throttled_recipients = sized(args.throttled_recipients, 5)
+        for run in range(runs):
+            pooled.append(one(recipients, 100000, [], run * 3))
+            single.append(one(recipients, 100000, ["--no-connection-reuse"], run * 3 + 1))
+        for run in range(max(1, runs // 2)):
+            throttled.append(one(throttled_recipients, 600, [], 500 + run))
         rate = [r["per_second"] for r in pooled]
         rate_single = [r["per_second"] for r in single]
         achieved = [r["per_minute_achieved"] for r in throttled]
@@ -461,7 +482,7 @@ def bench_w1_send(args):
             "messages_per_second_pooled": summary(rate),
             "messages_per_second_one_connection_per_message": summary(rate_single),
             "pooled_vs_per_message": round(statistics.median(rate) / statistics.median(rate_single), 2),
-            "throttled": {"max_per_minute": 600, "recipients": args.throttled_recipients,
+            "throttled": {"max_per_minute": 600, "recipients": throttled_recipients,
                           "achieved_per_minute": summary(achieved),
                           "deviation_percent": round((statistics.median(achieved) / 600 - 1) * 100, 2)},
             "peak_rss_mib": summary([r["rss_mib"] for r in pooled + single + throttled]),
@@ -480,6 +501,7 @@ def free_port():
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny sizes, one run, nothing recorded")
     sub = p.add_subparsers(dest="cmd", required=True)
     pp = sub.add_parser("parse")
     pp.add_argument("--finrep-bench", nargs="+", required=True)
@@ -495,6 +517,8 @@ def main():
     ps.add_argument("--runs", type=int, default=5)
     ps.add_argument("--throttled-recipients", type=int, default=300)
     args = p.parse_args()
+    global SMOKE
+    SMOKE = args.smoke
     {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send}[args.cmd](args)
 
 

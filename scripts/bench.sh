@@ -2,31 +2,43 @@
 # The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|send|all]
 # Builds release binaries, makes a Python venv with feedparser, starts PostgreSQL when none
 # runs, and appends results to docs/bench-results/.
+#
+# SMOKE=1 scripts/bench.sh all runs every workload at tiny sizes with debug binaries and
+# records nothing: the test command does so, so every documented bench command keeps working.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/postgres.sh
 . scripts/lib/venv.sh
 what=${1:-all}
+if [ "${SMOKE:-0}" = 1 ]; then
+  smoke=(--smoke) build=(cargo build --locked) finrep=target/debug/finrep db=finrep_bench_smoke
+else
+  smoke=() build=(cargo build --release --locked) finrep=target/release/finrep db=finrep_bench_w1
+fi
 ensure_venv feedparser aiosmtpd
-cargo build --release --locked --bin finrep
+"${build[@]}" --bin finrep
 if [ "$what" = parse ] || [ "$what" = all ]; then
-  bench_bin=$(cargo bench --locked --bench parse --no-run --message-format=json 2>/dev/null |
+  if [ "${SMOKE:-0}" = 1 ]; then
+    build_parse=(cargo build --locked --bench parse --message-format=json)
+  else
+    build_parse=(cargo bench --locked --bench parse --no-run --message-format=json)
+  fi
+  bench_bin=$("${build_parse[@]}" 2>/dev/null |
     python3 -c 'import json,sys
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m.get("target",{}).get("name")=="parse" and m.get("executable"): print(m["executable"])' | tail -1)
-  "$VENV/bin/python" scripts/bench.py parse --finrep-bench "$bench_bin" --runs "${RUNS:-5}"
+  "$VENV/bin/python" scripts/bench.py "${smoke[@]}" parse --finrep-bench "$bench_bin" --runs "${RUNS:-5}"
 fi
 if [ "$what" != parse ]; then
   ensure_postgres
   trap stop_throwaway_postgres EXIT
-  db=finrep_bench_w1
   psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists $db" -c "create database $db" >/dev/null
   url="${FINREP_PG_ADMIN_URL%/*}/$db"
   if [ "$what" = w1 ] || [ "$what" = all ]; then
-    "$VENV/bin/python" scripts/bench.py w1 --finrep target/release/finrep --database-url "$url" --runs "${RUNS:-5}"
+    "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w1 --finrep "$finrep" --database-url "$url" --runs "${RUNS:-5}"
   fi
   if [ "$what" = send ] || [ "$what" = all ]; then
-    "$VENV/bin/python" scripts/bench.py w1-send --finrep target/release/finrep --database-url "$url" --runs "${RUNS:-5}"
+    "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w1-send --finrep "$finrep" --database-url "$url" --runs "${RUNS:-5}"
   fi
 fi

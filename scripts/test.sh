@@ -27,3 +27,8 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --locked --no-fail-fast "$@"
 fi
+# Every documented bench command, at tiny sizes (nothing is recorded).
+if [ $# -eq 0 ]; then
+  echo "== bench smoke run"
+  SMOKE=1 scripts/bench.sh all
+fi
