@@ -21,14 +21,14 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
+# Every documented bench command, at tiny sizes (nothing is recorded).
+if [ $# -eq 0 ]; then
+  echo "== bench smoke run"
+  SMOKE=1 scripts/bench.sh all
+fi
 echo "== tests (PostgreSQL at ${FINREP_PG_ADMIN_URL})"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast "$@"
 else
   cargo test --locked --no-fail-fast "$@"
-fi
-# Every documented bench command, at tiny sizes (nothing is recorded).
-if [ $# -eq 0 ]; then
-  echo "== bench smoke run"
-  SMOKE=1 scripts/bench.sh all
 fi
