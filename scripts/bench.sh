@@ -31,8 +31,13 @@ for l in sys.stdin:
   "$VENV/bin/python" scripts/bench.py "${smoke[@]}" parse --finrep-bench "$bench_bin" --runs "${RUNS:-5}"
 fi
 if [ "$what" != parse ]; then
-  ensure_postgres
-  trap stop_throwaway_postgres EXIT
+  # A throwaway server started by a caller (scripts/test.sh) is the caller's to stop.
+  if [ -n "${FINREP_PG_THROWAWAY_DIR:-}" ]; then
+    ensure_postgres
+  else
+    ensure_postgres
+    trap stop_throwaway_postgres EXIT
+  fi
   psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists $db" -c "create database $db" >/dev/null
   url="${FINREP_PG_ADMIN_URL%/*}/$db"
   if [ "$what" = w1 ] || [ "$what" = all ]; then
