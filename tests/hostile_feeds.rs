@@ -37,7 +37,9 @@ fn honest_feed() -> String {
 fn damaged(rng: &mut rand::rngs::StdRng, base: &[u8]) -> Vec<u8> {
     let mut bytes = base.to_vec();
     match rng.random_range(0..3) {
-        0 => (0..rng.random_range(0..2048)).map(|_| rng.random()).collect(),
+        0 => (0..rng.random_range(0..2048))
+            .map(|_| rng.random())
+            .collect(),
         1 => {
             for _ in 0..rng.random_range(1..40) {
                 let i = rng.random_range(0..bytes.len());
@@ -116,7 +118,10 @@ async fn a_run_survives_hostile_feeds_and_delivers_the_honest_ones() {
     let server = TestServer::start().await;
     let mut rng = rand::rngs::StdRng::seed_from_u64(20261123);
     let honest = honest_feed();
-    server.route("/honest.xml", Response::ok("application/rss+xml", honest.clone()));
+    server.route(
+        "/honest.xml",
+        Response::ok("application/rss+xml", honest.clone()),
+    );
     let mut sources = String::new();
     let source = |name: &str, kind: &str, extra: &str| {
         format!(
@@ -137,12 +142,19 @@ async fn a_run_survives_hostile_feeds_and_delivers_the_honest_ones() {
         sources += &source(name, kind, &extra);
     }
     // Seeded damage of the honest document, served as each format.
-    for (i, content_type) in ["application/rss+xml", "application/atom+xml", "application/feed+json"]
-        .into_iter()
-        .enumerate()
+    for (i, content_type) in [
+        "application/rss+xml",
+        "application/atom+xml",
+        "application/feed+json",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let name = format!("damaged-{i}");
-        server.route(&format!("/{name}"), Response::ok(content_type, damaged(&mut rng, honest.as_bytes())));
+        server.route(
+            &format!("/{name}"),
+            Response::ok(content_type, damaged(&mut rng, honest.as_bytes())),
+        );
         sources += &source(&name, "feed", "");
     }
 
@@ -168,7 +180,9 @@ async fn a_run_survives_hostile_feeds_and_delivers_the_honest_ones() {
         &Default::default(),
     );
     let db_url = common::scratch_database().await;
-    let store = Store::connect(&db_url, 4, Duration::from_secs(5)).await.unwrap();
+    let store = Store::connect(&db_url, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let opts = PipelineOptions {
         fetch: FetchConfig {
@@ -191,7 +205,11 @@ async fn a_run_survives_hostile_feeds_and_delivers_the_honest_ones() {
 
     assert_eq!(outcome.phase, RunPhase::Succeeded, "{outcome:#?}");
     assert_eq!(outcome.extract.failed, 0, "no item panicked");
-    let honest = outcome.sources.iter().find(|s| s.name == "honest.xml").unwrap();
+    let honest = outcome
+        .sources
+        .iter()
+        .find(|s| s.name == "honest.xml")
+        .unwrap();
     assert_eq!(honest.status, FetchStatus::Ok);
     for s in &outcome.sources {
         if let Some(e) = &s.error {
@@ -199,10 +217,17 @@ async fn a_run_survives_hostile_feeds_and_delivers_the_honest_ones() {
             assert!(e.chars().count() <= finrep::untrusted::MAX_ERROR_CHARS);
         }
         if s.status == FetchStatus::Failed {
-            assert!(s.error_kind.is_some() && s.error.as_ref().is_some_and(|e| !e.is_empty()), "{s:?}");
+            assert!(
+                s.error_kind.is_some() && s.error.as_ref().is_some_and(|e| !e.is_empty()),
+                "{s:?}"
+            );
         }
     }
-    let nul = outcome.sources.iter().find(|s| s.name == "nul-json-feed").unwrap();
+    let nul = outcome
+        .sources
+        .iter()
+        .find(|s| s.name == "nul-json-feed")
+        .unwrap();
     assert_eq!(nul.status, FetchStatus::Failed, "{nul:?}");
 
     // What the recipient reads, from the SMTP server's own record.
@@ -210,15 +235,191 @@ async fn a_run_survives_hostile_feeds_and_delivers_the_honest_ones() {
     assert_eq!(messages.len(), 1);
     let text = messages[0]["text"].as_str().unwrap();
     assert!(text.contains(HONEST_TITLE), "{text}");
-    assert!(text.contains("600519.SH"), "fullwidth code recognised: {text}");
+    assert!(
+        text.contains("600519.SH"),
+        "fullwidth code recognised: {text}"
+    );
     assert!(!text.contains('\u{202e}') && !text.contains('\0'), "{text}");
 
     // Every failure is in the fetch log, readable.
-    let logged: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
-        "SELECT source, error_kind, error FROM fetch_log ORDER BY source",
-    )
-    .fetch_all(store.pool())
-    .await
-    .unwrap();
+    let logged: Vec<(String, Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT source, error_kind, error FROM fetch_log ORDER BY source")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
     assert_eq!(logged.len(), outcome.sources.len());
+}
+
+mod redirects {
+    use super::common::http::{Response, TestServer};
+    use finrep::pipeline::fetch::{FetchConfig, FetchError, FetchRequest, Fetcher};
+    use finrep::pipeline::guard::NetworkPolicy;
+    use std::time::Duration;
+
+    fn request(url: String, carries_secrets: bool) -> FetchRequest {
+        FetchRequest {
+            url,
+            timeout: Duration::from_secs(5),
+            max_body_bytes: 1 << 20,
+            headers: vec![("X-Api-Key".into(), "s3cret-key".into())],
+            carries_secrets,
+            ..Default::default()
+        }
+    }
+
+    /// A request carrying a key from a Secret follows a same-origin redirect, never one to
+    /// another origin (where the key would go with it).
+    #[tokio::test]
+    async fn secret_headers_never_follow_a_redirect_to_another_origin() {
+        let api = TestServer::start().await;
+        let elsewhere = TestServer::start().await;
+        api.route(
+            "/away",
+            Response::status(302).header("Location", &elsewhere.url("/collect")),
+        );
+        api.route(
+            "/moved",
+            Response::status(301).header("Location", &api.url("/v2")),
+        );
+        api.route("/v2", Response::ok("application/json", "{}"));
+        elsewhere.route("/collect", Response::ok("application/json", "{}"));
+        let fetcher = Fetcher::new(FetchConfig {
+            policy: NetworkPolicy::permissive(),
+            ..Default::default()
+        })
+        .unwrap();
+        let err = fetcher
+            .fetch(&request(api.url("/away"), true))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, FetchError::Blocked(_)), "{err}");
+        assert!(err.to_string().contains("another origin"), "{err}");
+        assert!(
+            elsewhere.requests("/collect").is_empty(),
+            "the key never left"
+        );
+        assert!(
+            fetcher
+                .fetch(&request(api.url("/moved"), true))
+                .await
+                .is_ok()
+        );
+        // Without secret headers the same redirect is followed (the guard still checks it).
+        assert!(
+            fetcher
+                .fetch(&request(api.url("/away"), false))
+                .await
+                .is_ok()
+        );
+        assert_eq!(elsewhere.requests("/collect").len(), 1);
+    }
+
+    /// A trusted host (an in-cluster mirror) is trusted as the address a Source names, not
+    /// as where another host's redirect points, and only on its own port.
+    #[tokio::test]
+    async fn trusted_hosts_are_not_redirect_targets() {
+        let outside = TestServer::start_on("127.0.0.3:0").await;
+        let mirror = TestServer::start().await;
+        mirror.route("/feed", Response::ok("application/rss+xml", "<rss/>"));
+        outside.route(
+            "/r",
+            Response::status(302).header("Location", &mirror.url("/feed")),
+        );
+        let fetcher = Fetcher::new(FetchConfig {
+            policy: NetworkPolicy::strict(vec![mirror.host_port(), outside.host_port()]),
+            ..Default::default()
+        })
+        .unwrap();
+        let err = fetcher
+            .fetch(&request(outside.url("/r"), false))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("trusted host"), "{err}");
+        assert!(mirror.requests("/feed").is_empty());
+        assert!(
+            fetcher
+                .fetch(&request(mirror.url("/feed"), false))
+                .await
+                .is_ok()
+        );
+        // The mirror's host on another port is not trusted.
+        let other_port = mirror.url("/feed").replace(
+            &mirror.host_port(),
+            &format!("127.0.0.1:{}", common_free_port()),
+        );
+        let err = fetcher
+            .fetch(&request(other_port, false))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("trusted on port"), "{err}");
+    }
+
+    fn common_free_port() -> u16 {
+        super::common::smtp::free_port()
+    }
+}
+
+/// The SMTP host passes the network guard: a mail server on a private address is refused
+/// unless trusted, with a message saying how to allow it.
+#[tokio::test]
+async fn the_smtp_host_is_behind_the_network_guard() {
+    let server = TestServer::start().await;
+    server.route(
+        "/honest.xml",
+        Response::ok("application/rss+xml", honest_feed()),
+    );
+    let smtp = SmtpServer::start(serde_json::json!({}));
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("all.yaml"),
+        format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata:\n  name: honest\nspec:\n  kind: feed\n  url: {}\n  category: 宏观\n---\napiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata:\n  name: reader\nspec:\n  email: reader@example.com\n---\napiVersion: finrep.io/v1alpha1\nkind: DailyReport\nmetadata:\n  name: brief\nspec:\n  title: 日报\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    from: brief@finrep.example\n",
+            server.url("/honest.xml"),
+            smtp.port
+        ),
+    )
+    .unwrap();
+    let six = DateTime::parse_from_rfc3339("2026-11-23T06:00:00+08:00").unwrap();
+    let plan = common::plan_of_brief(
+        dir.path(),
+        Slot {
+            date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            scheduled_for: six,
+            manual: true,
+        },
+        &Default::default(),
+    );
+    let db_url = common::scratch_database().await;
+    let store = Store::connect(&db_url, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let opts = PipelineOptions {
+        fetch: FetchConfig {
+            policy: NetworkPolicy::strict(vec![server.host_port()]),
+            ..Default::default()
+        },
+        template_dir: None,
+        output_dir: None,
+        now: six.with_timezone(&Utc),
+        recompose: false,
+    };
+    let guarded = DeliveryOptions {
+        mode: WindowMode::Ignore,
+        network: NetworkPolicy::strict(vec![server.host_port()]),
+        ..Default::default()
+    };
+    let err = run(&plan, &store, &opts, Some(&guarded)).await.unwrap_err();
+    assert!(
+        !err.is_transient(),
+        "a refused host is a setting to fix: {err}"
+    );
+    assert!(err.to_string().contains("not a public address"), "{err}");
+    assert!(smtp.messages().is_empty());
+    let trusted = DeliveryOptions {
+        network: NetworkPolicy::strict(vec![format!("127.0.0.1:{}", smtp.port)]),
+        ..guarded
+    };
+    let outcome = run(&plan, &store, &opts, Some(&trusted)).await.unwrap();
+    assert_eq!(outcome.delivery.unwrap().sent, 1);
 }

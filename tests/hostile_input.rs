@@ -111,10 +111,20 @@ fn extract_all(kind: &str, items: Vec<parse::RawItem>) {
     let src = source(kind, "");
     let cleaned: Vec<extract::CleanItem> = items.into_iter().map(extract::clean).collect();
     for item in &cleaned {
-        assert!(item.title.chars().count() <= TITLE_CHARS + 1, "title bounded");
-        assert!(item.summary.chars().count() <= SUMMARY_CHARS + 1, "summary bounded");
+        assert!(
+            item.title.chars().count() <= TITLE_CHARS + 1,
+            "title bounded"
+        );
+        assert!(
+            item.summary.chars().count() <= SUMMARY_CHARS + 1,
+            "summary bounded"
+        );
         assert!(is_clean_line(&item.title), "title clean: {:?}", item.title);
-        assert!(is_clean_line(&item.summary), "summary clean: {:?}", item.summary);
+        assert!(
+            is_clean_line(&item.summary),
+            "summary clean: {:?}",
+            item.summary
+        );
     }
     let cfg = ExtractConfig {
         now: now(),
