@@ -19,6 +19,16 @@ pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
             "category must not be blank",
         ));
     }
+    check_line(&spec.category, "spec.category", &mut out);
+    if let Some(name) = &spec.display_name {
+        check_line(name, "spec.displayName", &mut out);
+    }
+    if let Some(language) = &spec.language {
+        check_line(language, "spec.language", &mut out);
+    }
+    for (i, tag) in spec.tags.iter().enumerate() {
+        check_line(tag, &format!("spec.tags[{i}]"), &mut out);
+    }
     if !spec.weight.is_finite() {
         out.push(FieldProblem::error(
             "spec.weight",
@@ -126,13 +136,8 @@ pub fn check_recipient(spec: &RecipientSpec) -> Vec<FieldProblem> {
     if let Some(msg) = address_problem(&spec.email) {
         out.push(FieldProblem::error("spec.email", msg));
     }
-    if let Some(name) = &spec.display_name
-        && name.contains(['\r', '\n'])
-    {
-        out.push(FieldProblem::error(
-            "spec.displayName",
-            "displayName must be one line",
-        ));
+    if let Some(name) = &spec.display_name {
+        check_line(name, "spec.displayName", &mut out);
     }
     for (i, c) in spec.categories.iter().enumerate() {
         if c.trim().is_empty() {
@@ -141,6 +146,7 @@ pub fn check_recipient(spec: &RecipientSpec) -> Vec<FieldProblem> {
                 "categories must not be blank",
             ));
         }
+        check_line(c, &format!("spec.categories[{i}]"), &mut out);
     }
     out
 }
@@ -258,8 +264,24 @@ pub fn check_mail_window(mw: &MailWindow, out: &mut Vec<FieldProblem>) -> Option
     start
 }
 
+/// Text that reaches a mail header, a section heading or a log line: one line, no control or
+/// bidirectional-override characters.
+fn check_line(value: &str, field: &str, out: &mut Vec<FieldProblem>) {
+    if value.chars().any(|c| {
+        c.is_control() || crate::untrusted::is_dropped(c) || matches!(c, '\u{2028}' | '\u{2029}')
+    }) {
+        out.push(FieldProblem::error(
+            field,
+            "must be one line of text, without control characters (line breaks, NUL, tabs) or bidirectional overrides",
+        ));
+    }
+}
+
 /// What goes into the report: caps, filters, watch-list, summariser, template.
 pub fn check_content(content: &ContentSpec, out: &mut Vec<FieldProblem>) {
+    for (i, section) in content.section_order.iter().enumerate() {
+        check_line(section, &format!("spec.content.sectionOrder[{i}]"), out);
+    }
     if content.max_items_per_source > content.max_items {
         out.push(FieldProblem::warning(
             "spec.content.maxItemsPerSource",
