@@ -78,7 +78,7 @@ enum Command {
     /// Collects every source, extracts and ranks the items, composes the report and stores
     /// it in PostgreSQL. Secrets come from FINREP_SECRET_<SECRET>_<KEY> variables.
     Pipeline {
-        /// The run plan (YAML or JSON), as mounted from the run's ConfigMap.
+        /// The run plan as mounted from the run's ConfigMap (plan.yaml.gz), or plain YAML/JSON.
         #[arg(long, value_name = "FILE")]
         plan: PathBuf,
         #[command(flatten)]
@@ -337,9 +337,8 @@ fn migrate(db: &DatabaseArgs) -> anyhow::Result<ExitCode> {
 
 /// What a report's Job runs: the plan mounted from its ConfigMap.
 fn pipeline(plan: &Path, db: &DatabaseArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(plan)
-        .with_context(|| format!("reading plan {}", plan.display()))?;
-    let plan = match RunPlan::from_yaml(&text).and_then(|p| p.validate().map(|()| p)) {
+    let bytes = std::fs::read(plan).with_context(|| format!("reading plan {}", plan.display()))?;
+    let plan = match RunPlan::from_bytes(&bytes).and_then(|p| p.validate().map(|()| p)) {
         Ok(plan) => plan,
         Err(e) => {
             eprintln!("error: {e}");

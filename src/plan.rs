@@ -25,6 +25,15 @@ use crate::validation::{self, FieldProblem, ResourceSet, Severity};
 /// Version of the plan document format.
 pub const PLAN_VERSION: u32 = 1;
 
+/// The plan's key in its ConfigMap (`binaryData`): gzip-compressed YAML. A ConfigMap holds at
+/// most 1 MiB; a report for 10,000 recipients makes about 1.5 MB of YAML, a tenth of that
+/// compressed (a test holds it under the limit with base64's overhead counted).
+pub const PLAN_FILE: &str = "plan.yaml.gz";
+
+/// Largest plan accepted once decompressed: a bound on what a damaged or hostile file can
+/// cost.
+const MAX_PLAN_BYTES: u64 = 64 << 20;
+
 /// Which run a plan is for: a report's local date, and the instant it was scheduled for.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -401,6 +410,40 @@ impl RunPlan {
         Ok(plan)
     }
 
+    /// The plan as stored in its ConfigMap: gzip-compressed YAML.
+    pub fn to_gzip(&self) -> Result<Vec<u8>, PlanError> {
+        use std::io::Write;
+        let yaml = self
+            .to_yaml()
+            .map_err(|e| PlanError::Decode(e.to_string()))?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(yaml.as_bytes())
+            .and_then(|()| gz.finish())
+            .map_err(|e| PlanError::Decode(e.to_string()))
+    }
+
+    /// Reads a plan file: gzip-compressed (as mounted from a ConfigMap) or plain YAML/JSON.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, PlanError> {
+        use std::io::Read;
+        let text = if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(bytes)
+                .take(MAX_PLAN_BYTES + 1)
+                .read_to_string(&mut text)
+                .map_err(|e| PlanError::Decode(format!("gzip: {e}")))?;
+            if text.len() as u64 > MAX_PLAN_BYTES {
+                return Err(PlanError::Decode(format!(
+                    "larger than {MAX_PLAN_BYTES} bytes once decompressed"
+                )));
+            }
+            text
+        } else {
+            String::from_utf8(bytes.to_vec())
+                .map_err(|e| PlanError::Decode(format!("not UTF-8: {e}")))?
+        };
+        Self::from_yaml(&text)
+    }
+
     /// Checks everything a run relies on, with the rules `finrep validate` applies to the
     /// resources the plan was made from: a plan that was not made by `build_plan` from
     /// validated resources (an edited file, another version's controller) fails here, with
@@ -575,6 +618,33 @@ spec:
         let err = plan.validate().unwrap_err().to_string();
         assert!(err.contains("Recipient zhang: spec.displayName"), "{err}");
         assert!(err.contains("spec.content.template.htmlKey"), "{err}");
+    }
+
+    #[test]
+    fn ten_thousand_recipients_fit_a_config_map() {
+        let recipients: Vec<Recipient> = (0..10_000)
+            .map(|i| {
+                let mut r = recipient(
+                    &format!("reader-{i:05}"),
+                    &format!("reader.{i:05}@research-desk.example.com"),
+                    "{brief: morning}",
+                );
+                r.spec.display_name = Some(format!("研究部 读者{i}"));
+                r.spec.categories = vec!["宏观".into(), "A股".into()];
+                r
+            })
+            .collect();
+        let plan = build_plan(&report(), &[], &recipients, &BTreeSet::new(), slot());
+        assert_eq!(plan.recipients.len(), 10_000);
+        let yaml = plan.to_yaml().unwrap();
+        assert!(yaml.len() > 1 << 20, "the uncompressed plan would not fit");
+        let gz = plan.to_gzip().unwrap();
+        // binaryData is base64 in the stored object: 4/3 of the bytes, plus the rest.
+        let stored = gz.len().div_ceil(3) * 4;
+        assert!(stored < 900 * 1024, "{stored} bytes stored");
+        assert_eq!(RunPlan::from_bytes(&gz).unwrap(), plan);
+        assert_eq!(RunPlan::from_bytes(yaml.as_bytes()).unwrap(), plan);
+        assert!(RunPlan::from_bytes(&gz[..gz.len() / 2]).is_err());
     }
 
     #[test]

@@ -295,6 +295,37 @@ impl RunExit {
     }
 }
 
+/// Longest run name: a Job's name is copied into a label value, which holds 63 characters.
+pub const MAX_RUN_NAME: usize = 63;
+
+/// The name of a run's Job and plan, derived from the report and the local date alone (and,
+/// for a manual run, the value of its `finrep.io/run-now` annotation), so a restarted,
+/// lagging or duplicated scheduler can never start a second run for one slot: creating the
+/// same name twice is refused by the API server. `<report>-<yyyymmdd>` for the scheduled
+/// run, `<report>-<yyyymmdd>-m<hash>` for a manual one; a long report name is shortened and
+/// made unique with a hash of the whole name.
+pub fn run_name(report: &str, date: chrono::NaiveDate, manual: Option<&str>) -> String {
+    let hash8 = |s: &str| -> String {
+        use sha2::Digest;
+        sha2::Sha256::digest(s.as_bytes())[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let mut suffix = format!("-{}", date.format("%Y%m%d"));
+    if let Some(value) = manual {
+        suffix += &format!("-m{}", hash8(value));
+    }
+    let budget = MAX_RUN_NAME - suffix.len();
+    let base = if report.chars().count() <= budget {
+        report.to_string()
+    } else {
+        let keep: String = report.chars().take(budget - 9).collect();
+        format!("{}-{}", keep.trim_end_matches(['-', '.']), hash8(report))
+    };
+    base + &suffix
+}
+
 /// Deliveries of one report by state.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -513,6 +544,29 @@ mod tests {
         assert_eq!(RunExit::from_code(3), None);
         assert_eq!(RunExit::for_failure(true), RunExit::Retry);
         assert_eq!(RunExit::for_failure(false), RunExit::Invalid);
+    }
+
+    #[test]
+    fn run_names_are_deterministic_and_fit_a_label() {
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        assert_eq!(
+            run_name("morning-brief", date, None),
+            "morning-brief-20261123"
+        );
+        let manual = run_name("morning-brief", date, Some("2026-11-23T07:10"));
+        assert!(manual.starts_with("morning-brief-20261123-m"), "{manual}");
+        assert_eq!(
+            manual,
+            run_name("morning-brief", date, Some("2026-11-23T07:10"))
+        );
+        assert_ne!(manual, run_name("morning-brief", date, Some("again")));
+        let long = "a".repeat(70);
+        let other = format!("{}b", "a".repeat(69));
+        for name in [&long, &other] {
+            let n = run_name(name, date, Some("x"));
+            assert!(n.len() <= MAX_RUN_NAME, "{n}");
+        }
+        assert_ne!(run_name(&long, date, None), run_name(&other, date, None));
     }
 
     #[test]
