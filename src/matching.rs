@@ -81,7 +81,7 @@ impl Matcher {
 }
 
 /// Parser errors often draw a picture over several lines; the verdict is the last one.
-fn last_line(message: &str) -> &str {
+pub fn last_line(message: &str) -> &str {
     message
         .lines()
         .rev()

@@ -101,6 +101,18 @@ fn base() -> Url {
     Url::parse("https://e.example.com/feed").unwrap()
 }
 
+fn config(lookback_hours: u32, watchlist: &[&str]) -> ExtractConfig {
+    let watchlist: Vec<String> = watchlist.iter().map(|w| w.to_string()).collect();
+    ExtractConfig {
+        now: now(),
+        lookback_hours,
+        report_filters: Filters::default(),
+        watchlist: entities::watch_entries(&watchlist),
+        max_items: 40,
+        max_items_per_source: 40,
+    }
+}
+
 fn is_clean_line(s: &str) -> bool {
     !s.chars()
         .any(|c| untrusted::is_break(c) && c != ' ' || untrusted::is_dropped(c))
@@ -126,14 +138,7 @@ fn extract_all(kind: &str, items: Vec<parse::RawItem>) {
             item.summary
         );
     }
-    let cfg = ExtractConfig {
-        now: now(),
-        lookback_hours: 168,
-        report_filters: Filters::default(),
-        watchlist: entities::watch_entries(&["600519".into(), "AAPL".into(), "降准".into()]),
-        max_items: 40,
-        max_items_per_source: 40,
-    };
+    let cfg = config(168, &["600519", "AAPL", "降准"]);
     let mut stats = ExtractStats::default();
     let batch = SourceBatch {
         source: &src,
@@ -373,14 +378,7 @@ fn fullwidth_codes_in_a_title_are_tickers_not_panics() {
     )];
     let parsed = parse::parse_feed(&rss(&items), &base()).unwrap();
     let src = source("feed", "");
-    let cfg = ExtractConfig {
-        now: now(),
-        lookback_hours: 24,
-        report_filters: Filters::default(),
-        watchlist: entities::watch_entries(&["600519".into()]),
-        max_items: 10,
-        max_items_per_source: 10,
-    };
+    let cfg = config(24, &["600519"]);
     let mut stats = ExtractStats::default();
     let batch = SourceBatch {
         source: &src,

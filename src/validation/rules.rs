@@ -6,7 +6,7 @@ use crate::api::{
     SecretKeyRef, SmtpSpec, SourceKind, SourceSpec, TemplateRef, TlsMode, selector,
 };
 use crate::jsonpath::JsonPath;
-use crate::matching::Matcher;
+use crate::matching::{Matcher, last_line};
 use crate::schedule::{Schedule, parse_local_time};
 
 /// Code-only checks of a Source spec; field paths start at `spec`.
@@ -394,16 +394,6 @@ fn check_filters(filters: &KeywordFilters, field: &str, out: &mut Vec<FieldProbl
             }
         }
     }
-}
-
-/// Parser errors often draw a picture over several lines; the verdict is the last one.
-fn last_line(message: &str) -> &str {
-    message
-        .lines()
-        .rev()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or(message)
-        .trim()
 }
 
 fn check_secret_ref(r: &SecretKeyRef, field: &str, out: &mut Vec<FieldProblem>) {
