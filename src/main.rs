@@ -368,8 +368,9 @@ fn run_report(
         },
     )?;
     // A missing report is known before any database is asked.
-    find_report(&loaded.set, namespace, report)
-        .with_context(|| format!("in the manifests under {}", config.display()))?;
+    if let Err(e) = find_report(&loaded.set, namespace, report) {
+        anyhow::bail!("{e} (manifests under {})", config.display());
+    }
     runtime()?.block_on(async {
         let store = db.connect().await?;
         store.migrate().await?;
