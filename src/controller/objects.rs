@@ -1,0 +1,670 @@
+//! The objects a DailyReport owns, built by pure functions from the report, the run plan and
+//! the operator's settings: the plan ConfigMap and the Job of each run, and the backup
+//! CronJob. Applying them is the reconciler's business; what they look like is decided here
+//! and tested directly.
+//!
+//! Every pod passes the restricted Pod Security Standard with a read-only root filesystem
+//! (`pod_security`), gets no service-account token, and reads secrets only through
+//! `secretKeyRef` environment variables: no secret value is ever in an object built here.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::batch::v1::{
+    CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec, PodFailurePolicy,
+    PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern,
+    PodFailurePolicyRule,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+    EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
+    Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::api::DailyReport;
+use crate::plan::{PLAN_FILE, RunPlan};
+use crate::run::RunExit;
+
+/// Labels on everything finrep creates.
+pub mod labels {
+    pub const NAME: &str = "app.kubernetes.io/name";
+    pub const COMPONENT: &str = "app.kubernetes.io/component";
+    pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+    pub const REPORT: &str = "finrep.io/report";
+    pub const RUN_DATE: &str = "finrep.io/run-date";
+    pub const MANUAL: &str = "finrep.io/manual";
+}
+
+/// The pipeline container's name (podFailurePolicy rules name it).
+pub const PIPELINE_CONTAINER: &str = "pipeline";
+/// Where the plan is mounted.
+pub const PLAN_DIR: &str = "/etc/finrep/plan";
+/// Where a report's template ConfigMap is mounted.
+pub const TEMPLATE_DIR: &str = "/etc/finrep/templates";
+/// Time a run's Job may run past the end of its mail window (a late-delivery report keeps
+/// sending; a stuck pod is stopped).
+pub const PAST_WINDOW_SECONDS: i64 = 2 * 3600;
+/// The one non-root user finrep's image runs as.
+pub const RUN_AS_USER: i64 = 65532;
+
+/// A key of a Secret, by reference.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// The operator's settings for the objects it creates (its flags and Helm values).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    /// finrep's image, for pipeline Jobs without `spec.job.image`.
+    pub image: String,
+    pub image_pull_policy: Option<String>,
+    /// A service account with no API permissions.
+    pub pipeline_service_account: String,
+    /// Resources of pipeline containers without `spec.job.resources`.
+    pub resources: ResourceRequirements,
+    /// `DATABASE_URL` of every pod.
+    pub database_url: SecretRef,
+    /// `FINREP_UNSUBSCRIBE_KEY`, when one-click unsubscribe is on.
+    pub unsubscribe_key: Option<SecretRef>,
+    /// Public URL of the console (`FINREP_PUBLIC_URL`).
+    pub public_url: Option<String>,
+    /// Hosts the pipeline trusts (`FINREP_TRUSTED_HOSTS`), e.g. an in-cluster mail relay.
+    pub trusted_hosts: Vec<String>,
+    /// A PostgreSQL client image of the server's major version: pg_dump refuses to dump a
+    /// newer server.
+    pub backup_image: String,
+    /// The user the backup image runs as (70 is `postgres` in the official Alpine images).
+    pub backup_run_as_user: i64,
+    /// Claim backups are written to when a report names none.
+    pub backup_pvc: String,
+}
+
+fn quantity(q: &str) -> Quantity {
+    Quantity(q.to_string())
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            image: format!("ghcr.io/finrep/finrep:{}", crate::build::VERSION),
+            image_pull_policy: None,
+            pipeline_service_account: "finrep-pipeline".to_string(),
+            resources: ResourceRequirements {
+                requests: Some(BTreeMap::from([
+                    ("cpu".to_string(), quantity("100m")),
+                    ("memory".to_string(), quantity("96Mi")),
+                ])),
+                limits: Some(BTreeMap::from([("memory".to_string(), quantity("256Mi"))])),
+                ..Default::default()
+            },
+            database_url: SecretRef {
+                name: "finrep-database".to_string(),
+                key: "url".to_string(),
+            },
+            unsubscribe_key: None,
+            public_url: None,
+            trusted_hosts: Vec::new(),
+            backup_image: "postgres:16-alpine".to_string(),
+            backup_run_as_user: 70,
+            backup_pvc: "finrep-backups".to_string(),
+        }
+    }
+}
+
+fn owner(report: &DailyReport) -> Vec<OwnerReference> {
+    report.controller_owner_ref(&()).into_iter().collect()
+}
+
+fn base_labels(report: &DailyReport, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (labels::NAME.to_string(), "finrep".to_string()),
+        (labels::COMPONENT.to_string(), component.to_string()),
+        (
+            labels::MANAGED_BY.to_string(),
+            "finrep-controller".to_string(),
+        ),
+        (labels::REPORT.to_string(), report.name_any()),
+    ])
+}
+
+fn run_labels(report: &DailyReport, plan: &RunPlan) -> BTreeMap<String, String> {
+    let mut l = base_labels(report, "run");
+    l.insert(labels::RUN_DATE.to_string(), plan.slot.date.to_string());
+    l.insert(labels::MANUAL.to_string(), plan.slot.manual.to_string());
+    l
+}
+
+fn meta(report: &DailyReport, name: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: report.namespace(),
+        labels: Some(labels),
+        owner_references: Some(owner(report)),
+        ..Default::default()
+    }
+}
+
+/// The ConfigMap holding a run's plan, compressed (`plan.yaml.gz` in `binaryData`).
+pub fn plan_config_map(
+    report: &DailyReport,
+    run_name: &str,
+    plan: &RunPlan,
+    plan_gz: Vec<u8>,
+) -> ConfigMap {
+    ConfigMap {
+        metadata: meta(report, run_name, run_labels(report, plan)),
+        binary_data: Some(BTreeMap::from([(
+            PLAN_FILE.to_string(),
+            ByteString(plan_gz),
+        )])),
+        immutable: Some(true),
+        ..Default::default()
+    }
+}
+
+fn secret_env(name: &str, r: &SecretRef, optional: bool) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: r.name.clone(),
+                key: r.key.clone(),
+                optional: optional.then_some(true),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn plain_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_string(),
+        value: Some(value.to_string()),
+        ..Default::default()
+    }
+}
+
+/// The environment of a pipeline container: settings, and every secret the plan names, by
+/// reference.
+fn pipeline_env(plan: &RunPlan, settings: &Settings) -> Vec<EnvVar> {
+    let mut env = vec![
+        secret_env("DATABASE_URL", &settings.database_url, false),
+        plain_env("FINREP_LOG_FORMAT", "json"),
+        plain_env("TMPDIR", "/tmp"),
+    ];
+    if let Some(k) = &settings.unsubscribe_key {
+        env.push(secret_env("FINREP_UNSUBSCRIBE_KEY", k, false));
+    }
+    if let Some(url) = &settings.public_url {
+        env.push(plain_env("FINREP_PUBLIC_URL", url));
+    }
+    if !settings.trusted_hosts.is_empty() {
+        env.push(plain_env(
+            "FINREP_TRUSTED_HOSTS",
+            &settings.trusted_hosts.join(","),
+        ));
+    }
+    for s in &plan.secrets {
+        let r = SecretRef {
+            name: s.secret.clone(),
+            key: s.key.clone(),
+        };
+        env.push(secret_env(&s.env, &r, false));
+    }
+    env
+}
+
+/// Non-root, no privilege escalation, every capability dropped, read-only root.
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_string()]),
+            ..Default::default()
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn pod_security(user: i64) -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(user),
+        run_as_group: Some(user),
+        fs_group: Some(user),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_string(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Scratch space for a read-only root filesystem.
+fn scratch() -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: "tmp".to_string(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                size_limit: Some(quantity("64Mi")),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        VolumeMount {
+            name: "tmp".to_string(),
+            mount_path: "/tmp".to_string(),
+            ..Default::default()
+        },
+    )
+}
+
+fn config_map_volume(
+    name: &str,
+    config_map: &str,
+    items: Option<Vec<KeyToPath>>,
+    optional: bool,
+) -> Volume {
+    Volume {
+        name: name.to_string(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: config_map.to_string(),
+            items,
+            optional: optional.then_some(true),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn mount(name: &str, path: &str) -> VolumeMount {
+    VolumeMount {
+        name: name.to_string(),
+        mount_path: path.to_string(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+/// The exit codes of `finrep::run::RunExit` as Job policy: an invalid plan (1) and a run done
+/// with recorded failures (2) fail the Job at once — retrying cannot help, and would not
+/// re-send anything anyway; "retry me" (75) and crashes count against `backoffLimit`; a pod
+/// evicted or preempted does not count at all.
+pub fn pod_failure_policy() -> PodFailurePolicy {
+    PodFailurePolicy {
+        rules: vec![
+            PodFailurePolicyRule {
+                action: "FailJob".to_string(),
+                on_exit_codes: Some(PodFailurePolicyOnExitCodesRequirement {
+                    container_name: Some(PIPELINE_CONTAINER.to_string()),
+                    operator: "In".to_string(),
+                    values: [RunExit::Invalid, RunExit::DoneWithFailures]
+                        .iter()
+                        .map(|e| i32::from(e.code()))
+                        .collect(),
+                }),
+                ..Default::default()
+            },
+            PodFailurePolicyRule {
+                action: "Ignore".to_string(),
+                on_pod_conditions: Some(vec![PodFailurePolicyOnPodConditionsPattern {
+                    type_: "DisruptionTarget".to_string(),
+                    status: "True".to_string(),
+                }]),
+                ..Default::default()
+            },
+        ],
+    }
+}
+
+/// The Job of one run. `active_deadline` is when the Job must be over: past the end of its
+/// mail window (`PAST_WINDOW_SECONDS` after it), counted from `now`.
+pub fn run_job(
+    report: &DailyReport,
+    run_name: &str,
+    plan: &RunPlan,
+    settings: &Settings,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Job {
+    let (tmp_volume, tmp_mount) = scratch();
+    let mut volumes = vec![
+        config_map_volume(
+            "plan",
+            run_name,
+            Some(vec![KeyToPath {
+                key: PLAN_FILE.to_string(),
+                path: PLAN_FILE.to_string(),
+                ..Default::default()
+            }]),
+            false,
+        ),
+        tmp_volume,
+    ];
+    let mut mounts = vec![mount("plan", PLAN_DIR), tmp_mount];
+    let mut args = vec![
+        "pipeline".to_string(),
+        "--plan".to_string(),
+        format!("{PLAN_DIR}/{PLAN_FILE}"),
+    ];
+    if let Some(t) = &plan.content.template {
+        volumes.push(config_map_volume(
+            "templates",
+            &t.config_map_name,
+            None,
+            true,
+        ));
+        mounts.push(mount("templates", TEMPLATE_DIR));
+        args.extend(["--template-dir".to_string(), TEMPLATE_DIR.to_string()]);
+    }
+    let spec = &report.spec.job;
+    let container = Container {
+        name: PIPELINE_CONTAINER.to_string(),
+        image: Some(spec.image.clone().unwrap_or_else(|| settings.image.clone())),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        args: Some(args),
+        env: Some(pipeline_env(plan, settings)),
+        resources: Some(
+            spec.resources
+                .clone()
+                .unwrap_or_else(|| settings.resources.clone()),
+        ),
+        security_context: Some(container_security()),
+        volume_mounts: Some(mounts),
+        ..Default::default()
+    };
+    let deadline = (window_end - now).num_seconds().max(0) + PAST_WINDOW_SECONDS;
+    let labels = run_labels(report, plan);
+    Job {
+        metadata: meta(report, run_name, labels.clone()),
+        spec: Some(JobSpec {
+            backoff_limit: Some(i32::try_from(spec.backoff_limit).unwrap_or(3)),
+            active_deadline_seconds: Some(deadline),
+            pod_failure_policy: Some(pod_failure_policy()),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    restart_policy: Some("Never".to_string()),
+                    service_account_name: Some(settings.pipeline_service_account.clone()),
+                    automount_service_account_token: Some(false),
+                    enable_service_links: Some(false),
+                    security_context: Some(pod_security(RUN_AS_USER)),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The name of a report's backup CronJob.
+pub fn backup_name(report: &DailyReport) -> String {
+    let name = report.name_any();
+    // CronJob names are at most 52 characters (their Jobs add a suffix).
+    let keep: String = name.chars().take(52 - "-backup".len()).collect();
+    format!("{}-backup", keep.trim_end_matches(['-', '.']))
+}
+
+/// The shell script of a backup: a gzipped plain-SQL dump named
+/// `finrep_<report>_<YYYYMMDD>.sql.gz` (the report's local date), then dumps of this report
+/// older than `retention_days` deleted — never any other file. `finrep backup` writes and
+/// prunes the same names.
+pub fn backup_script(report: &str, retention_days: u32) -> String {
+    format!(
+        r#"set -eu
+out="/backups/finrep_{report}_$(date +%Y%m%d).sql.gz"
+pg_dump --no-owner --no-privileges "$DATABASE_URL" | gzip -9 > "$out.partial"
+mv "$out.partial" "$out"
+find /backups -maxdepth 1 -type f -name 'finrep_{report}_????????.sql.gz' -mtime +{retention_days} -print -delete
+"#
+    )
+}
+
+/// The backup CronJob of a report, or `None` when its backup is disabled.
+pub fn backup_cron_job(report: &DailyReport, settings: &Settings) -> Option<CronJob> {
+    let b = &report.spec.backup;
+    if !b.enabled {
+        return None;
+    }
+    let name = backup_name(report);
+    let labels = base_labels(report, "backup");
+    let (tmp_volume, tmp_mount) = scratch();
+    let pvc = b.pvc.clone().unwrap_or_else(|| settings.backup_pvc.clone());
+    let container = Container {
+        name: "pg-dump".to_string(),
+        image: Some(settings.backup_image.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        command: Some(vec!["/bin/sh".to_string(), "-c".to_string()]),
+        args: Some(vec![backup_script(&report.name_any(), b.retention_days)]),
+        env: Some(vec![
+            secret_env("DATABASE_URL", &settings.database_url, false),
+            plain_env("TZ", &report.spec.time_zone),
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_string(), quantity("50m")),
+                ("memory".to_string(), quantity("64Mi")),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_string(), quantity("256Mi"))])),
+            ..Default::default()
+        }),
+        security_context: Some(container_security()),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "backups".to_string(),
+                mount_path: "/backups".to_string(),
+                ..Default::default()
+            },
+            tmp_mount,
+        ]),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        restart_policy: Some("OnFailure".to_string()),
+        service_account_name: Some(settings.pipeline_service_account.clone()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        security_context: Some(pod_security(settings.backup_run_as_user)),
+        containers: vec![container],
+        volumes: Some(vec![
+            Volume {
+                name: "backups".to_string(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: pvc,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            tmp_volume,
+        ]),
+        ..Default::default()
+    };
+    Some(CronJob {
+        metadata: meta(report, &name, labels.clone()),
+        spec: Some(CronJobSpec {
+            schedule: b.schedule.clone(),
+            time_zone: Some(report.spec.time_zone.clone()),
+            concurrency_policy: Some("Forbid".to_string()),
+            starting_deadline_seconds: Some(3600),
+            successful_jobs_history_limit: Some(3),
+            failed_jobs_history_limit: Some(3),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                }),
+                spec: Some(JobSpec {
+                    backoff_limit: Some(2),
+                    active_deadline_seconds: Some(3600),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            labels: Some(labels),
+                            ..Default::default()
+                        }),
+                        spec: Some(pod),
+                    },
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::pod_security;
+    use chrono::NaiveDate;
+    use std::collections::BTreeSet;
+
+    fn report() -> DailyReport {
+        let mut r: DailyReport = serde_norway::from_str(
+            r#"
+apiVersion: finrep.io/v1alpha1
+kind: DailyReport
+metadata: {name: morning-brief, namespace: desk, uid: 0b6e3c1e-1111-2222-3333-444455556666}
+spec:
+  title: 金融情报日报
+  content:
+    summarizer: {endpoint: "https://api.example.com/v1", model: m, apiKeySecretRef: {name: ai, key: api-key}}
+    template: {configMapName: brief-templates}
+  smtp: {host: smtp.example.com, from: a@example.com, credentialsSecretRef: {name: smtp}}
+  backup: {retentionDays: 7}
+"#,
+        )
+        .unwrap();
+        r.metadata.resource_version = Some("1".into());
+        r
+    }
+
+    fn plan(r: &DailyReport) -> RunPlan {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let slot = crate::plan::manual_slot(r, date).unwrap();
+        crate::plan::build_plan(r, &[], &[], &BTreeSet::new(), slot)
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn the_run_job_is_restricted_owned_and_holds_no_secret() {
+        let r = report();
+        let p = plan(&r);
+        let name = crate::run::run_name("morning-brief", p.slot.date, None);
+        let job = run_job(
+            &r,
+            &name,
+            &p,
+            &Settings::default(),
+            at("2026-11-22T22:20:00Z"),
+            at("2026-11-22T22:00:00Z"),
+        );
+        assert_eq!(job.metadata.name.as_deref(), Some("morning-brief-20261123"));
+        assert_eq!(job.metadata.namespace.as_deref(), Some("desk"));
+        let owners = job.metadata.owner_references.clone().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "DailyReport");
+        assert_eq!(owners[0].controller, Some(true));
+        let spec = job.spec.clone().unwrap();
+        assert_eq!(spec.backoff_limit, Some(3));
+        assert_eq!(
+            spec.active_deadline_seconds,
+            Some(20 * 60 + PAST_WINDOW_SECONDS)
+        );
+        let rules = spec.pod_failure_policy.unwrap().rules;
+        assert_eq!(rules[0].on_exit_codes.as_ref().unwrap().values, [1, 2]);
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod_security::violations(&pod, true), Vec::<String>::new());
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.service_account_name.as_deref(), Some("finrep-pipeline"));
+        let c = &pod.containers[0];
+        let env: BTreeMap<String, EnvVar> = c
+            .env
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name.clone(), e))
+            .collect();
+        for secret in [
+            "DATABASE_URL",
+            "FINREP_SECRET_AI_API_KEY",
+            "FINREP_SECRET_SMTP_USERNAME",
+            "FINREP_SECRET_SMTP_PASSWORD",
+        ] {
+            let e = &env[secret];
+            assert!(
+                e.value.is_none() && e.value_from.as_ref().unwrap().secret_key_ref.is_some(),
+                "{secret}"
+            );
+        }
+        let args = c.args.clone().unwrap();
+        assert_eq!(
+            args[..3],
+            ["pipeline", "--plan", "/etc/finrep/plan/plan.yaml.gz"]
+        );
+        assert!(args.contains(&"--template-dir".to_string()));
+        let json = serde_json::to_string(&job).unwrap();
+        assert!(!json.contains("value\":\"s3cret"), "no secret values");
+    }
+
+    #[test]
+    fn the_plan_config_map_is_immutable_and_owned() {
+        let r = report();
+        let p = plan(&r);
+        let cm = plan_config_map(&r, "morning-brief-20261123", &p, p.to_gzip().unwrap());
+        assert_eq!(cm.immutable, Some(true));
+        let bytes = &cm.binary_data.as_ref().unwrap()[PLAN_FILE].0;
+        assert_eq!(RunPlan::from_bytes(bytes).unwrap(), p);
+        assert_eq!(cm.metadata.labels.unwrap()[labels::RUN_DATE], "2026-11-23");
+    }
+
+    #[test]
+    fn the_backup_cron_job_follows_the_spec() {
+        let mut r = report();
+        let cj = backup_cron_job(&r, &Settings::default()).unwrap();
+        let spec = cj.spec.clone().unwrap();
+        assert_eq!(cj.metadata.name.as_deref(), Some("morning-brief-backup"));
+        assert_eq!(spec.schedule, "30 6 * * *");
+        assert_eq!(spec.time_zone.as_deref(), Some("Asia/Shanghai"));
+        assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
+        let pod = spec.job_template.spec.unwrap().template.spec.unwrap();
+        assert_eq!(pod_security::violations(&pod, true), Vec::<String>::new());
+        let script = &pod.containers[0].args.as_ref().unwrap()[0];
+        assert!(
+            script.contains("finrep_morning-brief_$(date +%Y%m%d).sql.gz"),
+            "{script}"
+        );
+        assert!(
+            script.contains("-name 'finrep_morning-brief_????????.sql.gz' -mtime +7"),
+            "{script}"
+        );
+        r.spec.backup.enabled = false;
+        assert!(backup_cron_job(&r, &Settings::default()).is_none());
+        let long = "r".repeat(63);
+        r.metadata.name = Some(long);
+        assert!(backup_name(&r).len() <= 52);
+    }
+}
