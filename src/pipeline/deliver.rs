@@ -34,7 +34,7 @@ use lettre::transport::smtp::extension::ClientId;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::guard::NetworkPolicy;
+use super::guard::{NetworkPolicy, ResolveError};
 use super::report::Composed;
 use crate::api::{MailFormat, TlsMode};
 use crate::plan::{PlannedRecipient, RunPlan, secret_env_name};
@@ -273,12 +273,22 @@ impl Connector {
         })
     }
 
-    /// The server's addresses the network guard allows.
+    /// The server's addresses the network guard allows. A name that does not resolve may
+    /// resolve later (retry the run); a refused address is a setting to change.
     async fn addresses(&self) -> Result<Vec<SocketAddr>, DeliveryError> {
         self.network
             .resolve(&self.host, self.port)
             .await
-            .map_err(|b| DeliveryError::Config(format!("smtp.host {}: {}", self.host, b.0)))
+            .map_err(|e| match e {
+                ResolveError::Lookup(reason) => DeliveryError::Unreachable {
+                    host: self.host.clone(),
+                    port: self.port,
+                    reason,
+                },
+                ResolveError::Blocked(b) => {
+                    DeliveryError::Config(format!("smtp.host {}: {}", self.host, b.0))
+                }
+            })
     }
 
     async fn connect(&self, addrs: &[SocketAddr]) -> Result<AsyncSmtpConnection, ConnectError> {

@@ -18,6 +18,16 @@ use url::Url;
 #[error("blocked: {0}")]
 pub struct Blocked(pub String);
 
+/// Why a host could not be used: the name did not resolve (perhaps for a while), or the
+/// guard refused every address (a setting to change).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ResolveError {
+    #[error("{0}")]
+    Lookup(String),
+    #[error(transparent)]
+    Blocked(Blocked),
+}
+
 /// Which destinations are allowed.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NetworkPolicy {
@@ -161,10 +171,10 @@ impl NetworkPolicy {
 
     /// The addresses of `host:port` this policy allows connecting to (all of them for a
     /// trusted host), for connections made outside reqwest (SMTP).
-    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Blocked> {
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, ResolveError> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|e| Blocked(format!("cannot resolve {host}: {e}")))?
+            .map_err(|e| ResolveError::Lookup(format!("cannot resolve {host}: {e}")))?
             .collect();
         if self.trusts(host, port) {
             return Ok(addrs);
@@ -175,7 +185,7 @@ impl NetworkPolicy {
             .filter(|a| self.check_ip(a.ip()).is_ok())
             .collect();
         if allowed.is_empty() {
-            return Err(not_public(host, &addrs));
+            return Err(ResolveError::Blocked(not_public(host, &addrs)));
         }
         Ok(allowed)
     }
