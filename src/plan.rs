@@ -503,6 +503,11 @@ impl RunPlan {
                 validation::check_recipient(&spec),
             );
         }
+        // PostgreSQL refuses NUL in text and jsonb, and the plan is stored with its run:
+        // whatever field holds one, the plan is refused here rather than failing every retry.
+        if serde_json::to_string(self).is_ok_and(|j| j.contains("\\u0000")) {
+            problems.push("the plan holds a NUL character".to_string());
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -618,6 +623,10 @@ spec:
         let err = plan.validate().unwrap_err().to_string();
         assert!(err.contains("Recipient zhang: spec.displayName"), "{err}");
         assert!(err.contains("spec.content.template.htmlKey"), "{err}");
+        let mut nul = build_plan(&report(), &[], &recipients, &BTreeSet::new(), slot());
+        nul.content.section_order = vec!["宏观\0".into()];
+        let err = nul.validate().unwrap_err().to_string();
+        assert!(err.contains("the plan holds a NUL character"), "{err}");
     }
 
     #[test]

@@ -50,10 +50,10 @@ pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
                 msg,
             ));
         }
-        if value.contains(['\r', '\n']) {
+        if value.chars().any(|c| c.is_control() && c != '\t') {
             out.push(FieldProblem::error(
                 format!("spec.fetch.headers.{name}"),
-                "header values must not contain line breaks",
+                "header values must not contain line breaks or other control characters",
             ));
         }
         if is_secret_header(name) {
@@ -299,9 +299,11 @@ pub fn check_content(content: &ContentSpec, out: &mut Vec<FieldProblem>) {
                 "watchlist entries must not be blank",
             ));
         }
+        check_line(w, &format!("spec.content.watchlist[{i}]"), out);
     }
     if let Some(s) = &content.summarizer {
         check_http_url(&s.endpoint, "spec.content.summarizer.endpoint", out);
+        check_line(&s.model, "spec.content.summarizer.model", out);
         if let Some(r) = &s.api_key_secret_ref {
             check_secret_ref(r, "spec.content.summarizer.apiKeySecretRef", out);
         }
@@ -385,13 +387,12 @@ fn check_selector(sel: Option<&LabelSelector>, field: &str, out: &mut Vec<FieldP
 fn check_filters(filters: &KeywordFilters, field: &str, out: &mut Vec<FieldProblem>) {
     for (list, entries) in [("include", &filters.include), ("exclude", &filters.exclude)] {
         for (i, entry) in entries.iter().enumerate() {
+            let field = format!("{field}.{list}[{i}]");
             // The same compile function runs use: what validates is what runs.
             if let Err(e) = Matcher::compile(entry) {
-                out.push(FieldProblem::error(
-                    format!("{field}.{list}[{i}]"),
-                    e.to_string(),
-                ));
+                out.push(FieldProblem::error(field.clone(), e.to_string()));
             }
+            check_line(entry, &field, out);
         }
     }
 }
