@@ -278,20 +278,48 @@ pub fn build_plan(
         .collect();
     planned_sources.sort_by(|a, b| a.name.cmp(&b.name));
 
-    let mut planned_recipients = Vec::new();
+    let (planned_recipients, excluded) = planned_recipients(report, recipients, blacklist);
+    let secrets = secret_envs(&planned_sources, spec);
+
+    RunPlan {
+        plan_version: PLAN_VERSION,
+        namespace,
+        report: report.name_any(),
+        title: spec.title.clone(),
+        time_zone: spec.time_zone.clone(),
+        slot,
+        mail_window: spec.mail_window.clone(),
+        content: spec.content.clone(),
+        smtp: spec.smtp.clone(),
+        sources: planned_sources,
+        recipients: planned_recipients,
+        excluded_recipients: excluded,
+        secrets,
+    }
+}
+
+/// The report's recipients of its namespace: selected by label, enabled, not blacklisted
+/// (those are returned apart, by name), one per address, sorted by name.
+fn planned_recipients(
+    report: &DailyReport,
+    recipients: &[Recipient],
+    blacklist: &BTreeSet<String>,
+) -> (Vec<PlannedRecipient>, Vec<String>) {
+    let namespace = report.namespace().unwrap_or_else(|| "default".to_string());
+    let mut planned = Vec::new();
     let mut excluded = Vec::new();
     for r in recipients
         .iter()
-        .filter(|r| in_namespace(r.namespace()))
+        .filter(|r| r.namespace().unwrap_or_else(|| "default".to_string()) == namespace)
         .filter(|r| r.spec.enabled)
-        .filter(|r| selector::matches(spec.recipient_selector.as_ref(), r.labels()))
+        .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
     {
         let email = r.spec.email.trim().to_lowercase();
         if blacklist.contains(&email) {
             excluded.push(r.name_any());
             continue;
         }
-        planned_recipients.push(PlannedRecipient {
+        planned.push(PlannedRecipient {
             name: r.name_any(),
             email,
             display_name: r.spec.display_name.clone(),
@@ -299,15 +327,19 @@ pub fn build_plan(
             format: r.spec.format,
         });
     }
-    planned_recipients.sort_by(|a, b| a.name.cmp(&b.name));
+    planned.sort_by(|a, b| a.name.cmp(&b.name));
     // Two Recipients with one address would mean two copies; validation refuses it, and the
     // plan keeps the first so a delivery is still once per address.
     let mut seen = BTreeSet::new();
-    planned_recipients.retain(|r| seen.insert(r.email.clone()));
+    planned.retain(|r| seen.insert(r.email.clone()));
     excluded.sort();
+    (planned, excluded)
+}
 
+/// Every Secret key the run reads, as the environment variables that carry them.
+fn secret_envs(sources: &[PlannedSource], spec: &crate::api::DailyReportSpec) -> Vec<SecretEnv> {
     let mut secrets = BTreeSet::new();
-    for s in &planned_sources {
+    for s in sources {
         for h in &s.spec.fetch.headers_from {
             secrets.insert(secret_env(&h.secret_key_ref));
         }
@@ -329,22 +361,7 @@ pub fn build_plan(
             });
         }
     }
-
-    RunPlan {
-        plan_version: PLAN_VERSION,
-        namespace,
-        report: report.name_any(),
-        title: spec.title.clone(),
-        time_zone: spec.time_zone.clone(),
-        slot,
-        mail_window: spec.mail_window.clone(),
-        content: spec.content.clone(),
-        smtp: spec.smtp.clone(),
-        sources: planned_sources,
-        recipients: planned_recipients,
-        excluded_recipients: excluded,
-        secrets: secrets.into_iter().collect(),
-    }
+    secrets.into_iter().collect()
 }
 
 /// The slot of a manual run on `date` (the report's local date): the instant the schedule

@@ -331,28 +331,17 @@ pub fn pod_failure_policy() -> PodFailurePolicy {
     }
 }
 
-/// The Job of one run. `active_deadline` is when the Job must be over: past the end of its
-/// mail window (`PAST_WINDOW_SECONDS` after it), counted from `now`.
-pub fn run_job(
-    report: &DailyReport,
-    run_name: &str,
-    plan: &RunPlan,
-    settings: &Settings,
-    window_end: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Job {
+/// The pipeline's volumes, their mounts and its arguments: the plan, scratch space, and the
+/// report's templates when it names a ConfigMap.
+fn pipeline_files(run_name: &str, plan: &RunPlan) -> (Vec<Volume>, Vec<VolumeMount>, Vec<String>) {
     let (tmp_volume, tmp_mount) = scratch();
+    let plan_item = KeyToPath {
+        key: PLAN_FILE.to_string(),
+        path: PLAN_FILE.to_string(),
+        ..Default::default()
+    };
     let mut volumes = vec![
-        config_map_volume(
-            "plan",
-            run_name,
-            Some(vec![KeyToPath {
-                key: PLAN_FILE.to_string(),
-                path: PLAN_FILE.to_string(),
-                ..Default::default()
-            }]),
-            false,
-        ),
+        config_map_volume("plan", run_name, Some(vec![plan_item]), false),
         tmp_volume,
     ];
     let mut mounts = vec![mount("plan", PLAN_DIR), tmp_mount];
@@ -371,6 +360,20 @@ pub fn run_job(
         mounts.push(mount("templates", TEMPLATE_DIR));
         args.extend(["--template-dir".to_string(), TEMPLATE_DIR.to_string()]);
     }
+    (volumes, mounts, args)
+}
+
+/// The Job of one run. `active_deadline` is when the Job must be over: past the end of its
+/// mail window (`PAST_WINDOW_SECONDS` after it), counted from `now`.
+pub fn run_job(
+    report: &DailyReport,
+    run_name: &str,
+    plan: &RunPlan,
+    settings: &Settings,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Job {
+    let (volumes, mounts, args) = pipeline_files(run_name, plan);
     let spec = &report.spec.job;
     let container = Container {
         name: PIPELINE_CONTAINER.to_string(),
@@ -440,14 +443,9 @@ find /backups -maxdepth 1 -type f -name 'finrep_{report}_????????.sql.gz' -mtime
     )
 }
 
-/// The backup CronJob of a report, or `None` when its backup is disabled.
-pub fn backup_cron_job(report: &DailyReport, settings: &Settings) -> Option<CronJob> {
+/// The pod of a backup: pg_dump of the server's major version into the backups claim.
+fn backup_pod(report: &DailyReport, settings: &Settings) -> PodSpec {
     let b = &report.spec.backup;
-    if !b.enabled {
-        return None;
-    }
-    let name = backup_name(report);
-    let labels = base_labels(report, "backup");
     let (tmp_volume, tmp_mount) = scratch();
     let pvc = b.pvc.clone().unwrap_or_else(|| settings.backup_pvc.clone());
     let container = Container {
@@ -479,7 +477,7 @@ pub fn backup_cron_job(report: &DailyReport, settings: &Settings) -> Option<Cron
         ]),
         ..Default::default()
     };
-    let pod = PodSpec {
+    PodSpec {
         restart_policy: Some("OnFailure".to_string()),
         service_account_name: Some(settings.pipeline_service_account.clone()),
         automount_service_account_token: Some(false),
@@ -498,7 +496,18 @@ pub fn backup_cron_job(report: &DailyReport, settings: &Settings) -> Option<Cron
             tmp_volume,
         ]),
         ..Default::default()
-    };
+    }
+}
+
+/// The backup CronJob of a report, or `None` when its backup is disabled.
+pub fn backup_cron_job(report: &DailyReport, settings: &Settings) -> Option<CronJob> {
+    let b = &report.spec.backup;
+    if !b.enabled {
+        return None;
+    }
+    let name = backup_name(report);
+    let labels = base_labels(report, "backup");
+    let pod = backup_pod(report, settings);
     Some(CronJob {
         metadata: meta(report, &name, labels.clone()),
         spec: Some(CronJobSpec {
