@@ -35,7 +35,16 @@ pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
             "weight must be a finite number",
         ));
     }
-    if let Some(charset) = &spec.fetch.charset
+    check_fetch(&spec.fetch, &mut out);
+    check_mapping(spec, &mut out);
+    check_filters(&spec.filters, "spec.filters", &mut out);
+    out
+}
+
+/// Fetch settings: the charset override and the request headers (plain ones must not carry a
+/// credential; those from Secrets name a key).
+fn check_fetch(fetch: &crate::api::FetchSpec, out: &mut Vec<FieldProblem>) {
+    if let Some(charset) = &fetch.charset
         && encoding_rs::Encoding::for_label(charset.trim().as_bytes()).is_none()
     {
         out.push(FieldProblem::error(
@@ -43,7 +52,7 @@ pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
             format!("unknown charset {charset:?}; use a WHATWG label such as utf-8, gbk, gb18030 or big5"),
         ));
     }
-    for (name, value) in &spec.fetch.headers {
+    for (name, value) in &fetch.headers {
         if let Some(msg) = header_name_problem(name) {
             out.push(FieldProblem::error(
                 format!("spec.fetch.headers.{name}"),
@@ -65,7 +74,7 @@ pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
             ));
         }
     }
-    for (i, h) in spec.fetch.headers_from.iter().enumerate() {
+    for (i, h) in fetch.headers_from.iter().enumerate() {
         if let Some(msg) = header_name_problem(&h.name) {
             out.push(FieldProblem::error(
                 format!("spec.fetch.headersFrom[{i}].name"),
@@ -75,9 +84,13 @@ pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
         check_secret_ref(
             &h.secret_key_ref,
             &format!("spec.fetch.headersFrom[{i}].secretKeyRef"),
-            &mut out,
+            out,
         );
     }
+}
+
+/// The item mapping of `json` and `html` sources: paths and selectors that parse.
+fn check_mapping(spec: &SourceSpec, out: &mut Vec<FieldProblem>) {
     match spec.kind {
         SourceKind::Json => {
             if let Some(m) = &spec.json {
@@ -126,8 +139,6 @@ pub fn check_source(spec: &SourceSpec) -> Vec<FieldProblem> {
         }
         SourceKind::Feed => {}
     }
-    check_filters(&spec.filters, "spec.filters", &mut out);
-    out
 }
 
 /// Code-only checks of a Recipient spec.
@@ -177,37 +188,7 @@ pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> V
     } else {
         "UTC"
     };
-    match Schedule::parse(&spec.schedule, zone) {
-        Err(e) => out.push(FieldProblem::error("spec.schedule", e.to_string())),
-        Ok(schedule) => match schedule.daily_fire_times(reference, 64) {
-            Err(e) => out.push(FieldProblem::error("spec.schedule", e.to_string())),
-            Ok(fired) => {
-                if let Some((date, a, b)) = fired.same_day {
-                    out.push(FieldProblem::error(
-                        "spec.schedule",
-                        format!(
-                            "{:?} fires more than once a day (e.g. {date} at {} and {}); a daily report runs once a day",
-                            spec.schedule,
-                            a.format("%H:%M"),
-                            b.format("%H:%M")
-                        ),
-                    ));
-                }
-                if let (Some(start), Some(latest)) = (start, fired.times.last())
-                    && *latest > start
-                {
-                    out.push(FieldProblem::error(
-                        "spec.mailWindow.start",
-                        format!(
-                            "the mail window opens at {} but the report runs at {}; the window must open at or after the scheduled time, the same day",
-                            spec.mail_window.start,
-                            latest.format("%H:%M")
-                        ),
-                    ));
-                }
-            }
-        },
-    }
+    check_schedule(spec, zone, start, reference, &mut out);
 
     if spec.backup.enabled
         && let Err(e) = Schedule::parse(&spec.backup.schedule, zone)
@@ -240,6 +221,48 @@ pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> V
         ));
     }
     out
+}
+
+/// The schedule parses, fires at most once a day, and not after the mail window opens.
+fn check_schedule(
+    spec: &DailyReportSpec,
+    zone: &str,
+    window_start: Option<NaiveTime>,
+    reference: DateTime<Utc>,
+    out: &mut Vec<FieldProblem>,
+) {
+    let start = window_start;
+    match Schedule::parse(&spec.schedule, zone) {
+        Err(e) => out.push(FieldProblem::error("spec.schedule", e.to_string())),
+        Ok(schedule) => match schedule.daily_fire_times(reference, 64) {
+            Err(e) => out.push(FieldProblem::error("spec.schedule", e.to_string())),
+            Ok(fired) => {
+                if let Some((date, a, b)) = fired.same_day {
+                    out.push(FieldProblem::error(
+                        "spec.schedule",
+                        format!(
+                            "{:?} fires more than once a day (e.g. {date} at {} and {}); a daily report runs once a day",
+                            spec.schedule,
+                            a.format("%H:%M"),
+                            b.format("%H:%M")
+                        ),
+                    ));
+                }
+                if let (Some(start), Some(latest)) = (start, fired.times.last())
+                    && *latest > start
+                {
+                    out.push(FieldProblem::error(
+                        "spec.mailWindow.start",
+                        format!(
+                            "the mail window opens at {} but the report runs at {}; the window must open at or after the scheduled time, the same day",
+                            spec.mail_window.start,
+                            latest.format("%H:%M")
+                        ),
+                    ));
+                }
+            }
+        },
+    }
 }
 
 /// The mail window's times; returns its start when it parses.
