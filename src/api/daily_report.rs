@@ -436,6 +436,15 @@ pub struct DailyReportStatus {
     /// The most recent run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<RunSummary>,
+    /// Slots after this instant are scheduled (RFC 3339): set when the report is first seen
+    /// or resumed, so slots from before it existed or while it was suspended are neither run
+    /// nor counted as missed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_since: Option<String>,
+    /// The last value of the `finrep.io/run-now` annotation that started a run: a manual
+    /// run starts once per value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_run_now: Option<String>,
     /// Standard conditions: `Ready` and `LastRunSucceeded`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

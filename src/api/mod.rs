@@ -29,6 +29,14 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in manifests.
 pub const API_VERSION: &str = "finrep.io/v1alpha1";
 
+/// Annotations users set on resources.
+pub mod annotations {
+    /// On a DailyReport: a new value starts one manual run now (today's run of the report).
+    pub const RUN_NOW: &str = "finrep.io/run-now";
+    /// On a Recipient: a new value lifts its blacklist entry.
+    pub const UNBLOCK: &str = "finrep.io/unblock";
+}
+
 /// Condition types and reasons, named once so the controller, console and tests agree.
 pub mod conditions {
     pub const READY: &str = "Ready";
