@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod backup;
 pub mod controller;
 pub mod crd;
 pub mod jsonpath;

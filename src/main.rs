@@ -73,6 +73,40 @@ enum Command {
     /// Apply the database migrations (idempotent).
     Migrate(DatabaseArgs),
 
+    /// Dump the database to DIR/finrep_<NAME>_<YYYYMMDD>.sql.gz and delete this name's dumps
+    /// older than the retention (never any other file).
+    ///
+    /// Runs the pg_dump it finds (--pg-dump), which must be of the server's major version or
+    /// newer. Prints what it wrote and pruned as one JSON line.
+    Backup {
+        /// Directory the dumps are kept in.
+        #[arg(long, value_name = "DIR")]
+        dir: PathBuf,
+        /// Name in the dump's file name (a report's name, as the backup CronJob writes).
+        #[arg(long, default_value = "database")]
+        name: String,
+        /// Dumps of this name older than this many days are deleted.
+        #[arg(long, default_value_t = 14)]
+        retention_days: u32,
+        /// The pg_dump program.
+        #[arg(long, env = "FINREP_PG_DUMP", default_value = "pg_dump")]
+        pg_dump: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+
+    /// Restore a dump (as `backup` writes it) into an empty database.
+    Restore {
+        /// The dump (.sql.gz or .sql).
+        #[arg(long, value_name = "FILE")]
+        file: PathBuf,
+        /// The psql program.
+        #[arg(long, env = "FINREP_PSQL", default_value = "psql")]
+        psql: PathBuf,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+
     /// Run the pipeline of one run plan (what a report's Job runs).
     ///
     /// Collects every source, extracts and ranks the items, composes the report and stores
@@ -262,6 +296,32 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Crd { output_dir } => crd(output_dir),
         Command::Validate { paths, namespace } => validate(&paths, namespace),
         Command::Migrate(db) => migrate(&db),
+        Command::Backup {
+            dir,
+            name,
+            retention_days,
+            pg_dump,
+            db,
+        } => runtime()?.block_on(async {
+            let store = db.connect().await?;
+            let outcome = finrep::backup::backup(
+                &store,
+                &db.database_url,
+                &pg_dump,
+                &dir,
+                &name,
+                retention_days,
+            )
+            .await?;
+            println!("{}", serde_json::to_string(&outcome)?);
+            Ok(ExitCode::SUCCESS)
+        }),
+        Command::Restore { file, psql, db } => runtime()?.block_on(async {
+            let store = db.connect().await?;
+            finrep::backup::restore(&store, &db.database_url, &psql, &file).await?;
+            tracing::info!(file = %file.display(), "restored");
+            Ok(ExitCode::SUCCESS)
+        }),
         Command::Pipeline { plan, db, run } => pipeline(&plan, &db, &run),
         Command::Run {
             config,
