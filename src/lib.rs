@@ -9,6 +9,7 @@ pub mod crd;
 pub mod jsonpath;
 pub mod manifest;
 pub mod matching;
+pub mod overview;
 pub mod pipeline;
 pub mod plan;
 pub mod run;

@@ -95,6 +95,26 @@ enum Command {
         db: DatabaseArgs,
     },
 
+    /// Reports (latest run, next slot), failing sources and blacklisted addresses, from
+    /// PostgreSQL.
+    ///
+    /// With --config, the manifests give each report's next slot and reveal missed slots.
+    /// Exits 1 when a report's last run failed or a slot was missed, so a cron job or a
+    /// health check can act on it.
+    Status {
+        /// Directory (or file) of manifests, for next and missed slots.
+        #[arg(long, value_name = "DIR")]
+        config: Option<PathBuf>,
+        /// Namespace of manifests that name none.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// table (default) or json.
+        #[arg(long, short = 'o', value_enum, default_value = "table")]
+        output: StatusFormat,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+
     /// Restore a dump (as `backup` writes it) into an empty database.
     Restore {
         /// The dump (.sql.gz or .sql).
@@ -144,6 +164,12 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum StatusFormat {
+    Table,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -316,6 +342,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Status {
+            config,
+            namespace,
+            output,
+            db,
+        } => status(config.as_deref(), namespace, output, &db),
         Command::Restore { file, psql, db } => runtime()?.block_on(async {
             let store = db.connect().await?;
             finrep::backup::restore(&store, &db.database_url, &psql, &file).await?;
@@ -392,6 +424,48 @@ fn migrate(db: &DatabaseArgs) -> anyhow::Result<ExitCode> {
             "database schema is current"
         );
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `finrep status`: the overview, and an exit code that says whether a person is needed.
+fn status(
+    config: Option<&Path>,
+    namespace: String,
+    format: StatusFormat,
+    db: &DatabaseArgs,
+) -> anyhow::Result<ExitCode> {
+    let reports = match config {
+        Some(dir) => {
+            manifest::load_valid(
+                &[dir.to_path_buf()],
+                &LoadOptions {
+                    default_namespace: namespace,
+                    complete: None,
+                },
+            )?
+            .set
+            .reports
+        }
+        None => Vec::new(),
+    };
+    let overview = runtime()?.block_on(async {
+        let store = db.connect().await?;
+        anyhow::Ok(finrep::overview::overview(
+            store.latest_runs().await?,
+            store.failing_sources().await?,
+            store.blacklist().await?,
+            &reports,
+            chrono::Utc::now(),
+        ))
+    })?;
+    match format {
+        StatusFormat::Table => print!("{}", finrep::overview::render(&overview)),
+        StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&overview)?),
+    }
+    Ok(if overview.needs_attention() {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     })
 }
 

@@ -36,7 +36,10 @@ async fn filled_database() -> String {
         "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata:\n  name: news\nspec:\n  kind: feed\n  url: {}\n  category: 宏观\n---\n",
         feeds.url("/rss.xml")
     );
-    for (i, email) in ["a@example.com", "b@example.com", "gone@example.com"].iter().enumerate() {
+    for (i, email) in ["a@example.com", "b@example.com", "gone@example.com"]
+        .iter()
+        .enumerate()
+    {
         yaml += &format!(
             "apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata:\n  name: r{i}\nspec:\n  email: {email}\n  displayName: 读者{i}\n---\n"
         );
@@ -57,7 +60,9 @@ async fn filled_database() -> String {
         &Default::default(),
     );
     let url = common::scratch_database().await;
-    let store = Store::connect(&url, 2, Duration::from_secs(5)).await.unwrap();
+    let store = Store::connect(&url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
     store.migrate().await.unwrap();
     let opts = PipelineOptions {
         fetch: FetchConfig {
@@ -124,12 +129,27 @@ async fn backup_restore_gives_the_same_database_and_retention_spares_other_files
     }
     let dir_arg = dir.path().to_str().unwrap();
     let out = finrep(
-        &["backup", "--dir", dir_arg, "--name", "brief", "--retention-days", "3"],
+        &[
+            "backup",
+            "--dir",
+            dir_arg,
+            "--name",
+            "brief",
+            "--retention-days",
+            "3",
+        ],
         &url,
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(result["pruned"], serde_json::json!(["finrep_brief_20200101.sql.gz"]));
+    assert_eq!(
+        result["pruned"],
+        serde_json::json!(["finrep_brief_20200101.sql.gz"])
+    );
     let dump = result["file"].as_str().unwrap().to_string();
     assert!(dump.ends_with(&finrep::backup::file_name("brief", Utc::now().date_naive())));
     assert!(dir.path().join("finrep_other_20200101.sql.gz").exists());
@@ -137,9 +157,16 @@ async fn backup_restore_gives_the_same_database_and_retention_spares_other_files
 
     let fresh = common::scratch_database().await;
     let out = finrep(&["restore", "--file", &dump], &fresh);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let (before, after) = (fingerprint(&url).await, fingerprint(&fresh).await);
-    assert!(before["delivery_log"].0 >= 3 && before["articles"].0 >= 2, "{before:?}");
+    assert!(
+        before["delivery_log"].0 >= 3 && before["articles"].0 >= 2,
+        "{before:?}"
+    );
     assert_eq!(before, after);
 
     // Restoring over a database that has finrep's tables is refused.
@@ -149,4 +176,22 @@ async fn backup_restore_gives_the_same_database_and_retention_spares_other_files
     // The restored database is current: migrate has nothing to apply.
     let out = finrep(&["migrate"], &fresh);
     assert!(String::from_utf8_lossy(&out.stderr).contains("\"applied\":0"));
+}
+
+/// `finrep status` after a run that bounced an address: the report needs attention (exit 1),
+/// the blacklist names the address, JSON and table alike.
+#[tokio::test]
+async fn status_reports_a_partly_failed_run_and_exits_non_zero() {
+    let url = filled_database().await;
+    let out = finrep(&["status", "-o", "json"], &url);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let o: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(o["reports"][0]["report"], "brief");
+    assert_eq!(o["reports"][0]["health"], "failed");
+    assert_eq!(o["reports"][0]["lastRun"]["phase"], "PartiallyDelivered");
+    assert_eq!(o["blacklist"][0]["email"], "gone@example.com");
+    let out = finrep(&["status"], &url);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("NAMESPACE"), "{table}");
+    assert!(table.contains("gone@example.com"), "{table}");
 }

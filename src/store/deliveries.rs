@@ -205,3 +205,37 @@ impl Store {
         Ok(c)
     }
 }
+
+/// An address on a namespace's blacklist.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlacklistEntry {
+    pub namespace: String,
+    pub email: String,
+    pub reason: String,
+    pub smtp_code: Option<i32>,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+impl Store {
+    /// Every blacklisted address, newest first.
+    pub async fn blacklist(&self) -> Result<Vec<BlacklistEntry>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, email, reason, smtp_code, created_at FROM blacklist
+             ORDER BY created_at DESC, namespace, email",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(BlacklistEntry {
+                    namespace: r.try_get("namespace")?,
+                    email: r.try_get("email")?,
+                    reason: r.try_get("reason")?,
+                    smtp_code: r.try_get("smtp_code")?,
+                    since: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -176,3 +176,52 @@ fn report_row(row: &sqlx::postgres::PgRow) -> Result<ReportRow, sqlx::Error> {
         view: row.try_get("view")?,
     })
 }
+
+/// The latest run of each report, for `finrep status` and the console.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LatestRun {
+    pub namespace: String,
+    pub report: String,
+    pub date: NaiveDate,
+    pub phase: RunPhase,
+    pub manual: bool,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub articles: i32,
+    pub deliveries: crate::run::DeliveryCounts,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// The latest run of every report, with its deliveries counted by state.
+    pub async fn latest_runs(&self) -> Result<Vec<LatestRun>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT DISTINCT ON (namespace, report) id, namespace, report, report_date, phase, manual,
+                    started_at, finished_at, article_count, error
+             FROM reports ORDER BY namespace, report, report_date DESC",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let id: i64 = r.try_get("id")?;
+            out.push(LatestRun {
+                namespace: r.try_get("namespace")?,
+                report: r.try_get("report")?,
+                date: r.try_get("report_date")?,
+                phase: r
+                    .try_get::<String, _>("phase")?
+                    .parse()
+                    .map_err(|e: crate::run::UnknownState| sqlx::Error::Decode(Box::new(e)))?,
+                manual: r.try_get("manual")?,
+                started_at: r.try_get("started_at")?,
+                finished_at: r.try_get("finished_at")?,
+                articles: r.try_get("article_count")?,
+                deliveries: self.delivery_counts(id).await?,
+                error: r.try_get("error")?,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -123,3 +123,40 @@ impl Store {
         Ok(())
     }
 }
+
+/// A source whose last fetches failed.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FailingSource {
+    pub namespace: String,
+    pub source: String,
+    pub consecutive_failures: i32,
+    pub last_error_kind: Option<String>,
+    pub last_error: Option<String>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+impl Store {
+    /// Sources whose latest fetch failed, worst first.
+    pub async fn failing_sources(&self) -> Result<Vec<FailingSource>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, source, consecutive_failures, last_error_kind, last_error, last_success_at
+             FROM source_state WHERE consecutive_failures > 0
+             ORDER BY consecutive_failures DESC, namespace, source",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(FailingSource {
+                    namespace: r.try_get("namespace")?,
+                    source: r.try_get("source")?,
+                    consecutive_failures: r.try_get("consecutive_failures")?,
+                    last_error_kind: r.try_get("last_error_kind")?,
+                    last_error: r.try_get("last_error")?,
+                    last_success_at: r.try_get("last_success_at")?,
+                })
+            })
+            .collect()
+    }
+}
