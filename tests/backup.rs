@@ -184,7 +184,12 @@ async fn backup_restore_gives_the_same_database_and_retention_spares_other_files
 async fn status_reports_a_partly_failed_run_and_exits_non_zero() {
     let url = filled_database().await;
     let out = finrep(&["status", "-o", "json"], &url);
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let o: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(o["reports"][0]["report"], "brief");
     assert_eq!(o["reports"][0]["health"], "failed");
