@@ -101,6 +101,10 @@ pub struct RecipientStatus {
     /// When the address was blacklisted (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blacklisted_since: Option<String>,
+    /// The last value of the `finrep.io/unblock` annotation acted on: a value lifts the
+    /// blacklist entry once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_unblock: Option<String>,
     /// Standard conditions: `Ready` (the spec is valid) and `Deliverable`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,

@@ -1,0 +1,288 @@
+//! Source and Recipient status, decided from what PostgreSQL records: a source's latest
+//! fetches, a recipient's deliveries and blacklist entry. Pure, like the DailyReport's
+//! (`status`): equal inputs give an equal status, so an unchanged object is never rewritten.
+
+use chrono::{DateTime, NaiveDate, Utc};
+
+use super::status::condition;
+use crate::api::{LastDelivery, RecipientStatus, SourceStatus, conditions};
+use crate::run::{DeliveryStatus, FetchErrorKind};
+use crate::validation::FieldProblem;
+
+/// Failed fetches in a row after which a source is not `Ready`: one bad morning is noise,
+/// three are a broken feed.
+pub const FAILING_AFTER: u32 = 3;
+
+/// Condition reasons of sources and recipients.
+pub mod reasons {
+    pub const VALID: &str = "Valid";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const FETCHING: &str = "Fetching";
+    pub const FETCH_FAILING: &str = "FetchFailing";
+    pub const DELIVERABLE: &str = "Deliverable";
+    pub const BLACKLISTED: &str = "Blacklisted";
+    pub const DISABLED: &str = "Disabled";
+}
+
+/// A source's fetch state as recorded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FetchState {
+    pub last_fetch: Option<DateTime<Utc>>,
+    pub last_success: Option<DateTime<Utc>>,
+    pub items_last_fetch: u32,
+    pub consecutive_failures: u32,
+    pub last_error_kind: Option<FetchErrorKind>,
+    pub last_error: Option<String>,
+}
+
+fn problems_message(problems: &[FieldProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A Source's status: its fetch record, and `Ready` false for an invalid spec or after
+/// `FAILING_AFTER` failures in a row, naming the error kind.
+pub fn source_status(
+    previous: Option<&SourceStatus>,
+    generation: Option<i64>,
+    state: Option<&FetchState>,
+    problems: &[FieldProblem],
+    now: DateTime<Utc>,
+) -> SourceStatus {
+    let prev = previous.cloned().unwrap_or_default();
+    let s = state.cloned().unwrap_or_default();
+    let (ok, reason, message) = if !problems.is_empty() {
+        (false, reasons::INVALID_SPEC, problems_message(problems))
+    } else if s.consecutive_failures >= FAILING_AFTER {
+        let kind = s.last_error_kind.map_or("unknown", FetchErrorKind::as_str);
+        (
+            false,
+            reasons::FETCH_FAILING,
+            format!(
+                "{} fetches failed in a row ({kind}): {}",
+                s.consecutive_failures,
+                s.last_error.as_deref().unwrap_or("no message")
+            ),
+        )
+    } else if s.last_fetch.is_none() {
+        (true, reasons::VALID, "not fetched yet".to_string())
+    } else {
+        (
+            true,
+            reasons::FETCHING,
+            format!("{} item(s) in the last fetch", s.items_last_fetch),
+        )
+    };
+    SourceStatus {
+        observed_generation: generation,
+        last_fetch_time: s.last_fetch.map(|t| t.to_rfc3339()),
+        last_success_time: s.last_success.map(|t| t.to_rfc3339()),
+        items_in_last_fetch: s.last_fetch.map(|_| s.items_last_fetch),
+        consecutive_failures: s.consecutive_failures,
+        last_error: (s.consecutive_failures > 0)
+            .then(|| s.last_error.clone())
+            .flatten(),
+        conditions: vec![condition(
+            &prev.conditions,
+            conditions::READY,
+            ok,
+            reason,
+            &message,
+            generation,
+            now,
+        )],
+    }
+}
+
+/// A recipient's deliveries and blacklist entry as recorded.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DeliveryRecord {
+    /// The latest delivery: local date, report, outcome.
+    pub last: Option<(NaiveDate, String, DeliveryStatus)>,
+    pub delivered: u64,
+    pub bounced: u64,
+    /// The blacklist entry of the address in the recipient's namespace: reason and since.
+    pub blacklisted: Option<(String, DateTime<Utc>)>,
+}
+
+/// A Recipient's status: deliveries, blacklist, and `Deliverable`.
+pub fn recipient_status(
+    previous: Option<&RecipientStatus>,
+    generation: Option<i64>,
+    enabled: bool,
+    record: &DeliveryRecord,
+    problems: &[FieldProblem],
+    now: DateTime<Utc>,
+) -> RecipientStatus {
+    let prev = previous.cloned().unwrap_or_default();
+    let ready = if problems.is_empty() {
+        condition(
+            &prev.conditions,
+            conditions::READY,
+            true,
+            reasons::VALID,
+            "the recipient is valid",
+            generation,
+            now,
+        )
+    } else {
+        condition(
+            &prev.conditions,
+            conditions::READY,
+            false,
+            reasons::INVALID_SPEC,
+            &problems_message(problems),
+            generation,
+            now,
+        )
+    };
+    let (ok, reason, message) = match (&record.blacklisted, enabled) {
+        (Some((why, _)), _) => (
+            false,
+            reasons::BLACKLISTED,
+            format!(
+                "blacklisted ({why}); set the annotation finrep.io/unblock to a new value to lift it"
+            ),
+        ),
+        (None, false) => (
+            false,
+            reasons::DISABLED,
+            "spec.enabled is false".to_string(),
+        ),
+        (None, true) => (
+            true,
+            reasons::DELIVERABLE,
+            "reports are delivered".to_string(),
+        ),
+    };
+    let deliverable = condition(
+        &prev.conditions,
+        conditions::DELIVERABLE,
+        ok,
+        reason,
+        &message,
+        generation,
+        now,
+    );
+    RecipientStatus {
+        observed_generation: generation,
+        last_delivered: record
+            .last
+            .as_ref()
+            .map(|(date, report, outcome)| LastDelivery {
+                date: date.to_string(),
+                report: Some(report.clone()),
+                outcome: outcome.as_str().to_string(),
+            }),
+        delivered_count: record.delivered,
+        bounce_count: record.bounced,
+        blacklisted: record.blacklisted.is_some(),
+        blacklist_reason: record.blacklisted.as_ref().map(|(why, _)| why.clone()),
+        blacklisted_since: record
+            .blacklisted
+            .as_ref()
+            .map(|(_, since)| since.to_rfc3339()),
+        handled_unblock: prev.handled_unblock,
+        conditions: vec![ready, deliverable],
+    }
+}
+
+/// The `finrep.io/unblock` value to act on: a new one lifts the blacklist entry once.
+pub fn unblock_request<'a>(
+    annotation: Option<&'a str>,
+    previous: Option<&RecipientStatus>,
+) -> Option<&'a str> {
+    let handled = previous.and_then(|p| p.handled_unblock.as_deref());
+    annotation.filter(|v| Some(*v) != handled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    #[test]
+    fn a_source_is_ready_until_it_fails_three_times() {
+        let now = at("2026-11-23T00:00:00Z");
+        let mut s = FetchState {
+            last_fetch: Some(now),
+            last_success: Some(now),
+            items_last_fetch: 50,
+            ..Default::default()
+        };
+        let st = source_status(None, Some(1), Some(&s), &[], now);
+        assert_eq!(st.conditions[0].status, "True");
+        assert_eq!(st.items_in_last_fetch, Some(50));
+        s.consecutive_failures = 3;
+        s.last_error_kind = Some(FetchErrorKind::Timeout);
+        s.last_error = Some("no answer within 20s".into());
+        let failing = source_status(Some(&st), Some(1), Some(&s), &[], now);
+        let ready = &failing.conditions[0];
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reasons::FETCH_FAILING)
+        );
+        assert!(ready.message.contains("timeout"), "{}", ready.message);
+        assert_eq!(failing.last_error.as_deref(), Some("no answer within 20s"));
+        // Unchanged input, unchanged status.
+        assert_eq!(
+            source_status(
+                Some(&failing),
+                Some(1),
+                Some(&s),
+                &[],
+                at("2026-11-24T00:00:00Z")
+            ),
+            failing
+        );
+    }
+
+    #[test]
+    fn a_bounced_recipient_is_not_deliverable_until_unblocked() {
+        let now = at("2026-11-23T00:00:00Z");
+        let record = DeliveryRecord {
+            last: Some((
+                "2026-11-23".parse().unwrap(),
+                "brief".into(),
+                DeliveryStatus::Bounced,
+            )),
+            delivered: 10,
+            bounced: 1,
+            blacklisted: Some(("bounce".into(), now)),
+        };
+        let st = recipient_status(None, Some(2), true, &record, &[], now);
+        assert!(st.blacklisted);
+        let d = &st.conditions[1];
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("False", reasons::BLACKLISTED)
+        );
+        assert_eq!(st.last_delivered.as_ref().unwrap().outcome, "bounced");
+        assert_eq!(
+            unblock_request(Some("2026-11-23"), Some(&st)),
+            Some("2026-11-23")
+        );
+        let mut acked = st.clone();
+        acked.handled_unblock = Some("2026-11-23".into());
+        assert_eq!(unblock_request(Some("2026-11-23"), Some(&acked)), None);
+        let lifted = recipient_status(
+            Some(&acked),
+            Some(2),
+            true,
+            &DeliveryRecord {
+                blacklisted: None,
+                ..record
+            },
+            &[],
+            now,
+        );
+        assert_eq!(lifted.conditions[1].status, "True");
+        assert_eq!(lifted.handled_unblock.as_deref(), Some("2026-11-23"));
+    }
+}
