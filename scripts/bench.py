@@ -492,6 +492,25 @@ def bench_w1_send(args):
         shutil.rmtree(feed_dir, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- W2 (plans)
+
+def bench_w2_plan(args):
+    scale = sized(1, 10)
+    out = subprocess.run(args.finrep_bench + [str(sized(args.runs, 1)), str(scale)], check=True,
+                         capture_output=True, text=True)
+    runs = [json.loads(l) for l in out.stdout.strip().splitlines()]
+    last = runs[-1]
+    record("W2-plan", {
+        "workload": "W2 plans: 50 DailyReports, 500 Sources, 5,000 Recipients in one namespace (each recipient "
+                    "subscribed to 5 reports); plan::plan_for for every report, then gzip for its ConfigMap",
+        "reports": last["reports"], "sources": last["sources"], "recipients": last["recipients"],
+        "plan_ms_median": summary([r["plan_ms_median"] for r in runs]),
+        "plan_ms_max": summary([r["plan_ms_max"] for r in runs]),
+        "all_plans_with_gzip_seconds": summary([r["all_plans_with_gzip_seconds"] for r in runs]),
+        "gzip_bytes_max": last["gzip_bytes_max"],
+    })
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -511,6 +530,9 @@ def main():
     pw.add_argument("--database-url", required=True)
     pw.add_argument("--runs", type=int, default=5)
     pw.add_argument("--port", type=int, default=18650)
+    p2 = sub.add_parser("w2-plan")
+    p2.add_argument("--finrep-bench", nargs="+", required=True)
+    p2.add_argument("--runs", type=int, default=5)
     ps = sub.add_parser("w1-send")
     ps.add_argument("--finrep", required=True)
     ps.add_argument("--database-url", required=True)
@@ -519,7 +541,7 @@ def main():
     args = p.parse_args()
     global SMOKE
     SMOKE = args.smoke
-    {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send}[args.cmd](args)
+    {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send, "w2-plan": bench_w2_plan}[args.cmd](args)
 
 
 if __name__ == "__main__":

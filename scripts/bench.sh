@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|send|all]
+# The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|send|w2|all]
 # Builds release binaries, makes a Python venv with feedparser, starts PostgreSQL when none
 # runs, and appends results to docs/bench-results/.
 #
@@ -17,20 +17,27 @@ else
 fi
 ensure_venv feedparser aiosmtpd
 "${build[@]}" --bin finrep
-if [ "$what" = parse ] || [ "$what" = all ]; then
+# The path of a bench executable, built in the profile of this mode.
+bench_exe() {
+  local name=$1 build
   if [ "${SMOKE:-0}" = 1 ]; then
-    build_parse=(cargo build --locked --bench parse --message-format=json)
+    build=(cargo build --locked --bench "$name" --message-format=json)
   else
-    build_parse=(cargo bench --locked --bench parse --no-run --message-format=json)
+    build=(cargo bench --locked --bench "$name" --no-run --message-format=json)
   fi
-  bench_bin=$("${build_parse[@]}" 2>/dev/null |
-    python3 -c 'import json,sys
+  "${build[@]}" 2>/dev/null | python3 -c 'import json,sys
+name=sys.argv[1]
 for l in sys.stdin:
     m=json.loads(l)
-    if m.get("reason")=="compiler-artifact" and m.get("target",{}).get("name")=="parse" and m.get("executable"): print(m["executable"])' | tail -1)
-  "$VENV/bin/python" scripts/bench.py "${smoke[@]}" parse --finrep-bench "$bench_bin" --runs "${RUNS:-5}"
+    if m.get("reason")=="compiler-artifact" and m.get("target",{}).get("name")==name and m.get("executable"): print(m["executable"])' "$name" | tail -1
+}
+if [ "$what" = parse ] || [ "$what" = all ]; then
+  "$VENV/bin/python" scripts/bench.py "${smoke[@]}" parse --finrep-bench "$(bench_exe parse)" --runs "${RUNS:-5}"
 fi
-if [ "$what" != parse ]; then
+if [ "$what" = w2 ] || [ "$what" = all ]; then
+  "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w2-plan --finrep-bench "$(bench_exe plan)" --runs "${RUNS:-5}"
+fi
+if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = all ]; then
   # A throwaway server started by a caller (scripts/test.sh) is the caller's to stop.
   if [ -n "${FINREP_PG_THROWAWAY_DIR:-}" ]; then
     ensure_postgres
