@@ -189,35 +189,48 @@ pub fn render(o: &Overview) -> String {
         ]);
     }
     table(&mut out, &rows);
-    if !o.failing_sources.is_empty() {
-        out.push_str("\nfailing sources:\n");
-        for s in &o.failing_sources {
-            let _ = writeln!(
-                out,
-                "  {}/{}: {} failure(s) in a row, {}: {}",
+    let failing: Vec<String> = o
+        .failing_sources
+        .iter()
+        .map(|s| {
+            format!(
+                "{}/{}: {} failure(s) in a row, {}: {}",
                 s.namespace,
                 s.source,
                 s.consecutive_failures,
                 s.last_error_kind.as_deref().unwrap_or("?"),
                 s.last_error.as_deref().unwrap_or("")
-            );
-        }
-    }
-    if !o.blacklist.is_empty() {
-        out.push_str("\nblacklisted addresses:\n");
-        for b in &o.blacklist {
-            let _ = writeln!(
-                out,
-                "  {}/{}: {}{} since {}",
+            )
+        })
+        .collect();
+    section(&mut out, "failing sources", &failing);
+    let blacklisted: Vec<String> = o
+        .blacklist
+        .iter()
+        .map(|b| {
+            format!(
+                "{}/{}: {}{} since {}",
                 b.namespace,
                 b.email,
                 b.reason,
                 b.smtp_code.map(|c| format!(" ({c})")).unwrap_or_default(),
                 b.since.format("%Y-%m-%d %H:%M UTC")
-            );
-        }
-    }
+            )
+        })
+        .collect();
+    section(&mut out, "blacklisted addresses", &blacklisted);
     out
+}
+
+/// A titled list, left out when empty.
+fn section(out: &mut String, title: &str, lines: &[String]) {
+    if lines.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n{title}:");
+    for l in lines {
+        let _ = writeln!(out, "  {l}");
+    }
 }
 
 fn table<const N: usize>(out: &mut String, rows: &[[String; N]]) {

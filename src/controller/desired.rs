@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use kube::ResourceExt;
 
 use super::history::{self, FinishedJob};
-use super::status::{self, JobState, ObservedRun, RunRecord, reasons};
+use super::status::{self, JobState, ObservedRun, RunRecord, problems_message, reasons};
 use crate::api::{DailyReport, DailyReportStatus, RunSummary, annotations, conditions};
 use crate::plan::RunAt;
 use crate::run::{RunPhase, run_name};
@@ -140,14 +140,6 @@ fn invalid(world: &World, previous: &DailyReportStatus, out: &mut Desired) -> Op
             message,
         }]
     })
-}
-
-fn problems_message(problems: &[FieldProblem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("{}: {}", p.field, p.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The scheduling part: suspend, the due slot, missed slots, a manual run.

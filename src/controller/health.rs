@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 
-use super::status::condition;
+use super::status::{condition, problems_message};
 use crate::api::{LastDelivery, RecipientStatus, SourceStatus, conditions};
 use crate::run::{DeliveryStatus, FetchErrorKind};
 use crate::validation::FieldProblem;
@@ -33,14 +33,6 @@ pub struct FetchState {
     pub consecutive_failures: u32,
     pub last_error_kind: Option<FetchErrorKind>,
     pub last_error: Option<String>,
-}
-
-fn problems_message(problems: &[FieldProblem]) -> String {
-    problems
-        .iter()
-        .map(|p| format!("{}: {}", p.field, p.message))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// A Source's status: its fetch record, and `Ready` false for an invalid spec or after

@@ -21,6 +21,15 @@ pub mod reasons {
     pub const RUNNING: &str = "Running";
 }
 
+/// Validation problems as one condition or Event message.
+pub fn problems_message(problems: &[crate::validation::FieldProblem]) -> String {
+    problems
+        .iter()
+        .map(|p| format!("{}: {}", p.field, p.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Where a run's Job is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobState {
