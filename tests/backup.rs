@@ -7,83 +7,9 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::process::Command;
-use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use common::http::{Response, TestServer};
-use common::smtp::SmtpServer;
-use finrep::pipeline::deliver::DeliveryOptions;
-use finrep::pipeline::fetch::FetchConfig;
-use finrep::pipeline::guard::NetworkPolicy;
-use finrep::pipeline::{PipelineOptions, run};
-use finrep::plan::Slot;
-use finrep::store::Store;
-use finrep::window::WindowMode;
+use chrono::Utc;
 use sqlx::Connection;
-
-const FEED: &str = r#"<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel><title>t</title>
-<item><title>央行开展5000亿元MLF操作</title><link>https://e.example.com/mlf</link><description>利率持平。</description><pubDate>Sun, 22 Nov 2026 21:00:00 GMT</pubDate></item>
-<item><title>贵州茅台(600519)三季度净利润预增</title><link>https://e.example.com/moutai</link><description>公告。</description><pubDate>Sun, 22 Nov 2026 20:00:00 GMT</pubDate></item>
-</channel></rss>"#;
-
-/// A database holding one real run: sources fetched, articles, a composed report, deliveries.
-async fn filled_database() -> String {
-    let feeds = TestServer::start().await;
-    feeds.route("/rss.xml", Response::ok("application/rss+xml", FEED));
-    let smtp = SmtpServer::start(serde_json::json!({"reject": ["gone@example.com"]}));
-    let dir = tempfile::tempdir().unwrap();
-    let mut yaml = format!(
-        "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata:\n  name: news\nspec:\n  kind: feed\n  url: {}\n  category: 宏观\n---\n",
-        feeds.url("/rss.xml")
-    );
-    for (i, email) in ["a@example.com", "b@example.com", "gone@example.com"]
-        .iter()
-        .enumerate()
-    {
-        yaml += &format!(
-            "apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata:\n  name: r{i}\nspec:\n  email: {email}\n  displayName: 读者{i}\n---\n"
-        );
-    }
-    yaml += &format!(
-        "apiVersion: finrep.io/v1alpha1\nkind: DailyReport\nmetadata:\n  name: brief\nspec:\n  title: 日报\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    from: brief@finrep.example\n",
-        smtp.port
-    );
-    std::fs::write(dir.path().join("all.yaml"), yaml).unwrap();
-    let six = DateTime::parse_from_rfc3339("2026-11-23T06:00:00+08:00").unwrap();
-    let plan = common::plan_of_brief(
-        dir.path(),
-        Slot {
-            date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
-            scheduled_for: six,
-            manual: true,
-        },
-        &Default::default(),
-    );
-    let url = common::scratch_database().await;
-    let store = Store::connect(&url, 2, Duration::from_secs(5))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let opts = PipelineOptions {
-        fetch: FetchConfig {
-            policy: NetworkPolicy::permissive(),
-            ..Default::default()
-        },
-        template_dir: None,
-        output_dir: None,
-        now: six.with_timezone(&Utc),
-        recompose: false,
-    };
-    let delivery = DeliveryOptions {
-        mode: WindowMode::Ignore,
-        network: NetworkPolicy::permissive(),
-        retry_base: Duration::from_millis(10),
-        ..Default::default()
-    };
-    let outcome = run(&plan, &store, &opts, Some(&delivery)).await.unwrap();
-    assert_eq!(outcome.delivery.unwrap().sent, 2);
-    url
-}
 
 /// Every table's row count and a checksum of its rows.
 async fn fingerprint(url: &str) -> BTreeMap<String, (i64, String)> {
@@ -118,7 +44,7 @@ fn finrep(args: &[&str], url: &str) -> std::process::Output {
 
 #[tokio::test]
 async fn backup_restore_gives_the_same_database_and_retention_spares_other_files() {
-    let url = filled_database().await;
+    let url = common::fill::filled_database().await;
     let dir = tempfile::tempdir().unwrap();
     for name in [
         "finrep_brief_20200101.sql.gz",
@@ -182,7 +108,7 @@ async fn backup_restore_gives_the_same_database_and_retention_spares_other_files
 /// the blacklist names the address, JSON and table alike.
 #[tokio::test]
 async fn status_reports_a_partly_failed_run_and_exits_non_zero() {
-    let url = filled_database().await;
+    let url = common::fill::filled_database().await;
     let out = finrep(&["status", "-o", "json"], &url);
     assert_eq!(
         out.status.code(),

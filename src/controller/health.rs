@@ -35,6 +35,19 @@ pub struct FetchState {
     pub last_error: Option<String>,
 }
 
+impl From<&crate::store::SourceHealthRow> for FetchState {
+    fn from(r: &crate::store::SourceHealthRow) -> Self {
+        Self {
+            last_fetch: r.last_fetch_at,
+            last_success: r.last_success_at,
+            items_last_fetch: u32::try_from(r.items_last_fetch).unwrap_or(0),
+            consecutive_failures: u32::try_from(r.consecutive_failures).unwrap_or(0),
+            last_error_kind: r.last_error_kind,
+            last_error: r.last_error.clone(),
+        }
+    }
+}
+
 /// A Source's status: its fetch record, and `Ready` false for an invalid spec or after
 /// `FAILING_AFTER` failures in a row, naming the error kind.
 pub fn source_status(
@@ -98,6 +111,17 @@ pub struct DeliveryRecord {
     pub bounced: u64,
     /// The blacklist entry of the address in the recipient's namespace: reason and since.
     pub blacklisted: Option<(String, DateTime<Utc>)>,
+}
+
+impl From<&crate::store::RecipientDeliveries> for DeliveryRecord {
+    fn from(r: &crate::store::RecipientDeliveries) -> Self {
+        Self {
+            last: r.last.clone(),
+            delivered: u64::try_from(r.delivered).unwrap_or(0),
+            bounced: u64::try_from(r.bounced).unwrap_or(0),
+            blacklisted: r.blacklisted.clone(),
+        }
+    }
 }
 
 /// A Recipient's status: deliveries, blacklist, and `Deliverable`.

@@ -51,6 +51,19 @@ pub struct RunRecord {
     pub deliveries: DeliveryCounts,
 }
 
+impl From<&crate::store::RunRow> for RunRecord {
+    fn from(r: &crate::store::RunRow) -> Self {
+        Self {
+            phase: r.phase,
+            started: r.started_at,
+            finished: r.finished_at,
+            articles: u32::try_from(r.articles).unwrap_or(0),
+            recipients: u32::try_from(r.recipients).unwrap_or(0),
+            deliveries: r.deliveries.clone(),
+        }
+    }
+}
+
 /// What the controller knows of one run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ObservedRun {

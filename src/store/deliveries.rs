@@ -239,3 +239,80 @@ impl Store {
             .collect()
     }
 }
+
+/// A recipient address's deliveries and blacklist entry in one namespace.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecipientDeliveries {
+    pub email: String,
+    /// The latest delivery: local date, report, state.
+    pub last: Option<(chrono::NaiveDate, String, DeliveryStatus)>,
+    pub delivered: i64,
+    pub bounced: i64,
+    /// Reason and time of the blacklist entry.
+    pub blacklisted: Option<(String, chrono::DateTime<chrono::Utc>)>,
+}
+
+impl Store {
+    /// Deliveries and blacklist entry of `email` (lower-cased) in `namespace`.
+    pub async fn recipient_deliveries(
+        &self,
+        namespace: &str,
+        email: &str,
+    ) -> Result<RecipientDeliveries, StoreError> {
+        let counts = sqlx::query(
+            "SELECT count(*) FILTER (WHERE d.status = $3) AS delivered,
+                    count(*) FILTER (WHERE d.status = $4) AS bounced
+             FROM delivery_log d JOIN reports r ON r.id = d.report_id
+             WHERE r.namespace = $1 AND d.email = $2",
+        )
+        .bind(namespace)
+        .bind(email)
+        .bind(DeliveryStatus::Sent.as_str())
+        .bind(DeliveryStatus::Bounced.as_str())
+        .fetch_one(self.pool())
+        .await?;
+        let last = sqlx::query(
+            "SELECT r.report_date, r.report, d.status FROM delivery_log d JOIN reports r ON r.id = d.report_id
+             WHERE r.namespace = $1 AND d.email = $2
+             ORDER BY r.report_date DESC, d.updated_at DESC LIMIT 1",
+        )
+        .bind(namespace)
+        .bind(email)
+        .fetch_optional(self.pool())
+        .await?;
+        let last = match last {
+            Some(r) => Some((
+                r.try_get("report_date")?,
+                r.try_get("report")?,
+                status_of(&r)?,
+            )),
+            None => None,
+        };
+        let blacklisted = sqlx::query(
+            "SELECT reason, created_at FROM blacklist WHERE namespace = $1 AND email = $2",
+        )
+        .bind(namespace)
+        .bind(email)
+        .fetch_optional(self.pool())
+        .await?
+        .map(|r| Ok::<_, sqlx::Error>((r.try_get("reason")?, r.try_get("created_at")?)))
+        .transpose()?;
+        Ok(RecipientDeliveries {
+            email: email.to_string(),
+            last,
+            delivered: counts.try_get("delivered")?,
+            bounced: counts.try_get("bounced")?,
+            blacklisted,
+        })
+    }
+
+    /// Lifts the blacklist entry of `email` in `namespace`; true when there was one.
+    pub async fn unblock(&self, namespace: &str, email: &str) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM blacklist WHERE namespace = $1 AND email = $2")
+            .bind(namespace)
+            .bind(email)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}

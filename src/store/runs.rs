@@ -225,3 +225,52 @@ impl Store {
         Ok(out)
     }
 }
+
+/// One run of a report, as the controller's status needs it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRow {
+    pub date: NaiveDate,
+    pub phase: RunPhase,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub articles: i32,
+    pub recipients: i32,
+    pub deliveries: crate::run::DeliveryCounts,
+}
+
+impl Store {
+    /// The runs of one report on or after `since`, oldest first, deliveries counted.
+    pub async fn runs_of(
+        &self,
+        namespace: &str,
+        report: &str,
+        since: NaiveDate,
+    ) -> Result<Vec<RunRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, report_date, phase, started_at, finished_at, article_count, recipient_count
+             FROM reports WHERE namespace = $1 AND report = $2 AND report_date >= $3
+             ORDER BY report_date",
+        )
+        .bind(namespace)
+        .bind(report)
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(RunRow {
+                date: r.try_get("report_date")?,
+                phase: r
+                    .try_get::<String, _>("phase")?
+                    .parse()
+                    .map_err(|e: crate::run::UnknownState| sqlx::Error::Decode(Box::new(e)))?,
+                started_at: r.try_get("started_at")?,
+                finished_at: r.try_get("finished_at")?,
+                articles: r.try_get("article_count")?,
+                recipients: r.try_get("recipient_count")?,
+                deliveries: self.delivery_counts(r.try_get("id")?).await?,
+            });
+        }
+        Ok(out)
+    }
+}

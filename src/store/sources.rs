@@ -160,3 +160,44 @@ impl Store {
             .collect()
     }
 }
+
+/// A source's recorded fetch health, for its status.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SourceHealthRow {
+    pub source: String,
+    pub last_fetch_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub items_last_fetch: i32,
+    pub consecutive_failures: i32,
+    pub last_error_kind: Option<FetchErrorKind>,
+    pub last_error: Option<String>,
+}
+
+impl Store {
+    /// The fetch health of every source of `namespace` that was ever fetched.
+    pub async fn source_health(&self, namespace: &str) -> Result<Vec<SourceHealthRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT source, last_fetch_at, last_success_at, items_last_fetch, consecutive_failures,
+                    last_error_kind, last_error
+             FROM source_state WHERE namespace = $1 ORDER BY source",
+        )
+        .bind(namespace)
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let kind: Option<String> = r.try_get("last_error_kind")?;
+                Ok(SourceHealthRow {
+                    source: r.try_get("source")?,
+                    last_fetch_at: r.try_get("last_fetch_at")?,
+                    last_success_at: r.try_get("last_success_at")?,
+                    items_last_fetch: r.try_get("items_last_fetch")?,
+                    consecutive_failures: r.try_get("consecutive_failures")?,
+                    // A kind this build does not know (a newer writer) is shown as none.
+                    last_error_kind: kind.and_then(|k| k.parse().ok()),
+                    last_error: r.try_get("last_error")?,
+                })
+            })
+            .collect()
+    }
+}

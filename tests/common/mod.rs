@@ -2,6 +2,7 @@
 //! `scripts/test.sh` provides.
 #![allow(dead_code)]
 
+pub mod fill;
 pub mod http;
 pub mod smtp;
 
