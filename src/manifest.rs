@@ -348,71 +348,19 @@ impl SchemaChecker {
             );
             return None;
         };
-        let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
-        let kind_name = obj.get("kind").and_then(Value::as_str).unwrap_or("");
-        let name = obj
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let group = api_version.split_once('/').map(|(g, _)| g);
-        if api_version.is_empty() && kind_name.is_empty() {
-            push(
-                None,
-                FieldProblem::warning(
-                    "",
-                    "not a Kubernetes manifest (no apiVersion or kind); ignored",
-                ),
-            );
-            return None;
-        }
-        if group != Some(GROUP) {
-            if api_version.is_empty() || kind_name.is_empty() {
-                push(
-                    None,
-                    FieldProblem::error(
-                        if api_version.is_empty() {
-                            "apiVersion"
-                        } else {
-                            "kind"
-                        },
-                        format!(
-                            "missing; finrep manifests start with apiVersion: {API_VERSION} and kind: Source, Recipient or DailyReport"
-                        ),
-                    ),
-                );
+        let (kind, label, name) = match identify(obj) {
+            Identified::Finrep { kind, label, name } => (kind, label, name),
+            Identified::Other(problem) => {
+                if let Some(problem) = problem {
+                    push(None, problem);
+                }
+                return None;
             }
-            // Other Kubernetes objects (a Secret, a ConfigMap) may share the directory.
-            return None;
-        }
-        let label = format!(
-            "{}/{}",
-            if kind_name.is_empty() { "?" } else { kind_name },
-            if name.is_empty() { "?" } else { name.as_str() }
-        );
-        let Some(kind) = ResourceKind::from_kind(kind_name) else {
-            push(
-                Some(label),
-                FieldProblem::error(
-                    "kind",
-                    format!(
-                        "unknown kind {kind_name:?}; finrep.io defines Source, Recipient and DailyReport"
-                    ),
-                ),
-            );
-            return None;
+            Identified::Refused { label, problem } => {
+                push(Some(label), problem);
+                return None;
+            }
         };
-        if api_version != API_VERSION {
-            push(
-                Some(label),
-                FieldProblem::error(
-                    "apiVersion",
-                    format!("{api_version:?} is not served; use {API_VERSION}"),
-                ),
-            );
-            return None;
-        }
         if obj.remove("status").is_some() {
             push(
                 Some(label.clone()),
@@ -443,30 +391,7 @@ impl SchemaChecker {
         }
 
         // The schema held, so the typed form exists; the code-only rules come last.
-        let typed = match kind {
-            ResourceKind::Source => serde_json::from_value(value).map(|s: crate::api::Source| {
-                problems.extend(validation::check_source(&s.spec));
-                set.sources.push(s);
-            }),
-            ResourceKind::Recipient => {
-                serde_json::from_value(value).map(|r: crate::api::Recipient| {
-                    problems.extend(validation::check_recipient(&r.spec));
-                    set.recipients.push(r);
-                })
-            }
-            ResourceKind::DailyReport => {
-                serde_json::from_value(value).map(|r: crate::api::DailyReport| {
-                    problems.extend(validation::check_daily_report(
-                        &r.spec,
-                        validation_reference(),
-                    ));
-                    set.reports.push(r);
-                })
-            }
-        };
-        if let Err(e) = typed {
-            problems.push(FieldProblem::error("", format!("cannot be read: {e}")));
-        }
+        admit(kind, value, set, &mut problems);
         let has_error = problems.iter().any(|p| p.severity == Severity::Error);
         for p in problems {
             push(Some(label.clone()), p);
@@ -481,6 +406,114 @@ impl SchemaChecker {
             return None;
         }
         Some((kind, namespace, name))
+    }
+}
+
+/// What a document is, from its apiVersion and kind.
+enum Identified {
+    /// One of finrep's kinds, at the served version.
+    Finrep {
+        kind: ResourceKind,
+        label: String,
+        name: String,
+    },
+    /// Not finrep's (another Kubernetes object may share the directory), with a problem
+    /// when it is not a manifest at all.
+    Other(Option<FieldProblem>),
+    /// finrep's group, but a kind or version it does not serve.
+    Refused {
+        label: String,
+        problem: FieldProblem,
+    },
+}
+
+fn identify(obj: &serde_json::Map<String, Value>) -> Identified {
+    let api_version = obj.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+    let kind_name = obj.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = obj
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let group = api_version.split_once('/').map(|(g, _)| g);
+    if api_version.is_empty() && kind_name.is_empty() {
+        return Identified::Other(Some(FieldProblem::warning(
+            "",
+            "not a Kubernetes manifest (no apiVersion or kind); ignored",
+        )));
+    }
+    if group != Some(GROUP) {
+        let missing = (api_version.is_empty() || kind_name.is_empty()).then(|| {
+            FieldProblem::error(
+                if api_version.is_empty() {
+                    "apiVersion"
+                } else {
+                    "kind"
+                },
+                format!(
+                    "missing; finrep manifests start with apiVersion: {API_VERSION} and kind: Source, Recipient or DailyReport"
+                ),
+            )
+        });
+        return Identified::Other(missing);
+    }
+    let label = format!(
+        "{}/{}",
+        if kind_name.is_empty() { "?" } else { kind_name },
+        if name.is_empty() { "?" } else { name.as_str() }
+    );
+    let Some(kind) = ResourceKind::from_kind(kind_name) else {
+        return Identified::Refused {
+            label,
+            problem: FieldProblem::error(
+                "kind",
+                format!(
+                    "unknown kind {kind_name:?}; finrep.io defines Source, Recipient and DailyReport"
+                ),
+            ),
+        };
+    };
+    if api_version != API_VERSION {
+        return Identified::Refused {
+            label,
+            problem: FieldProblem::error(
+                "apiVersion",
+                format!("{api_version:?} is not served; use {API_VERSION}"),
+            ),
+        };
+    }
+    Identified::Finrep { kind, label, name }
+}
+
+/// Reads the typed resource into the set and adds the code-only rules' problems.
+fn admit(
+    kind: ResourceKind,
+    value: Value,
+    set: &mut ResourceSet,
+    problems: &mut Vec<FieldProblem>,
+) {
+    let typed = match kind {
+        ResourceKind::Source => serde_json::from_value(value).map(|s: crate::api::Source| {
+            problems.extend(validation::check_source(&s.spec));
+            set.sources.push(s);
+        }),
+        ResourceKind::Recipient => serde_json::from_value(value).map(|r: crate::api::Recipient| {
+            problems.extend(validation::check_recipient(&r.spec));
+            set.recipients.push(r);
+        }),
+        ResourceKind::DailyReport => {
+            serde_json::from_value(value).map(|r: crate::api::DailyReport| {
+                problems.extend(validation::check_daily_report(
+                    &r.spec,
+                    validation_reference(),
+                ));
+                set.reports.push(r);
+            })
+        }
+    };
+    if let Err(e) = typed {
+        problems.push(FieldProblem::error("", format!("cannot be read: {e}")));
     }
 }
 
