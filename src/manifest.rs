@@ -119,10 +119,26 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, ManifestErr
         .unwrap_or_else(|| paths.iter().any(|p| p.is_dir()));
     let mut origins = Vec::new();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| ManifestError::Read {
+        let bytes = std::fs::read(&file).map_err(|source| ManifestError::Read {
             path: file.clone(),
             source,
         })?;
+        // A file that is not text is that file's error; the others are still checked.
+        let Ok(text) = String::from_utf8(bytes) else {
+            loaded.documents += 1;
+            loaded.diagnostics.push(Diagnostic {
+                origin: Origin {
+                    file: file.clone(),
+                    document: 1,
+                },
+                resource: None,
+                problem: FieldProblem::error(
+                    "",
+                    "not UTF-8 text; manifests are YAML or JSON in UTF-8",
+                ),
+            });
+            continue;
+        };
         for (i, doc) in serde_norway::Deserializer::from_str(&text).enumerate() {
             let origin = Origin {
                 file: file.clone(),

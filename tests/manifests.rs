@@ -305,3 +305,27 @@ fn cel_rules_compile_and_run_offline() {
     });
     assert_eq!(checker.check(ResourceKind::Recipient, &recipient), vec![]);
 }
+
+/// A file that is not text is that file's error; the other manifests are still checked and
+/// loaded.
+#[test]
+fn a_binary_file_does_not_stop_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("junk.yaml"), b"\xff\xfe\x00\x01").unwrap();
+    std::fs::copy(
+        root().join("manifests/examples/sources.yaml"),
+        dir.path().join("sources.yaml"),
+    )
+    .unwrap();
+    let loaded = manifest::load(
+        &[dir.path().to_path_buf()],
+        &LoadOptions {
+            complete: Some(false),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(loaded.errors(), 1, "{:#?}", loaded.diagnostics);
+    assert!(loaded.diagnostics[0].problem.message.contains("not UTF-8"));
+    assert!(!loaded.set.sources.is_empty());
+}
