@@ -12,9 +12,7 @@ fn names(states: &[DeliveryStatus]) -> Vec<&'static str> {
 }
 
 fn status_of(row: &sqlx::postgres::PgRow) -> Result<DeliveryStatus, sqlx::Error> {
-    let name: String = row.try_get("status")?;
-    name.parse()
-        .map_err(|e: crate::run::UnknownState| sqlx::Error::Decode(Box::new(e)))
+    super::state_column(row, "status")
 }
 
 /// A delivery still to make.

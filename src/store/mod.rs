@@ -31,6 +31,18 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
 }
 
+/// A state column (`phase`, `status` …) read as its enum; a name this build does not know is a
+/// decode error, never a guess.
+pub(crate) fn state_column<T>(row: &sqlx::postgres::PgRow, column: &str) -> Result<T, sqlx::Error>
+where
+    T: std::str::FromStr<Err = crate::run::UnknownState>,
+{
+    use sqlx::Row;
+    let name: String = row.try_get(column)?;
+    name.parse()
+        .map_err(|e: crate::run::UnknownState| sqlx::Error::Decode(Box::new(e)))
+}
+
 /// A pool of connections to the finrep database.
 #[derive(Clone, Debug)]
 pub struct Store {

@@ -164,10 +164,7 @@ impl Store {
 fn report_row(row: &sqlx::postgres::PgRow) -> Result<ReportRow, sqlx::Error> {
     Ok(ReportRow {
         id: row.try_get("id")?,
-        phase: row
-            .try_get::<String, _>("phase")?
-            .parse()
-            .map_err(|e: crate::run::UnknownState| sqlx::Error::Decode(Box::new(e)))?,
+        phase: super::state_column(row, "phase")?,
         subject: row.try_get("subject")?,
         html: row.try_get("html")?,
         text: row.try_get("text_body")?,
@@ -210,10 +207,7 @@ impl Store {
                 namespace: r.try_get("namespace")?,
                 report: r.try_get("report")?,
                 date: r.try_get("report_date")?,
-                phase: r
-                    .try_get::<String, _>("phase")?
-                    .parse()
-                    .map_err(|e: crate::run::UnknownState| sqlx::Error::Decode(Box::new(e)))?,
+                phase: super::state_column(&r, "phase")?,
                 manual: r.try_get("manual")?,
                 started_at: r.try_get("started_at")?,
                 finished_at: r.try_get("finished_at")?,
@@ -260,10 +254,7 @@ impl Store {
         for r in rows {
             out.push(RunRow {
                 date: r.try_get("report_date")?,
-                phase: r
-                    .try_get::<String, _>("phase")?
-                    .parse()
-                    .map_err(|e: crate::run::UnknownState| sqlx::Error::Decode(Box::new(e)))?,
+                phase: super::state_column(&r, "phase")?,
                 started_at: r.try_get("started_at")?,
                 finished_at: r.try_get("finished_at")?,
                 articles: r.try_get("article_count")?,
