@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::api::DailyReport;
 use crate::run::RunPhase;
 use crate::schedule::Schedule;
-use crate::store::{BlacklistEntry, FailingSource, LatestRun};
+use crate::store::{BlacklistEntry, LatestRun, SourceHealthRow};
 
 /// How a report is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -47,7 +47,7 @@ pub struct ReportLine {
 #[serde(rename_all = "camelCase")]
 pub struct Overview {
     pub reports: Vec<ReportLine>,
-    pub failing_sources: Vec<FailingSource>,
+    pub failing_sources: Vec<SourceHealthRow>,
     pub blacklist: Vec<BlacklistEntry>,
 }
 
@@ -94,7 +94,7 @@ fn missed_slot(
 /// slots and missed slots).
 pub fn overview(
     runs: Vec<LatestRun>,
-    failing_sources: Vec<FailingSource>,
+    failing_sources: Vec<SourceHealthRow>,
     blacklist: Vec<BlacklistEntry>,
     reports: &[DailyReport],
     now: DateTime<Utc>,
@@ -198,7 +198,7 @@ pub fn render(o: &Overview) -> String {
                 s.namespace,
                 s.source,
                 s.consecutive_failures,
-                s.last_error_kind.as_deref().unwrap_or("?"),
+                s.last_error_kind.map_or("?", |k| k.as_str()),
                 s.last_error.as_deref().unwrap_or("")
             )
         })

@@ -34,7 +34,7 @@ async fn status_inputs_come_from_the_runs_record() {
     assert_eq!((record.deliveries.sent, record.deliveries.bounced), (2, 1));
     assert!(record.articles >= 2);
 
-    let sources = store.source_health("default").await.unwrap();
+    let sources = store.source_health(Some("default")).await.unwrap();
     assert_eq!(sources.len(), 1);
     let status = health::source_status(
         None,

@@ -6,18 +6,12 @@
 
 mod common;
 
-use std::time::Duration;
-
-use chrono::{DateTime, NaiveDate, Utc};
 use common::http::{Response, TestServer};
 use common::smtp::SmtpServer;
 use finrep::pipeline::deliver::DeliveryOptions;
-use finrep::pipeline::fetch::FetchConfig;
 use finrep::pipeline::guard::NetworkPolicy;
-use finrep::pipeline::{PipelineOptions, run};
-use finrep::plan::Slot;
+use finrep::pipeline::run;
 use finrep::run::{FetchStatus, RunPhase};
-use finrep::store::Store;
 use finrep::window::WindowMode;
 use rand::{Rng, SeedableRng};
 
@@ -113,40 +107,6 @@ fn hostile_documents() -> Vec<(&'static str, &'static str, String, Vec<u8>)> {
     ]
 }
 
-/// The plan of the report `brief` in `dir` (a manual run on 2026-11-23), a migrated scratch
-/// database, and options trusting `feeds` only.
-async fn prepare(
-    dir: &std::path::Path,
-    feeds: &TestServer,
-) -> (finrep::plan::RunPlan, Store, PipelineOptions) {
-    let six = DateTime::parse_from_rfc3339("2026-11-23T06:00:00+08:00").unwrap();
-    let plan = common::plan_of_brief(
-        dir,
-        Slot {
-            date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
-            scheduled_for: six,
-            manual: true,
-        },
-        &Default::default(),
-    );
-    let db_url = common::scratch_database().await;
-    let store = Store::connect(&db_url, 4, Duration::from_secs(5))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let opts = PipelineOptions {
-        fetch: FetchConfig {
-            policy: NetworkPolicy::strict(vec![feeds.host_port()]),
-            ..Default::default()
-        },
-        template_dir: None,
-        output_dir: None,
-        now: six.with_timezone(&Utc),
-        recompose: false,
-    };
-    (plan, store, opts)
-}
-
 #[tokio::test]
 async fn a_run_survives_hostile_feeds_and_delivers_the_honest_ones() {
     let server = TestServer::start().await;
@@ -202,7 +162,8 @@ async fn a_run_survives_hostile_feeds_and_delivers_the_honest_ones() {
         ),
     )
     .unwrap();
-    let (plan, store, opts) = prepare(dir.path(), &server).await;
+    let (plan, store, opts, _) =
+        common::fill::prepare(dir.path(), NetworkPolicy::strict(vec![server.host_port()])).await;
     let delivery = DeliveryOptions {
         mode: WindowMode::Ignore,
         network: NetworkPolicy::strict(vec![format!("127.0.0.1:{}", smtp.port)]),
@@ -388,7 +349,8 @@ async fn the_smtp_host_is_behind_the_network_guard() {
         ),
     )
     .unwrap();
-    let (plan, store, opts) = prepare(dir.path(), &server).await;
+    let (plan, store, opts, _) =
+        common::fill::prepare(dir.path(), NetworkPolicy::strict(vec![server.host_port()])).await;
     let guarded = DeliveryOptions {
         mode: WindowMode::Ignore,
         network: NetworkPolicy::strict(vec![server.host_port()]),

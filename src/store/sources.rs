@@ -124,46 +124,11 @@ impl Store {
     }
 }
 
-/// A source whose last fetches failed.
+/// A source's recorded fetch health: its status, and `finrep status`'s failing sources.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FailingSource {
-    pub namespace: String,
-    pub source: String,
-    pub consecutive_failures: i32,
-    pub last_error_kind: Option<String>,
-    pub last_error: Option<String>,
-    pub last_success_at: Option<DateTime<Utc>>,
-}
-
-impl Store {
-    /// Sources whose latest fetch failed, worst first.
-    pub async fn failing_sources(&self) -> Result<Vec<FailingSource>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT namespace, source, consecutive_failures, last_error_kind, last_error, last_success_at
-             FROM source_state WHERE consecutive_failures > 0
-             ORDER BY consecutive_failures DESC, namespace, source",
-        )
-        .fetch_all(self.pool())
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok(FailingSource {
-                    namespace: r.try_get("namespace")?,
-                    source: r.try_get("source")?,
-                    consecutive_failures: r.try_get("consecutive_failures")?,
-                    last_error_kind: r.try_get("last_error_kind")?,
-                    last_error: r.try_get("last_error")?,
-                    last_success_at: r.try_get("last_success_at")?,
-                })
-            })
-            .collect()
-    }
-}
-
-/// A source's recorded fetch health, for its status.
-#[derive(Clone, Debug, PartialEq)]
 pub struct SourceHealthRow {
+    pub namespace: String,
     pub source: String,
     pub last_fetch_at: Option<DateTime<Utc>>,
     pub last_success_at: Option<DateTime<Utc>>,
@@ -174,12 +139,17 @@ pub struct SourceHealthRow {
 }
 
 impl Store {
-    /// The fetch health of every source of `namespace` that was ever fetched.
-    pub async fn source_health(&self, namespace: &str) -> Result<Vec<SourceHealthRow>, StoreError> {
+    /// The fetch health of every source ever fetched, of one namespace or of all, by
+    /// namespace and name.
+    pub async fn source_health(
+        &self,
+        namespace: Option<&str>,
+    ) -> Result<Vec<SourceHealthRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT source, last_fetch_at, last_success_at, items_last_fetch, consecutive_failures,
-                    last_error_kind, last_error
-             FROM source_state WHERE namespace = $1 ORDER BY source",
+            "SELECT namespace, source, last_fetch_at, last_success_at, items_last_fetch,
+                    consecutive_failures, last_error_kind, last_error
+             FROM source_state WHERE $1::text IS NULL OR namespace = $1
+             ORDER BY namespace, source",
         )
         .bind(namespace)
         .fetch_all(self.pool())
@@ -188,6 +158,7 @@ impl Store {
             .map(|r| {
                 let kind: Option<String> = r.try_get("last_error_kind")?;
                 Ok(SourceHealthRow {
+                    namespace: r.try_get("namespace")?,
                     source: r.try_get("source")?,
                     last_fetch_at: r.try_get("last_fetch_at")?,
                     last_success_at: r.try_get("last_success_at")?,
@@ -199,5 +170,18 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Sources whose latest fetch failed, in every namespace, worst first.
+    pub async fn failing_sources(&self) -> Result<Vec<SourceHealthRow>, StoreError> {
+        let mut failing: Vec<SourceHealthRow> = self
+            .source_health(None)
+            .await?
+            .into_iter()
+            .filter(|s| s.consecutive_failures > 0)
+            .collect();
+        // Stable: ties keep the namespace and name order of the query.
+        failing.sort_by_key(|s| std::cmp::Reverse(s.consecutive_failures));
+        Ok(failing)
     }
 }

@@ -43,31 +43,7 @@ pub async fn filled_database() -> String {
         smtp.port
     );
     std::fs::write(dir.path().join("all.yaml"), yaml).unwrap();
-    let six = DateTime::parse_from_rfc3339("2026-11-23T06:00:00+08:00").unwrap();
-    let plan = super::plan_of_brief(
-        dir.path(),
-        Slot {
-            date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
-            scheduled_for: six,
-            manual: true,
-        },
-        &Default::default(),
-    );
-    let url = super::scratch_database().await;
-    let store = Store::connect(&url, 2, Duration::from_secs(5))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
-    let opts = PipelineOptions {
-        fetch: FetchConfig {
-            policy: NetworkPolicy::permissive(),
-            ..Default::default()
-        },
-        template_dir: None,
-        output_dir: None,
-        now: six.with_timezone(&Utc),
-        recompose: false,
-    };
+    let (plan, store, opts, url) = prepare(dir.path(), NetworkPolicy::permissive()).await;
     let delivery = DeliveryOptions {
         mode: WindowMode::Ignore,
         network: NetworkPolicy::permissive(),
@@ -77,4 +53,38 @@ pub async fn filled_database() -> String {
     let outcome = run(&plan, &store, &opts, Some(&delivery)).await.unwrap();
     assert_eq!(outcome.delivery.unwrap().sent, 2);
     url
+}
+
+/// The plan of the report `brief` in `dir` (a manual run on 2026-11-23), a migrated scratch
+/// database (and its URL), and pipeline options fetching under `policy`.
+pub async fn prepare(
+    dir: &std::path::Path,
+    policy: NetworkPolicy,
+) -> (finrep::plan::RunPlan, Store, PipelineOptions, String) {
+    let six = DateTime::parse_from_rfc3339("2026-11-23T06:00:00+08:00").unwrap();
+    let plan = super::plan_of_brief(
+        dir,
+        Slot {
+            date: NaiveDate::from_ymd_opt(2026, 11, 23).unwrap(),
+            scheduled_for: six,
+            manual: true,
+        },
+        &Default::default(),
+    );
+    let url = super::scratch_database().await;
+    let store = Store::connect(&url, 4, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let opts = PipelineOptions {
+        fetch: FetchConfig {
+            policy,
+            ..Default::default()
+        },
+        template_dir: None,
+        output_dir: None,
+        now: six.with_timezone(&Utc),
+        recompose: false,
+    };
+    (plan, store, opts, url)
 }
