@@ -119,55 +119,7 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, ManifestErr
         .unwrap_or_else(|| paths.iter().any(|p| p.is_dir()));
     let mut origins = Vec::new();
     for file in files {
-        let bytes = std::fs::read(&file).map_err(|source| ManifestError::Read {
-            path: file.clone(),
-            source,
-        })?;
-        // A file that is not text is that file's error; the others are still checked.
-        let Ok(text) = String::from_utf8(bytes) else {
-            loaded.documents += 1;
-            loaded.diagnostics.push(Diagnostic {
-                origin: Origin {
-                    file: file.clone(),
-                    document: 1,
-                },
-                resource: None,
-                problem: FieldProblem::error(
-                    "",
-                    "not UTF-8 text; manifests are YAML or JSON in UTF-8",
-                ),
-            });
-            continue;
-        };
-        for (i, doc) in serde_norway::Deserializer::from_str(&text).enumerate() {
-            let origin = Origin {
-                file: file.clone(),
-                document: i + 1,
-            };
-            loaded.documents += 1;
-            let value = match Value::deserialize(doc) {
-                Ok(Value::Null) => continue,
-                Ok(v) => v,
-                Err(e) => {
-                    loaded.diagnostics.push(Diagnostic {
-                        origin,
-                        resource: None,
-                        problem: FieldProblem::error("", format!("not valid YAML: {e}")),
-                    });
-                    // A syntax error ends the stream: later documents cannot be located.
-                    break;
-                }
-            };
-            if let Some(key) = checker.load_document(
-                value,
-                &origin,
-                opts,
-                &mut loaded.set,
-                &mut loaded.diagnostics,
-            ) {
-                origins.push((key, origin));
-            }
-        }
+        load_file(&checker, &file, opts, &mut loaded, &mut origins)?;
     }
 
     for finding in validation::check_set(&loaded.set, complete) {
@@ -193,6 +145,63 @@ pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, ManifestErr
     }
     loaded.diagnostics.sort_by(|a, b| a.origin.cmp(&b.origin));
     Ok(loaded)
+}
+
+/// Reads one file's documents into `loaded`, remembering where each resource came from.
+fn load_file(
+    checker: &SchemaChecker,
+    file: &Path,
+    opts: &LoadOptions,
+    loaded: &mut Loaded,
+    origins: &mut Vec<((ResourceKind, String, String), Origin)>,
+) -> Result<(), ManifestError> {
+    let bytes = std::fs::read(file).map_err(|source| ManifestError::Read {
+        path: file.to_path_buf(),
+        source,
+    })?;
+    // A file that is not text is that file's error; the others are still checked.
+    let Ok(text) = String::from_utf8(bytes) else {
+        loaded.documents += 1;
+        loaded.diagnostics.push(Diagnostic {
+            origin: Origin {
+                file: file.to_path_buf(),
+                document: 1,
+            },
+            resource: None,
+            problem: FieldProblem::error("", "not UTF-8 text; manifests are YAML or JSON in UTF-8"),
+        });
+        return Ok(());
+    };
+    for (i, doc) in serde_norway::Deserializer::from_str(&text).enumerate() {
+        let origin = Origin {
+            file: file.to_path_buf(),
+            document: i + 1,
+        };
+        loaded.documents += 1;
+        let value = match Value::deserialize(doc) {
+            Ok(Value::Null) => continue,
+            Ok(v) => v,
+            Err(e) => {
+                loaded.diagnostics.push(Diagnostic {
+                    origin,
+                    resource: None,
+                    problem: FieldProblem::error("", format!("not valid YAML: {e}")),
+                });
+                // A syntax error ends the stream: later documents cannot be located.
+                break;
+            }
+        };
+        if let Some(key) = checker.load_document(
+            value,
+            &origin,
+            opts,
+            &mut loaded.set,
+            &mut loaded.diagnostics,
+        ) {
+            origins.push((key, origin));
+        }
+    }
+    Ok(())
 }
 
 /// Loads a configuration that must be valid (for `run` and standalone): any error fails.
