@@ -2,13 +2,16 @@
 //! one ranked report, and mails it to every subscriber inside a delivery window.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod backup;
+pub mod clock;
 pub mod controller;
 pub mod crd;
 pub mod jsonpath;
 pub mod manifest;
 pub mod matching;
+pub mod metrics;
 pub mod overview;
 pub mod pipeline;
 pub mod plan;

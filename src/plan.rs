@@ -279,7 +279,7 @@ pub fn build_plan(
     planned_sources.sort_by(|a, b| a.name.cmp(&b.name));
 
     let (planned_recipients, excluded) = planned_recipients(report, recipients, blacklist);
-    let secrets = secret_envs(&planned_sources, spec);
+    let secrets = secret_envs(planned_sources.iter().map(|s| &s.spec), spec);
 
     RunPlan {
         plan_version: PLAN_VERSION,
@@ -337,10 +337,13 @@ fn planned_recipients(
 }
 
 /// Every Secret key the run reads, as the environment variables that carry them.
-fn secret_envs(sources: &[PlannedSource], spec: &crate::api::DailyReportSpec) -> Vec<SecretEnv> {
+fn secret_envs<'a>(
+    sources: impl IntoIterator<Item = &'a SourceSpec>,
+    spec: &crate::api::DailyReportSpec,
+) -> Vec<SecretEnv> {
     let mut secrets = BTreeSet::new();
     for s in sources {
-        for h in &s.spec.fetch.headers_from {
+        for h in &s.fetch.headers_from {
             secrets.insert(secret_env(&h.secret_key_ref));
         }
     }
@@ -362,6 +365,23 @@ fn secret_envs(sources: &[PlannedSource], spec: &crate::api::DailyReportSpec) ->
         }
     }
     secrets.into_iter().collect()
+}
+
+/// The Secrets a run of `report` reads, given the Sources of its namespace (only the enabled,
+/// selected ones count, as in the plan).
+pub fn referenced_secrets<'a>(
+    report: &DailyReport,
+    sources_of_namespace: impl IntoIterator<Item = &'a Source>,
+) -> BTreeSet<String> {
+    let selected = sources_of_namespace
+        .into_iter()
+        .filter(|s| s.spec.enabled)
+        .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
+        .map(|s| &s.spec);
+    secret_envs(selected, &report.spec)
+        .into_iter()
+        .map(|e| e.secret)
+        .collect()
 }
 
 /// The slot of a manual run on `date` (the report's local date): the instant the schedule

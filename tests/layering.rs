@@ -78,7 +78,13 @@ fn pure_parts_do_no_io() {
         "validation",
         "matching.rs",
         "untrusted.rs",
-        "controller",
+        "controller/desired.rs",
+        "controller/health.rs",
+        "controller/history.rs",
+        "controller/objects.rs",
+        "controller/observed.rs",
+        "controller/pod_security.rs",
+        "controller/status.rs",
     ] {
         for needle in [
             "sqlx", "reqwest", "lettre", "tokio::", "std::fs", "Utc::now",

@@ -1,16 +1,26 @@
-//! The operator's side: what a DailyReport owns in the cluster and what its status says. So
-//! far the pure parts: the objects it owns (`objects`), the restricted Pod Security Standard
-//! they are held to (`pod_security`), the status decided from a run's Job and record
+//! The operator: what a DailyReport owns in the cluster and what its status says.
+//!
+//! Pure parts, tested directly: the objects it owns (`objects`), the restricted Pod Security
+//! Standard they are held to (`pod_security`), the status decided from a run's Job and record
 //! (`status`), Source and Recipient status from their fetch and delivery records (`health`),
-//! which finished runs are kept (`history`), and the whole reconcile decision
-//! over them (`desired`: the run to start, missed slots, status, Events, the next wake-up),
-//! on top of `crate::schedule::decide`. The reconciler that observes the cluster and applies
-//! the decision is not written yet. This module may use `api`, `schedule`, `plan`, `run` and `store` — never
-//! `pipeline`.
+//! which finished runs are kept (`history`), what is read off a Job (`observed`), and the
+//! whole reconcile decision (`desired`) on top of `crate::schedule::decide`.
+//!
+//! Thin I/O around them: the reconcilers (`report_reconciler`, `health_reconciler`) observe,
+//! call the pure decision and apply it through `cluster`; `runtime` wires the watches, leader
+//! election, the admin port and shutdown. This module may use `api`, `schedule`, `plan`,
+//! `run` and `store` — never `pipeline`.
 
+pub mod cluster;
+pub mod context;
 pub mod desired;
+pub mod error;
 pub mod health;
+pub mod health_reconciler;
 pub mod history;
 pub mod objects;
+pub mod observed;
 pub mod pod_security;
+pub mod report_reconciler;
+pub mod runtime;
 pub mod status;

@@ -38,6 +38,11 @@ pub mod labels {
     pub const REPORT: &str = "finrep.io/report";
     pub const RUN_DATE: &str = "finrep.io/run-date";
     pub const MANUAL: &str = "finrep.io/manual";
+    /// Annotation on the backup CronJob: a digest of its spec, so an unchanged spec is not
+    /// applied again.
+    pub const SPEC_HASH: &str = "finrep.io/spec-hash";
+    /// Annotation on a run's Job and plan: the slot it was started for (RFC 3339).
+    pub const SCHEDULED_FOR: &str = "finrep.io/scheduled-for";
 }
 
 /// The pipeline container's name (podFailurePolicy rules name it).
@@ -151,6 +156,16 @@ fn meta(report: &DailyReport, name: &str, labels: BTreeMap<String, String>) -> O
     }
 }
 
+fn run_meta(report: &DailyReport, name: &str, plan: &RunPlan) -> ObjectMeta {
+    ObjectMeta {
+        annotations: Some(BTreeMap::from([(
+            labels::SCHEDULED_FOR.to_string(),
+            plan.slot.scheduled_for.to_rfc3339(),
+        )])),
+        ..meta(report, name, run_labels(report, plan))
+    }
+}
+
 /// The ConfigMap holding a run's plan, compressed (`plan.yaml.gz` in `binaryData`).
 pub fn plan_config_map(
     report: &DailyReport,
@@ -159,7 +174,7 @@ pub fn plan_config_map(
     plan_gz: Vec<u8>,
 ) -> ConfigMap {
     ConfigMap {
-        metadata: meta(report, run_name, run_labels(report, plan)),
+        metadata: run_meta(report, run_name, plan),
         binary_data: Some(BTreeMap::from([(
             PLAN_FILE.to_string(),
             ByteString(plan_gz),
@@ -393,7 +408,7 @@ pub fn run_job(
     let deadline = (window_end - now).num_seconds().max(0) + PAST_WINDOW_SECONDS;
     let labels = run_labels(report, plan);
     Job {
-        metadata: meta(report, run_name, labels.clone()),
+        metadata: run_meta(report, run_name, plan),
         spec: Some(JobSpec {
             backoff_limit: Some(i32::try_from(spec.backoff_limit).unwrap_or(3)),
             active_deadline_seconds: Some(deadline),
@@ -508,7 +523,7 @@ pub fn backup_cron_job(report: &DailyReport, settings: &Settings) -> Option<Cron
     let name = backup_name(report);
     let labels = base_labels(report, "backup");
     let pod = backup_pod(report, settings);
-    Some(CronJob {
+    let mut cron_job = CronJob {
         metadata: meta(report, &name, labels.clone()),
         spec: Some(CronJobSpec {
             schedule: b.schedule.clone(),
@@ -538,7 +553,23 @@ pub fn backup_cron_job(report: &DailyReport, settings: &Settings) -> Option<Cron
             ..Default::default()
         }),
         ..Default::default()
-    })
+    };
+    let digest = spec_hash(&cron_job.spec);
+    cron_job
+        .annotations_mut()
+        .insert(labels::SPEC_HASH.to_string(), digest);
+    Some(cron_job)
+}
+
+/// A short digest of a spec as JSON.
+pub fn spec_hash<T: serde::Serialize>(spec: &T) -> String {
+    use sha2::{Digest, Sha256};
+    let json = serde_json::to_vec(spec).unwrap_or_default();
+    Sha256::digest(&json)
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[cfg(test)]

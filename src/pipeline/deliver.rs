@@ -14,16 +14,13 @@
 //! sent over a plaintext connection unless the report says `allowPlaintextAuth: true`.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use chrono::{DateTime, Utc};
 use governor::{Quota, RateLimiter};
 use lettre::Message;
 use lettre::message::header::{ContentType, Header, HeaderName, HeaderValue};
@@ -46,31 +43,7 @@ use crate::window::{Gate, Window, WindowMode, gate};
 /// Connection failures in a row after which the server counts as unreachable.
 const UNREACHABLE_AFTER: u32 = 3;
 
-/// A clock the delivery loop reads and sleeps on; tests inject one that jumps.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-    fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
-
-    /// Sleeps for `wait` on this clock.
-    fn sleep(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let until = self.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-        self.sleep_until(until)
-    }
-}
-
-/// The wall clock.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-
-    fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
-        let wait = (t - Utc::now()).to_std().unwrap_or_default();
-        Box::pin(tokio::time::sleep(wait))
-    }
-}
+pub use crate::clock::{Clock, SystemClock};
 
 /// One-click unsubscribe settings: the signing key (from a Secret) and the public URL of the
 /// console that honours the link.

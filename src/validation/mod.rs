@@ -151,57 +151,81 @@ fn duplicate_names(
 
 fn selection_findings(set: &ResourceSet, report: &DailyReport) -> Vec<Finding> {
     let namespace = namespace_of(report);
-    let finding = |problem| Finding {
+    let in_namespace = |ns: String| ns == namespace;
+    selection_problems(
+        report,
+        set.sources
+            .iter()
+            .filter(|s| in_namespace(namespace_of(*s))),
+        set.recipients
+            .iter()
+            .filter(|r| in_namespace(namespace_of(*r))),
+    )
+    .into_iter()
+    .map(|problem| Finding {
         kind: ResourceKind::DailyReport,
         namespace: namespace.clone(),
         name: report.name_any(),
         problem,
-    };
+    })
+    .collect()
+}
+
+/// What a report's selectors select among the Sources and Recipients of its namespace: an
+/// error when nothing, a warning when only disabled ones or when a section has no source.
+/// The controller calls it over its caches, `finrep validate` over a directory.
+pub fn selection_problems<'a>(
+    report: &DailyReport,
+    sources_of_namespace: impl IntoIterator<Item = &'a Source>,
+    recipients_of_namespace: impl IntoIterator<Item = &'a Recipient>,
+) -> Vec<FieldProblem> {
+    let namespace = namespace_of(report);
     let mut out = Vec::new();
 
-    let sources: Vec<&Source> = set
-        .sources
-        .iter()
-        .filter(|s| namespace_of(*s) == namespace)
+    let sources: Vec<&Source> = sources_of_namespace
+        .into_iter()
         .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
         .collect();
     if sources.is_empty() {
-        out.push(finding(FieldProblem::error(
+        out.push(FieldProblem::error(
             "spec.sourceSelector",
             format!("selects no Source in namespace {namespace}; add matching labels to Sources or change the selector"),
-        )));
+        ));
     } else if !sources.iter().any(|s| s.spec.enabled) {
-        out.push(finding(FieldProblem::warning(
+        out.push(FieldProblem::warning(
             "spec.sourceSelector",
             "every selected Source is disabled; the report will be empty",
-        )));
+        ));
     }
 
-    let recipients: Vec<&Recipient> = set
-        .recipients
-        .iter()
-        .filter(|r| namespace_of(*r) == namespace)
+    let mut selected = 0usize;
+    let mut enabled = 0usize;
+    for r in recipients_of_namespace
+        .into_iter()
         .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
-        .collect();
-    if recipients.is_empty() {
-        out.push(finding(FieldProblem::error(
+    {
+        selected += 1;
+        enabled += usize::from(r.spec.enabled);
+    }
+    if selected == 0 {
+        out.push(FieldProblem::error(
             "spec.recipientSelector",
             format!("selects no Recipient in namespace {namespace}; add matching labels to Recipients or change the selector"),
-        )));
-    } else if !recipients.iter().any(|r| r.spec.enabled) {
-        out.push(finding(FieldProblem::warning(
+        ));
+    } else if enabled == 0 {
+        out.push(FieldProblem::warning(
             "spec.recipientSelector",
             "every selected Recipient is disabled; nobody will receive the report",
-        )));
+        ));
     }
 
     let categories: BTreeSet<&str> = sources.iter().map(|s| s.spec.category.as_str()).collect();
     for (i, cat) in report.spec.content.section_order.iter().enumerate() {
         if !categories.contains(cat.as_str()) {
-            out.push(finding(FieldProblem::warning(
+            out.push(FieldProblem::warning(
                 format!("spec.content.sectionOrder[{i}]"),
                 format!("no selected Source has category {cat:?}; the section will stay empty"),
-            )));
+            ));
         }
     }
     out

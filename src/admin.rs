@@ -1,0 +1,134 @@
+//! The admin port: `/metrics` (Prometheus text), `/healthz` (the process serves) and
+//! `/readyz` (it does its work: caches synced and, for a controller, the lease held).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use crate::metrics::Metrics;
+
+/// What the admin port reports.
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    pub ready: AtomicBool,
+}
+
+impl AdminState {
+    pub fn new(metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Self {
+            metrics,
+            ready: AtomicBool::new(false),
+        })
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Relaxed);
+    }
+}
+
+fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    if let Ok(v) = content_type.parse() {
+        r.headers_mut().insert(hyper::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// The answer to one request.
+pub fn route(state: &AdminState, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    if method != Method::GET && method != Method::HEAD {
+        return respond(StatusCode::METHOD_NOT_ALLOWED, TEXT, "GET only\n".into());
+    }
+    match path {
+        "/metrics" => respond(
+            StatusCode::OK,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            state.metrics.encode(),
+        ),
+        "/healthz" => respond(StatusCode::OK, TEXT, "ok\n".into()),
+        "/readyz" if state.ready.load(Ordering::Relaxed) => {
+            respond(StatusCode::OK, TEXT, "ready\n".into())
+        }
+        "/readyz" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n".into()),
+        _ => respond(StatusCode::NOT_FOUND, TEXT, "not found\n".into()),
+    }
+}
+
+/// Serves the admin port on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "admin port: accept failed");
+                continue;
+            }
+        };
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let r = route(&state, req.method(), req.uri().path());
+                async move { Ok::<_, Infallible>(r) }
+            });
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(%peer, error = %e, "admin port: connection ended");
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_told() {
+        let state = AdminState::new(Metrics::new());
+        assert_eq!(
+            route(&state, &Method::GET, "/readyz").status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        state.set_ready(true);
+        assert_eq!(
+            route(&state, &Method::GET, "/readyz").status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            route(&state, &Method::GET, "/healthz").status(),
+            StatusCode::OK
+        );
+        assert_eq!(
+            route(&state, &Method::POST, "/metrics").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[test]
+    fn metrics_carry_the_shared_names() {
+        let state = AdminState::new(Metrics::new());
+        state.metrics.reconciled("DailyReport", 0.01);
+        state.metrics.job_created();
+        let text = state.metrics.encode();
+        for name in [
+            "finrep_reconciles_total",
+            "finrep_reconcile_duration_seconds_bucket",
+            "finrep_jobs_created_total",
+            "finrep_slots_missed_total",
+        ] {
+            assert!(text.contains(name), "{name} missing from\n{text}");
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! What every reconcile shares: the API client, PostgreSQL, the operator's settings, the
+//! clock, the caches of Sources and Recipients, the Event recorder, metrics and the failure
+//! counts the error policy backs off on.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kube::Client;
+use kube::ResourceExt;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+
+use super::objects::Settings;
+use crate::api::{Recipient, Source};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+
+/// The controller's name as Events and field managers show it.
+pub const CONTROLLER_NAME: &str = "finrep-controller";
+
+/// The cached Sources and Recipients (shared with their own controllers).
+#[derive(Clone)]
+pub struct Catalog {
+    pub sources: Store<Source>,
+    pub recipients: Store<Recipient>,
+}
+
+impl Catalog {
+    /// A catalog holding fixed objects (tests, one-off checks), not fed by a watch.
+    pub fn from_objects(sources: Vec<Source>, recipients: Vec<Recipient>) -> Self {
+        let (source_store, mut source_writer) = reflector::store();
+        for s in sources {
+            source_writer.apply_watcher_event(&watcher::Event::Apply(s));
+        }
+        let (recipient_store, mut recipient_writer) = reflector::store();
+        for r in recipients {
+            recipient_writer.apply_watcher_event(&watcher::Event::Apply(r));
+        }
+        Self {
+            sources: source_store,
+            recipients: recipient_store,
+        }
+    }
+
+    pub fn sources_of(&self, namespace: &str) -> Vec<Arc<Source>> {
+        of_namespace(&self.sources, namespace)
+    }
+
+    pub fn recipients_of(&self, namespace: &str) -> Vec<Arc<Recipient>> {
+        of_namespace(&self.recipients, namespace)
+    }
+}
+
+fn of_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace().as_deref().unwrap_or("default") == namespace)
+        .collect()
+}
+
+/// The shared state of every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub store: crate::store::Store,
+    pub settings: Settings,
+    pub clock: Arc<dyn Clock>,
+    pub catalog: Catalog,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        store: crate::store::Store,
+        settings: Settings,
+        clock: Arc<dyn Clock>,
+        catalog: Catalog,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: CONTROLLER_NAME.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            store,
+            settings,
+            clock,
+            catalog,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a failure of `key`; the number of failures in a row.
+    pub fn failed(&self, key: &str) -> u32 {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn succeeded(&self, key: &str) {
+        let mut map = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        map.remove(key);
+    }
+}
+
+/// The failure-count key of an object.
+pub fn object_key(kind: &str, obj: &impl ResourceExt) -> String {
+    format!(
+        "{kind}/{}/{}",
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}

@@ -1,0 +1,185 @@
+//! Reconciling Sources and Recipients: their status from what PostgreSQL recorded of their
+//! fetches and deliveries (`health`), written only when it changed, and a Recipient's
+//! `finrep.io/unblock` request carried out once per value.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::cluster::apply_status;
+use super::context::{Context, object_key};
+use super::error::{ReconcileError, retry_after};
+use super::health::{DeliveryRecord, FetchState, recipient_status, source_status, unblock_request};
+use crate::api::{Recipient, Source, annotations};
+use crate::validation::{FieldProblem, Severity, check_recipient, check_source};
+
+pub const SOURCE_KIND: &str = "Source";
+pub const RECIPIENT_KIND: &str = "Recipient";
+
+/// Fetches and deliveries happen in runs no watch reports: statuses are refreshed this often.
+pub const REFRESH_SECONDS: u64 = 600;
+
+fn errors(mut problems: Vec<FieldProblem>) -> Vec<FieldProblem> {
+    problems.retain(|p| p.severity == Severity::Error);
+    problems
+}
+
+fn namespace_of(obj: &impl ResourceExt) -> String {
+    obj.namespace().unwrap_or_else(|| "default".to_string())
+}
+
+/// One reconcile of a Source; true when the status was written.
+pub async fn reconcile_source_status(
+    source: &Source,
+    ctx: &Context,
+) -> Result<bool, ReconcileError> {
+    let ns = namespace_of(source);
+    let name = source.name_any();
+    let fetched = ctx.store.source_health_of(&ns, &name).await?;
+    let status = source_status(
+        source.status.as_ref(),
+        source.meta().generation,
+        fetched.as_ref().map(FetchState::from).as_ref(),
+        &errors(check_source(&source.spec)),
+        ctx.clock.now(),
+    );
+    if source.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    apply_status(
+        &Api::<Source>::namespaced(ctx.client.clone(), &ns),
+        &name,
+        &status,
+    )
+    .await?;
+    Ok(true)
+}
+
+/// One reconcile of a Recipient: a new unblock request first, then the status; true when the
+/// status was written.
+pub async fn reconcile_recipient_status(
+    recipient: &Recipient,
+    ctx: &Context,
+) -> Result<bool, ReconcileError> {
+    let ns = namespace_of(recipient);
+    let name = recipient.name_any();
+    let email = recipient.spec.email.trim().to_lowercase();
+    let request = unblock_request(
+        recipient
+            .annotations()
+            .get(annotations::UNBLOCK)
+            .map(String::as_str),
+        recipient.status.as_ref(),
+    );
+    if let Some(value) = request {
+        let lifted = ctx.store.unblock(&ns, &email).await?;
+        info!(recipient = %name, namespace = %ns, value, lifted, "unblock requested");
+    }
+    let deliveries = ctx.store.recipient_deliveries(&ns, &email).await?;
+    let mut status = recipient_status(
+        recipient.status.as_ref(),
+        recipient.meta().generation,
+        recipient.spec.enabled,
+        &DeliveryRecord::from(&deliveries),
+        &errors(check_recipient(&recipient.spec)),
+        ctx.clock.now(),
+    );
+    if let Some(value) = request {
+        status.handled_unblock = Some(value.to_string());
+    }
+    if recipient.status.as_ref() == Some(&status) {
+        return Ok(false);
+    }
+    apply_status(
+        &Api::<Recipient>::namespaced(ctx.client.clone(), &ns),
+        &name,
+        &status,
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn timed<F>(
+    kind: &'static str,
+    key: String,
+    ctx: &Context,
+    work: F,
+) -> Result<Action, ReconcileError>
+where
+    F: std::future::Future<Output = Result<bool, ReconcileError>>,
+{
+    let started = Instant::now();
+    let result = work.await;
+    ctx.metrics
+        .reconciled(kind, started.elapsed().as_secs_f64());
+    result?;
+    ctx.succeeded(&key);
+    Ok(Action::requeue(std::time::Duration::from_secs(
+        REFRESH_SECONDS,
+    )))
+}
+
+pub async fn reconcile_source(
+    source: Arc<Source>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let key = object_key(SOURCE_KIND, source.as_ref());
+    timed(
+        SOURCE_KIND,
+        key,
+        &ctx,
+        reconcile_source_status(&source, &ctx),
+    )
+    .await
+}
+
+pub async fn reconcile_recipient(
+    recipient: Arc<Recipient>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let key = object_key(RECIPIENT_KIND, recipient.as_ref());
+    timed(
+        RECIPIENT_KIND,
+        key,
+        &ctx,
+        reconcile_recipient_status(&recipient, &ctx),
+    )
+    .await
+}
+
+fn policy(kind: &'static str, key: String, error: &ReconcileError, ctx: &Context) -> Action {
+    let failures = ctx.failed(&key);
+    ctx.metrics.failed(kind, error.category());
+    warn!(object = %key, category = error.category().as_str(), failures, error = %error, "reconcile failed");
+    Action::requeue(retry_after(error.is_transient(), failures))
+}
+
+pub fn source_error_policy(
+    source: Arc<Source>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    policy(
+        SOURCE_KIND,
+        object_key(SOURCE_KIND, source.as_ref()),
+        error,
+        &ctx,
+    )
+}
+
+pub fn recipient_error_policy(
+    recipient: Arc<Recipient>,
+    error: &ReconcileError,
+    ctx: Arc<Context>,
+) -> Action {
+    policy(
+        RECIPIENT_KIND,
+        object_key(RECIPIENT_KIND, recipient.as_ref()),
+        error,
+        &ctx,
+    )
+}

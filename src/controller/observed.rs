@@ -1,0 +1,141 @@
+//! What the controller reads off the cluster's objects, as the pure decision's inputs: a run
+//! Job as an `ObservedJob` (its date, slot and state from the labels and annotation the
+//! controller wrote, and the Job's conditions).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::desired::ObservedJob;
+use super::objects::labels;
+use super::status::JobState;
+
+/// A Job's state from its conditions: `Complete`/`SuccessCriteriaMet` is success,
+/// `Failed`/`FailureTarget` failure (the targets come first while pods terminate), anything
+/// else is still running.
+pub fn job_state(job: &Job) -> JobState {
+    let conditions = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let holds = |t: &str| {
+        conditions
+            .iter()
+            .any(|c| c.type_ == t && c.status == "True")
+    };
+    if holds("Complete") || holds("SuccessCriteriaMet") {
+        JobState::Succeeded
+    } else if holds("Failed") || holds("FailureTarget") {
+        JobState::Failed
+    } else {
+        JobState::Active
+    }
+}
+
+/// The chrono instant of a Kubernetes time.
+pub fn instant(t: &Time) -> DateTime<Utc> {
+    DateTime::from_timestamp(t.0.as_second(), t.0.subsec_nanosecond().unsigned_abs())
+        .unwrap_or_default()
+}
+
+/// A run Job of the report as the decision sees it; `None` for a Job without the run labels
+/// (not one the controller made).
+pub fn observed_job(job: &Job) -> Option<ObservedJob> {
+    let labels_of = job.labels();
+    let date: NaiveDate = labels_of.get(labels::RUN_DATE)?.parse().ok()?;
+    let manual = labels_of.get(labels::MANUAL).is_some_and(|m| m == "true");
+    let scheduled_for = job
+        .annotations()
+        .get(labels::SCHEDULED_FOR)
+        .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.to_utc());
+    Some(ObservedJob {
+        name: job.name_any(),
+        date,
+        scheduled_for: if manual { None } else { scheduled_for },
+        manual,
+        state: job_state(job),
+        created: job
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(instant)
+            .unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+    use kube::api::ObjectMeta;
+    use std::collections::BTreeMap;
+
+    fn job(conditions: &[(&str, &str)], manual: bool) -> Job {
+        Job {
+            metadata: ObjectMeta {
+                name: Some("morning-brief-20261124".into()),
+                labels: Some(BTreeMap::from([
+                    (labels::RUN_DATE.to_string(), "2026-11-24".to_string()),
+                    (labels::MANUAL.to_string(), manual.to_string()),
+                ])),
+                annotations: Some(BTreeMap::from([(
+                    labels::SCHEDULED_FOR.to_string(),
+                    "2026-11-24T06:00:00+08:00".to_string(),
+                )])),
+                ..Default::default()
+            },
+            status: Some(JobStatus {
+                conditions: Some(
+                    conditions
+                        .iter()
+                        .map(|(t, s)| JobCondition {
+                            type_: t.to_string(),
+                            status: s.to_string(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_job_state_follows_its_conditions() {
+        assert_eq!(job_state(&job(&[], false)), JobState::Active);
+        assert_eq!(
+            job_state(&job(&[("Complete", "True")], false)),
+            JobState::Succeeded
+        );
+        assert_eq!(
+            job_state(&job(&[("FailureTarget", "True")], false)),
+            JobState::Failed
+        );
+        assert_eq!(
+            job_state(&job(&[("Failed", "False")], false)),
+            JobState::Active
+        );
+    }
+
+    #[test]
+    fn a_scheduled_job_carries_its_slot_and_a_manual_one_none() {
+        let scheduled = observed_job(&job(&[], false)).unwrap();
+        assert_eq!(
+            scheduled.scheduled_for.unwrap().to_rfc3339(),
+            "2026-11-23T22:00:00+00:00"
+        );
+        assert!(
+            observed_job(&job(&[], true))
+                .unwrap()
+                .scheduled_for
+                .is_none()
+        );
+        let mut foreign = job(&[], false);
+        foreign.metadata.labels = None;
+        assert!(observed_job(&foreign).is_none());
+    }
+}

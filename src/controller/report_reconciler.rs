@@ -1,0 +1,410 @@
+//! Reconciling one DailyReport: observe its Jobs, run records and spec problems, decide with
+//! `desired::desired`, then make it so — the backup CronJob, the run's plan and Job, the
+//! pruned history, the status (only when it changed) and the Events.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::{Resource, ResourceExt};
+use tracing::{info, warn};
+
+use super::cluster::{self, apply_status, create_once, delete_if_present};
+use super::context::{Context, object_key};
+use super::desired::{Desired, StartRun, World, desired, event_reasons};
+use super::error::{MAX_PLAN_BYTES, ReconcileError, retry_after};
+use super::objects::{backup_cron_job, backup_name, labels, plan_config_map, run_job};
+use super::observed::observed_job;
+use super::status::RunRecord;
+use crate::api::DailyReport;
+use crate::plan::{plan_for, referenced_secrets};
+use crate::run::RunPhase;
+use crate::validation::{
+    FieldProblem, ResourceSet, Severity, check_daily_report, selection_problems,
+};
+
+pub const KIND: &str = "DailyReport";
+
+/// The longest a report waits without a change before it is looked at again (slots further
+/// away are reached by several waits).
+pub const MAX_WAIT_SECONDS: i64 = 3600;
+
+/// What one reconcile did, for the caller (the controller's requeue, tests).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Reconciled {
+    /// The run started (its Job's name), if any.
+    pub started: Option<String>,
+    pub pruned: Vec<String>,
+    pub status_written: bool,
+    pub events: Vec<&'static str>,
+    /// When to look again without a change.
+    pub wake_at: DateTime<Utc>,
+}
+
+/// The controller's entry point.
+pub async fn reconcile(
+    report: Arc<DailyReport>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
+    let started = Instant::now();
+    let key = object_key(KIND, report.as_ref());
+    let result = reconcile_report(&report, &ctx).await;
+    ctx.metrics
+        .reconciled(KIND, started.elapsed().as_secs_f64());
+    match result {
+        Ok(done) => {
+            ctx.succeeded(&key);
+            let wait = (done.wake_at - ctx.clock.now())
+                .num_milliseconds()
+                .max(1000);
+            Ok(Action::requeue(std::time::Duration::from_millis(
+                wait.unsigned_abs(),
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Backs off per object: transient errors soon and longer each time, permanent ones late, with
+/// a Warning Event so the user sees why nothing happens.
+pub fn error_policy(report: Arc<DailyReport>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
+    let failures = ctx.failed(&object_key(KIND, report.as_ref()));
+    ctx.metrics.failed(KIND, error.category());
+    warn!(
+        report = %report.name_any(),
+        namespace = report.namespace().unwrap_or_default(),
+        category = error.category().as_str(),
+        failures,
+        error = %error,
+        "reconcile failed"
+    );
+    if !error.is_transient() {
+        let recorder = ctx.recorder.clone();
+        let reference = report.object_ref(&());
+        let note = error.to_string();
+        tokio::spawn(async move {
+            let event = KubeEvent {
+                type_: EventType::Warning,
+                reason: "ReconcileFailed".to_string(),
+                note: Some(note),
+                action: "Reconcile".to_string(),
+                secondary: None,
+            };
+            if let Err(e) = recorder.publish(&event, &reference).await {
+                warn!(error = %e, "could not record an Event");
+            }
+        });
+    }
+    Action::requeue(retry_after(error.is_transient(), failures))
+}
+
+/// One reconcile of `report`: observe, decide, apply.
+pub async fn reconcile_report(
+    report: &DailyReport,
+    ctx: &Context,
+) -> Result<Reconciled, ReconcileError> {
+    let world = observe(report, ctx).await?;
+    let decision = desired(report, &world);
+    apply_backup(report, ctx).await?;
+    let started = match &decision.start {
+        Some(start) => start_run(report, start, ctx, world.now).await?,
+        None => None,
+    };
+    prune(report, &decision.prune, ctx).await?;
+    let status_written = write_status(report, &decision, ctx).await?;
+    publish_events(report, &decision, ctx).await;
+    count(&decision, ctx);
+    Ok(Reconciled {
+        started,
+        pruned: decision.prune.clone(),
+        status_written,
+        events: decision.events.iter().map(|e| e.reason).collect(),
+        wake_at: wake_at(&decision, world.now),
+    })
+}
+
+fn namespace(report: &DailyReport) -> String {
+    report.namespace().unwrap_or_else(|| "default".to_string())
+}
+
+fn wake_at(decision: &Desired, now: DateTime<Utc>) -> DateTime<Utc> {
+    let latest = now + Duration::seconds(MAX_WAIT_SECONDS);
+    decision.wake_at.map_or(latest, |w| w.min(latest))
+}
+
+/// The report's Jobs, its run records and its spec problems.
+async fn observe(report: &DailyReport, ctx: &Context) -> Result<World, ReconcileError> {
+    let now = ctx.clock.now();
+    let ns = namespace(report);
+    let jobs = owned_jobs(report, ctx, &ns).await?;
+    let records = run_records(report, ctx, &ns, &jobs, now).await?;
+    let problems = problems(report, ctx, &ns, now).await?;
+    Ok(World {
+        now,
+        jobs,
+        records,
+        problems,
+    })
+}
+
+async fn owned_jobs(
+    report: &DailyReport,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Vec<super::desired::ObservedJob>, ReconcileError> {
+    let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
+    let selector = format!("{}={}", labels::REPORT, report.name_any());
+    let uid = report.uid();
+    let list = api.list(&ListParams::default().labels(&selector)).await?;
+    Ok(list
+        .items
+        .iter()
+        // A Job of another report of the same name (deleted and made again) is not ours.
+        .filter(|j| {
+            uid.is_none()
+                || j.owner_references()
+                    .iter()
+                    .any(|o| Some(&o.uid) == uid.as_ref())
+        })
+        .filter_map(observed_job)
+        .collect())
+}
+
+async fn run_records(
+    report: &DailyReport,
+    ctx: &Context,
+    ns: &str,
+    jobs: &[super::desired::ObservedJob],
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<NaiveDate, RunRecord>, ReconcileError> {
+    let today = now.date_naive() - Duration::days(1);
+    let since = jobs
+        .iter()
+        .map(|j| j.date)
+        .min()
+        .unwrap_or(today)
+        .min(today);
+    let rows = ctx.store.runs_of(ns, &report.name_any(), since).await?;
+    Ok(rows.iter().map(|r| (r.date, RunRecord::from(r))).collect())
+}
+
+/// Errors of the shared validation: the spec, what the selectors select, and the Secrets a run
+/// would read (their existence; the controller never reads their values).
+async fn problems(
+    report: &DailyReport,
+    ctx: &Context,
+    ns: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<FieldProblem>, ReconcileError> {
+    let sources = ctx.catalog.sources_of(ns);
+    let recipients = ctx.catalog.recipients_of(ns);
+    let mut out: Vec<FieldProblem> = check_daily_report(&report.spec, now);
+    out.extend(selection_problems(
+        report,
+        sources.iter().map(AsRef::as_ref),
+        recipients.iter().map(AsRef::as_ref),
+    ));
+    out.retain(|p| p.severity == Severity::Error);
+    if out.is_empty() {
+        out.extend(missing_secrets(report, ctx, ns, &sources).await?);
+    }
+    Ok(out)
+}
+
+async fn missing_secrets(
+    report: &DailyReport,
+    ctx: &Context,
+    ns: &str,
+    sources: &[Arc<crate::api::Source>],
+) -> Result<Vec<FieldProblem>, ReconcileError> {
+    let mut names: BTreeSet<String> = referenced_secrets(report, sources.iter().map(AsRef::as_ref));
+    names.insert(ctx.settings.database_url.name.clone());
+    if let Some(k) = &ctx.settings.unsubscribe_key {
+        names.insert(k.name.clone());
+    }
+    let api: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let mut out = Vec::new();
+    for name in names {
+        if api.get_metadata_opt(&name).await?.is_none() {
+            out.push(FieldProblem::error(
+                format!("Secret {name}"),
+                format!(
+                    "does not exist in namespace {ns}; create it (kubectl create secret generic {name} -n {ns} --from-literal=…) before the next run"
+                ),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// The backup CronJob as the spec says: applied when its digest changed, deleted when the
+/// backup is disabled.
+async fn apply_backup(report: &DailyReport, ctx: &Context) -> Result<(), ReconcileError> {
+    let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &namespace(report));
+    let existing = api.get_metadata_opt(&backup_name(report)).await?;
+    match backup_cron_job(report, &ctx.settings) {
+        Some(cron_job) => {
+            let want = cron_job.annotations().get(labels::SPEC_HASH);
+            let have = existing
+                .as_ref()
+                .and_then(|e| e.metadata.annotations.as_ref())
+                .and_then(|a| a.get(labels::SPEC_HASH));
+            if want != have || existing.is_none() {
+                cluster::apply(&api, &cron_job).await?;
+                let schedule = &report.spec.backup.schedule;
+                publish(
+                    report,
+                    ctx,
+                    false,
+                    "BackupConfigured",
+                    format!(
+                        "backup CronJob {} runs at {schedule} ({}), keeping {} days",
+                        cron_job.name_any(),
+                        report.spec.time_zone,
+                        report.spec.backup.retention_days
+                    ),
+                )
+                .await;
+            }
+        }
+        None if existing.is_some() => {
+            delete_if_present(&api, &backup_name(report)).await?;
+        }
+        None => {}
+    }
+    Ok(())
+}
+
+/// Builds the run's plan with the library function every mode uses, stores it in a ConfigMap
+/// and creates the Job. Both names are the run's: whoever creates them first wins and the
+/// others find them (a second controller, a retry after a lost status write).
+async fn start_run(
+    report: &DailyReport,
+    start: &StartRun,
+    ctx: &Context,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, ReconcileError> {
+    let ns = namespace(report);
+    let set = ResourceSet {
+        sources: ctx
+            .catalog
+            .sources_of(&ns)
+            .iter()
+            .map(|s| (**s).clone())
+            .collect(),
+        recipients: ctx
+            .catalog
+            .recipients_of(&ns)
+            .iter()
+            .map(|r| (**r).clone())
+            .collect(),
+        reports: vec![report.clone()],
+    };
+    let blacklist = ctx.store.blacklisted_emails(&ns).await?;
+    let plan = plan_for(&set, &ns, &report.name_any(), start.at, &blacklist)?;
+    drop(set);
+    plan.validate()?;
+    let gz = plan.to_gzip()?;
+    if gz.len() > MAX_PLAN_BYTES {
+        return Err(ReconcileError::PlanTooLarge {
+            run: start.name.clone(),
+            bytes: gz.len(),
+            max: MAX_PLAN_BYTES,
+        });
+    }
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    create_once(
+        &config_maps,
+        &plan_config_map(report, &start.name, &plan, gz),
+    )
+    .await?;
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let job = run_job(
+        report,
+        &start.name,
+        &plan,
+        &ctx.settings,
+        start.window_end,
+        now,
+    );
+    if create_once(&jobs, &job).await? {
+        ctx.metrics.job_created();
+        info!(report = %report.name_any(), namespace = %ns, job = %start.name, recipients = plan.recipients.len(), "run started");
+    }
+    Ok(Some(start.name.clone()))
+}
+
+/// Deletes finished runs beyond the history: the Job (its pods with it) and its plan.
+async fn prune(
+    report: &DailyReport,
+    names: &[String],
+    ctx: &Context,
+) -> Result<(), ReconcileError> {
+    let ns = namespace(report);
+    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    for name in names {
+        delete_if_present(&jobs, name).await?;
+        delete_if_present(&config_maps, name).await?;
+    }
+    Ok(())
+}
+
+/// Writes the status when it differs from the one observed; true when it wrote.
+async fn write_status(
+    report: &DailyReport,
+    decision: &Desired,
+    ctx: &Context,
+) -> Result<bool, ReconcileError> {
+    if report.status.as_ref() == Some(&decision.status) {
+        return Ok(false);
+    }
+    let api: Api<DailyReport> = Api::namespaced(ctx.client.clone(), &namespace(report));
+    apply_status(&api, &report.name_any(), &decision.status).await?;
+    Ok(true)
+}
+
+async fn publish_events(report: &DailyReport, decision: &Desired, ctx: &Context) {
+    for e in &decision.events {
+        publish(report, ctx, e.warning, e.reason, e.message.clone()).await;
+    }
+}
+
+/// Records an Event; a failure to record one is logged, never fatal (the status says it too).
+async fn publish(report: &DailyReport, ctx: &Context, warning: bool, reason: &str, note: String) {
+    let event = KubeEvent {
+        type_: if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: reason.to_string(),
+        note: Some(crate::untrusted::clean(&note, 1000)),
+        action: "Reconcile".to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &report.object_ref(&())).await {
+        warn!(report = %report.name_any(), reason, error = %e, "could not record an Event");
+    }
+}
+
+fn count(decision: &Desired, ctx: &Context) {
+    ctx.metrics
+        .slots_missed(u64::try_from(decision.missed.total).unwrap_or(0));
+    for e in &decision.events {
+        let phase = match e.reason {
+            event_reasons::RUN_SUCCEEDED => RunPhase::Succeeded,
+            event_reasons::RUN_PARTIALLY_DELIVERED => RunPhase::PartiallyDelivered,
+            event_reasons::RUN_FAILED => RunPhase::Failed,
+            event_reasons::RUN_MISSED => RunPhase::Missed,
+            _ => continue,
+        };
+        ctx.metrics.run_ended(phase);
+    }
+}

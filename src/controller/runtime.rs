@@ -1,0 +1,396 @@
+//! `finrep controller`: waits for the CRDs, takes the leader lease, runs one Controller per
+//! kind over shared caches, serves the admin port and stops cleanly on SIGTERM (or when the
+//! lease is lost, so a standby takes over).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Config, Controller, WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::context::{Catalog, Context};
+use super::health_reconciler as health;
+use super::objects::{Settings, labels};
+use super::report_reconciler as reports;
+use crate::admin::{self, AdminState};
+use crate::api::{DailyReport, Recipient, Source, selector};
+use crate::clock::Clock;
+use crate::metrics::Metrics;
+
+/// Leader election on a Lease.
+#[derive(Clone, Debug)]
+pub struct LeaseOptions {
+    pub name: String,
+    pub namespace: String,
+    pub identity: String,
+    /// Seconds a lease is valid after its last renewal: how long a standby waits at most.
+    pub duration_seconds: u64,
+}
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct ControllerOptions {
+    pub settings: Settings,
+    /// Watch one namespace only (a Role suffices), or all.
+    pub namespace: Option<String>,
+    pub admin_listen: Option<SocketAddr>,
+    pub lease: Option<LeaseOptions>,
+    /// Reconciles at once per kind.
+    pub concurrency: u16,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("leader election: {0}")]
+    Lease(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("the leader lease was lost; exiting so that a standby takes over")]
+    LeaseLost,
+    #[error("admin port {addr}: {source}")]
+    Admin {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// The CRDs the controller needs established before it watches.
+pub const CRD_NAMES: [&str; 3] = [
+    "sources.finrep.io",
+    "recipients.finrep.io",
+    "dailyreports.finrep.io",
+];
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs until `shutdown` fires (or the lease is lost).
+pub async fn run(
+    client: Client,
+    store: crate::store::Store,
+    opts: ControllerOptions,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        info!("shutting down: finishing reconciles in flight");
+        on_signal.cancel();
+    });
+    let metrics = Metrics::new();
+    let admin = AdminState::new(metrics.clone());
+    let _admin_task = serve_admin(opts.admin_listen, admin.clone()).await?;
+    wait_for_crds(&client, &stop).await?;
+    let lease = match &opts.lease {
+        Some(l) => match lead(&client, l, &stop).await? {
+            Some(lease) => Some(lease),
+            None => return Ok(()),
+        },
+        None => None,
+    };
+    let lost = lease
+        .as_ref()
+        .map(|l| watch_lease(l.0.clone(), stop.clone()));
+    let catalog_feeds = catalog();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        store,
+        opts.settings.clone(),
+        clock,
+        catalog_feeds.catalog.clone(),
+        metrics,
+    ));
+    run_controllers(&client, &opts, ctx, catalog_feeds, &admin, &stop).await;
+    admin.set_ready(false);
+    if let Some((rx, task)) = lease {
+        drop(rx);
+        release(task).await;
+    }
+    match lost {
+        Some(lost) if lost.is_cancelled() => Err(RuntimeError::LeaseLost),
+        _ => Ok(()),
+    }
+}
+
+async fn serve_admin(
+    addr: Option<SocketAddr>,
+    state: Arc<AdminState>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, RuntimeError> {
+    let Some(addr) = addr else {
+        return Ok(None);
+    };
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| RuntimeError::Admin { addr, source })?;
+    info!(%addr, "admin port: /metrics /healthz /readyz");
+    Ok(Some(tokio::spawn(admin::serve(listener, state))))
+}
+
+/// Waits until every CRD is established (installed by Helm or kubectl before the controller
+/// can watch), saying what it waits for.
+async fn wait_for_crds(client: &Client, stop: &CancellationToken) -> Result<(), RuntimeError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in CRD_NAMES {
+        loop {
+            let established = crds.get_opt(name).await?.is_some_and(|crd| {
+                crd.status
+                    .and_then(|s| s.conditions)
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+            if established {
+                break;
+            }
+            warn!(
+                crd = name,
+                "waiting for the CRD to be established (kubectl apply -f crds/)"
+            );
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                () = tokio::time::sleep(Duration::from_secs(5)) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+type LeaseTask = tokio::task::JoinHandle<
+    Result<kube_lease_manager::LeaseManager, kube_lease_manager::LeaseManagerError>,
+>;
+
+/// Becomes the leader, or returns `None` when told to stop first.
+async fn lead(
+    client: &Client,
+    l: &LeaseOptions,
+    stop: &CancellationToken,
+) -> Result<Option<(tokio::sync::watch::Receiver<bool>, LeaseTask)>, RuntimeError> {
+    let manager = LeaseManagerBuilder::new(client.clone(), &l.name)
+        .with_namespace(&l.namespace)
+        .with_identity(&l.identity)
+        .with_duration(l.duration_seconds)
+        .with_grace((l.duration_seconds / 3).max(1))
+        .with_field_manager(super::cluster::FIELD_MANAGER)
+        .build()
+        .await?;
+    let (mut rx, task) = manager.watch().await;
+    info!(lease = %l.name, identity = %l.identity, "waiting for the leader lease");
+    let held = tokio::select! {
+        () = stop.cancelled() => false,
+        held = rx.wait_for(|held| *held) => held.is_ok(),
+    };
+    if !held {
+        drop(rx);
+        release(task).await;
+        return if stop.is_cancelled() {
+            Ok(None)
+        } else {
+            Err(RuntimeError::LeaseLost)
+        };
+    }
+    info!(lease = %l.name, "leading");
+    Ok(Some((rx, task)))
+}
+
+/// Cancels `stop` when the lease is lost; the returned token tells whether that happened.
+fn watch_lease(
+    mut rx: tokio::sync::watch::Receiver<bool>,
+    stop: CancellationToken,
+) -> CancellationToken {
+    let lost = CancellationToken::new();
+    let flag = lost.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            () = stop.cancelled() => {}
+            _ = rx.wait_for(|held| !*held) => {
+                warn!("the leader lease was lost");
+                flag.cancel();
+                stop.cancel();
+            }
+        }
+    });
+    lost
+}
+
+async fn release(task: LeaseTask) {
+    match task.await {
+        Ok(Ok(manager)) => {
+            if let Err(e) = manager.release().await {
+                warn!(error = %e, "could not release the leader lease; a standby takes it when it expires");
+            }
+        }
+        Ok(Err(e)) => warn!(error = %e, "leader election ended with an error"),
+        Err(e) => warn!(error = %e, "leader election task failed"),
+    }
+}
+
+/// The shared caches of Sources and Recipients and the streams that feed them.
+struct CatalogFeeds {
+    catalog: Catalog,
+    source_writer: reflector::store::Writer<Source>,
+    recipient_writer: reflector::store::Writer<Recipient>,
+}
+
+const SUBSCRIBE_BUFFER: usize = 1024;
+
+fn catalog() -> CatalogFeeds {
+    let (sources, source_writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
+    let (recipients, recipient_writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
+    CatalogFeeds {
+        catalog: Catalog {
+            sources,
+            recipients,
+        },
+        source_writer,
+        recipient_writer,
+    }
+}
+
+/// Reports of the object's namespace whose selector (of `pick`) selects its labels.
+fn selecting<K: ResourceExt>(
+    reports: &Store<DailyReport>,
+    obj: &K,
+    pick: fn(&DailyReport) -> Option<&crate::api::LabelSelector>,
+) -> Vec<ObjectRef<DailyReport>> {
+    let ns = obj.namespace();
+    reports
+        .state()
+        .iter()
+        .filter(|r| r.namespace() == ns)
+        .filter(|r| selector::matches(pick(r), obj.labels()))
+        .map(|r| ObjectRef::from_obj(r.as_ref()))
+        .collect()
+}
+
+fn log_errors<T, E: std::fmt::Display>(
+    kind: &'static str,
+) -> impl Fn(Result<T, E>) -> std::future::Ready<()> {
+    move |r| {
+        if let Err(e) = r {
+            warn!(kind, error = %e, "controller");
+        }
+        std::future::ready(())
+    }
+}
+
+async fn run_controllers(
+    client: &Client,
+    opts: &ControllerOptions,
+    ctx: Arc<Context>,
+    feeds: CatalogFeeds,
+    admin: &AdminState,
+    stop: &CancellationToken,
+) {
+    let ns = opts.namespace.as_deref();
+    let all = watcher::Config::default();
+    let owned =
+        watcher::Config::default().labels(&format!("{}=finrep-controller", labels::MANAGED_BY));
+    let config = Config::default().concurrency(opts.concurrency);
+    let subscribe_sources = feeds.source_writer.subscribe();
+    let subscribe_recipients = feeds.recipient_writer.subscribe();
+    let (
+        Some(sources_for_reports),
+        Some(sources_for_self),
+        Some(recipients_for_reports),
+        Some(recipients_for_self),
+    ) = (
+        subscribe_sources.clone(),
+        subscribe_sources,
+        subscribe_recipients.clone(),
+        subscribe_recipients,
+    )
+    else {
+        warn!("shared caches cannot be subscribed to");
+        return;
+    };
+    let source_feed = watcher(api::<Source>(client, ns), all.clone())
+        .default_backoff()
+        .reflect_shared(feeds.source_writer)
+        .for_each(log_errors("Source watch"));
+    let recipient_feed = watcher(api::<Recipient>(client, ns), all.clone())
+        .default_backoff()
+        .reflect_shared(feeds.recipient_writer)
+        .for_each(log_errors("Recipient watch"));
+
+    let report_controller =
+        Controller::new(api::<DailyReport>(client, ns), all.clone()).with_config(config.clone());
+    let report_store = report_controller.store();
+    let (for_sources, for_recipients) = (report_store.clone(), report_store.clone());
+    let report_loop = report_controller
+        .owns(api::<Job>(client, ns), owned.clone())
+        .owns(api::<CronJob>(client, ns), owned.clone())
+        .owns(api::<ConfigMap>(client, ns), owned)
+        .watches_shared_stream(sources_for_reports, move |s: Arc<Source>| {
+            selecting(&for_sources, s.as_ref(), |r| {
+                r.spec.source_selector.as_ref()
+            })
+        })
+        .watches_shared_stream(recipients_for_reports, move |r: Arc<Recipient>| {
+            selecting(&for_recipients, r.as_ref(), |d| {
+                d.spec.recipient_selector.as_ref()
+            })
+        })
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(reports::reconcile, reports::error_policy, ctx.clone())
+        .for_each(log_errors("DailyReport"));
+    let source_loop = Controller::for_shared_stream(sources_for_self, ctx.catalog.sources.clone())
+        .with_config(config.clone())
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(
+            health::reconcile_source,
+            health::source_error_policy,
+            ctx.clone(),
+        )
+        .for_each(log_errors("Source"));
+    let recipient_loop =
+        Controller::for_shared_stream(recipients_for_self, ctx.catalog.recipients.clone())
+            .with_config(config)
+            .graceful_shutdown_on(stop.clone().cancelled_owned())
+            .run(
+                health::reconcile_recipient,
+                health::recipient_error_policy,
+                ctx.clone(),
+            )
+            .for_each(log_errors("Recipient"));
+
+    let ready = async {
+        let caches = futures_util::future::join3(
+            report_store.wait_until_ready(),
+            ctx.catalog.sources.wait_until_ready(),
+            ctx.catalog.recipients.wait_until_ready(),
+        );
+        let (a, b, c) = caches.await;
+        if a.is_ok() && b.is_ok() && c.is_ok() {
+            info!("caches synced; ready");
+            admin.set_ready(true);
+        }
+    };
+    let loops = futures_util::future::join4(report_loop, source_loop, recipient_loop, ready);
+    // The feeds never end on their own: they stop when the controllers have.
+    tokio::select! {
+        _ = loops => {}
+        () = async { futures_util::future::join(source_feed, recipient_feed).await; } => {}
+    }
+}
