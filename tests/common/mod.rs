@@ -4,6 +4,8 @@
 
 pub mod fill;
 pub mod http;
+pub mod kube_api;
+pub mod operator;
 pub mod smtp;
 
 use std::sync::atomic::{AtomicU32, Ordering};

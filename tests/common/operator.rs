@@ -1,0 +1,222 @@
+//! Fixtures of the controller's tests: the example resources in an in-memory API server, a
+//! migrated scratch database, a clock the test moves, and a controller `Context` over them.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use finrep::api::{DailyReport, Recipient, Source};
+use finrep::clock::Clock;
+use finrep::controller::context::{Catalog, Context};
+use finrep::controller::objects::Settings;
+use finrep::manifest::{self, LoadOptions};
+use finrep::metrics::Metrics;
+use finrep::store::Store;
+use finrep::validation::ResourceSet;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::ObjectMeta;
+use serde_json::Value;
+
+use super::kube_api::FakeApi;
+
+/// A clock that stays where the test puts it.
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    pub fn at(t: &str) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(instant(t))))
+    }
+
+    pub fn set(&self, t: &str) {
+        *self.0.lock().unwrap() = instant(t);
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+
+    fn sleep_until(
+        &self,
+        _t: DateTime<Utc>,
+    ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(tokio::task::yield_now())
+    }
+}
+
+pub fn instant(t: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(t).unwrap().to_utc()
+}
+
+/// The example resources users apply (manifests/examples), in namespace `default`.
+pub fn examples() -> ResourceSet {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
+    manifest::load_valid(&[dir], &LoadOptions::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .set
+}
+
+pub fn secret(name: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            namespace: Some("default".to_string()),
+            ..Default::default()
+        },
+        string_data: None,
+        ..Default::default()
+    }
+}
+
+/// The Secrets the example report and the controller's settings name.
+pub const SECRETS: [&str; 3] = ["finrep-smtp", "finrep-summarizer", "finrep-database"];
+
+/// An in-memory cluster holding the examples, their Secrets and finrep's CRDs.
+pub struct Cluster {
+    pub api: FakeApi,
+    pub set: ResourceSet,
+}
+
+impl Cluster {
+    pub async fn with(set: ResourceSet) -> Self {
+        let api = FakeApi::start().await;
+        api.install_crds();
+        for s in &set.sources {
+            api.put(s);
+        }
+        for r in &set.recipients {
+            api.put(r);
+        }
+        for r in &set.reports {
+            api.put(r);
+        }
+        for name in SECRETS {
+            api.put(&with_kind(secret(name), "v1", "Secret"));
+        }
+        Self { api, set }
+    }
+
+    pub async fn examples() -> Self {
+        Self::with(examples()).await
+    }
+
+    /// The report as the API server has it now (status included).
+    pub fn report(&self, name: &str) -> DailyReport {
+        serde_json::from_value(
+            self.api
+                .object("finrep.io", "dailyreports", "default", name)
+                .expect("the report"),
+        )
+        .unwrap()
+    }
+
+    pub fn source(&self, name: &str) -> Source {
+        serde_json::from_value(
+            self.api
+                .object("finrep.io", "sources", "default", name)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    pub fn recipient(&self, name: &str) -> Recipient {
+        serde_json::from_value(
+            self.api
+                .object("finrep.io", "recipients", "default", name)
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    pub fn jobs(&self) -> Vec<Value> {
+        self.api.objects("batch", "jobs", "default")
+    }
+
+    pub fn job_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .jobs()
+            .iter()
+            .map(|j| j["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    pub fn config_maps(&self) -> Vec<Value> {
+        self.api.objects("", "configmaps", "default")
+    }
+
+    /// Events recorded so far, as (reason, note).
+    pub fn events(&self) -> Vec<(String, String)> {
+        self.api
+            .objects("events.k8s.io", "events", "default")
+            .iter()
+            .map(|e| {
+                (
+                    e["reason"].as_str().unwrap_or_default().to_string(),
+                    e["note"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn event_reasons(&self) -> Vec<String> {
+        let mut r: Vec<String> = self.events().into_iter().map(|(r, _)| r).collect();
+        r.sort();
+        r
+    }
+
+    /// Marks a Job finished as the Job controller would.
+    pub fn finish_job(&self, name: &str, succeeded: bool) {
+        let condition = if succeeded { "Complete" } else { "Failed" };
+        self.api.set_status(
+            "batch",
+            "jobs",
+            "default",
+            name,
+            serde_json::json!({"conditions": [{"type": condition, "status": "True"}]}),
+        );
+    }
+
+    /// A controller context over this cluster, with its own client.
+    pub fn context(&self, store: &Store, clock: Arc<TestClock>) -> Arc<Context> {
+        self.context_with(store, clock, &self.set)
+    }
+
+    pub fn context_with(
+        &self,
+        store: &Store,
+        clock: Arc<TestClock>,
+        set: &ResourceSet,
+    ) -> Arc<Context> {
+        Arc::new(Context::new(
+            self.api.client(),
+            store.clone(),
+            Settings::default(),
+            clock,
+            Catalog::from_objects(set.sources.clone(), set.recipients.clone()),
+            Metrics::new(),
+        ))
+    }
+}
+
+/// `obj` with its apiVersion and kind set (k8s-openapi leaves them to serialization).
+pub fn with_kind<T: serde::Serialize>(obj: T, api_version: &str, kind: &str) -> Value {
+    let mut v = serde_json::to_value(obj).unwrap();
+    v["apiVersion"] = Value::from(api_version);
+    v["kind"] = Value::from(kind);
+    v
+}
+
+/// A migrated scratch database.
+pub async fn database() -> Store {
+    let url = super::scratch_database().await;
+    let store = Store::connect(&url, 4, std::time::Duration::from_secs(10))
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    store
+}
