@@ -124,9 +124,9 @@ impl Target {
 
 fn parse_path(path: &str) -> Option<Target> {
     let seg: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (group, version, rest) = match seg.first()? {
-        &"api" => ("", *seg.get(1)?, &seg[2..]),
-        &"apis" => (*seg.get(1)?, *seg.get(2)?, &seg[3..]),
+    let (group, version, rest) = match *seg.first()? {
+        "api" => ("", *seg.get(1)?, &seg[2..]),
+        "apis" => (*seg.get(1)?, *seg.get(2)?, &seg[3..]),
         _ => return None,
     };
     let (namespace, rest) = if rest.first() == Some(&"namespaces") && rest.len() >= 3 {
@@ -269,6 +269,16 @@ fn remove_path(v: &mut Value, path: &str) {
     if let Some(Value::Object(m)) = parent {
         m.remove(last);
     }
+}
+
+/// A write naming a resourceVersion other than the stored one is stale.
+fn stale(write: &Value, stored: &Value) -> bool {
+    let rv = |v: &Value| {
+        v.pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    rv(write).is_some_and(|w| Some(w) != rv(stored))
 }
 
 const IDENTITY: [&str; 4] = [
@@ -515,17 +525,8 @@ impl Inner {
         let Some(old) = st.objects.get(&key).cloned() else {
             return Self::not_found(target);
         };
-        if let Some(rv) = body
-            .pointer("/metadata/resourceVersion")
-            .and_then(Value::as_str)
-        {
-            if Some(rv)
-                != old
-                    .pointer("/metadata/resourceVersion")
-                    .and_then(Value::as_str)
-            {
-                return status_error(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again".into());
-            }
+        if stale(&body, &old) {
+            return status_error(409, "Conflict", "the object has been modified; please apply your changes to the latest version and try again".into());
         }
         let mut new = old.clone();
         if target.status {
@@ -616,17 +617,8 @@ impl Inner {
         } else if content_type.starts_with("application/merge-patch")
             || content_type.starts_with("application/strategic-merge-patch")
         {
-            if let Some(rv) = patch
-                .pointer("/metadata/resourceVersion")
-                .and_then(Value::as_str)
-            {
-                if Some(rv)
-                    != obj
-                        .pointer("/metadata/resourceVersion")
-                        .and_then(Value::as_str)
-                {
-                    return status_error(409, "Conflict", "the object has been modified".into());
-                }
+            if stale(&patch, &obj) {
+                return status_error(409, "Conflict", "the object has been modified".into());
             }
             let owners = st.applied.entry(applied_key).or_default();
             let mut touched = Vec::new();
