@@ -6,13 +6,13 @@
 mod common;
 
 use common::operator::{Cluster, SECRETS, TestClock, database};
-use finrep::api::{ResourceKind, annotations};
+use finrep::api::annotations;
 use finrep::controller::pod_security;
 use finrep::controller::report_reconciler::reconcile_report;
 use finrep::plan::{PLAN_FILE, RunPlan};
 use finrep::run::RunPhase;
+use finrep::store::{RunKey, RunStart};
 use k8s_openapi::api::batch::v1::Job;
-use kube::ResourceExt;
 
 const REPORT: &str = "morning-brief";
 const BEFORE: &str = "2026-11-24T05:00:00+08:00";
@@ -191,7 +191,410 @@ async fn a_missing_secret_makes_the_report_not_ready_and_starts_no_run() {
         .collect();
     assert_eq!(warnings.len(), 1, "one Warning, not one per pass");
     assert!(SECRETS.contains(&"finrep-smtp"));
-    let _ = ResourceKind::ALL;
-    let _ = annotations::RUN_NOW;
-    let _ = cluster.report(REPORT).name_any();
+}
+
+/// Reconciles at `first` (the controller starts), then not again until `then`.
+async fn down_until(
+    cluster: &Cluster,
+    first: &str,
+    then: &str,
+) -> finrep::controller::report_reconciler::Reconciled {
+    let store = database().await;
+    let clock = TestClock::at(first);
+    let ctx = cluster.context(&store, clock.clone());
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    clock.set(then);
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_late_slot_within_the_starting_deadline_still_starts() {
+    let cluster = Cluster::examples().await;
+    let done = down_until(&cluster, BEFORE, "2026-11-24T06:14:00+08:00").await;
+    assert_eq!(done.started.as_deref(), Some(JOB));
+    assert!(!cluster.event_reasons().contains(&"RunMissed".to_string()));
+}
+
+#[tokio::test]
+async fn a_slot_past_its_starting_deadline_is_missed_not_started() {
+    let cluster = Cluster::examples().await;
+    let done = down_until(&cluster, BEFORE, "2026-11-24T06:16:00+08:00").await;
+    assert_eq!(done.started, None);
+    assert!(cluster.jobs().is_empty());
+    let report = cluster.report(REPORT);
+    let last = report.status.clone().unwrap().last_run.unwrap();
+    assert_eq!(
+        (last.date.as_str(), last.phase),
+        ("2026-11-24", RunPhase::Missed)
+    );
+    assert_eq!(
+        condition(&report, "LastRunSucceeded"),
+        ("False".into(), "Missed".into())
+    );
+    let missed: Vec<_> = cluster
+        .events()
+        .into_iter()
+        .filter(|(r, _)| r == "RunMissed")
+        .collect();
+    assert_eq!(missed.len(), 1);
+}
+
+#[tokio::test]
+async fn three_days_down_is_one_missed_event_and_no_burst_of_runs() {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let clock = TestClock::at("2026-11-21T05:00:00+08:00");
+    let ctx = cluster.context(&store, clock.clone());
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+
+    clock.set("2026-11-24T05:00:00+08:00");
+    let done = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(done.started, None);
+    assert!(cluster.jobs().is_empty());
+    let missed: Vec<_> = cluster
+        .events()
+        .into_iter()
+        .filter(|(r, _)| r == "RunMissed")
+        .collect();
+    assert_eq!(missed.len(), 1, "{missed:?}");
+    assert!(missed[0].1.starts_with("3 slot(s)"), "{}", missed[0].1);
+    // The next pass is quiet, and today's slot runs as usual.
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    clock.set(AT_SLOT);
+    let today = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(today.started.as_deref(), Some(JOB));
+    assert_eq!(
+        cluster
+            .events()
+            .iter()
+            .filter(|(r, _)| r == "RunMissed")
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_suspended_report_starts_nothing() {
+    let mut set = common::operator::examples();
+    set.reports[0].spec.suspend = true;
+    let cluster = Cluster::with(set).await;
+    let done = down_until(&cluster, BEFORE, AT_SLOT).await;
+    assert_eq!(done.started, None);
+    assert!(cluster.jobs().is_empty());
+    assert_eq!(
+        cluster.report(REPORT).status.unwrap().next_schedule_time,
+        None
+    );
+}
+
+#[tokio::test]
+async fn run_now_starts_one_manual_run_per_value() {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let ctx = cluster.context(&store, TestClock::at("2026-11-24T10:00:00+08:00"));
+    let ask = |value: &str| {
+        let mut report = cluster.report(REPORT);
+        report
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(annotations::RUN_NOW.to_string(), value.to_string());
+        cluster.api.put(&report);
+    };
+
+    ask("first");
+    let done = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    let manual = done.started.expect("a manual run");
+    assert!(manual.starts_with("morning-brief-20261124-"), "{manual}");
+    // The same value again, even after the run finished: nothing new.
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    cluster.finish_job(&manual, true);
+    ask("first");
+    let again = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(again.started, None);
+    assert_eq!(cluster.jobs().len(), 1);
+    // A new value: one more.
+    ask("second");
+    let second = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert!(second.started.is_some_and(|n| n != manual));
+    assert_eq!(cluster.jobs().len(), 2);
+}
+
+#[tokio::test]
+async fn a_new_run_waits_while_one_is_active() {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let clock = TestClock::at(BEFORE);
+    let ctx = cluster.context(&store, clock.clone());
+    let mut report = cluster.report(REPORT);
+    report
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(annotations::RUN_NOW.to_string(), "early".to_string());
+    cluster.api.put(&report);
+    let manual = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap()
+        .started
+        .unwrap();
+
+    clock.set(AT_SLOT);
+    let busy = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(busy.started, None, "never two runs of one report at once");
+    cluster.finish_job(&manual, true);
+    clock.set("2026-11-24T06:05:00+08:00");
+    let free = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(free.started.as_deref(), Some(JOB));
+}
+
+async fn record_run(store: &finrep::store::Store, phase: RunPhase) {
+    let row = store
+        .begin_run(&RunStart {
+            key: RunKey {
+                namespace: "default",
+                report: REPORT,
+                date: "2026-11-24".parse().unwrap(),
+            },
+            time_zone: "Asia/Shanghai",
+            scheduled_for: common::operator::instant("2026-11-24T06:00:00+08:00"),
+            manual: false,
+            plan: serde_json::json!({}),
+        })
+        .await
+        .unwrap();
+    store
+        .finish_run(row.id, phase, &serde_json::json!({}), None)
+        .await
+        .unwrap();
+}
+
+async fn finished_run(succeeded: bool, phase: RunPhase) -> (Cluster, finrep::api::DailyReport) {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let clock = TestClock::at(BEFORE);
+    let ctx = cluster.context(&store, clock.clone());
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    clock.set(AT_SLOT);
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    record_run(&store, phase).await;
+    cluster.finish_job(JOB, succeeded);
+    clock.set("2026-11-24T06:21:00+08:00");
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    let report = cluster.report(REPORT);
+    (cluster, report)
+}
+
+#[tokio::test]
+async fn a_succeeded_job_and_record_make_a_succeeded_last_run() {
+    let (cluster, report) = finished_run(true, RunPhase::Succeeded).await;
+    let status = report.status.clone().unwrap();
+    assert_eq!(status.last_run.unwrap().phase, RunPhase::Succeeded);
+    assert_eq!(status.active_run, None);
+    assert_eq!(condition(&report, "LastRunSucceeded").0, "True");
+    assert!(
+        cluster
+            .event_reasons()
+            .contains(&"RunSucceeded".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_partial_delivery_is_reported_as_such() {
+    let (cluster, report) = finished_run(true, RunPhase::PartiallyDelivered).await;
+    assert_eq!(
+        report.status.unwrap().last_run.unwrap().phase,
+        RunPhase::PartiallyDelivered
+    );
+    assert!(
+        cluster
+            .event_reasons()
+            .contains(&"RunPartiallyDelivered".to_string())
+    );
+}
+
+#[tokio::test]
+async fn a_failed_job_makes_a_failed_last_run() {
+    let (cluster, report) = finished_run(false, RunPhase::Sending).await;
+    assert_eq!(
+        report.status.clone().unwrap().last_run.unwrap().phase,
+        RunPhase::Failed
+    );
+    assert_eq!(condition(&report, "LastRunSucceeded").0, "False");
+    assert!(cluster.event_reasons().contains(&"RunFailed".to_string()));
+}
+
+#[tokio::test]
+async fn the_backup_cron_job_follows_the_spec_until_disabled() {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let ctx = cluster.context(&store, TestClock::at(BEFORE));
+    let cron_job = || {
+        cluster
+            .api
+            .object("batch", "cronjobs", "default", "morning-brief-backup")
+    };
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(cron_job().unwrap()["spec"]["schedule"], "30 6 * * *");
+
+    let mut report = cluster.report(REPORT);
+    report.spec.backup.schedule = "45 6 * * *".into();
+    cluster.api.put(&report);
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(cron_job().unwrap()["spec"]["schedule"], "45 6 * * *");
+    assert_eq!(cluster.event_count("BackupConfigured"), 2);
+
+    let mut report = cluster.report(REPORT);
+    report.spec.backup.enabled = false;
+    cluster.api.put(&report);
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert!(cron_job().is_none());
+}
+
+#[tokio::test]
+async fn finished_runs_beyond_the_history_are_deleted_with_their_plans() {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let clock = TestClock::at("2026-11-18T05:00:00+08:00");
+    let ctx = cluster.context(&store, clock.clone());
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    // Six days of runs, each finished before the next.
+    let mut pruned = Vec::new();
+    for day in 18..=23 {
+        clock.set(&format!("2026-11-{day}T06:00:05+08:00"));
+        let done = reconcile_report(&cluster.report(REPORT), &ctx)
+            .await
+            .unwrap();
+        pruned.extend(done.pruned);
+        let job = done.started.expect("the day's run");
+        cluster.finish_job(&job, day != 20);
+    }
+    clock.set("2026-11-23T07:00:00+08:00");
+    let done = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    pruned.extend(done.pruned);
+    assert_eq!(pruned, ["morning-brief-20261118", "morning-brief-20261119"]);
+    assert_eq!(
+        cluster.job_names(),
+        [
+            "morning-brief-20261120",
+            "morning-brief-20261121",
+            "morning-brief-20261122",
+            "morning-brief-20261123"
+        ]
+    );
+    assert_eq!(cluster.config_maps().len(), 4);
+}
+
+#[tokio::test]
+async fn ten_thousand_recipients_fit_one_plan_config_map() {
+    let mut set = common::operator::examples();
+    let template = set.recipients[0].clone();
+    set.recipients = (0..10_000)
+        .map(|i| {
+            let mut r = template.clone();
+            r.metadata.name = Some(format!("reader-{i:05}"));
+            r.spec.email = format!("reader-{i:05}@example.com");
+            r
+        })
+        .collect();
+    let cluster = Cluster::with(set).await;
+    let done = down_until(&cluster, BEFORE, AT_SLOT).await;
+    assert_eq!(done.started.as_deref(), Some(JOB));
+    let cm = cluster
+        .api
+        .object("", "configmaps", "default", JOB)
+        .unwrap();
+    let encoded = cm["binaryData"][PLAN_FILE].as_str().unwrap();
+    let bytes =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, encoded).unwrap();
+    assert!(
+        bytes.len() < finrep::controller::error::MAX_PLAN_BYTES,
+        "{} bytes",
+        bytes.len()
+    );
+    assert_eq!(
+        RunPlan::from_bytes(&bytes).unwrap().recipients.len(),
+        10_000
+    );
+}
+
+#[tokio::test]
+async fn api_failures_are_transient_errors_and_the_retry_finishes_the_work() {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let clock = TestClock::at(BEFORE);
+    let ctx = cluster.context(&store, clock.clone());
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    clock.set(AT_SLOT);
+
+    cluster
+        .api
+        .fail_next("create", "jobs", 500, "InternalError");
+    let error = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(cluster.jobs().is_empty());
+
+    cluster
+        .api
+        .fail_next("patch", "dailyreports/status", 500, "InternalError");
+    let error = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    // The Job was made before the status write failed; the retry finds it and settles.
+    assert_eq!(cluster.job_names(), [JOB]);
+    let done = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert!(done.status_written);
+    assert_eq!(cluster.job_names(), [JOB]);
+    assert_eq!(
+        cluster.event_count("RunStarted"),
+        1,
+        "one RunStarted despite the retries"
+    );
 }

@@ -114,6 +114,7 @@ pub fn desired(report: &DailyReport, world: &World) -> Desired {
         schedule(report, world, &previous, &mut out);
     }
     out.status.last_run = last_run(world, out.start.as_ref()).or(previous.last_run.clone());
+    missed_run(&out.missed, &mut out.status);
     run_events(&previous, &out.status, &mut out.events);
     conditions_for(report, world, &previous, &mut out.status);
     out
@@ -304,6 +305,30 @@ fn last_run(world: &World, start: Option<&StartRun>) -> Option<RunSummary> {
         job: newest.state,
         record: world.records.get(&newest.date).cloned(),
     }))
+}
+
+/// A missed slot newer than the last run is the last run, in phase `Missed` (no Job, nothing
+/// delivered), so `kubectl get dailyreports` shows it.
+fn missed_run(missed: &Missed, status: &mut DailyReportStatus) {
+    let Some(latest) = missed.listed.last() else {
+        return;
+    };
+    let date = latest.date_naive().to_string();
+    if status.last_run.as_ref().is_some_and(|r| r.date >= date) {
+        return;
+    }
+    status.last_run = Some(RunSummary {
+        date,
+        job: None,
+        phase: RunPhase::Missed,
+        started: None,
+        finished: None,
+        articles: 0,
+        recipients: 0,
+        delivered: 0,
+        failed: 0,
+        deferred: 0,
+    });
 }
 
 /// Events for a run that reached its end since the last status.

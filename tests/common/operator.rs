@@ -163,6 +163,17 @@ impl Cluster {
             .collect()
     }
 
+    /// How many times an Event of `reason` was recorded (repeats within minutes are one
+    /// Event with a series count, as kube's recorder aggregates them).
+    pub fn event_count(&self, reason: &str) -> u64 {
+        self.api
+            .objects("events.k8s.io", "events", "default")
+            .iter()
+            .filter(|e| e["reason"] == reason)
+            .map(|e| e["series"]["count"].as_u64().unwrap_or(1))
+            .sum()
+    }
+
     pub fn event_reasons(&self) -> Vec<String> {
         let mut r: Vec<String> = self.events().into_iter().map(|(r, _)| r).collect();
         r.sort();
