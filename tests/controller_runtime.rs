@@ -1,0 +1,271 @@
+//! `finrep controller` as a whole against the in-memory API: it waits for the CRDs, takes the
+//! lease, becomes ready once its caches are synced, starts the due run through the watches,
+//! writes every status, stops on shutdown and hands the lease to a standby. The RBAC test
+//! derives the verbs it used from the API's request log and compares them with
+//! manifests/rbac.yaml in both directions.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::kube_api::FakeApi;
+use common::operator::{Cluster, TestClock, database, examples};
+use finrep::controller::objects::Settings;
+use finrep::controller::report_reconciler::reconcile_report;
+use finrep::controller::runtime::{ControllerOptions, LeaseOptions, RuntimeError, run};
+use finrep::store::Store;
+use tokio::sync::oneshot;
+
+const AT_SLOT: &str = "2026-11-24T06:00:05+08:00";
+
+fn free_port() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+struct Running {
+    admin: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
+}
+
+impl Running {
+    async fn stop(mut self) -> Result<(), RuntimeError> {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(Duration::from_secs(20), self.task)
+            .await
+            .expect("the controller stops within 20 s")
+            .unwrap()
+    }
+
+    async fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.admin);
+        match reqwest::get(&url).await {
+            Ok(r) => {
+                let code = r.status().as_u16();
+                (code, r.text().await.unwrap_or_default())
+            }
+            Err(_) => (0, String::new()),
+        }
+    }
+
+    async fn ready(&self) -> bool {
+        self.get("/readyz").await.0 == 200
+    }
+}
+
+fn start(api: &FakeApi, store: &Store, identity: &str, clock: Arc<TestClock>) -> Running {
+    let admin = free_port();
+    let opts = ControllerOptions {
+        settings: Settings::default(),
+        namespace: None,
+        admin_listen: Some(admin),
+        lease: Some(LeaseOptions {
+            name: "finrep-controller".into(),
+            namespace: "finrep-system".into(),
+            identity: identity.into(),
+            duration_seconds: 3,
+        }),
+        concurrency: 4,
+    };
+    let (tx, rx) = oneshot::channel();
+    let task = tokio::spawn(run(api.client(), store.clone(), opts, clock, async move {
+        let _ = rx.await;
+    }));
+    Running {
+        admin,
+        stop: Some(tx),
+        task,
+    }
+}
+
+async fn eventually(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < until {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what} did not happen within {secs} s");
+}
+
+/// The example report, as if scheduled for days already (a report first seen at 06:00:05
+/// would not start the 06:00 slot, like a CronJob created late).
+fn scheduled_for_days(api: &FakeApi) {
+    api.set_status(
+        "finrep.io",
+        "dailyreports",
+        "default",
+        "morning-brief",
+        serde_json::json!({"activeSince": "2026-11-20T00:00:00+00:00"}),
+    );
+}
+
+/// An API server with the examples but no CRDs yet.
+async fn cluster_without_crds() -> FakeApi {
+    let api = FakeApi::start().await;
+    let set = examples();
+    for s in &set.sources {
+        api.put(s);
+    }
+    for r in &set.recipients {
+        api.put(r);
+    }
+    for r in &set.reports {
+        api.put(r);
+    }
+    for name in common::operator::SECRETS {
+        api.put(&common::operator::with_kind(
+            common::operator::secret(name),
+            "v1",
+            "Secret",
+        ));
+    }
+    scheduled_for_days(&api);
+    api
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_waits_for_its_crds_then_runs_the_due_slot_and_stops_cleanly() {
+    let api = cluster_without_crds().await;
+    let store = database().await;
+    let controller = start(&api, &store, "controller-a", TestClock::at(AT_SLOT));
+
+    eventually("the admin port", 10, async || {
+        controller.get("/healthz").await.0 == 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!controller.ready().await, "not ready without CRDs");
+    assert!(api.objects("batch", "jobs", "default").is_empty());
+
+    api.install_crds();
+    eventually("readiness", 20, async || controller.ready().await).await;
+    eventually("the run's Job", 20, async || {
+        !api.objects("batch", "jobs", "default").is_empty()
+    })
+    .await;
+    eventually("Source statuses", 20, async || {
+        api.objects("finrep.io", "sources", "default")
+            .iter()
+            .all(|s| s["status"]["conditions"].is_array())
+    })
+    .await;
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(metrics.contains("finrep_jobs_created_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("finrep_reconciles_total{kind=\"DailyReport\"}"),
+        "{metrics}"
+    );
+
+    controller.stop().await.unwrap();
+    let lease = api
+        .object(
+            "coordination.k8s.io",
+            "leases",
+            "finrep-system",
+            "finrep-controller",
+        )
+        .unwrap();
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "the lease is released on shutdown: {lease}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_waits_and_takes_over_when_the_leader_stops() {
+    let cluster = Cluster::examples().await;
+    scheduled_for_days(&cluster.api);
+    let store = database().await;
+    let leader = start(&cluster.api, &store, "controller-a", TestClock::at(AT_SLOT));
+    eventually("the leader ready", 20, async || leader.ready().await).await;
+    let standby = start(&cluster.api, &store, "controller-b", TestClock::at(AT_SLOT));
+    eventually("the standby's admin port", 10, async || {
+        standby.get("/healthz").await.0 == 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(
+        !standby.ready().await,
+        "a standby is not ready while the lease is held"
+    );
+
+    leader.stop().await.unwrap();
+    eventually("the standby leading", 10, async || standby.ready().await).await;
+    // The slot's run was started once, whoever led.
+    assert_eq!(cluster.job_names(), ["morning-brief-20261124"]);
+    standby.stop().await.unwrap();
+}
+
+/// Verbs by `group/resource` from a YAML list of (Cluster)Roles.
+fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for doc in serde_norway::Deserializer::from_str(yaml) {
+        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if !matches!(v["kind"].as_str(), Some("ClusterRole" | "Role")) {
+            continue;
+        }
+        for rule in v["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        let (g, r, vb) = (
+                            group.as_str().unwrap(),
+                            resource.as_str().unwrap(),
+                            verb.as_str().unwrap(),
+                        );
+                        assert!(g != "*" && r != "*" && vb != "*", "no wildcards: {rule}");
+                        out.insert((g.to_string(), r.to_string(), vb.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rbac_grants_exactly_the_verbs_the_controller_uses() {
+    // Everything the controller does: start, lead, run a slot, write statuses, record
+    // Events, prune history, remove a disabled backup, stop.
+    let cluster = Cluster::examples().await;
+    scheduled_for_days(&cluster.api);
+    let store = database().await;
+    let clock = TestClock::at(AT_SLOT);
+    let controller = start(&cluster.api, &store, "controller-a", clock.clone());
+    eventually("the run's Job", 20, async || !cluster.jobs().is_empty()).await;
+    controller.stop().await.unwrap();
+    let ctx = cluster.context(&store, clock.clone());
+    for day in 25..=29 {
+        cluster.finish_job(&cluster.job_names().last().unwrap().clone(), true);
+        clock.set(&format!("2026-11-{day}T06:00:05+08:00"));
+        reconcile_report(&cluster.report("morning-brief"), &ctx)
+            .await
+            .unwrap();
+    }
+    let mut report = cluster.report("morning-brief");
+    report.spec.backup.enabled = false;
+    cluster.api.put(&report);
+    reconcile_report(&cluster.report("morning-brief"), &ctx)
+        .await
+        .unwrap();
+
+    let used: BTreeSet<(String, String, String)> = cluster
+        .api
+        .calls()
+        .into_iter()
+        .map(|c| (c.group, c.resource, c.verb.to_string()))
+        .collect();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/rbac.yaml");
+    let granted = granted(&std::fs::read_to_string(path).unwrap());
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(missing.is_empty(), "used but not granted: {missing:?}");
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
+}
