@@ -511,6 +511,25 @@ def bench_w2_plan(args):
     })
 
 
+def bench_w2_controller(args):
+    scale = sized(1, 50)
+    cmd = args.finrep_bench + ["--finrep", args.finrep, "--database-url", args.database_url,
+                               "--runs", str(sized(args.runs, 1)), "--scale", str(scale)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    runs = [json.loads(l) for l in out.stdout.strip().splitlines()]
+    last = runs[-1]
+    keys = ["first_pass_ms_p50", "first_pass_ms_p99", "reconcile_ms_p50", "reconcile_ms_p99", "ready_seconds",
+            "full_resync_seconds", "restart_resync_seconds", "rss_mib", "peak_rss_mib", "anon_rss_mib",
+            "anon_rss_at_ready_mib"]
+    record("W2-controller", {
+        "workload": "W2 controller: 50 DailyReports, 500 Sources, 5,000 Recipients in one namespace, served by the "
+                    "in-memory Kubernetes API over loopback; reconcile_report in process, then `finrep controller` "
+                    "(release build) started twice against it",
+        "reports": last["reports"], "sources": last["sources"], "recipients": last["recipients"],
+        **{k: summary([r[k] for r in runs]) for k in keys},
+    })
+
+
 def free_port():
     import socket
     with socket.socket() as s:
@@ -533,6 +552,11 @@ def main():
     p2 = sub.add_parser("w2-plan")
     p2.add_argument("--finrep-bench", nargs="+", required=True)
     p2.add_argument("--runs", type=int, default=5)
+    pc = sub.add_parser("w2-controller")
+    pc.add_argument("--finrep-bench", nargs="+", required=True)
+    pc.add_argument("--finrep", required=True)
+    pc.add_argument("--database-url", required=True)
+    pc.add_argument("--runs", type=int, default=3)
     ps = sub.add_parser("w1-send")
     ps.add_argument("--finrep", required=True)
     ps.add_argument("--database-url", required=True)
@@ -541,7 +565,8 @@ def main():
     args = p.parse_args()
     global SMOKE
     SMOKE = args.smoke
-    {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send, "w2-plan": bench_w2_plan}[args.cmd](args)
+    {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send, "w2-plan": bench_w2_plan,
+     "w2-controller": bench_w2_controller}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ fi
 if [ "$what" = w2 ] || [ "$what" = all ]; then
   "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w2-plan --finrep-bench "$(bench_exe plan)" --runs "${RUNS:-5}"
 fi
-if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = all ]; then
+if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = all ]; then
   # A throwaway server started by a caller (scripts/test.sh) is the caller's to stop.
   if [ -n "${FINREP_PG_THROWAWAY_DIR:-}" ]; then
     ensure_postgres
@@ -52,5 +52,10 @@ if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = all ]; then
   fi
   if [ "$what" = send ] || [ "$what" = all ]; then
     "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w1-send --finrep "$finrep" --database-url "$url" --runs "${RUNS:-5}"
+  fi
+  if [ "$what" = w2 ] || [ "$what" = all ]; then
+    psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists ${db}_w2" -c "create database ${db}_w2" >/dev/null
+    "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w2-controller --finrep-bench "$(bench_exe controller)" \
+      --finrep "$finrep" --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w2" --runs "${RUNS:-3}"
   fi
 fi

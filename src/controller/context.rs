@@ -3,7 +3,9 @@
 //! counts the error policy backs off on.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::ResourceExt;
@@ -15,6 +17,7 @@ use super::objects::Settings;
 use crate::api::{Recipient, Source};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::store::{RecipientDeliveries, SourceHealthRow, StoreError};
 
 /// The controller's name as Events and field managers show it.
 pub const CONTROLLER_NAME: &str = "finrep-controller";
@@ -63,6 +66,89 @@ where
         .collect()
 }
 
+type Cached<T> = tokio::sync::Mutex<HashMap<String, (Instant, Arc<T>)>>;
+
+/// Fetch and delivery records of a namespace, read once for all its Sources and Recipients and
+/// reused for a while: a resync of 5,000 Recipients is one query, not 5,000.
+pub struct HealthSnapshots {
+    ttl: Duration,
+    sources: Cached<HashMap<String, SourceHealthRow>>,
+    recipients: Cached<HashMap<String, RecipientDeliveries>>,
+}
+
+/// How long a namespace's records are reused: statuses are refreshed every ten minutes, so a
+/// few seconds of staleness is invisible, and a burst of reconciles shares one read.
+pub const SNAPSHOT_TTL: Duration = Duration::from_secs(10);
+
+impl HealthSnapshots {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            sources: Default::default(),
+            recipients: Default::default(),
+        }
+    }
+
+    /// The namespace's entry, loaded when missing or older than the TTL; one load at a time
+    /// (reconciles waiting for it share its result).
+    async fn cached<T, F>(
+        &self,
+        map: &Cached<T>,
+        namespace: &str,
+        load: F,
+    ) -> Result<Arc<T>, StoreError>
+    where
+        F: Future<Output = Result<T, StoreError>>,
+    {
+        let mut guard = map.lock().await;
+        if let Some((_, value)) = guard
+            .get(namespace)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+        {
+            return Ok(value.clone());
+        }
+        let value = Arc::new(load.await?);
+        guard.insert(namespace.to_string(), (Instant::now(), value.clone()));
+        Ok(value)
+    }
+
+    /// Fetch health of the namespace's sources, by name.
+    pub async fn sources(
+        &self,
+        store: &crate::store::Store,
+        namespace: &str,
+    ) -> Result<Arc<HashMap<String, SourceHealthRow>>, StoreError> {
+        self.cached(&self.sources, namespace, async {
+            Ok(store
+                .source_health(Some(namespace))
+                .await?
+                .into_iter()
+                .map(|row| (row.source.clone(), row))
+                .collect())
+        })
+        .await
+    }
+
+    /// Deliveries and blacklist entries of the namespace's addresses.
+    pub async fn recipients(
+        &self,
+        store: &crate::store::Store,
+        namespace: &str,
+    ) -> Result<Arc<HashMap<String, RecipientDeliveries>>, StoreError> {
+        self.cached(
+            &self.recipients,
+            namespace,
+            store.recipient_deliveries_in(namespace),
+        )
+        .await
+    }
+
+    /// Drops the namespace's delivery records (after lifting a blacklist entry).
+    pub async fn forget_recipients(&self, namespace: &str) {
+        self.recipients.lock().await.remove(namespace);
+    }
+}
+
 /// The shared state of every reconcile.
 pub struct Context {
     pub client: Client,
@@ -72,6 +158,7 @@ pub struct Context {
     pub catalog: Catalog,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub snapshots: HealthSnapshots,
     failures: Mutex<HashMap<String, u32>>,
 }
 
@@ -96,8 +183,16 @@ impl Context {
             clock,
             catalog,
             metrics,
+            snapshots: HealthSnapshots::new(SNAPSHOT_TTL),
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The same context reading fetch and delivery records afresh after `ttl` (tests that
+    /// record and check in one breath use zero).
+    pub fn with_snapshot_ttl(mut self, ttl: Duration) -> Self {
+        self.snapshots.ttl = ttl;
+        self
     }
 
     /// Counts a failure of `key`; the number of failures in a row.

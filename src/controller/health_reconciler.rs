@@ -39,11 +39,11 @@ pub async fn reconcile_source_status(
 ) -> Result<bool, ReconcileError> {
     let ns = namespace_of(source);
     let name = source.name_any();
-    let fetched = ctx.store.source_health_of(&ns, &name).await?;
+    let fetched = ctx.snapshots.sources(&ctx.store, &ns).await?;
     let status = source_status(
         source.status.as_ref(),
         source.meta().generation,
-        fetched.as_ref().map(FetchState::from).as_ref(),
+        fetched.get(&name).map(FetchState::from).as_ref(),
         &errors(check_source(&source.spec)),
         ctx.clock.now(),
     );
@@ -77,14 +77,19 @@ pub async fn reconcile_recipient_status(
     );
     if let Some(value) = request {
         let lifted = ctx.store.unblock(&ns, &email).await?;
+        ctx.snapshots.forget_recipients(&ns).await;
         info!(recipient = %name, namespace = %ns, value, lifted, "unblock requested");
     }
-    let deliveries = ctx.store.recipient_deliveries(&ns, &email).await?;
+    let deliveries = ctx.snapshots.recipients(&ctx.store, &ns).await?;
+    let record = deliveries
+        .get(&email)
+        .map(DeliveryRecord::from)
+        .unwrap_or_default();
     let mut status = recipient_status(
         recipient.status.as_ref(),
         recipient.meta().generation,
         recipient.spec.enabled,
-        &DeliveryRecord::from(&deliveries),
+        &record,
         &errors(check_recipient(&recipient.spec)),
         ctx.clock.now(),
     );

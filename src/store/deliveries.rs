@@ -251,57 +251,58 @@ pub struct RecipientDeliveries {
 }
 
 impl Store {
-    /// Deliveries and blacklist entry of `email` (lower-cased) in `namespace`.
-    pub async fn recipient_deliveries(
+    /// Deliveries and blacklist entries of every address of `namespace` that has any, by
+    /// address (lower-cased). One query: the controller refreshes every Recipient's status
+    /// from it.
+    pub async fn recipient_deliveries_in(
         &self,
         namespace: &str,
-        email: &str,
-    ) -> Result<RecipientDeliveries, StoreError> {
-        let counts = sqlx::query(
-            "SELECT count(*) FILTER (WHERE d.status = $3) AS delivered,
-                    count(*) FILTER (WHERE d.status = $4) AS bounced
-             FROM delivery_log d JOIN reports r ON r.id = d.report_id
-             WHERE r.namespace = $1 AND d.email = $2",
+    ) -> Result<std::collections::HashMap<String, RecipientDeliveries>, StoreError> {
+        let rows = sqlx::query(
+            "WITH d AS (
+                 SELECT d.email, d.status, d.updated_at, r.report_date, r.report
+                 FROM delivery_log d JOIN reports r ON r.id = d.report_id
+                 WHERE r.namespace = $1),
+             c AS (
+                 SELECT email, count(*) FILTER (WHERE status = $2) AS delivered,
+                        count(*) FILTER (WHERE status = $3) AS bounced
+                 FROM d GROUP BY email),
+             l AS (
+                 SELECT DISTINCT ON (email) email, report_date, report, status
+                 FROM d ORDER BY email, report_date DESC, updated_at DESC),
+             b AS (SELECT email, reason, created_at FROM blacklist WHERE namespace = $1)
+             SELECT email, c.delivered, c.bounced, l.report_date, l.report, l.status,
+                    b.reason AS blacklist_reason, b.created_at AS blacklisted_at
+             FROM c JOIN l USING (email) FULL JOIN b USING (email)",
         )
         .bind(namespace)
-        .bind(email)
         .bind(DeliveryStatus::Sent.as_str())
         .bind(DeliveryStatus::Bounced.as_str())
-        .fetch_one(self.pool())
+        .fetch_all(self.pool())
         .await?;
-        let last = sqlx::query(
-            "SELECT r.report_date, r.report, d.status FROM delivery_log d JOIN reports r ON r.id = d.report_id
-             WHERE r.namespace = $1 AND d.email = $2
-             ORDER BY r.report_date DESC, d.updated_at DESC LIMIT 1",
-        )
-        .bind(namespace)
-        .bind(email)
-        .fetch_optional(self.pool())
-        .await?;
-        let last = match last {
-            Some(r) => Some((
-                r.try_get("report_date")?,
-                r.try_get("report")?,
-                status_of(&r)?,
-            )),
-            None => None,
-        };
-        let blacklisted = sqlx::query(
-            "SELECT reason, created_at FROM blacklist WHERE namespace = $1 AND email = $2",
-        )
-        .bind(namespace)
-        .bind(email)
-        .fetch_optional(self.pool())
-        .await?
-        .map(|r| Ok::<_, sqlx::Error>((r.try_get("reason")?, r.try_get("created_at")?)))
-        .transpose()?;
-        Ok(RecipientDeliveries {
-            email: email.to_string(),
-            last,
-            delivered: counts.try_get("delivered")?,
-            bounced: counts.try_get("bounced")?,
-            blacklisted,
-        })
+        let mut out = std::collections::HashMap::with_capacity(rows.len());
+        for row in rows {
+            let email: String = row.try_get("email")?;
+            let last = match row.try_get::<Option<chrono::NaiveDate>, _>("report_date")? {
+                Some(date) => Some((date, row.try_get("report")?, status_of(&row)?)),
+                None => None,
+            };
+            let blacklisted = match row.try_get::<Option<String>, _>("blacklist_reason")? {
+                Some(reason) => Some((reason, row.try_get("blacklisted_at")?)),
+                None => None,
+            };
+            out.insert(
+                email.clone(),
+                RecipientDeliveries {
+                    email,
+                    last,
+                    delivered: row.try_get::<Option<i64>, _>("delivered")?.unwrap_or(0),
+                    bounced: row.try_get::<Option<i64>, _>("bounced")?.unwrap_or(0),
+                    blacklisted,
+                },
+            );
+        }
+        Ok(out)
     }
 
     /// Lifts the blacklist entry of `email` in `namespace`; true when there was one.

@@ -145,36 +145,13 @@ impl Store {
         &self,
         namespace: Option<&str>,
     ) -> Result<Vec<SourceHealthRow>, StoreError> {
-        self.health_rows(namespace, None).await
-    }
-
-    /// The fetch health of one source, if it was ever fetched.
-    pub async fn source_health_of(
-        &self,
-        namespace: &str,
-        source: &str,
-    ) -> Result<Option<SourceHealthRow>, StoreError> {
-        Ok(self
-            .health_rows(Some(namespace), Some(source))
-            .await?
-            .into_iter()
-            .next())
-    }
-
-    async fn health_rows(
-        &self,
-        namespace: Option<&str>,
-        source: Option<&str>,
-    ) -> Result<Vec<SourceHealthRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT namespace, source, last_fetch_at, last_success_at, items_last_fetch,
                     consecutive_failures, last_error_kind, last_error
-             FROM source_state
-             WHERE ($1::text IS NULL OR namespace = $1) AND ($2::text IS NULL OR source = $2)
+             FROM source_state WHERE $1::text IS NULL OR namespace = $1
              ORDER BY namespace, source",
         )
         .bind(namespace)
-        .bind(source)
         .fetch_all(self.pool())
         .await?;
         rows.into_iter()

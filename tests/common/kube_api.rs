@@ -2,7 +2,7 @@
 //! benchmark. It speaks the API's HTTP and JSON, so the controller talks to it through the
 //! real `kube::Client`, watchers and all:
 //!
-//! - get, list (label and `metadata.name` field selectors), watch (backlog from a
+//! - get, list (label and `metadata.name` field selectors, `limit`/`continue` pages), watch (backlog from a
 //!   resourceVersion, then live changes, ended at `timeoutSeconds`);
 //! - create (409 AlreadyExists), replace (409 Conflict on a stale resourceVersion), delete;
 //! - patch: server-side apply with per-manager field ownership (fields a manager stops
@@ -474,14 +474,39 @@ impl Inner {
         q: &HashMap<String, String>,
         partial: bool,
     ) -> Response<Body> {
-        let items: Vec<Value> = Self::select(st, target, q)
-            .into_iter()
-            .map(|o| if partial { Self::partial(o) } else { o.clone() })
+        // Pages as the API server cuts them (`limit`, `continue`): the token carries the
+        // list's resourceVersion and the offset of the next page.
+        let (rv, offset) = q
+            .get("continue")
+            .and_then(|c| c.split_once(':'))
+            .and_then(|(rv, off)| Some((rv.parse::<u64>().ok()?, off.parse::<usize>().ok()?)))
+            .unwrap_or((st.rv, 0));
+        let limit = q
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0)
+            .unwrap_or(usize::MAX);
+        let selected = Self::select(st, target, q);
+        let items: Vec<Value> = selected
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|o| {
+                if partial {
+                    Self::partial(o)
+                } else {
+                    (*o).clone()
+                }
+            })
             .collect();
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if offset.saturating_add(limit) < selected.len() {
+            metadata["continue"] = json!(format!("{rv}:{}", offset + limit));
+        }
         full(
             StatusCode::OK,
             json!({"apiVersion": target.api_version(), "kind": "List",
-                   "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
+                   "metadata": metadata, "items": items}),
         )
     }
 

@@ -203,14 +203,17 @@ impl Cluster {
         clock: Arc<TestClock>,
         set: &ResourceSet,
     ) -> Arc<Context> {
-        Arc::new(Context::new(
-            self.api.client(),
-            store.clone(),
-            Settings::default(),
-            clock,
-            Catalog::from_objects(set.sources.clone(), set.recipients.clone()),
-            Metrics::new(),
-        ))
+        Arc::new(
+            Context::new(
+                self.api.client(),
+                store.clone(),
+                Settings::default(),
+                clock,
+                Catalog::from_objects(set.sources.clone(), set.recipients.clone()),
+                Metrics::new(),
+            )
+            .with_snapshot_ttl(std::time::Duration::ZERO),
+        )
     }
 }
 

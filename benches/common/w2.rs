@@ -1,0 +1,46 @@
+//! W2's resources (../shared/BENCHMARKS.md): 50 DailyReports, 500 Sources, 5,000 Recipients
+//! in one namespace, shared by the plan and controller benchmarks.
+#![allow(dead_code)]
+
+use finrep::api::{DailyReport, Recipient, Source};
+use finrep::validation::ResourceSet;
+
+const CATEGORIES: [&str; 6] = ["宏观", "A股", "港股", "美股", "行业", "公告"];
+
+fn yaml<T: serde::de::DeserializeOwned>(s: &str) -> T {
+    serde_norway::from_str(s).unwrap_or_else(|e| panic!("{e}: {s}"))
+}
+
+/// W2's resources: each report selects the sources of its desk (one of ten) and the
+/// recipients subscribed to it (each recipient subscribes to about five reports).
+pub fn resources(reports: usize, sources: usize, recipients: usize) -> ResourceSet {
+    let source = |i: usize| -> Source {
+        yaml(&format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata: {{name: src-{i:04}, labels: {{desk: d{}}}}}\nspec: {{kind: feed, url: 'https://feeds{}.example.com/{i}.xml', category: {}, weight: 1.0}}\n",
+            i % 10,
+            i % 37,
+            CATEGORIES[i % 6]
+        ))
+    };
+    let recipient = |i: usize| -> Recipient {
+        let labels: Vec<String> = (0..5)
+            .map(|k| format!("r{}: 'yes'", (i + k * 7) % reports))
+            .collect();
+        yaml(&format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata: {{name: rcpt-{i:05}, labels: {{{}}}}}\nspec: {{email: 'reader{i:05}@desk.example.com', displayName: '读者{i}', categories: [{}]}}\n",
+            labels.join(", "),
+            CATEGORIES[i % 4]
+        ))
+    };
+    let report = |i: usize| -> DailyReport {
+        yaml(&format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: DailyReport\nmetadata: {{name: report-{i:02}}}\nspec:\n  title: 日报{i}\n  sourceSelector: {{matchLabels: {{desk: d{}}}}}\n  recipientSelector: {{matchLabels: {{r{i}: 'yes'}}}}\n  smtp: {{host: smtp.example.com, from: brief@example.com, credentialsSecretRef: {{name: smtp}}}}\n",
+            i % 10
+        ))
+    };
+    ResourceSet {
+        sources: (0..sources).map(source).collect(),
+        recipients: (0..recipients).map(recipient).collect(),
+        reports: (0..reports).map(report).collect(),
+    }
+}
