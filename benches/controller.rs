@@ -196,6 +196,11 @@ async fn controller_process(a: &Args, set: &ResourceSet, api: &kube_api::FakeApi
             "--admin-listen",
             &format!("127.0.0.1:{port}"),
         ])
+        .args(
+            std::env::var("FINREP_BENCH_CONTROLLER_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .env("KUBECONFIG", &kubeconfig)
         .env("DATABASE_URL", &a.database_url)
         .env("RUST_LOG", "warn")
