@@ -189,9 +189,11 @@ async fn controller_process(a: &Args, set: &ResourceSet, api: &kube_api::FakeApi
         .unwrap()
         .port();
     let started = Instant::now();
+    // `finrep controller`, or the controller-only `finrep-controller`.
+    let subcommand = (!a.finrep.ends_with("finrep-controller")).then_some("controller");
     let mut child = Command::new(&a.finrep)
+        .args(subcommand)
         .args([
-            "controller",
             "--no-leader-election",
             "--admin-listen",
             &format!("127.0.0.1:{port}"),

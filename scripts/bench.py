@@ -523,8 +523,8 @@ def bench_w2_controller(args):
             "anon_rss_at_ready_mib"]
     record("W2-controller", {
         "workload": "W2 controller: 50 DailyReports, 500 Sources, 5,000 Recipients in one namespace, served by the "
-                    "in-memory Kubernetes API over loopback; reconcile_report in process, then `finrep controller` "
-                    "(release build) started twice against it",
+                    "in-memory Kubernetes API over loopback; reconcile_report in process, then `finrep-controller` "
+                    "(release build, the controller alone) started twice against it",
         "reports": last["reports"], "sources": last["sources"], "recipients": last["recipients"],
         **{k: summary([r[k] for r in runs]) for k in keys},
     })

@@ -16,7 +16,7 @@ else
   smoke=() build=(cargo build --release --locked) finrep=target/release/finrep db=finrep_bench_w1
 fi
 ensure_venv feedparser aiosmtpd
-"${build[@]}" --bin finrep
+"${build[@]}" --bin finrep --bin finrep-controller
 # The path of a bench executable, built in the profile of this mode.
 bench_exe() {
   local name=$1 build
@@ -56,6 +56,6 @@ if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = all
   if [ "$what" = w2 ] || [ "$what" = all ]; then
     psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists ${db}_w2" -c "create database ${db}_w2" >/dev/null
     "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w2-controller --finrep-bench "$(bench_exe controller)" \
-      --finrep "$finrep" --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w2" --runs "${RUNS:-3}"
+      --finrep "$finrep-controller" --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w2" --runs "${RUNS:-3}"
   fi
 fi
