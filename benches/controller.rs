@@ -26,8 +26,6 @@ use finrep::controller::report_reconciler::reconcile_report;
 use finrep::metrics::Metrics;
 use finrep::store::Store;
 use finrep::validation::ResourceSet;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::ObjectMeta;
 
 #[path = "common/w2.rs"]
 mod w2;
@@ -64,35 +62,12 @@ fn args() -> Args {
     a
 }
 
-fn secret(name: &str) -> serde_json::Value {
-    let mut v = serde_json::to_value(Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some("default".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    })
-    .unwrap();
-    v["apiVersion"] = "v1".into();
-    v["kind"] = "Secret".into();
-    v
-}
-
 async fn cluster(set: &ResourceSet) -> kube_api::FakeApi {
     let api = kube_api::FakeApi::start().await;
     api.install_crds();
-    for s in &set.sources {
-        api.put(s);
-    }
-    for r in &set.recipients {
-        api.put(r);
-    }
-    for r in &set.reports {
-        api.put(r);
-    }
+    api.put_resources(set);
     for name in ["smtp", "finrep-database"] {
-        api.put(&secret(name));
+        api.put_secret("default", name);
     }
     api
 }

@@ -7,12 +7,14 @@ mod common;
 
 use common::operator::{Cluster, SECRETS, TestClock, database};
 use finrep::api::annotations;
+use finrep::controller::context::Context;
 use finrep::controller::pod_security;
 use finrep::controller::report_reconciler::reconcile_report;
 use finrep::plan::{PLAN_FILE, RunPlan};
 use finrep::run::RunPhase;
-use finrep::store::{RunKey, RunStart};
+use finrep::store::{RunKey, RunStart, Store};
 use k8s_openapi::api::batch::v1::Job;
+use std::sync::Arc;
 
 const REPORT: &str = "morning-brief";
 const BEFORE: &str = "2026-11-24T05:00:00+08:00";
@@ -64,13 +66,7 @@ async fn before_the_slot_it_waits_for_the_slot_and_starts_nothing() {
 
 #[tokio::test]
 async fn at_the_slot_it_stores_the_plan_and_creates_a_restricted_job() {
-    let cluster = Cluster::examples().await;
-    let store = database().await;
-    let clock = TestClock::at(BEFORE);
-    let ctx = cluster.context(&store, clock.clone());
-    reconcile_report(&cluster.report(REPORT), &ctx)
-        .await
-        .unwrap();
+    let (cluster, _store, clock, ctx) = seen_before_the_slot().await;
 
     clock.set(AT_SLOT);
     let done = reconcile_report(&cluster.report(REPORT), &ctx)
@@ -102,7 +98,7 @@ async fn at_the_slot_it_stores_the_plan_and_creates_a_restricted_job() {
         Some("2026-11-24T06:00:00+08:00")
     );
     assert_eq!(status.last_run.unwrap().phase, RunPhase::Pending);
-    assert!(cluster.event_reasons().contains(&"RunStarted".to_string()));
+    assert_eq!(cluster.event_count("RunStarted"), 1);
     // Reconciling again starts nothing new.
     let again = reconcile_report(&cluster.report(REPORT), &ctx)
         .await
@@ -191,6 +187,19 @@ async fn a_missing_secret_makes_the_report_not_ready_and_starts_no_run() {
         .collect();
     assert_eq!(warnings.len(), 1, "one Warning, not one per pass");
     assert!(SECRETS.contains(&"finrep-smtp"));
+}
+
+/// The examples' cluster, a database, a clock and a context, after a first reconcile an hour
+/// before the slot (the report is scheduled from then on).
+async fn seen_before_the_slot() -> (Cluster, Store, Arc<TestClock>, Arc<Context>) {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let clock = TestClock::at(BEFORE);
+    let ctx = cluster.context(&store, clock.clone());
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    (cluster, store, clock, ctx)
 }
 
 /// Reconciles at `first` (the controller starts), then not again until `then`.
@@ -394,13 +403,7 @@ async fn record_run(store: &finrep::store::Store, phase: RunPhase) {
 }
 
 async fn finished_run(succeeded: bool, phase: RunPhase) -> (Cluster, finrep::api::DailyReport) {
-    let cluster = Cluster::examples().await;
-    let store = database().await;
-    let clock = TestClock::at(BEFORE);
-    let ctx = cluster.context(&store, clock.clone());
-    reconcile_report(&cluster.report(REPORT), &ctx)
-        .await
-        .unwrap();
+    let (cluster, store, clock, ctx) = seen_before_the_slot().await;
     clock.set(AT_SLOT);
     reconcile_report(&cluster.report(REPORT), &ctx)
         .await
@@ -422,11 +425,7 @@ async fn a_succeeded_job_and_record_make_a_succeeded_last_run() {
     assert_eq!(status.last_run.unwrap().phase, RunPhase::Succeeded);
     assert_eq!(status.active_run, None);
     assert_eq!(condition(&report, "LastRunSucceeded").0, "True");
-    assert!(
-        cluster
-            .event_reasons()
-            .contains(&"RunSucceeded".to_string())
-    );
+    assert_eq!(cluster.event_count("RunSucceeded"), 1);
 }
 
 #[tokio::test]
@@ -436,11 +435,7 @@ async fn a_partial_delivery_is_reported_as_such() {
         report.status.unwrap().last_run.unwrap().phase,
         RunPhase::PartiallyDelivered
     );
-    assert!(
-        cluster
-            .event_reasons()
-            .contains(&"RunPartiallyDelivered".to_string())
-    );
+    assert_eq!(cluster.event_count("RunPartiallyDelivered"), 1);
 }
 
 #[tokio::test]
@@ -451,7 +446,7 @@ async fn a_failed_job_makes_a_failed_last_run() {
         RunPhase::Failed
     );
     assert_eq!(condition(&report, "LastRunSucceeded").0, "False");
-    assert!(cluster.event_reasons().contains(&"RunFailed".to_string()));
+    assert_eq!(cluster.event_count("RunFailed"), 1);
 }
 
 #[tokio::test]
@@ -560,13 +555,7 @@ async fn ten_thousand_recipients_fit_one_plan_config_map() {
 
 #[tokio::test]
 async fn api_failures_are_transient_errors_and_the_retry_finishes_the_work() {
-    let cluster = Cluster::examples().await;
-    let store = database().await;
-    let clock = TestClock::at(BEFORE);
-    let ctx = cluster.context(&store, clock.clone());
-    reconcile_report(&cluster.report(REPORT), &ctx)
-        .await
-        .unwrap();
+    let (cluster, _store, clock, ctx) = seen_before_the_slot().await;
     clock.set(AT_SLOT);
 
     cluster

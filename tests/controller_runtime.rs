@@ -109,22 +109,9 @@ fn scheduled_for_days(api: &FakeApi) {
 /// An API server with the examples but no CRDs yet.
 async fn cluster_without_crds() -> FakeApi {
     let api = FakeApi::start().await;
-    let set = examples();
-    for s in &set.sources {
-        api.put(s);
-    }
-    for r in &set.recipients {
-        api.put(r);
-    }
-    for r in &set.reports {
-        api.put(r);
-    }
+    api.put_resources(&examples());
     for name in common::operator::SECRETS {
-        api.put(&common::operator::with_kind(
-            common::operator::secret(name),
-            "v1",
-            "Secret",
-        ));
+        api.put_secret("default", name);
     }
     scheduled_for_days(&api);
     api

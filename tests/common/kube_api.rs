@@ -975,6 +975,25 @@ impl FakeApi {
         });
     }
 
+    /// Stores every resource of a set (as `kubectl apply` would have).
+    pub fn put_resources(&self, set: &finrep::validation::ResourceSet) {
+        for s in &set.sources {
+            self.put(s);
+        }
+        for r in &set.recipients {
+            self.put(r);
+        }
+        for r in &set.reports {
+            self.put(r);
+        }
+    }
+
+    /// Stores an (empty) Secret: the controller only checks that it exists.
+    pub fn put_secret(&self, namespace: &str, name: &str) {
+        self.put(&json!({"apiVersion": "v1", "kind": "Secret",
+                         "metadata": {"name": name, "namespace": namespace}}));
+    }
+
     /// Installs finrep's CRDs, established.
     pub fn install_crds(&self) {
         for kind in finrep::api::ResourceKind::ALL {

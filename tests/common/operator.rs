@@ -15,8 +15,6 @@ use finrep::manifest::{self, LoadOptions};
 use finrep::metrics::Metrics;
 use finrep::store::Store;
 use finrep::validation::ResourceSet;
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::ObjectMeta;
 use serde_json::Value;
 
 use super::kube_api::FakeApi;
@@ -59,18 +57,6 @@ pub fn examples() -> ResourceSet {
         .set
 }
 
-pub fn secret(name: &str) -> Secret {
-    Secret {
-        metadata: ObjectMeta {
-            name: Some(name.to_string()),
-            namespace: Some("default".to_string()),
-            ..Default::default()
-        },
-        string_data: None,
-        ..Default::default()
-    }
-}
-
 /// The Secrets the example report and the controller's settings name.
 pub const SECRETS: [&str; 3] = ["finrep-smtp", "finrep-summarizer", "finrep-database"];
 
@@ -84,17 +70,9 @@ impl Cluster {
     pub async fn with(set: ResourceSet) -> Self {
         let api = FakeApi::start().await;
         api.install_crds();
-        for s in &set.sources {
-            api.put(s);
-        }
-        for r in &set.recipients {
-            api.put(r);
-        }
-        for r in &set.reports {
-            api.put(r);
-        }
+        api.put_resources(&set);
         for name in SECRETS {
-            api.put(&with_kind(secret(name), "v1", "Secret"));
+            api.put_secret("default", name);
         }
         Self { api, set }
     }
@@ -215,14 +193,6 @@ impl Cluster {
             .with_snapshot_ttl(std::time::Duration::ZERO),
         )
     }
-}
-
-/// `obj` with its apiVersion and kind set (k8s-openapi leaves them to serialization).
-pub fn with_kind<T: serde::Serialize>(obj: T, api_version: &str, kind: &str) -> Value {
-    let mut v = serde_json::to_value(obj).unwrap();
-    v["apiVersion"] = Value::from(api_version);
-    v["kind"] = Value::from(kind);
-    v
 }
 
 /// A migrated scratch database.
