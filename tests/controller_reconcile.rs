@@ -587,3 +587,37 @@ async fn api_failures_are_transient_errors_and_the_retry_finishes_the_work() {
         "one RunStarted despite the retries"
     );
 }
+
+/// `kubectl get dailyreports` prints the CRD's columns from the status the controller wrote.
+#[tokio::test]
+async fn kubectl_get_shows_the_columns_the_controller_filled() {
+    let (cluster, _) = finished_run(true, RunPhase::Succeeded).await;
+    let object = cluster
+        .api
+        .object("finrep.io", "dailyreports", "default", REPORT)
+        .unwrap();
+    let crd = finrep::api::ResourceKind::DailyReport.crd();
+    let columns = crd.spec.versions[0]
+        .additional_printer_columns
+        .clone()
+        .unwrap();
+    let row: Vec<(String, Option<String>)> = columns
+        .iter()
+        .map(|c| {
+            // kubectl evaluates a column's path from the object's root.
+            let path = finrep::jsonpath::JsonPath::parse(&format!("${}", c.json_path)).unwrap();
+            (c.name.clone(), path.text(&object))
+        })
+        .collect();
+    let value = |name: &str| {
+        row.iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("column {name} is empty: {row:?}"))
+    };
+    assert_eq!(value("Last-Run"), "2026-11-24");
+    assert_eq!(value("Phase"), "Succeeded");
+    assert_eq!(value("Delivered"), "0");
+    assert_eq!(value("Failed"), "0");
+    assert_eq!(value("Next"), "2026-11-25T06:00:00+08:00");
+}
