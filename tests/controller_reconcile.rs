@@ -621,3 +621,31 @@ async fn kubectl_get_shows_the_columns_the_controller_filled() {
     assert_eq!(value("Failed"), "0");
     assert_eq!(value("Next"), "2026-11-25T06:00:00+08:00");
 }
+
+#[tokio::test]
+async fn an_invalid_schedule_is_reported_and_touches_nothing() {
+    let mut set = common::operator::examples();
+    set.reports[0].spec.schedule = "61 6 * * *".into();
+    set.reports[0].spec.backup.schedule = "every morning".into();
+    let cluster = Cluster::with(set).await;
+    let done = down_until(&cluster, BEFORE, AT_SLOT).await;
+    assert_eq!(done.started, None);
+    assert!(cluster.jobs().is_empty());
+    assert!(
+        cluster
+            .api
+            .object("batch", "cronjobs", "default", "morning-brief-backup")
+            .is_none()
+    );
+    let report = cluster.report(REPORT);
+    assert_eq!(
+        condition(&report, "Ready"),
+        ("False".into(), "InvalidSpec".into())
+    );
+    let message = &report.status.unwrap().conditions[0].message;
+    assert!(
+        message.contains("spec.schedule") && message.contains("spec.backup.schedule"),
+        "{message}"
+    );
+    assert_eq!(cluster.event_count("InvalidSpec"), 1);
+}

@@ -57,18 +57,14 @@ pub async fn reconcile(
     let result = reconcile_report(&report, &ctx).await;
     ctx.metrics
         .reconciled(KIND, started.elapsed().as_secs_f64());
-    match result {
-        Ok(done) => {
-            ctx.succeeded(&key);
-            let wait = (done.wake_at - ctx.clock.now())
-                .num_milliseconds()
-                .max(1000);
-            Ok(Action::requeue(std::time::Duration::from_millis(
-                wait.unsigned_abs(),
-            )))
-        }
-        Err(e) => Err(e),
-    }
+    let done = result?;
+    ctx.succeeded(&key);
+    let wait = (done.wake_at - ctx.clock.now())
+        .num_milliseconds()
+        .max(1000);
+    Ok(Action::requeue(std::time::Duration::from_millis(
+        wait.unsigned_abs(),
+    )))
 }
 
 /// Backs off per object: transient errors soon and longer each time, permanent ones late, with
@@ -111,7 +107,11 @@ pub async fn reconcile_report(
 ) -> Result<Reconciled, ReconcileError> {
     let world = observe(report, ctx).await?;
     let decision = desired(report, &world);
-    apply_backup(report, ctx).await?;
+    // An invalid spec leaves the backup CronJob as it is (the API server would refuse a bad
+    // schedule, and the status must still say what is wrong).
+    if world.problems.is_empty() {
+        apply_backup(report, ctx).await?;
+    }
     let started = match &decision.start {
         Some(start) => start_run(report, start, ctx, world.now).await?,
         None => None,
