@@ -101,7 +101,7 @@ pub async fn run(
     });
     let metrics = Metrics::new();
     let admin = AdminState::new(metrics.clone());
-    let _admin_task = serve_admin(opts.admin_listen, admin.clone()).await?;
+    let _admin = AbortOnDrop(serve_admin(opts.admin_listen, admin.clone()).await?);
     wait_for_crds(&client, &stop).await?;
     let lease = match &opts.lease {
         Some(l) => match lead(&client, l, &stop).await? {
@@ -131,6 +131,17 @@ pub async fn run(
     match lost {
         Some(lost) if lost.is_cancelled() => Err(RuntimeError::LeaseLost),
         _ => Ok(()),
+    }
+}
+
+/// Stops the admin port when `run` returns, however it returns.
+struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 
