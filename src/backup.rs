@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use chrono::{NaiveDate, Utc};
+use chrono::NaiveDate;
 
 use crate::store::{Store, StoreError};
 use crate::untrusted::redact_url;
@@ -37,6 +37,17 @@ pub enum BackupError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+impl BackupError {
+    pub fn category(&self) -> crate::run::ErrorCategory {
+        use crate::run::ErrorCategory;
+        match self {
+            Self::Client(_) | Self::TooOld { .. } | Self::NotEmpty => ErrorCategory::Config,
+            Self::Store(_) => ErrorCategory::Database,
+            Self::Io { .. } => ErrorCategory::Io,
+        }
+    }
 }
 
 /// A dump's file name.
@@ -122,15 +133,31 @@ pub struct BackupOutcome {
     pub pruned: Vec<String>,
 }
 
-/// Dumps the database behind `database_url` into `dir` and prunes old dumps of `name`.
+/// Where and what `backup` dumps.
+#[derive(Clone, Debug)]
+pub struct BackupTarget<'a> {
+    pub dir: &'a Path,
+    /// The name in the file name (a report's name).
+    pub name: &'a str,
+    /// The date in the file name; retention counts back from it.
+    pub today: NaiveDate,
+    pub retention_days: u32,
+}
+
+/// Dumps the database behind `database_url` into the target directory and prunes old dumps
+/// of the target's name.
 pub async fn backup(
     store: &Store,
     database_url: &str,
     pg_dump: &Path,
-    dir: &Path,
-    name: &str,
-    retention_days: u32,
+    target: &BackupTarget<'_>,
 ) -> Result<BackupOutcome, BackupError> {
+    let BackupTarget {
+        dir,
+        name,
+        today,
+        retention_days,
+    } = *target;
     check_versions(
         &pg_dump.display().to_string(),
         run_version(pg_dump)?,
@@ -141,7 +168,6 @@ pub async fn backup(
         move |source| BackupError::Io { path, source }
     };
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let today = Utc::now().date_naive();
     let file = dir.join(file_name(name, today));
     let partial = file.with_extension("gz.partial");
     let (program, url, target) = (

@@ -17,6 +17,8 @@ pub mod pipeline;
 pub mod plan;
 pub mod run;
 pub mod schedule;
+pub mod signals;
+pub mod standalone;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

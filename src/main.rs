@@ -91,6 +91,9 @@ enum Command {
         /// The pg_dump program.
         #[arg(long, env = "FINREP_PG_DUMP", default_value = "pg_dump")]
         pg_dump: PathBuf,
+        /// Date in the file name (YYYY-MM-DD); default today in the local time zone (TZ).
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
         #[command(flatten)]
         db: DatabaseArgs,
     },
@@ -126,6 +129,16 @@ enum Command {
         #[command(flatten)]
         db: DatabaseArgs,
     },
+
+    /// Run every DailyReport of a configuration directory on its schedule, without
+    /// Kubernetes (docker compose, a VM, WSL).
+    ///
+    /// Loads the manifests like `validate` (any error refuses to start) and reads them again
+    /// when a file changes or on SIGHUP (a bad edit is reported and the last good set kept).
+    /// Runs each report's plan in-process at its slot — once per slot across restarts,
+    /// catching up within startingDeadlineSeconds — and backs the database up at each
+    /// report's backup slot. Stops cleanly on SIGTERM.
+    Standalone(Box<StandaloneArgs>),
 
     /// Run the operator: reconcile DailyReports, Sources and Recipients in the cluster.
     ///
@@ -171,6 +184,42 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+}
+
+#[derive(Args, Debug)]
+struct StandaloneArgs {
+    /// Directory (or file) of Source, Recipient and DailyReport manifests.
+    #[arg(long, env = "FINREP_CONFIG", value_name = "DIR")]
+    config: PathBuf,
+    /// Namespace of manifests that name none.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// Serve /metrics, /healthz and /readyz here.
+    #[arg(long, env = "FINREP_ADMIN_LISTEN", default_value = "0.0.0.0:8080")]
+    admin_listen: std::net::SocketAddr,
+    /// Most runs and backups at once.
+    #[arg(long, env = "FINREP_MAX_CONCURRENT_RUNS", default_value_t = 2)]
+    max_concurrent_runs: usize,
+    /// Seconds between looks at the configuration files and the database when no slot is due.
+    #[arg(long, default_value_t = 30.0)]
+    poll_seconds: f64,
+    /// Seconds a shutdown waits for work in flight (delivery stops between messages).
+    #[arg(long, default_value_t = 25)]
+    shutdown_grace_seconds: u64,
+    /// Directory the backups are written to.
+    #[arg(long, env = "FINREP_BACKUP_DIR", default_value = "backups")]
+    backup_dir: PathBuf,
+    /// The pg_dump program backups run.
+    #[arg(long, env = "FINREP_PG_DUMP", default_value = "pg_dump")]
+    pg_dump: PathBuf,
+    /// Read the time from this file instead of the system clock (tests and demos: an RFC 3339
+    /// instant, optionally followed by a rate such as x60).
+    #[arg(long, env = "FINREP_CLOCK_FILE", value_name = "FILE", hide = true)]
+    clock_file: Option<PathBuf>,
+    #[command(flatten)]
+    db: DatabaseArgs,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -260,6 +309,11 @@ impl RunArgs {
         if self.no_send {
             return Ok(None);
         }
+        self.delivery_for(plan.slot.manual).map(Some)
+    }
+
+    /// How delivery runs for a manual or a scheduled run.
+    fn delivery_for(&self, manual: bool) -> anyhow::Result<DeliveryOptions> {
         let unsubscribe = match (std::env::var("FINREP_UNSUBSCRIBE_KEY"), &self.public_url) {
             (Ok(key), Some(url)) if key.len() >= finrep::unsubscribe::MIN_KEY_BYTES => {
                 Some(Unsubscribe {
@@ -273,13 +327,13 @@ impl RunArgs {
             ),
             _ => None,
         };
-        Ok(Some(DeliveryOptions {
-            mode: WindowMode::for_run(plan.slot.manual, self.respect_window),
+        Ok(DeliveryOptions {
+            mode: WindowMode::for_run(manual, self.respect_window),
             unsubscribe,
             reuse_connections: !self.no_connection_reuse,
             network: self.network(),
             ..Default::default()
-        }))
+        })
     }
 }
 
@@ -334,18 +388,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             name,
             retention_days,
             pg_dump,
+            date,
             db,
         } => runtime()?.block_on(async {
             let store = db.connect().await?;
-            let outcome = finrep::backup::backup(
-                &store,
-                &db.database_url,
-                &pg_dump,
-                &dir,
-                &name,
+            let target = finrep::backup::BackupTarget {
+                dir: &dir,
+                name: &name,
+                // The local date, as `date` names the CronJob's dumps (TZ decides).
+                today: date.unwrap_or_else(|| chrono::Local::now().date_naive()),
                 retention_days,
-            )
-            .await?;
+            };
+            let outcome =
+                finrep::backup::backup(&store, &db.database_url, &pg_dump, &target).await?;
             println!("{}", serde_json::to_string(&outcome)?);
             Ok(ExitCode::SUCCESS)
         }),
@@ -361,6 +416,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             tracing::info!(file = %file.display(), "restored");
             Ok(ExitCode::SUCCESS)
         }),
+        Command::Standalone(args) => standalone(&args),
         Command::Controller(args) => finrep::controller::cli::run(&args),
         Command::Pipeline { plan, db, run } => pipeline(&plan, &db, &run),
         Command::Run {
@@ -474,6 +530,66 @@ fn status(
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// `finrep standalone`: schedules and runs every report until SIGTERM.
+fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
+    use finrep::clock::{Clock, SystemClock};
+    use finrep::standalone::{config::ConfigSource, file_clock::FileClock, runner};
+
+    let config = ConfigSource::open(args.config.clone(), &args.namespace)
+        .with_context(|| format!("loading {}", args.config.display()))?;
+    let clock: std::sync::Arc<dyn Clock> = match &args.clock_file {
+        Some(path) => {
+            std::sync::Arc::new(FileClock::open(path.clone()).map_err(anyhow::Error::msg)?)
+        }
+        None => std::sync::Arc::new(SystemClock),
+    };
+    if args.run.no_send {
+        anyhow::bail!("standalone mode delivers every run; --no-send is for `finrep run`");
+    }
+    if !(args.poll_seconds > 0.0 && args.poll_seconds.is_finite()) {
+        anyhow::bail!("--poll-seconds must be a positive number of seconds");
+    }
+    runtime()?.block_on(async {
+        let store = args.db.connect().await?;
+        store.migrate().await?;
+        let stop = tokio_util::sync::CancellationToken::new();
+        let delivery = DeliveryOptions {
+            clock: clock.clone(),
+            stop: stop.clone(),
+            ..args.run.delivery_for(false)?
+        };
+        let runner = runner::Runner {
+            store,
+            clock,
+            metrics: finrep::metrics::Metrics::new(),
+            pipeline: args.run.options(),
+            delivery,
+            backup: runner::BackupSettings {
+                dir: args.backup_dir.clone(),
+                pg_dump: args.pg_dump.clone(),
+                database_url: args.db.database_url.clone(),
+            },
+        };
+        let settings = finrep::standalone::Settings {
+            max_concurrent: args.max_concurrent_runs,
+            poll: Duration::from_secs_f64(args.poll_seconds),
+            shutdown_grace: Duration::from_secs(args.shutdown_grace_seconds),
+            admin_listen: Some(args.admin_listen),
+            ..Default::default()
+        };
+        let scheduler =
+            finrep::standalone::Scheduler::new(config, std::sync::Arc::new(runner), settings);
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            finrep::signals::terminated().await;
+            tracing::info!("SIGTERM: stopping");
+            on_signal.cancel();
+        });
+        scheduler.run(stop).await?;
+        Ok(ExitCode::SUCCESS)
     })
 }
 

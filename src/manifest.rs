@@ -110,10 +110,7 @@ impl Default for LoadOptions {
 pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, ManifestError> {
     let checker = SchemaChecker::new()?;
     let mut loaded = Loaded::default();
-    let mut files = Vec::new();
-    for path in paths {
-        collect_files(path, &mut files)?;
-    }
+    let files = manifest_files(paths)?;
     let complete = opts
         .complete
         .unwrap_or_else(|| paths.iter().any(|p| p.is_dir()));
@@ -219,6 +216,16 @@ pub fn load_valid(paths: &[PathBuf], opts: &LoadOptions) -> Result<Loaded, Manif
         return Err(ManifestError::Invalid { errors, listing });
     }
     Ok(loaded)
+}
+
+/// The manifest files `load` reads under `paths`, in the order it reads them (hidden entries
+/// skipped, directories searched for .yaml, .yml and .json).
+pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ManifestError> {
+    let mut files = Vec::new();
+    for path in paths {
+        collect_files(path, &mut files)?;
+    }
+    Ok(files)
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> Result<(), ManifestError> {

@@ -6,10 +6,13 @@ use std::sync::Arc;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::run::{ErrorCategory, RunPhase};
+use chrono::{DateTime, Utc};
+
+use crate::run::{DeliveryStatus, ErrorCategory, FetchStatus, RunOutcome, RunPhase};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabel {
@@ -27,6 +30,36 @@ pub struct PhaseLabel {
     pub phase: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportLabels {
+    pub namespace: String,
+    pub report: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportPhaseLabels {
+    pub namespace: String,
+    pub report: String,
+    pub phase: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportStatusLabels {
+    pub namespace: String,
+    pub report: String,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabel {
+    pub step: &'static str,
+}
+
 /// Counters and histograms of reconciles and runs.
 pub struct Metrics {
     registry: Registry,
@@ -36,6 +69,12 @@ pub struct Metrics {
     runs: Family<PhaseLabel, Counter>,
     jobs_created: Counter,
     slots_missed: Counter,
+    report_runs: Family<ReportPhaseLabels, Counter>,
+    deliveries: Family<ReportStatusLabels, Gauge>,
+    fetches: Family<OutcomeLabel, Counter>,
+    steps: Family<StepLabel, Histogram>,
+    next_slot: Family<ReportLabels, Gauge>,
+    backups: Family<OutcomeLabel, Counter>,
 }
 
 impl Metrics {
@@ -68,6 +107,41 @@ impl Metrics {
             "Scheduled slots that passed without a run",
             slots_missed.clone(),
         );
+        let report_runs = Family::<ReportPhaseLabels, Counter>::default();
+        let deliveries = Family::<ReportStatusLabels, Gauge>::default();
+        let fetches = Family::<OutcomeLabel, Counter>::default();
+        let steps = Family::<StepLabel, Histogram>::new_with_constructor(|| {
+            // 10 ms to ~20 min.
+            Histogram::new(exponential_buckets(0.01, 2.0, 18))
+        });
+        let next_slot = Family::<ReportLabels, Gauge>::default();
+        let backups = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "report_runs",
+            "Runs that ended, by report and phase",
+            report_runs.clone(),
+        );
+        registry.register(
+            "report_deliveries",
+            "Deliveries of each report's latest run, by status",
+            deliveries.clone(),
+        );
+        registry.register(
+            "fetches",
+            "Source fetches by outcome (ok, not-modified or the error kind)",
+            fetches.clone(),
+        );
+        registry.register(
+            "step_duration_seconds",
+            "Time each pipeline step took",
+            steps.clone(),
+        );
+        registry.register(
+            "next_slot_timestamp_seconds",
+            "The next scheduled slot of each report (Unix time)",
+            next_slot.clone(),
+        );
+        registry.register("backups", "Backups by result", backups.clone());
         Arc::new(Self {
             registry,
             reconciles,
@@ -76,7 +150,92 @@ impl Metrics {
             runs,
             jobs_created,
             slots_missed,
+            report_runs,
+            deliveries,
+            fetches,
+            steps,
+            next_slot,
+            backups,
         })
+    }
+
+    /// A run's outcome: its phase, its deliveries, its sources and its steps.
+    pub fn run_finished(&self, outcome: &RunOutcome) {
+        self.run_ended(outcome.phase);
+        let report = |phase| ReportPhaseLabels {
+            namespace: outcome.namespace.clone(),
+            report: outcome.report.clone(),
+            phase,
+        };
+        self.report_runs
+            .get_or_create(&report(outcome.phase.as_str()))
+            .inc();
+        if let Some(d) = &outcome.delivery {
+            for (status, n) in [
+                (DeliveryStatus::Pending, d.pending),
+                (DeliveryStatus::Sent, d.sent),
+                (DeliveryStatus::Deferred, d.deferred),
+                (DeliveryStatus::Failed, d.failed),
+                (DeliveryStatus::Bounced, d.bounced),
+                (DeliveryStatus::Uncertain, d.uncertain),
+            ] {
+                self.deliveries
+                    .get_or_create(&ReportStatusLabels {
+                        namespace: outcome.namespace.clone(),
+                        report: outcome.report.clone(),
+                        status: status.as_str(),
+                    })
+                    .set(n);
+            }
+        }
+        for source in &outcome.sources {
+            let outcome = match (source.status, source.error_kind) {
+                (FetchStatus::Failed, Some(kind)) => kind.as_str(),
+                (status, _) => status.as_str(),
+            };
+            self.fetches.get_or_create(&OutcomeLabel { outcome }).inc();
+        }
+        for step in &outcome.steps {
+            let seconds = (step.finished - step.started).num_milliseconds().max(0) as f64 / 1000.0;
+            self.steps
+                .get_or_create(&StepLabel {
+                    step: step.step.as_str(),
+                })
+                .observe(seconds);
+        }
+    }
+
+    /// A report's run that ended in phase `phase` without an outcome (missed, failed early).
+    pub fn report_run_ended(&self, namespace: &str, report: &str, phase: RunPhase) {
+        self.run_ended(phase);
+        self.report_runs
+            .get_or_create(&ReportPhaseLabels {
+                namespace: namespace.to_string(),
+                report: report.to_string(),
+                phase: phase.as_str(),
+            })
+            .inc();
+    }
+
+    /// The next slot of a report; `None` removes it (suspended or removed report).
+    pub fn next_slot(&self, namespace: &str, report: &str, at: Option<DateTime<Utc>>) {
+        let labels = ReportLabels {
+            namespace: namespace.to_string(),
+            report: report.to_string(),
+        };
+        match at {
+            Some(t) => {
+                self.next_slot.get_or_create(&labels).set(t.timestamp());
+            }
+            None => {
+                self.next_slot.remove(&labels);
+            }
+        }
+    }
+
+    pub fn backup_done(&self, ok: bool) {
+        let outcome = if ok { "ok" } else { "failed" };
+        self.backups.get_or_create(&OutcomeLabel { outcome }).inc();
     }
 
     pub fn reconciled(&self, kind: &'static str, seconds: f64) {

@@ -78,6 +78,40 @@ impl RunPhase {
     }
 }
 
+/// What a scheduler runs at a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SlotTask {
+    /// The report's pipeline run.
+    Run,
+    /// The database backup of the report's backup schedule.
+    Backup,
+}
+
+state_names!(SlotTask, "slot task", {
+    Run => "run",
+    Backup => "backup",
+});
+
+/// What became of a slot a scheduler handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SlotState {
+    /// Claimed and started; not finished yet (or interrupted: resumed on restart).
+    Started,
+    Finished,
+    /// Ended with an error that a retry would not fix.
+    Failed,
+    /// Passed beyond its deadline without a run.
+    Missed,
+}
+
+state_names!(SlotState, "slot state", {
+    Started => "Started",
+    Finished => "Finished",
+    Failed => "Failed",
+    Missed => "Missed",
+});
+
 /// How the fetch of one source ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

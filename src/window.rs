@@ -5,7 +5,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 
-use crate::api::{LateDelivery, MailWindow};
+use crate::api::{DailyReport, LateDelivery, MailWindow};
 use crate::schedule::{ScheduleError, local_instant, parse_local_time};
 
 /// The window of one day, as instants.
@@ -32,6 +32,16 @@ impl Window {
             late: window.late_delivery,
         })
     }
+}
+
+/// The end of a report's mail window on local `date`: a scheduled slot found after it is
+/// missed, and a run's deadline counts from it. `None` when the spec's zone or times are
+/// invalid (validation reports those).
+pub fn report_window_end(report: &DailyReport, date: NaiveDate) -> Option<DateTime<Utc>> {
+    let tz = crate::schedule::parse_time_zone(&report.spec.time_zone).ok()?;
+    Window::for_date(&report.spec.mail_window, tz, date)
+        .ok()
+        .map(|w| w.end)
 }
 
 /// How a run treats the window.

@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-use chrono::Utc;
 use sqlx::Connection;
 
 /// Every table's row count and a checksum of its rows.
@@ -77,7 +76,10 @@ async fn backup_restore_gives_the_same_database_and_retention_spares_other_files
         serde_json::json!(["finrep_brief_20200101.sql.gz"])
     );
     let dump = result["file"].as_str().unwrap().to_string();
-    assert!(dump.ends_with(&finrep::backup::file_name("brief", Utc::now().date_naive())));
+    assert!(dump.ends_with(&finrep::backup::file_name(
+        "brief",
+        chrono::Local::now().date_naive()
+    )));
     assert!(dir.path().join("finrep_other_20200101.sql.gz").exists());
     assert!(dir.path().join("notes.txt").exists());
 

@@ -125,6 +125,7 @@ fn delivery(mode: WindowMode, clock: Arc<dyn Clock>) -> DeliveryOptions {
         smtp_timeout: Duration::from_secs(5),
         reuse_connections: true,
         network: NetworkPolicy::permissive(),
+        ..Default::default()
     }
 }
 

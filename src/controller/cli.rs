@@ -117,29 +117,6 @@ impl ControllerArgs {
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-pub async fn terminated() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = tokio::signal::ctrl_c() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// `finrep controller`: runs until SIGTERM.
 pub fn run(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
     let opts = args.options()?;
@@ -157,7 +134,7 @@ pub fn run(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
             store,
             opts,
             std::sync::Arc::new(crate::clock::SystemClock),
-            terminated(),
+            crate::signals::terminated(),
         )
         .await?;
         Ok(ExitCode::SUCCESS)

@@ -20,7 +20,7 @@ use crate::plan::RunAt;
 use crate::run::{RunPhase, run_name};
 use crate::schedule::{Missed, Schedule, SlotDecision, SlotState, decide};
 use crate::validation::FieldProblem;
-use crate::window::Window;
+use crate::window::report_window_end as window_end;
 
 /// How often a report with a run in progress is looked at again (its record in PostgreSQL
 /// moves through phases no watch reports).
@@ -259,13 +259,6 @@ fn manual_run(report: &DailyReport, world: &World, out: &mut Desired) {
         window_end: end.max(world.now),
     });
     out.status.handled_run_now = Some(value.clone());
-}
-
-fn window_end(report: &DailyReport, date: NaiveDate) -> Option<DateTime<Utc>> {
-    let tz = crate::schedule::parse_time_zone(&report.spec.time_zone).ok()?;
-    Window::for_date(&report.spec.mail_window, tz, date)
-        .ok()
-        .map(|w| w.end)
 }
 
 /// Finished Jobs beyond the report's history.

@@ -29,6 +29,7 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::guard::{NetworkPolicy, ResolveError};
@@ -69,6 +70,9 @@ pub struct DeliveryOptions {
     pub reuse_connections: bool,
     /// Which SMTP hosts may be reached (the sources' guard).
     pub network: NetworkPolicy,
+    /// Once cancelled, no new message is started: the ones in flight finish and the rest
+    /// stay pending for the next attempt (a scheduler shutting down).
+    pub stop: CancellationToken,
 }
 
 impl Default for DeliveryOptions {
@@ -82,6 +86,7 @@ impl Default for DeliveryOptions {
             smtp_timeout: Duration::from_secs(30),
             reuse_connections: true,
             network: NetworkPolicy::strict(Vec::new()),
+            stop: CancellationToken::new(),
         }
     }
 }
@@ -345,7 +350,13 @@ pub async fn deliver(
     // Waiting for the window first keeps the connection test close to the first message.
     if let Gate::WaitUntil(t) = gate(&ctx.window, opts.mode, opts.clock.now()) {
         info!(until = %t, "waiting for the mail window to open");
-        opts.clock.sleep_until(t).await;
+        tokio::select! {
+            () = opts.clock.sleep_until(t) => {}
+            () = opts.stop.cancelled() => {}
+        }
+    }
+    if opts.stop.is_cancelled() {
+        return Ok(store.delivery_counts(report_id).await?);
     }
     if let Gate::Closed { send_late: false } = gate(&ctx.window, opts.mode, opts.clock.now()) {
         let moved = defer_the_rest(store, report_id).await?;
@@ -518,13 +529,16 @@ async fn worker_loop(
     conn: &mut Option<AsyncSmtpConnection>,
 ) -> Result<(), DeliveryError> {
     loop {
-        if ctx.abort.load(Ordering::SeqCst) {
+        if ctx.abort.load(Ordering::SeqCst) || ctx.opts.stop.is_cancelled() {
             return Ok(());
         }
         match gate(&ctx.window, ctx.opts.mode, ctx.opts.clock.now()) {
             Gate::Open | Gate::Closed { send_late: true } => {}
             Gate::WaitUntil(t) => {
-                ctx.opts.clock.sleep_until(t).await;
+                tokio::select! {
+                    () = ctx.opts.clock.sleep_until(t) => {}
+                    () = ctx.opts.stop.cancelled() => {}
+                }
                 continue;
             }
             // The window end is a hard stop: what is left is deferred by the caller.

@@ -3,11 +3,13 @@
 mod articles;
 mod deliveries;
 mod runs;
+mod schedule;
 mod sources;
 
 pub use articles::*;
 pub use deliveries::*;
 pub use runs::*;
+pub use schedule::*;
 pub use sources::*;
 
 use std::time::Duration;

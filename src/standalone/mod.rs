@@ -1,0 +1,15 @@
+//! Standalone mode: the operator's schedule without a cluster. One process reads the same
+//! manifests (`--config DIR`), decides slots with the controller's functions, runs each
+//! report's plan in-process at its slot and backs the database up at each report's backup
+//! slot, keeping its scheduling state in PostgreSQL so a restart neither repeats nor forgets
+//! a slot.
+
+pub mod config;
+pub mod error;
+pub mod file_clock;
+pub mod runner;
+pub mod scheduler;
+pub mod slots;
+
+pub use error::StandaloneError;
+pub use scheduler::{Scheduler, Settings};
