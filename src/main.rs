@@ -140,6 +140,17 @@ enum Command {
     /// report's backup slot. Stops cleanly on SIGTERM.
     Standalone(Box<StandaloneArgs>),
 
+    /// Ask a running finrep's admin port whether it is ready; exit 0 when it is (a container
+    /// health check: the image has no HTTP client of its own).
+    Probe {
+        /// The URL to ask.
+        #[arg(long, default_value = "http://127.0.0.1:8080/readyz")]
+        url: String,
+        /// Seconds to wait for the answer.
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+
     /// Run the operator: reconcile DailyReports, Sources and Recipients in the cluster.
     ///
     /// Starts a pipeline Job at each report's slot, keeps its backup CronJob and writes the
@@ -417,6 +428,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }),
         Command::Standalone(args) => standalone(&args),
+        Command::Probe { url, timeout } => probe(&url, Duration::from_secs(timeout)),
         Command::Controller(args) => finrep::controller::cli::run(&args),
         Command::Pipeline { plan, db, run } => pipeline(&plan, &db, &run),
         Command::Run {
@@ -530,6 +542,28 @@ fn status(
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+/// `finrep probe`: 0 when the admin port answers 2xx, 1 otherwise (with the reason).
+fn probe(url: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
+    finrep::tls::install_crypto_provider();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(timeout).build()?;
+        match client.get(url).send().await {
+            Ok(r) if r.status().is_success() => Ok(ExitCode::SUCCESS),
+            Ok(r) => {
+                eprintln!("{url}: {}", r.status());
+                Ok(ExitCode::FAILURE)
+            }
+            Err(e) => {
+                eprintln!("{url}: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
     })
 }
 

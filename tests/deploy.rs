@@ -1,0 +1,280 @@
+//! The compose deployment (deploy/compose.yml) and its image (deploy/Dockerfile): the compose
+//! file against the Compose Specification's schema (check-jsonschema), each profile resolved
+//! as compose resolves it, the dev profile's configuration through `finrep validate`, and the
+//! Dockerfile through hadolint.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_norway::Value;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A tool the test script installs into its venv, beside the Python it exports.
+fn venv_tool(name: &str) -> PathBuf {
+    let python = PathBuf::from(common::smtp::python());
+    let tool = python.parent().expect("venv bin").join(name);
+    assert!(
+        tool.exists(),
+        "{} is missing: scripts/test.sh installs it into its venv",
+        tool.display()
+    );
+    tool
+}
+
+/// The compose file with its `<<` merge keys applied, as compose reads it.
+fn compose() -> Value {
+    let text = std::fs::read_to_string(root().join("deploy/compose.yml")).unwrap();
+    let mut value: Value = serde_norway::from_str(&text).unwrap();
+    value.apply_merge().unwrap();
+    // Merges nested in services (environment: <<: *finrep-env) too.
+    for (_, service) in value["services"].as_mapping_mut().unwrap().iter_mut() {
+        service.apply_merge().unwrap();
+        for (_, v) in service.as_mapping_mut().unwrap().iter_mut() {
+            v.apply_merge().unwrap();
+        }
+    }
+    value
+}
+
+/// The services `docker compose --profile <profile>` starts.
+fn services_in(compose: &Value, profile: &str) -> BTreeMap<String, Value> {
+    compose["services"]
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .filter(|(_, s)| match s.get("profiles") {
+            None => true,
+            Some(p) => p
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .any(|x| x.as_str() == Some(profile)),
+        })
+        .map(|(k, v)| (k.as_str().unwrap().to_string(), v.clone()))
+        .collect()
+}
+
+fn memory_mib(limit: &str) -> u64 {
+    let (n, unit) = limit.split_at(limit.len() - 1);
+    let n: u64 = n.parse().unwrap();
+    match unit {
+        "M" | "m" => n,
+        "G" | "g" => n * 1024,
+        other => panic!("unexpected unit {other} in {limit}"),
+    }
+}
+
+#[test]
+fn the_compose_file_follows_the_compose_specification() {
+    let out = Command::new(venv_tool("check-jsonschema"))
+        .args(["--builtin-schema", "vendor.compose-spec"])
+        .arg(root().join("deploy/compose.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn each_profile_resolves_to_a_healthy_start_order() {
+    let compose = compose();
+    for (profile, expected) in [
+        (
+            "dev",
+            vec!["finrep-dev", "mailpit", "migrate-dev", "postgres"],
+        ),
+        ("prod", vec!["finrep", "migrate"]),
+    ] {
+        let services = services_in(&compose, profile);
+        let names: Vec<&str> = services.keys().map(String::as_str).collect();
+        assert_eq!(names, expected, "profile {profile}");
+        let mut total_mib = 0;
+        for (name, s) in &services {
+            let one_shot = name.starts_with("migrate");
+            // Every dependency is started by the same profile and waited for properly.
+            if let Some(deps) = s.get("depends_on").and_then(Value::as_mapping) {
+                for (dep, how) in deps {
+                    let dep = dep.as_str().unwrap();
+                    let target = services.get(dep).unwrap_or_else(|| {
+                        panic!("{profile}: {name} depends on {dep}, not in the profile")
+                    });
+                    let condition = how["condition"].as_str().unwrap();
+                    match condition {
+                        "service_healthy" => assert!(
+                            target.get("healthcheck").is_some(),
+                            "{profile}: {name} waits for {dep} to be healthy but it has no healthcheck"
+                        ),
+                        "service_completed_successfully" => {
+                            assert!(dep.starts_with("migrate"), "{name} → {dep}")
+                        }
+                        other => panic!("{profile}: {name} → {dep}: condition {other}"),
+                    }
+                }
+            }
+            if one_shot {
+                assert_eq!(s["restart"].as_str(), Some("no"), "{name}");
+                assert_eq!(s["command"][0].as_str(), Some("migrate"));
+            } else {
+                assert_eq!(s["restart"].as_str(), Some("unless-stopped"), "{name}");
+                assert!(s.get("healthcheck").is_some(), "{name} has a health check");
+            }
+            let limit = s["deploy"]["resources"]["limits"]["memory"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{name} has a memory limit"));
+            total_mib += memory_mib(limit);
+            assert_eq!(
+                s["logging"]["options"]["max-size"].as_str(),
+                Some("10m"),
+                "{name} rotates its logs"
+            );
+            let env = &s["environment"];
+            assert!(env.get("TZ").is_some(), "{name} sets TZ");
+        }
+        // k3s is not running in this mode; compose on a 2 GB host leaves room for the OS.
+        assert!(total_mib <= 768, "{profile}: {total_mib} MiB of limits");
+        // The scheduler: the standalone command, its admin port probed, config read-only.
+        let finrep = services
+            .iter()
+            .find(|(n, _)| n.starts_with("finrep"))
+            .map(|(_, s)| s)
+            .unwrap();
+        let command: Vec<&str> = finrep["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(command[0], "standalone");
+        assert!(command.contains(&"--config") && command.contains(&"--backup-dir"));
+        let probe: Vec<&str> = finrep["healthcheck"]["test"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(&probe[..3], ["CMD", "finrep", "probe"]);
+        assert_eq!(finrep["read_only"].as_bool(), Some(true));
+        assert_eq!(finrep["env_file"].as_str(), Some(".env"));
+        let volumes: Vec<&str> = finrep["volumes"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert!(volumes.iter().any(|v| v.starts_with("backups:/backups")));
+        assert!(
+            volumes
+                .iter()
+                .filter(|v| v.contains(":/config"))
+                .all(|v| v.ends_with(":ro")),
+            "{volumes:?}"
+        );
+    }
+}
+
+#[test]
+fn no_secret_has_a_value_in_the_repository() {
+    let text = std::fs::read_to_string(root().join("deploy/compose.yml")).unwrap();
+    for line in text.lines().filter(|l| {
+        let l = l.to_ascii_uppercase();
+        l.contains("PASSWORD") || l.contains("SECRET") || l.contains("KEY:")
+    }) {
+        assert!(
+            line.trim_start().starts_with('#') || line.contains("${"),
+            "a secret value in compose.yml: {line}"
+        );
+    }
+    let example = std::fs::read_to_string(root().join("deploy/.env.example")).unwrap();
+    for line in example
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+    {
+        let (name, value) = line.split_once('=').unwrap();
+        assert!(value.is_empty(), "{name} has a value in .env.example");
+    }
+    let ignored = std::fs::read_to_string(root().join(".gitignore")).unwrap();
+    assert!(
+        ignored.lines().any(|l| l == "deploy/.env"),
+        ".gitignore keeps deploy/.env out"
+    );
+}
+
+/// The files the dev profile mounts into /config make a valid configuration.
+#[test]
+fn the_dev_configuration_validates() {
+    let compose = compose();
+    let dev = &compose["services"]["finrep-dev"];
+    let mut files: Vec<PathBuf> = Vec::new();
+    for v in dev["volumes"].as_sequence().unwrap() {
+        let v = v.as_str().unwrap();
+        let host = v.split(':').next().unwrap();
+        if v.contains(":/config/") {
+            files.push(root().join("deploy").join(host));
+        }
+    }
+    assert_eq!(files.len(), 3, "{files:?}");
+    let out = Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .arg("validate")
+        .arg("-f")
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn the_dockerfile_passes_hadolint_and_copies_what_the_build_needs() {
+    let dockerfile = root().join("deploy/Dockerfile");
+    let out = Command::new(venv_tool("hadolint"))
+        .arg(&dockerfile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let ignored: BTreeSet<String> = std::fs::read_to_string(root().join(".dockerignore"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.trim_end_matches('/').to_string())
+        .collect();
+    for line in text
+        .lines()
+        .filter(|l| l.starts_with("COPY ") && !l.contains("--from"))
+    {
+        let parts: Vec<&str> = line.split_whitespace().collect();
+        for src in &parts[1..parts.len() - 1] {
+            assert!(Path::new(&root().join(src)).exists(), "COPY {src}: missing");
+            assert!(
+                !ignored.contains(*src),
+                "COPY {src}: excluded by .dockerignore"
+            );
+        }
+    }
+    // Every binary the image ships is a target of the crate.
+    for bin in ["finrep", "finrep-controller"] {
+        assert!(text.contains(&format!("target/release/{bin}")), "{bin}");
+    }
+    assert!(
+        text.contains("USER 10001:10001"),
+        "the runtime runs as non-root"
+    );
+}
