@@ -172,6 +172,10 @@ impl World {
     }
 
     fn start(&self) -> Process {
+        self.start_with(&[])
+    }
+
+    fn start_with(&self, extra: &[String]) -> Process {
         let log = self
             .backups
             .path()
@@ -185,6 +189,7 @@ impl World {
             .arg(self.backups.path().join("dumps"))
             .args(["--trusted-host", &self.feed.host_port()])
             .args(["--trusted-host", &format!("127.0.0.1:{}", self.smtp.port)])
+            .args(extra)
             .env("FINREP_CLOCK_FILE", &self.clock)
             .env("DATABASE_URL", &self.db_url)
             .stdout(Stdio::null())
@@ -621,4 +626,56 @@ async fn an_invalid_configuration_refuses_to_start() {
         err.contains("spec.schedule") && err.contains("5 fields"),
         "{err}"
     );
+}
+
+/// A report whose mail server is down fails (and is retried later) while the other report
+/// of the same minute delivers; the scheduler keeps running and SIGHUP reloads at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_report_never_stops_the_others() {
+    let w = World::new(0).await;
+    let closed_port = free_port();
+    let mut docs = vec![source("news", &w.feed.url("/rss.xml"))];
+    docs.extend((0..RECIPIENTS).map(recipient));
+    docs.push(report("brief", BRIEF, w.smtp.port, 900, false));
+    docs.push(report("close", CLOSE, closed_port, 900, false));
+    write_config(w.config.path(), &docs);
+    w.set_clock(0, "05:59:00");
+    let mut p = w.start_with(&["--trusted-host".into(), format!("127.0.0.1:{closed_port}")]);
+    w.wait_ready(&mut p).await;
+    w.set_clock(0, "06:06:00");
+    w.wait_slot(&mut p, "brief", "run", 0, "06:00", "Finished")
+        .await;
+    assert_eq!(w.all_copies(BRIEF, 0), RECIPIENTS);
+    wait_for("close to fail", &mut p, || async {
+        p_log_contains(&w, "slot failed; will try again")
+    })
+    .await;
+    assert_eq!(
+        w.slot_state("close", "run", 0, "06:00").await.as_deref(),
+        Some("Started"),
+        "a transient failure keeps the slot for a retry"
+    );
+
+    // SIGHUP reads the configuration at once: close now points at the live server, and its
+    // retry (a minute later on the clock) delivers.
+    docs.pop();
+    docs.push(report("close", CLOSE, w.smtp.port, 900, false));
+    write_config(w.config.path(), &docs);
+    let pid = p.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("the reload", &mut p, || async {
+        p_log_contains(&w, "configuration loaded")
+    })
+    .await;
+    w.set_clock(0, "06:08:00");
+    w.wait_slot(&mut p, "close", "run", 0, "06:00", "Finished")
+        .await;
+    assert_eq!(w.all_copies(CLOSE, 0), RECIPIENTS);
+    assert!(p.terminate().await.success());
 }
