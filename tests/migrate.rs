@@ -24,7 +24,8 @@ async fn migrate_twice_is_a_no_op() {
         String::from_utf8_lossy(&first.stderr)
     );
     let log = String::from_utf8_lossy(&first.stderr);
-    assert!(log.contains("\"applied\":3"), "{log}");
+    let all = finrep::store::MIGRATOR.iter().count();
+    assert!(log.contains(&format!("\"applied\":{all}")), "{log}");
 
     let second = migrate(&url);
     assert!(
@@ -34,7 +35,7 @@ async fn migrate_twice_is_a_no_op() {
     );
     let log = String::from_utf8_lossy(&second.stderr);
     assert!(log.contains("\"applied\":0"), "{log}");
-    assert!(log.contains("\"already_applied\":3"), "{log}");
+    assert!(log.contains(&format!("\"already_applied\":{all}")), "{log}");
 
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
     let tables: Vec<String> = sqlx::query_scalar(
@@ -205,7 +206,7 @@ async fn tenancy_migration_keeps_existing_rows() {
     // The schema as it was before the tenancy migration.
     let before = finrep::store::MIGRATOR
         .iter()
-        .filter(|m| m.description != "tenancy")
+        .take_while(|m| m.description != "tenancy")
         .count();
     assert_eq!(before, 2);
     let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
