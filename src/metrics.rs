@@ -171,22 +171,18 @@ impl Metrics {
             .get_or_create(&report(outcome.phase.as_str()))
             .inc();
         if let Some(d) = &outcome.delivery {
-            for (status, n) in [
-                (DeliveryStatus::Pending, d.pending),
-                (DeliveryStatus::Sent, d.sent),
-                (DeliveryStatus::Deferred, d.deferred),
-                (DeliveryStatus::Failed, d.failed),
-                (DeliveryStatus::Bounced, d.bounced),
-                (DeliveryStatus::Uncertain, d.uncertain),
-            ] {
-                self.deliveries
-                    .get_or_create(&ReportStatusLabels {
-                        namespace: outcome.namespace.clone(),
-                        report: outcome.report.clone(),
-                        status: status.as_str(),
-                    })
-                    .set(n);
-            }
+            self.report_deliveries(
+                &outcome.namespace,
+                &outcome.report,
+                &[
+                    (DeliveryStatus::Pending, d.pending),
+                    (DeliveryStatus::Sent, d.sent),
+                    (DeliveryStatus::Deferred, d.deferred),
+                    (DeliveryStatus::Failed, d.failed),
+                    (DeliveryStatus::Bounced, d.bounced),
+                    (DeliveryStatus::Uncertain, d.uncertain),
+                ],
+            );
         }
         for source in &outcome.sources {
             let outcome = match (source.status, source.error_kind) {
@@ -202,6 +198,24 @@ impl Metrics {
                     step: step.step.as_str(),
                 })
                 .observe(seconds);
+        }
+    }
+
+    /// The deliveries of a report's latest run, by status.
+    pub fn report_deliveries(
+        &self,
+        namespace: &str,
+        report: &str,
+        counts: &[(DeliveryStatus, i64)],
+    ) {
+        for (status, n) in counts {
+            self.deliveries
+                .get_or_create(&ReportStatusLabels {
+                    namespace: namespace.to_string(),
+                    report: report.to_string(),
+                    status: status.as_str(),
+                })
+                .set(*n);
         }
     }
 

@@ -24,7 +24,7 @@ use super::observed::observed_job;
 use super::status::RunRecord;
 use crate::api::DailyReport;
 use crate::plan::{plan_for, referenced_secrets};
-use crate::run::RunPhase;
+use crate::run::{DeliveryStatus, RunPhase};
 use crate::validation::{
     FieldProblem, ResourceSet, Severity, check_daily_report, selection_problems,
 };
@@ -119,7 +119,7 @@ pub async fn reconcile_report(
     prune(report, &decision.prune, ctx).await?;
     let status_written = write_status(report, &decision, ctx).await?;
     publish_events(report, &decision, ctx).await;
-    count(&decision, ctx);
+    count(report, &decision, ctx);
     Ok(Reconciled {
         started,
         pruned: decision.prune.clone(),
@@ -394,7 +394,9 @@ async fn publish(report: &DailyReport, ctx: &Context, warning: bool, reason: &st
     }
 }
 
-fn count(decision: &Desired, ctx: &Context) {
+fn count(report: &DailyReport, decision: &Desired, ctx: &Context) {
+    let namespace = report.namespace().unwrap_or_default();
+    let name = report.name_any();
     ctx.metrics
         .slots_missed(u64::try_from(decision.missed.total).unwrap_or(0));
     for e in &decision.events {
@@ -405,6 +407,17 @@ fn count(decision: &Desired, ctx: &Context) {
             event_reasons::RUN_MISSED => RunPhase::Missed,
             _ => continue,
         };
-        ctx.metrics.run_ended(phase);
+        ctx.metrics.report_run_ended(&namespace, &name, phase);
+        if let Some(run) = &decision.status.last_run {
+            ctx.metrics.report_deliveries(
+                &namespace,
+                &name,
+                &[
+                    (DeliveryStatus::Sent, i64::from(run.delivered)),
+                    (DeliveryStatus::Failed, i64::from(run.failed)),
+                    (DeliveryStatus::Deferred, i64::from(run.deferred)),
+                ],
+            );
+        }
     }
 }

@@ -1,0 +1,61 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "finrep.name" -}}finrep{{- end -}}
+
+{{- define "finrep.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "finrep.labels" -}}
+app.kubernetes.io/name: finrep
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "finrep.controllerSelector" -}}
+app.kubernetes.io/name: finrep
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{- define "finrep.postgresSelector" -}}
+app.kubernetes.io/name: finrep
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: database
+{{- end -}}
+
+{{- define "finrep.controllerName" -}}{{ .Release.Name }}-controller{{- end -}}
+{{- define "finrep.postgresName" -}}{{ .Release.Name }}-postgresql{{- end -}}
+
+{{/* The restricted Pod Security Standard, for a pod running as `uid`. */}}
+{{- define "finrep.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: {{ . }}
+runAsGroup: {{ . }}
+fsGroup: {{ . }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{- define "finrep.containerSecurity" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{/* DATABASE_URL from the database Secret. */}}
+{{- define "finrep.databaseEnv" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.existingSecret }}
+      key: {{ .Values.database.urlKey }}
+{{- end -}}
+
+{{/* The URL of the in-cluster database, for Secrets the chart creates. */}}
+{{- define "finrep.inClusterUrl" -}}
+{{- printf "postgres://finrep:%s@%s.%s.svc:5432/finrep" (urlquery .Values.secrets.databasePassword) (include "finrep.postgresName" .) .Release.Namespace -}}
+{{- end -}}

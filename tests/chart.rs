@@ -1,0 +1,522 @@
+//! The Helm chart, rendered and linted by Helm's own library (helm-python-sdk) for the default
+//! values and other combinations; every rendered object validated against the Kubernetes
+//! schemas (kubernetes-validate), every pod against the restricted Pod Security Standard, the
+//! RBAC against manifests/rbac.yaml, the CRDs and manifests/install/ kept in sync.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use finrep::controller::objects::{Settings, backup_cron_job, run_job};
+use finrep::controller::pod_security;
+use finrep::plan::{RunAt, plan_for};
+use k8s_openapi::api::core::v1::PodSpec;
+use serde_json::{Value, json};
+
+const RELEASE: &str = "finrep";
+const NAMESPACE: &str = "finrep-system";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// What tests/chart/render.py reports for one set of values.
+struct Rendered {
+    raw: Value,
+}
+
+impl Rendered {
+    fn objects(&self) -> Vec<&Value> {
+        self.raw["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| &o["object"])
+            .collect()
+    }
+
+    fn of_kind(&self, kind: &str) -> Vec<&Value> {
+        self.objects()
+            .into_iter()
+            .filter(|o| o["kind"] == kind)
+            .collect()
+    }
+
+    fn named(&self, kind: &str, name: &str) -> &Value {
+        self.objects()
+            .into_iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    }
+
+    fn kinds(&self) -> BTreeSet<String> {
+        self.objects()
+            .iter()
+            .map(|o| o["kind"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Lints clean, renders, and every object passes the Kubernetes schemas.
+    fn assert_valid(&self, what: &str) {
+        assert_eq!(self.raw["schemaError"], Value::Null, "{what}");
+        assert_eq!(self.raw["renderError"], Value::Null, "{what}");
+        assert_eq!(
+            self.raw["lint"]["errors"],
+            json!([]),
+            "{what}: {}",
+            self.raw["lint"]
+        );
+        let findings: Vec<&Value> = self.raw["lint"]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            // 1 is INFO (e.g. "icon is recommended"); warnings and errors fail.
+            .filter(|m| m["severity"].as_i64() > Some(1))
+            .collect();
+        assert!(findings.is_empty(), "{what}: {findings:?}");
+        assert_eq!(self.raw["invalid"], json!([]), "{what}");
+        assert!(!self.objects().is_empty(), "{what}: nothing rendered");
+    }
+}
+
+fn render(values: Value) -> Rendered {
+    let script = root().join("tests/chart/render.py");
+    let out = Command::new(common::smtp::python())
+        .arg(script)
+        .arg(root().join("charts/finrep"))
+        .args([RELEASE, NAMESPACE])
+        .arg(values.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "render.py: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Rendered {
+        raw: serde_json::from_slice(&out.stdout).unwrap(),
+    }
+}
+
+/// The pod specs of every workload in `objects`.
+fn pods<'a>(objects: impl IntoIterator<Item = &'a Value>) -> Vec<(String, PodSpec)> {
+    let mut out = Vec::new();
+    for o in objects {
+        let name = format!("{} {}", o["kind"], o["metadata"]["name"]);
+        let spec = match o["kind"].as_str().unwrap() {
+            "Deployment" | "StatefulSet" | "Job" | "DaemonSet" => &o["spec"]["template"]["spec"],
+            "CronJob" => &o["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            "Pod" => &o["spec"],
+            _ => continue,
+        };
+        out.push((name, serde_json::from_value(spec.clone()).unwrap()));
+    }
+    out
+}
+
+fn assert_restricted(what: &str, pods: &[(String, PodSpec)]) {
+    assert!(!pods.is_empty(), "{what}: no pods");
+    for (name, spec) in pods {
+        assert_eq!(
+            pod_security::violations(spec, true),
+            Vec::<String>::new(),
+            "{what}: {name}"
+        );
+    }
+}
+
+/// Rules as (group, resource, verb) triples, failing on wildcards.
+fn rules(objects: &[&Value]) -> BTreeSet<(String, String, String)> {
+    let mut out = BTreeSet::new();
+    for o in objects
+        .iter()
+        .filter(|o| o["kind"] == "Role" || o["kind"] == "ClusterRole")
+    {
+        for rule in o["rules"].as_array().unwrap() {
+            for field in ["apiGroups", "resources", "verbs"] {
+                assert!(
+                    !rule[field].as_array().unwrap().iter().any(|v| v == "*"),
+                    "{} {} has a wildcard in {field}",
+                    o["kind"],
+                    o["metadata"]["name"]
+                );
+            }
+            for g in rule["apiGroups"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    for v in rule["verbs"].as_array().unwrap() {
+                        out.insert((
+                            g.as_str().unwrap().to_string(),
+                            r.as_str().unwrap().to_string(),
+                            v.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn yaml_docs(path: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_norway::Deserializer::from_str(&text)
+        .map(|d| <Value as serde::Deserialize>::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+#[test]
+fn default_values_render_a_valid_least_privilege_install() {
+    let r = render(json!({}));
+    r.assert_valid("default values");
+    assert_eq!(r.raw["unvalidated"], json!([]));
+    assert_eq!(
+        r.kinds(),
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Job",
+            "PersistentVolumeClaim",
+            "Role",
+            "RoleBinding",
+            "Service",
+            "ServiceAccount",
+            "StatefulSet",
+        ]
+        .map(String::from)
+        .into()
+    );
+    // No secret is created (nor has a value) unless asked for.
+    assert!(r.of_kind("Secret").is_empty());
+    assert_restricted("default values", &pods(r.objects()));
+
+    // The controller: one replica, leader election, probes on the admin port.
+    let deployment = r.named("Deployment", "finrep-controller");
+    assert_eq!(deployment["spec"]["replicas"], 1);
+    let container = &deployment["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
+    let env: Vec<&str> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    for name in ["DATABASE_URL", "POD_NAME", "POD_NAMESPACE"] {
+        assert!(env.contains(&name), "{name} in {env:?}");
+    }
+    let args: Vec<&str> = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(args.contains(&"--database-secret=finrep-database/url"));
+    assert!(!args.contains(&"--no-leader-election"));
+
+    // Migrations after install (the in-cluster database must exist first), before upgrades.
+    let job = r.named("Job", "finrep-migrate");
+    assert_eq!(
+        job["metadata"]["annotations"]["helm.sh/hook"],
+        "post-install,pre-upgrade"
+    );
+
+    // RBAC: the rules of manifests/rbac.yaml, nothing more, no wildcards.
+    let manifests: Vec<Value> = yaml_docs(&root().join("manifests/rbac.yaml"));
+    assert_eq!(
+        rules(&r.objects()),
+        rules(&manifests.iter().collect::<Vec<_>>())
+    );
+}
+
+#[test]
+fn crds_are_templated_kept_and_equal_to_the_generated_ones() {
+    let r = render(json!({}));
+    let crds = r.of_kind("CustomResourceDefinition");
+    assert_eq!(crds.len(), 3);
+    for crd in crds {
+        let name = crd["metadata"]["name"].as_str().unwrap();
+        assert_eq!(
+            crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
+            "{name}"
+        );
+        let file = root().join("crds").join(format!("{name}.yaml"));
+        let generated = &yaml_docs(&file)[0];
+        assert_eq!(crd["spec"], generated["spec"], "{name}");
+    }
+    // The chart's copies are the generated files byte for byte.
+    for kind in finrep::api::ResourceKind::ALL {
+        let file = finrep::crd::file_name(kind);
+        let chart =
+            std::fs::read_to_string(root().join("charts/finrep/files/crds").join(&file)).unwrap();
+        let generated = finrep::crd::to_yaml(&kind.crd()).unwrap();
+        assert_eq!(
+            chart, generated,
+            "charts/finrep/files/crds/{file} is stale: run `finrep crd --output-dir charts/finrep/files/crds`"
+        );
+    }
+    let off = render(json!({"crds": {"install": false}}));
+    off.assert_valid("crds off");
+    assert!(off.of_kind("CustomResourceDefinition").is_empty());
+}
+
+#[test]
+fn other_value_sets_render_valid_restricted_objects() {
+    let cases = [
+        (
+            "external database, secrets created",
+            json!({
+                "database": {"external": true},
+                "secrets": {"create": true, "databaseUrl": "postgres://finrep:pw@db.internal:5432/finrep",
+                            "smtp": {"username": "brief@example.com", "password": "pw"},
+                            "unsubscribeKey": "0123456789abcdef0123456789abcdef"},
+                "reportNamespaces": ["desk-a", "desk-b"],
+            }),
+        ),
+        (
+            "network policies",
+            json!({"networkPolicy": {"enabled": true}}),
+        ),
+        (
+            "monitoring",
+            json!({"monitoring": {"serviceMonitor": {"enabled": true}, "prometheusRule": {"enabled": true}}}),
+        ),
+        ("two controllers", json!({"controller": {"replicas": 2}})),
+        (
+            "one namespace watched",
+            json!({"controller": {"watchNamespace": "desk"}, "reportNamespaces": ["desk"]}),
+        ),
+        (
+            "in-cluster database, secrets created",
+            json!({"secrets": {"create": true, "databasePassword": "s3cret/+pw"}}),
+        ),
+    ];
+    for (what, values) in cases {
+        let r = render(values);
+        r.assert_valid(what);
+        assert_restricted(what, &pods(r.objects()));
+        rules(&r.objects());
+        match what {
+            "external database, secrets created" => {
+                assert!(
+                    r.of_kind("StatefulSet").is_empty(),
+                    "no in-cluster database"
+                );
+                let job = r.named("Job", "finrep-migrate");
+                assert_eq!(
+                    job["metadata"]["annotations"]["helm.sh/hook"],
+                    "pre-install,pre-upgrade"
+                );
+                let secrets: BTreeSet<String> = r
+                    .of_kind("Secret")
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}/{}",
+                            s["metadata"]["namespace"].as_str().unwrap(),
+                            s["metadata"]["name"].as_str().unwrap()
+                        )
+                    })
+                    .collect();
+                for expected in [
+                    "finrep-system/finrep-database",
+                    "desk-a/finrep-database",
+                    "desk-b/finrep-database",
+                    "desk-a/finrep-smtp",
+                    "desk-b/finrep-unsubscribe",
+                ] {
+                    assert!(secrets.contains(expected), "{expected} in {secrets:?}");
+                }
+                // Created before the migration hook that reads it.
+                let db = r
+                    .of_kind("Secret")
+                    .into_iter()
+                    .find(|s| s["metadata"]["namespace"] == NAMESPACE)
+                    .unwrap();
+                assert_eq!(db["metadata"]["annotations"]["helm.sh/hook-weight"], "-5");
+            }
+            "network policies" => {
+                let names: BTreeSet<&str> = r
+                    .of_kind("NetworkPolicy")
+                    .iter()
+                    .map(|p| p["metadata"]["name"].as_str().unwrap())
+                    .collect();
+                assert_eq!(
+                    names,
+                    ["finrep-controller", "finrep-pipeline", "finrep-postgresql"].into()
+                );
+            }
+            "monitoring" => {
+                assert_eq!(
+                    r.raw["unvalidated"],
+                    json!(["ServiceMonitor finrep-controller", "PrometheusRule finrep"])
+                );
+                let rule = r.named("PrometheusRule", "finrep");
+                let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a["alert"].as_str().unwrap())
+                    .collect();
+                for a in [
+                    "FinrepNoReportDeliveredToday",
+                    "FinrepRunsFailing",
+                    "FinrepSmtpDeferrals",
+                ] {
+                    assert!(alerts.contains(&a), "{a}");
+                }
+                let monitor = r.named("ServiceMonitor", "finrep-controller");
+                assert_eq!(monitor["spec"]["endpoints"][0]["port"], "admin");
+            }
+            "two controllers" => {
+                assert_eq!(
+                    r.named("Deployment", "finrep-controller")["spec"]["replicas"],
+                    2
+                );
+            }
+            "one namespace watched" => {
+                assert!(r.named("Role", "finrep-controller")["metadata"]["namespace"] == "desk");
+                assert!(
+                    r.of_kind("ClusterRole")
+                        .iter()
+                        .all(|c| c["metadata"]["name"] == "finrep-controller-crds")
+                );
+            }
+            _ => {
+                let db = r.named("Secret", "finrep-database");
+                let url = db["stringData"]["url"].as_str().unwrap();
+                assert_eq!(
+                    url,
+                    "postgres://finrep:s3cret%2F%2Bpw@finrep-postgresql.finrep-system.svc:5432/finrep",
+                    "the password is escaped in the URL"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn mistakes_in_values_are_refused_with_a_message() {
+    let typo = render(json!({"controler": {"replicas": 2}}));
+    let err = typo.raw["schemaError"].as_str().unwrap_or_default();
+    assert!(err.contains("controler"), "{}", typo.raw);
+    let wrong_type = render(json!({"controller": {"replicas": "two"}}));
+    assert!(
+        wrong_type.raw["schemaError"].is_string(),
+        "{}",
+        wrong_type.raw
+    );
+    let missing = render(json!({"secrets": {"create": true}}));
+    let err = missing.raw["renderError"].as_str().unwrap_or_default();
+    assert!(
+        err.contains("secrets.databasePassword is required"),
+        "{}",
+        missing.raw
+    );
+    let two_active = render(json!({"controller": {"replicas": 2, "leaderElection": false}}));
+    let err = two_active.raw["renderError"].as_str().unwrap_or_default();
+    assert!(err.contains("leaderElection"), "{}", two_active.raw);
+}
+
+#[test]
+fn no_secret_value_has_a_default() {
+    let values = std::fs::read_to_string(root().join("charts/finrep/values.yaml")).unwrap();
+    let values: Value = serde_norway::from_str(&values).unwrap();
+    let secrets = &values["secrets"];
+    assert_eq!(secrets["create"], false);
+    for key in [
+        "databasePassword",
+        "databaseUrl",
+        "unsubscribeKey",
+        "summarizerApiKey",
+    ] {
+        assert_eq!(secrets[key], "", "secrets.{key}");
+    }
+    assert_eq!(secrets["smtp"], json!({"username": "", "password": ""}));
+}
+
+/// manifests/install/ is the chart rendered with default values (for `kubectl apply -f`).
+#[test]
+fn plain_manifests_are_the_chart_rendered() {
+    let r = render(json!({}));
+    let dir = root().join("manifests/install");
+    let mut written: Vec<Value> = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|_| {
+            panic!(
+                "{} is missing: run scripts/render-install.sh",
+                dir.display()
+            )
+        })
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in &files {
+        written.extend(yaml_docs(f));
+    }
+    let rendered: Vec<Value> = r.objects().into_iter().cloned().collect();
+    assert_eq!(
+        written, rendered,
+        "manifests/install/ is stale: run scripts/render-install.sh"
+    );
+    let pods_of_files = pods(written.iter());
+    assert_restricted("manifests/install", &pods_of_files);
+}
+
+/// The pods the controller creates pass the restricted standard, and carry the labels the
+/// chart's NetworkPolicy selects them by.
+#[test]
+fn controller_pods_are_restricted_and_selected_by_the_network_policy() {
+    let set = common::operator::examples();
+    let plan = plan_for(
+        &set,
+        "default",
+        "morning-brief",
+        RunAt::Slot(common::operator::instant("2026-11-22T22:00:00Z")),
+        &BTreeSet::new(),
+    )
+    .unwrap();
+    let report = &set.reports[0];
+    let now = common::operator::instant("2026-11-22T22:00:00Z");
+    let job = run_job(
+        report,
+        "morning-brief-20261123",
+        &plan,
+        &Settings::default(),
+        now,
+        now,
+    );
+    let cron = backup_cron_job(report, &Settings::default()).unwrap();
+    let objects = [
+        serde_json::to_value(&job).unwrap(),
+        serde_json::to_value(&cron).unwrap(),
+    ];
+    let objects: Vec<Value> = objects
+        .into_iter()
+        .map(|mut o| {
+            o["kind"] = json!(if o["spec"]["jobTemplate"].is_null() {
+                "Job"
+            } else {
+                "CronJob"
+            });
+            o
+        })
+        .collect();
+    assert_restricted("controller objects", &pods(objects.iter()));
+    let r = render(json!({"networkPolicy": {"enabled": true}}));
+    let policy = r.named("NetworkPolicy", "finrep-pipeline");
+    let selector = policy["spec"]["podSelector"]["matchLabels"]
+        .as_object()
+        .unwrap();
+    let job_pod_labels = &objects[0]["spec"]["template"]["metadata"]["labels"];
+    let cron_pod_labels =
+        &objects[1]["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"];
+    for (k, v) in selector {
+        assert_eq!(&job_pod_labels[k], v, "run pods carry {k}");
+        assert_eq!(&cron_pod_labels[k], v, "backup pods carry {k}");
+    }
+}
