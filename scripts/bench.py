@@ -537,6 +537,86 @@ def free_port():
         return s.getsockname()[1]
 
 
+def cluster_pss_mib(data_dir):
+    """Proportional set size of a PostgreSQL cluster: its postmaster and every child, with
+    shared memory counted once across them."""
+    with open(Path(data_dir) / "postmaster.pid") as f:
+        postmaster = int(f.readline())
+    pids = [postmaster]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                        pids.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    total_kib = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total_kib += int(line.split()[1])
+        except OSError:
+            pass
+    return total_kib / 1024
+
+
+class PssSampler:
+    """Samples a cluster's PSS every 50 ms in a thread; `peak` is the highest seen."""
+
+    def __init__(self, data_dir):
+        self.data_dir, self.peak, self.stop = data_dir, 0.0, threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            self.peak = max(self.peak, cluster_pss_mib(self.data_dir))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+
+def bench_pg_memory(args):
+    server = W1Server(args.port)
+    server.start()
+    config = Path(tempfile.mkdtemp(prefix="finrep-pg-"))
+    dumps = Path(tempfile.mkdtemp(prefix="finrep-pg-dumps-"))
+    try:
+        (config / "w1.yaml").write_text(server.manifests(recipients=sized(2000, 20)))
+        env = dict(os.environ, DATABASE_URL=args.database_url, FINREP_LOG_FORMAT="json", RUST_LOG="warn")
+        run_measured([args.finrep, "migrate"], env)
+        idle = cluster_pss_mib(args.data_dir)
+        runs, backups = [], []
+        for run in range(sized(args.runs, 1)):
+            date = (datetime.now(timezone.utc) + timedelta(days=run)).date().isoformat()
+            with PssSampler(args.data_dir) as s:
+                run_measured([args.finrep, "run", "--config", str(config), "--report", "w1",
+                              "--allow-private-networks", "--recompose", "--no-send", "--date", date], env)
+            runs.append(s.peak)
+            with PssSampler(args.data_dir) as s:
+                run_measured([args.finrep, "backup", "--dir", str(dumps), "--name", "w1", "--date", date], env)
+            backups.append(s.peak)
+        record("PG-memory", {
+            "workload": "PostgreSQL with the chart's settings in a cluster of its own: W1 collect+extract+compose "
+                        "(200 sources x 50 items, 2,000 recipients in the configuration), then `finrep backup`",
+            "settings": args.settings,
+            "idle_pss_mib": round(idle, 1),
+            "peak_pss_during_run_mib": summary(runs),
+            "peak_pss_during_backup_mib": summary(backups),
+        })
+    finally:
+        shutil.rmtree(config, ignore_errors=True)
+        shutil.rmtree(dumps, ignore_errors=True)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one run, nothing recorded")
@@ -562,11 +642,18 @@ def main():
     ps.add_argument("--database-url", required=True)
     ps.add_argument("--runs", type=int, default=5)
     ps.add_argument("--throttled-recipients", type=int, default=300)
+    pg = sub.add_parser("pg-memory")
+    pg.add_argument("--finrep", required=True)
+    pg.add_argument("--database-url", required=True)
+    pg.add_argument("--data-dir", required=True)
+    pg.add_argument("--settings", default="")
+    pg.add_argument("--runs", type=int, default=3)
+    pg.add_argument("--port", type=int, default=18651)
     args = p.parse_args()
     global SMOKE
     SMOKE = args.smoke
     {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send, "w2-plan": bench_w2_plan,
-     "w2-controller": bench_w2_controller}[args.cmd](args)
+     "w2-controller": bench_w2_controller, "pg-memory": bench_pg_memory}[args.cmd](args)
 
 
 if __name__ == "__main__":

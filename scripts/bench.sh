@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|send|w2|all]
+# The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|send|w2|pg|all]
 # Builds release binaries, makes a Python venv with feedparser, starts PostgreSQL when none
 # runs, and appends results to docs/bench-results/.
 #
@@ -58,4 +58,19 @@ if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = all
     "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w2-controller --finrep-bench "$(bench_exe controller)" \
       --finrep "$finrep-controller" --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w2" --runs "${RUNS:-3}"
   fi
+fi
+if [ "$what" = pg ] || [ "$what" = all ]; then
+  # PostgreSQL configured as the Helm chart configures it, in a cluster of its own, measured
+  # (proportional set size of all its processes) through W1 and a backup: the database's
+  # line of the 2 GB node's memory budget.
+  (
+    unset FINREP_PG_THROWAWAY_DIR
+    export FINREP_PG_PORT=55433 FINREP_PG_EXTRA_OPTS="-c shared_buffers=32MB -c max_connections=40"
+    start_throwaway_postgres
+    trap stop_throwaway_postgres EXIT
+    psql "$FINREP_PG_ADMIN_URL" -qc "create database finrep_pg" >/dev/null
+    "$VENV/bin/python" scripts/bench.py "${smoke[@]}" pg-memory --finrep "$finrep" \
+      --database-url "${FINREP_PG_ADMIN_URL%/*}/finrep_pg" --data-dir "$FINREP_PG_THROWAWAY_DIR/data" \
+      --settings "$FINREP_PG_EXTRA_OPTS"
+  )
 fi

@@ -520,3 +520,38 @@ fn controller_pods_are_restricted_and_selected_by_the_network_policy() {
         assert_eq!(&cron_pod_labels[k], v, "backup pods carry {k}");
     }
 }
+
+/// The chart's README documents every value of values.yaml.
+#[test]
+fn every_value_is_documented() {
+    fn leaves(prefix: &str, v: &Value, out: &mut Vec<String>) {
+        match v.as_object() {
+            Some(map) if !map.is_empty() => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    leaves(&path, v, out);
+                }
+            }
+            _ => out.push(prefix.to_string()),
+        }
+    }
+    let values: Value = serde_norway::from_str(
+        &std::fs::read_to_string(root().join("charts/finrep/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let readme = std::fs::read_to_string(root().join("charts/finrep/README.md")).unwrap();
+    let mut paths = Vec::new();
+    leaves("", &values, &mut paths);
+    let missing: Vec<&String> = paths
+        .iter()
+        .filter(|p| !readme.contains(&format!("| `{p}` |")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "values not in charts/finrep/README.md: {missing:?}"
+    );
+}

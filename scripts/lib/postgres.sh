@@ -6,7 +6,7 @@
 #   2. a server on 127.0.0.1:5432 that lets `postgres` in (the usual local install);
 #   3. otherwise a throwaway cluster on 127.0.0.1:${FINREP_PG_PORT:-55432} in a temporary
 #      directory, installing Debian's postgresql package first when no server binaries exist.
-#      `stop_throwaway_postgres` removes it.
+#      `stop_throwaway_postgres` removes it. FINREP_PG_EXTRA_OPTS adds server options.
 
 pg_bin_dir() {
   local d
@@ -65,7 +65,7 @@ start_throwaway_postgres() {
   as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null \
     || as_owner "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C >/dev/null
   as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off" start >/dev/null
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c full_page_writes=off ${FINREP_PG_EXTRA_OPTS:-}" start >/dev/null
   export FINREP_PG_THROWAWAY_DIR="$dir" FINREP_PG_THROWAWAY_OWNER="$owner" FINREP_PG_BIN="$bin"
   export FINREP_PG_ADMIN_URL="postgres://postgres@127.0.0.1:$port/postgres"
   echo "started a throwaway PostgreSQL on 127.0.0.1:$port (data in $dir)" >&2

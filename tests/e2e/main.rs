@@ -232,3 +232,127 @@ async fn the_examples_run_on_a_real_cluster() {
         .await
         .unwrap();
 }
+
+/// Runs tests/e2e/helm_release.py (Helm's library) against the cluster.
+fn helm(kubeconfig: &str, action: &str, namespace: &str, values: &serde_json::Value) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/helm_release.py");
+    let out = std::process::Command::new(common::smtp::python())
+        .arg(script)
+        .args([kubeconfig, action, "finrep-e2e", namespace])
+        .arg(values.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm {action}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The chart on a real cluster: `helm install` (in-cluster PostgreSQL, the migration hook),
+/// the controller ready, a manual run of the examples started by the installed controller,
+/// `helm upgrade` with a report scheduled (CRDs upgraded in place, the report kept and still
+/// scheduled), `helm uninstall` keeping the CRDs. Needs FINREP_E2E_KUBECONFIG and
+/// FINREP_E2E_IMAGE (an image the cluster can pull or has imported).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chart_installs_upgrades_and_uninstalls() {
+    let (Ok(kubeconfig), Ok(image)) = (
+        std::env::var("FINREP_E2E_KUBECONFIG"),
+        std::env::var("FINREP_E2E_IMAGE"),
+    ) else {
+        eprintln!(
+            "skipped: set FINREP_E2E_KUBECONFIG and FINREP_E2E_IMAGE to install the chart (tests/e2e/README.md)"
+        );
+        return;
+    };
+    let client = client(&kubeconfig).await;
+    let system = format!("finrep-e2e-system-{}", std::process::id());
+    let reports_ns = format!("finrep-e2e-reports-{}", std::process::id());
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    for ns in [&system, &reports_ns] {
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(ns.clone());
+        namespace.metadata.labels = Some(
+            [(
+                "pod-security.kubernetes.io/enforce".to_string(),
+                "restricted".to_string(),
+            )]
+            .into(),
+        );
+        apply(&namespaces, &namespace).await;
+    }
+    let (repository, tag) = image
+        .rsplit_once(':')
+        .expect("FINREP_E2E_IMAGE is REPOSITORY:TAG");
+    let values = serde_json::json!({
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "IfNotPresent"},
+        "reportNamespaces": [reports_ns],
+        "secrets": {"create": true, "databasePassword": format!("e2e-{}", std::process::id()),
+                    "smtp": {"username": "e2e", "password": "e2e"}, "summarizerApiKey": "e2e"},
+        "backup": {"pvc": {"name": "finrep-e2e-backups"}},
+    });
+    helm(&kubeconfig, "install", &system, &values);
+
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(client.clone(), &system);
+    eventually("the controller ready", 300, async || {
+        let d = deployments.get("finrep-e2e-controller").await.ok()?;
+        (d.status?.ready_replicas? == 1).then_some(())
+    })
+    .await;
+
+    let set = common::operator::examples();
+    for s in &set.sources {
+        let mut s = s.clone();
+        s.metadata.namespace = Some(reports_ns.clone());
+        apply(&Api::namespaced(client.clone(), &reports_ns), &s).await;
+    }
+    for r in &set.recipients {
+        let mut r = r.clone();
+        r.metadata.namespace = Some(reports_ns.clone());
+        apply(&Api::namespaced(client.clone(), &reports_ns), &r).await;
+    }
+    let reports: Api<DailyReport> = Api::namespaced(client.clone(), &reports_ns);
+    let mut report = set.reports[0].clone();
+    report.metadata.namespace = Some(reports_ns.clone());
+    report
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(annotations::RUN_NOW.into(), "e2e-chart".into());
+    apply(&reports, &report).await;
+    let name = report.name_any();
+    let job = eventually("the installed controller's Job", 180, async || {
+        reports.get(&name).await.ok()?.status?.last_run?.job
+    })
+    .await;
+    eprintln!("the installed controller started {job}");
+
+    // An upgrade with the report scheduled: CRDs re-applied in place, the report kept.
+    helm(&kubeconfig, "upgrade", &system, &values);
+    eventually("the controller ready after the upgrade", 300, async || {
+        let d = deployments.get("finrep-e2e-controller").await.ok()?;
+        (d.status?.ready_replicas? == 1).then_some(())
+    })
+    .await;
+    let next = eventually("the report still scheduled", 120, async || {
+        reports.get(&name).await.ok()?.status?.next_schedule_time
+    })
+    .await;
+    eprintln!("after the upgrade, the next slot is {next}");
+
+    helm(&kubeconfig, "uninstall", &system, &serde_json::json!({}));
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    assert!(
+        crds.get("dailyreports.finrep.io").await.is_ok(),
+        "the CRDs outlive the release"
+    );
+    assert!(reports.get(&name).await.is_ok(), "and so do the reports");
+    for ns in [&system, &reports_ns] {
+        namespaces
+            .delete(ns, &DeleteParams::background())
+            .await
+            .unwrap();
+    }
+}
