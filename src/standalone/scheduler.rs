@@ -163,7 +163,13 @@ impl Scheduler {
         let set = self.config.current();
         self.resume_interrupted(&set, now).await?;
         let handled = self.runner.store.last_handled_slots().await?;
-        let mut wake = self.retry.values().map(|(at, _)| *at).min();
+        // Retries already due are running or start in this pass; only later ones wake us.
+        let mut wake = self
+            .retry
+            .values()
+            .map(|(at, _)| *at)
+            .filter(|at| *at > now)
+            .min();
         for report in &set.reports {
             if let Some(at) = self.schedule_report(&set, report, &handled, now).await? {
                 wake = Some(wake.map_or(at, |w| w.min(at)));
@@ -223,21 +229,34 @@ impl Scheduler {
         };
         let next = due.next_run.map(|t| t.to_utc());
         self.runner.metrics.next_slot(&namespace, &name, next);
-        self.act(set, report, SlotTask::Run, &due.run).await?;
-        if let Some(backup) = &due.backup {
-            self.act(set, report, SlotTask::Backup, backup).await?;
+        let mut wake: Option<DateTime<Utc>> = None;
+        for (task, decision) in [
+            (SlotTask::Run, Some(&due.run)),
+            (SlotTask::Backup, due.backup.as_ref()),
+        ] {
+            let Some(decision) = decision else { continue };
+            let started = self.act(set, report, task, decision).await?;
+            // Due while the report's previous run or backup still goes on: the end of that
+            // task wakes the loop, not the clock (which would spin).
+            if !started && matches!(decision, SlotDecision::Start { .. }) {
+                continue;
+            }
+            if let Some(at) = slots::wake(decision, now) {
+                wake = Some(wake.map_or(at, |w| w.min(at)));
+            }
         }
-        Ok(due.wake_at)
+        Ok(wake)
     }
 
     /// Carries out one decision: record what was missed, claim and start what is due.
+    /// True when a due slot was started or found already claimed.
     async fn act(
         &mut self,
         set: &Arc<ResourceSet>,
         report: &DailyReport,
         task: SlotTask,
         decision: &SlotDecision,
-    ) -> Result<(), StandaloneError> {
+    ) -> Result<bool, StandaloneError> {
         let namespace = report.namespace().unwrap_or_else(|| "default".to_string());
         let name = report.name_any();
         let key = |slot: DateTime<Utc>| SlotKey {
@@ -254,22 +273,25 @@ impl Scheduler {
                     .running
                     .values()
                     .any(|k| k.namespace == namespace && k.report == name && k.task == task);
+                if busy {
+                    return Ok(false);
+                }
                 let key = key(slot.to_utc());
-                if !busy
-                    && self
-                        .runner
-                        .store
-                        .claim_slot(&key, SlotState::Started)
-                        .await?
+                if self
+                    .runner
+                    .store
+                    .claim_slot(&key, SlotState::Started)
+                    .await?
                 {
                     info!(namespace = %namespace, report = %name, task = %task, slot = %slot.fixed_offset(), "slot started");
                     self.spawn(key, set.clone());
                 }
+                return Ok(true);
             }
             SlotDecision::Skip { missed, .. } => self.record_missed(report, task, missed).await?,
             SlotDecision::Wait { .. } | SlotDecision::Suspended => {}
         }
-        Ok(())
+        Ok(false)
     }
 
     /// Records slots that passed unrun: a run's as that day's run in phase Missed (so

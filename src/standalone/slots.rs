@@ -81,7 +81,8 @@ pub fn due(
     })
 }
 
-fn wake(decision: &SlotDecision, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+/// When a decision wants the scheduler to look again.
+pub fn wake(decision: &SlotDecision, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     match decision {
         SlotDecision::Suspended => None,
         SlotDecision::Wait { next } => Some(next.to_utc()),
