@@ -555,3 +555,73 @@ fn every_value_is_documented() {
         "values not in charts/finrep/README.md: {missing:?}"
     );
 }
+
+/// The memory budget of docs/benchmarks.md states the chart's requests and limits, and what
+/// runs at 06:00 (controller, PostgreSQL, one pipeline Job) fits what k3s leaves of 2 GB.
+#[test]
+fn the_memory_budget_matches_the_chart() {
+    fn mib(q: &str) -> u64 {
+        let q = q.trim_matches('"');
+        if let Some(n) = q.strip_suffix("Mi") {
+            n.parse().unwrap()
+        } else if let Some(n) = q.strip_suffix("Gi") {
+            n.parse::<u64>().unwrap() * 1024
+        } else {
+            panic!("unexpected quantity {q}")
+        }
+    }
+    let values: Value = serde_norway::from_str(
+        &std::fs::read_to_string(root().join("charts/finrep/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let docs = std::fs::read_to_string(root().join("docs/benchmarks.md")).unwrap();
+    let budget = docs
+        .split("## Memory budget of a 2 GB node")
+        .nth(1)
+        .expect("the budget section");
+    let row = |starts: &str| -> String {
+        budget
+            .lines()
+            .find(|l| l.starts_with(starts))
+            .unwrap_or_else(|| panic!("no row {starts}"))
+            .to_string()
+    };
+    let pipeline = Settings::default().resources;
+    let pipeline_request = pipeline.requests.as_ref().unwrap()["memory"].0.clone();
+    let pipeline_limit = pipeline.limits.as_ref().unwrap()["memory"].0.clone();
+    let mut requested = mib(&pipeline_request);
+    for (starts, resources) in [
+        ("| controller", &values["controller"]["resources"]),
+        (
+            "| PostgreSQL",
+            &values["database"]["postgresql"]["resources"],
+        ),
+    ] {
+        let request = resources["requests"]["memory"].as_str().unwrap();
+        let limit = resources["limits"]["memory"].as_str().unwrap();
+        let line = row(starts);
+        assert!(
+            line.contains(&format!("| {} MiB |", mib(request))),
+            "{line}"
+        );
+        assert!(line.contains(&format!("| {} MiB |", mib(limit))), "{line}");
+        requested += mib(request);
+    }
+    let line = row("| pipeline Job (W1");
+    assert!(
+        line.contains(&format!("| {} MiB |", mib(&pipeline_request))),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("| {} MiB |", mib(&pipeline_limit))),
+        "{line}"
+    );
+    assert!(
+        row("| **finrep at 06:00").contains(&format!("**{requested} MiB**")),
+        "the total of requests is {requested} MiB"
+    );
+    assert!(
+        requested <= 2048 - 1600,
+        "{requested} MiB requested at 06:00"
+    );
+}
