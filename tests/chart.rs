@@ -159,6 +159,83 @@ fn rules(objects: &[&Value]) -> BTreeSet<(String, String, String)> {
     out
 }
 
+/// Every name one object gives another resolves within the release: pods' service accounts,
+/// bindings' roles and subjects, Services' selectors and the claims pods mount.
+fn assert_references_resolve(what: &str, r: &Rendered) {
+    let objects = r.objects();
+    let exists = |kind: &str, namespace: &Value, name: &Value| {
+        objects.iter().any(|o| {
+            o["kind"] == kind
+                && o["metadata"]["name"] == *name
+                && (namespace.is_null() || o["metadata"]["namespace"] == *namespace)
+        })
+    };
+    for o in &objects {
+        let ns = &o["metadata"]["namespace"];
+        let here = format!("{what}: {} {}", o["kind"], o["metadata"]["name"]);
+        let template = match o["kind"].as_str().unwrap() {
+            "Deployment" | "StatefulSet" | "Job" => Some(&o["spec"]["template"]),
+            "CronJob" => Some(&o["spec"]["jobTemplate"]["spec"]["template"]),
+            _ => None,
+        };
+        if let Some(template) = template {
+            let account = &template["spec"]["serviceAccountName"];
+            if account.is_null() {
+                // The namespace's default account (a hook may run before the chart's exist),
+                // without its token.
+                assert_eq!(
+                    template["spec"]["automountServiceAccountToken"], false,
+                    "{here}: default service account with a token"
+                );
+            } else {
+                assert!(exists("ServiceAccount", ns, account), "{here}: {account}");
+            }
+            let claims = template["spec"]["volumes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            for claim in claims.iter().filter_map(|v| v.get("persistentVolumeClaim")) {
+                assert!(
+                    exists("PersistentVolumeClaim", ns, &claim["claimName"]),
+                    "{here}: claim {}",
+                    claim["claimName"]
+                );
+            }
+        }
+        match o["kind"].as_str().unwrap() {
+            "RoleBinding" | "ClusterRoleBinding" => {
+                let role = &o["roleRef"];
+                let role_ns = if role["kind"] == "Role" {
+                    ns
+                } else {
+                    &Value::Null
+                };
+                assert!(
+                    exists(role["kind"].as_str().unwrap(), role_ns, &role["name"]),
+                    "{here}: {role}"
+                );
+                for subject in o["subjects"].as_array().unwrap() {
+                    assert!(
+                        exists("ServiceAccount", &subject["namespace"], &subject["name"]),
+                        "{here}: {subject}"
+                    );
+                }
+            }
+            "Service" => {
+                let selector = o["spec"]["selector"].as_object().unwrap();
+                let selected = objects.iter().any(|w| {
+                    let labels = &w["spec"]["template"]["metadata"]["labels"];
+                    w["metadata"]["namespace"] == *ns
+                        && !labels.is_null()
+                        && selector.iter().all(|(k, v)| labels[k] == *v)
+                });
+                assert!(selected, "{here}: selects no pod template");
+            }
+            _ => {}
+        }
+    }
+}
+
 fn yaml_docs(path: &std::path::Path) -> Vec<Value> {
     let text = std::fs::read_to_string(path).unwrap();
     serde_norway::Deserializer::from_str(&text)
@@ -170,6 +247,7 @@ fn yaml_docs(path: &std::path::Path) -> Vec<Value> {
 #[test]
 fn default_values_render_a_valid_least_privilege_install() {
     let r = render(json!({}));
+    assert_references_resolve("defaults", &r);
     r.assert_valid("default values");
     assert_eq!(r.raw["unvalidated"], json!([]));
     assert_eq!(
@@ -294,12 +372,22 @@ fn other_value_sets_render_valid_restricted_objects() {
             "in-cluster database, secrets created",
             json!({"secrets": {"create": true, "databasePassword": "s3cret/+pw"}}),
         ),
+        (
+            "another name, everything on",
+            json!({
+                "fullnameOverride": "news-desk",
+                "networkPolicy": {"enabled": true},
+                "monitoring": {"serviceMonitor": {"enabled": true}, "prometheusRule": {"enabled": true}},
+                "controller": {"replicas": 2},
+            }),
+        ),
     ];
     for (what, values) in cases {
         let r = render(values);
         r.assert_valid(what);
         assert_restricted(what, &pods(r.objects()));
         rules(&r.objects());
+        assert_references_resolve(what, &r);
         match what {
             "external database, secrets created" => {
                 assert!(
@@ -386,6 +474,27 @@ fn other_value_sets_render_valid_restricted_objects() {
                         .all(|c| c["metadata"]["name"] == "finrep-controller-crds")
                 );
             }
+            "another name, everything on" => {
+                let deployment = r.named("Deployment", "news-desk-controller");
+                assert_eq!(
+                    deployment["spec"]["template"]["spec"]["serviceAccountName"],
+                    "news-desk-controller"
+                );
+                r.named("StatefulSet", "news-desk-postgresql");
+                r.named("Job", "news-desk-migrate");
+                r.named("ClusterRole", "news-desk-controller-crds");
+                r.named("NetworkPolicy", "news-desk-controller");
+                r.named("PrometheusRule", "news-desk");
+                let owned: Vec<&str> = r
+                    .objects()
+                    .iter()
+                    .filter(|o| o["kind"] != "CustomResourceDefinition")
+                    .filter_map(|o| o["metadata"]["name"].as_str())
+                    .filter(|n| n.starts_with("finrep-") && !n.starts_with("finrep-pipeline"))
+                    .filter(|n| !["finrep-database", "finrep-backups"].contains(n))
+                    .collect();
+                assert_eq!(owned, Vec::<&str>::new(), "names left on the release name");
+            }
             _ => {
                 let db = r.named("Secret", "finrep-database");
                 let url = db["stringData"]["url"].as_str().unwrap();
@@ -402,6 +511,15 @@ fn other_value_sets_render_valid_restricted_objects() {
 #[test]
 fn mistakes_in_values_are_refused_with_a_message() {
     let typo = render(json!({"controler": {"replicas": 2}}));
+    let long_name =
+        render(json!({"fullnameOverride": "a-name-far-too-long-for-a-pod-of-the-statefulset"}));
+    assert!(
+        long_name.raw["schemaError"]
+            .as_str()
+            .is_some_and(|e| e.contains("fullnameOverride")),
+        "{}",
+        long_name.raw["schemaError"]
+    );
     let err = typo.raw["schemaError"].as_str().unwrap_or_default();
     assert!(err.contains("controler"), "{}", typo.raw);
     let wrong_type = render(json!({"controller": {"replicas": "two"}}));

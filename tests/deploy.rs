@@ -1,6 +1,6 @@
 //! The compose deployment (deploy/compose.yml) and its image (deploy/Dockerfile): the compose
 //! file against the Compose Specification's schema (check-jsonschema), each profile resolved
-//! as compose resolves it, the dev profile's configuration through `finrep validate`, and the
+//! by a compose implementation (podman-compose config), the dev profile's configuration through `finrep validate`, and the
 //! Dockerfile through hadolint.
 
 mod common;
@@ -27,36 +27,48 @@ fn venv_tool(name: &str) -> PathBuf {
     tool
 }
 
-/// The compose file with its `<<` merge keys applied, as compose reads it.
-fn compose() -> Value {
-    let text = std::fs::read_to_string(root().join("deploy/compose.yml")).unwrap();
-    let mut value: Value = serde_norway::from_str(&text).unwrap();
-    value.apply_merge().unwrap();
-    // Merges nested in services (environment: <<: *finrep-env) too.
-    for (_, service) in value["services"].as_mapping_mut().unwrap().iter_mut() {
-        service.apply_merge().unwrap();
-        for (_, v) in service.as_mapping_mut().unwrap().iter_mut() {
-            v.apply_merge().unwrap();
-        }
-    }
-    value
-}
-
-/// The services `docker compose --profile <profile>` starts.
-fn services_in(compose: &Value, profile: &str) -> BTreeMap<String, Value> {
-    compose["services"]
+/// The services `docker compose --profile <profile> config` resolves, by a compose
+/// implementation (podman-compose, which interpolates and filters profiles as docker compose
+/// does), from an environment holding only the settings that profile's users set: compose
+/// interpolates every service before it applies the profile, so a variable only one profile
+/// needs must not be required of the other.
+fn resolved(profile: &str) -> BTreeMap<String, Value> {
+    let setting = match profile {
+        "dev" => ("POSTGRES_PASSWORD", "test-only"),
+        "prod" => ("DATABASE_URL", "postgres://finrep@db.internal:5432/finrep"),
+        other => panic!("no profile {other}"),
+    };
+    let out = Command::new(venv_tool("podman-compose"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env(setting.0, setting.1)
+        // --dry-run: nothing is started and no container engine is asked.
+        .args(["--dry-run", "--env-file", "/dev/null", "-f"])
+        .arg(root().join("deploy/compose.yml"))
+        .args(["--profile", profile, "config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "profile {profile} with only {} set: {}",
+        setting.0,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Value = serde_norway::from_slice(&out.stdout).unwrap();
+    config["services"]
         .as_mapping()
         .unwrap()
         .iter()
-        .filter(|(_, s)| match s.get("profiles") {
-            None => true,
-            Some(p) => p
-                .as_sequence()
-                .unwrap()
-                .iter()
-                .any(|x| x.as_str() == Some(profile)),
-        })
         .map(|(k, v)| (k.as_str().unwrap().to_string(), v.clone()))
+        .collect()
+}
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_sequence()
+        .unwrap_or_else(|| panic!("a list: {value:?}"))
+        .iter()
+        .map(|v| v.as_str().unwrap())
         .collect()
 }
 
@@ -87,7 +99,6 @@ fn the_compose_file_follows_the_compose_specification() {
 
 #[test]
 fn each_profile_resolves_to_a_healthy_start_order() {
-    let compose = compose();
     for (profile, expected) in [
         (
             "dev",
@@ -95,7 +106,7 @@ fn each_profile_resolves_to_a_healthy_start_order() {
         ),
         ("prod", vec!["finrep", "migrate"]),
     ] {
-        let services = services_in(&compose, profile);
+        let services = resolved(profile);
         let names: Vec<&str> = services.keys().map(String::as_str).collect();
         assert_eq!(names, expected, "profile {profile}");
         let mut total_mib = 0;
@@ -148,29 +159,14 @@ fn each_profile_resolves_to_a_healthy_start_order() {
             .find(|(n, _)| n.starts_with("finrep"))
             .map(|(_, s)| s)
             .unwrap();
-        let command: Vec<&str> = finrep["command"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let command = strings(&finrep["command"]);
         assert_eq!(command[0], "standalone");
         assert!(command.contains(&"--config") && command.contains(&"--backup-dir"));
-        let probe: Vec<&str> = finrep["healthcheck"]["test"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        let probe = strings(&finrep["healthcheck"]["test"]);
         assert_eq!(&probe[..3], ["CMD", "finrep", "probe"]);
         assert_eq!(finrep["read_only"].as_bool(), Some(true));
-        assert_eq!(finrep["env_file"].as_str(), Some(".env"));
-        let volumes: Vec<&str> = finrep["volumes"]
-            .as_sequence()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_str().unwrap())
-            .collect();
+        assert_eq!(strings(&finrep["env_file"]), [".env"]);
+        let volumes = strings(&finrep["volumes"]);
         assert!(volumes.iter().any(|v| v.starts_with("backups:/backups")));
         assert!(
             volumes
@@ -212,11 +208,9 @@ fn no_secret_has_a_value_in_the_repository() {
 /// The files the dev profile mounts into /config make a valid configuration.
 #[test]
 fn the_dev_configuration_validates() {
-    let compose = compose();
-    let dev = &compose["services"]["finrep-dev"];
+    let dev = &resolved("dev")["finrep-dev"];
     let mut files: Vec<PathBuf> = Vec::new();
-    for v in dev["volumes"].as_sequence().unwrap() {
-        let v = v.as_str().unwrap();
+    for v in strings(&dev["volumes"]) {
         let host = v.split(':').next().unwrap();
         if v.contains(":/config/") {
             files.push(root().join("deploy").join(host));

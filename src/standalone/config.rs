@@ -2,7 +2,7 @@
 //! read again when a file changes or on SIGHUP, and a bad edit never replaces the last good
 //! set.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -45,6 +45,11 @@ impl ConfigSource {
             seen,
             current: Arc::new(loaded.set),
         })
+    }
+
+    /// The directory the manifests are read from.
+    pub fn dir(&self) -> &Path {
+        &self.paths[0]
     }
 
     /// The set in force.

@@ -105,6 +105,7 @@ impl Scheduler {
             reports = self.config.current().reports.len(),
             "standalone scheduler started"
         );
+        self.warn_if_nothing_scheduled();
         loop {
             let wake_at = self.pass().await;
             let wake = tokio::select! {
@@ -396,15 +397,29 @@ impl Scheduler {
     fn reload(&mut self, force: bool) {
         match self.config.reload(force) {
             Reload::Unchanged => {}
-            Reload::Loaded(set) => info!(
-                sources = set.sources.len(),
-                recipients = set.recipients.len(),
-                reports = set.reports.len(),
-                "configuration loaded"
-            ),
+            Reload::Loaded(set) => {
+                info!(
+                    sources = set.sources.len(),
+                    recipients = set.recipients.len(),
+                    reports = set.reports.len(),
+                    "configuration loaded"
+                );
+                self.warn_if_nothing_scheduled();
+            }
             Reload::Refused(e) => {
                 error!(error = %e, "configuration refused; the last good one stays in force")
             }
+        }
+    }
+
+    /// An empty directory is allowed (reports may be added later, without a restart), but
+    /// a mount pointing at the wrong place must not look like a quiet success.
+    fn warn_if_nothing_scheduled(&self) {
+        if self.config.current().reports.is_empty() {
+            warn!(
+                dir = %self.config.dir().display(),
+                "no DailyReport in the configuration directory: nothing is scheduled until one is added"
+            );
         }
     }
 

@@ -23,6 +23,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "DATABASE_URL is empty: set it to postgres://USER:PASSWORD@HOST:5432/DATABASE (or pass --database-url)"
+    )]
+    Unset,
     #[error("DATABASE_URL is not a valid PostgreSQL URL ({url}): {source}")]
     Url { url: String, source: sqlx::Error },
     #[error("cannot connect to PostgreSQL at {url}: {source}")]
@@ -65,6 +69,9 @@ impl Store {
         max_connections: u32,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
+        if url.trim().is_empty() {
+            return Err(StoreError::Unset);
+        }
         let shown = redact_url(url);
         let options: PgConnectOptions = url.parse().map_err(|source| StoreError::Url {
             url: shown.clone(),

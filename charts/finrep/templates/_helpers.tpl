@@ -26,8 +26,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: database
 {{- end -}}
 
-{{- define "finrep.controllerName" -}}{{ .Release.Name }}-controller{{- end -}}
-{{- define "finrep.postgresName" -}}{{ .Release.Name }}-postgresql{{- end -}}
+{{/* The prefix of the release's object names: the release name unless fullnameOverride is
+set, cut so that "<prefix>-postgresql-0" stays a valid pod name and host name. */}}
+{{- define "finrep.fullname" -}}
+{{- default .Release.Name .Values.fullnameOverride | trunc 41 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "finrep.controllerName" -}}{{ include "finrep.fullname" . }}-controller{{- end -}}
+{{- define "finrep.postgresName" -}}{{ include "finrep.fullname" . }}-postgresql{{- end -}}
 
 {{/* The restricted Pod Security Standard, for a pod running as `uid`. */}}
 {{- define "finrep.podSecurity" -}}
