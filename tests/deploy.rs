@@ -272,3 +272,58 @@ fn the_dockerfile_passes_hadolint_and_copies_what_the_build_needs() {
         "the runtime runs as non-root"
     );
 }
+
+/// `1.94` and `1.94.0` alike, comparable.
+fn version(v: &str) -> [u32; 3] {
+    let mut out = [0; 3];
+    for (slot, n) in out.iter_mut().zip(v.split('.')) {
+        *slot = n.parse().unwrap();
+    }
+    out
+}
+
+/// The image builds with `cargo build --locked`: its Rust is at least the crate's declared
+/// rust-version, which is at least every locked dependency's.
+#[test]
+fn the_image_builds_with_a_rust_new_enough_for_the_lock_file() {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let metadata: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut declared = None;
+    let mut needed = ([0; 3], String::new());
+    for package in metadata["packages"].as_array().unwrap() {
+        let Some(rust) = package["rust_version"].as_str() else {
+            continue;
+        };
+        if package["name"] == "finrep" {
+            declared = Some(version(rust));
+        } else if version(rust) > needed.0 {
+            needed = (version(rust), package["name"].as_str().unwrap().to_string());
+        }
+    }
+    let declared = declared.expect("Cargo.toml declares a rust-version");
+    assert!(
+        declared >= needed.0,
+        "{} needs Rust {:?}, Cargo.toml declares {declared:?}",
+        needed.1,
+        needed.0
+    );
+    let dockerfile = std::fs::read_to_string(root().join("deploy/Dockerfile")).unwrap();
+    let builder = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("FROM rust:"))
+        .expect("a rust builder stage");
+    let tag = builder.split(['-', ' ']).next().unwrap();
+    assert!(
+        version(tag) >= declared,
+        "the builder's Rust {tag} is older than rust-version {declared:?}"
+    );
+}
