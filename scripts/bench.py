@@ -9,6 +9,7 @@ appended to docs/bench-results/<workload>.json.
 """
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
@@ -338,8 +339,10 @@ class W1Server:
         return "\n---\n".join(json.dumps(d, ensure_ascii=False) for d in docs)
 
 
-def run_measured(cmd, env):
+def run_measured(cmd, env, watch=None):
     """Runs cmd; returns (stdout, wall seconds, peak RSS in MiB) of that child alone.
+    `watch(pid)`, when given, returns a context manager held while the child runs (a sampler
+    of the child's process tree).
 
     posix_spawn (vfork-like) rather than fork: a forked child's high-water RSS would include
     this Python process's own memory, copied at fork time.
@@ -348,7 +351,8 @@ def run_measured(cmd, env):
         started = time.perf_counter()
         pid = os.posix_spawn(cmd[0], cmd, env, file_actions=[
             (os.POSIX_SPAWN_DUP2, out.fileno(), 1), (os.POSIX_SPAWN_DUP2, err.fileno(), 2)])
-        _, status, usage = os.wait4(pid, 0)
+        with watch(pid) if watch else contextlib.nullcontext():
+            _, status, usage = os.wait4(pid, 0)
         wall = time.perf_counter() - started
         code = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -537,20 +541,24 @@ def free_port():
         return s.getsockname()[1]
 
 
-def cluster_pss_mib(data_dir):
-    """Proportional set size of a PostgreSQL cluster: its postmaster and every child, with
-    shared memory counted once across them."""
-    with open(Path(data_dir) / "postmaster.pid") as f:
-        postmaster = int(f.readline())
-    pids = [postmaster]
+def tree_pss_mib(root):
+    """Proportional set size of a process and all its descendants, with memory they share
+    counted once across them: what a container holding that tree is charged, page cache
+    aside."""
+    parents = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
-                        pids.append(int(entry))
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
             except (OSError, IndexError, ValueError):
                 pass
+    pids, frontier = {root}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for child in [c for c, p in parents.items() if p == parent and c not in pids]:
+            pids.add(child)
+            frontier.append(child)
     total_kib = 0
     for pid in pids:
         try:
@@ -563,16 +571,22 @@ def cluster_pss_mib(data_dir):
     return total_kib / 1024
 
 
-class PssSampler:
-    """Samples a cluster's PSS every 50 ms in a thread; `peak` is the highest seen."""
+def cluster_pss_mib(data_dir):
+    """Proportional set size of a PostgreSQL cluster: its postmaster and every child."""
+    with open(Path(data_dir) / "postmaster.pid") as f:
+        return tree_pss_mib(int(f.readline()))
 
-    def __init__(self, data_dir):
-        self.data_dir, self.peak, self.stop = data_dir, 0.0, threading.Event()
+
+class PssSampler:
+    """Samples `measure()` (MiB) every 50 ms in a thread; `peak` is the highest seen."""
+
+    def __init__(self, measure):
+        self.measure, self.peak, self.stop = measure, 0.0, threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self):
         while not self.stop.is_set():
-            self.peak = max(self.peak, cluster_pss_mib(self.data_dir))
+            self.peak = max(self.peak, self.measure())
             time.sleep(0.05)
 
     def __enter__(self):
@@ -594,16 +608,25 @@ def bench_pg_memory(args):
         env = dict(os.environ, DATABASE_URL=args.database_url, FINREP_LOG_FORMAT="json", RUST_LOG="warn")
         run_measured([args.finrep, "migrate"], env)
         idle = cluster_pss_mib(args.data_dir)
-        runs, backups = [], []
+        runs, backups, backup_pods = [], [], []
         for run in range(sized(args.runs, 1)):
             date = (datetime.now(timezone.utc) + timedelta(days=run)).date().isoformat()
-            with PssSampler(args.data_dir) as s:
+            with PssSampler(lambda: cluster_pss_mib(args.data_dir)) as s:
                 run_measured([args.finrep, "run", "--config", str(config), "--report", "w1",
                               "--allow-private-networks", "--recompose", "--no-send", "--date", date], env)
             runs.append(s.peak)
-            with PssSampler(args.data_dir) as s:
-                run_measured([args.finrep, "backup", "--dir", str(dumps), "--name", "w1", "--date", date], env)
+            # What the backup CronJob's pod runs: `finrep backup` and its pg_dump child.
+            pod = []
+
+            def watch(pid):
+                pod.append(PssSampler(lambda: tree_pss_mib(pid)))
+                return pod[0]
+
+            with PssSampler(lambda: cluster_pss_mib(args.data_dir)) as s:
+                run_measured([args.finrep, "backup", "--dir", str(dumps), "--name", "w1", "--date", date],
+                             env, watch=watch)
             backups.append(s.peak)
+            backup_pods.append(pod[0].peak)
         record("PG-memory", {
             "workload": "PostgreSQL with the chart's settings in a cluster of its own: W1 collect+extract+compose "
                         "(200 sources x 50 items, 2,000 recipients in the configuration), then `finrep backup`",
@@ -611,6 +634,7 @@ def bench_pg_memory(args):
             "idle_pss_mib": round(idle, 1),
             "peak_pss_during_run_mib": summary(runs),
             "peak_pss_during_backup_mib": summary(backups),
+            "backup_process_tree_peak_pss_mib": summary(backup_pods),
         })
     finally:
         shutil.rmtree(config, ignore_errors=True)

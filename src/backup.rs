@@ -1,7 +1,7 @@
 //! Backups of the finrep database: `pg_dump` into gzipped plain SQL named
 //! `finrep_<name>_<YYYYMMDD>.sql.gz`, retention that deletes only finrep's own dumps of that
 //! name, and restore into an empty database with `psql`. The operator's backup CronJob writes
-//! and prunes the same names (`controller::objects::backup_script`).
+//! and prunes the same names (`controller::objects::backup_args` runs this code).
 //!
 //! The decisions (names, what to prune, whether a client may dump a server) are pure; the
 //! rest runs the PostgreSQL client programs, which must be of the server's major version or

@@ -54,12 +54,12 @@ pub struct ControllerArgs {
     /// Hosts pipeline pods trust whatever they resolve to; repeatable.
     #[arg(long = "trusted-host", value_delimiter = ',')]
     trusted_hosts: Vec<String>,
-    /// PostgreSQL client image for backups: its major version must be the server's or newer
-    /// (pg_dump refuses a newer server).
-    #[arg(long, default_value = "postgres:16-alpine")]
-    backup_image: String,
-    /// The user the backup image runs as.
-    #[arg(long, default_value_t = 70)]
+    /// Image backups run `finrep backup` in (default: --image, whose pg_dump 17 dumps servers
+    /// up to 17). Another must hold finrep and a pg_dump of the server's major version or newer.
+    #[arg(long)]
+    backup_image: Option<String>,
+    /// The user backup pods run as.
+    #[arg(long, default_value_t = crate::controller::objects::RUN_AS_USER)]
     backup_run_as_user: i64,
     /// Claim backups are written to when a report names none.
     #[arg(long, default_value = "finrep-backups")]

@@ -82,10 +82,11 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Hosts the pipeline trusts (`FINREP_TRUSTED_HOSTS`), e.g. an in-cluster mail relay.
     pub trusted_hosts: Vec<String>,
-    /// A PostgreSQL client image of the server's major version: pg_dump refuses to dump a
-    /// newer server.
-    pub backup_image: String,
-    /// The user the backup image runs as (70 is `postgres` in the official Alpine images).
+    /// The image backups run `finrep backup` in; `None`: `image`, whose pg_dump 17 dumps
+    /// servers up to 17. Another must hold `finrep` and a pg_dump of the server's major
+    /// version or newer (`finrep backup` refuses an older one).
+    pub backup_image: Option<String>,
+    /// The user backup pods run as.
     pub backup_run_as_user: i64,
     /// Claim backups are written to when a report names none.
     pub backup_pvc: String,
@@ -116,8 +117,8 @@ impl Default for Settings {
             unsubscribe_key: None,
             public_url: None,
             trusted_hosts: Vec::new(),
-            backup_image: "postgres:16-alpine".to_string(),
-            backup_run_as_user: 70,
+            backup_image: None,
+            backup_run_as_user: RUN_AS_USER,
             backup_pvc: "finrep-backups".to_string(),
         }
     }
@@ -443,32 +444,41 @@ pub fn backup_name(report: &DailyReport) -> String {
     format!("{}-backup", keep.trim_end_matches(['-', '.']))
 }
 
-/// The shell script of a backup: a gzipped plain-SQL dump named
-/// `finrep_<report>_<YYYYMMDD>.sql.gz` (the report's local date), then dumps of this report
-/// older than `retention_days` deleted — never any other file. `finrep backup` writes and
-/// prunes the same names.
-pub fn backup_script(report: &str, retention_days: u32) -> String {
-    format!(
-        r#"set -eu
-out="/backups/finrep_{report}_$(date +%Y%m%d).sql.gz"
-pg_dump --no-owner --no-privileges "$DATABASE_URL" | gzip -9 > "$out.partial"
-mv "$out.partial" "$out"
-find /backups -maxdepth 1 -type f -name 'finrep_{report}_????????.sql.gz' -mtime +{retention_days} -print -delete
-"#
-    )
+/// The command of a backup: `finrep backup` writes a gzipped plain-SQL dump named
+/// `finrep_<report>_<YYYYMMDD>.sql.gz` (the report's local date: the pod's TZ) and deletes this
+/// report's dumps older than `retention_days`, never any other file — the same code, names
+/// and retention as standalone mode's backups.
+pub fn backup_args(report: &str, retention_days: u32) -> Vec<String> {
+    [
+        "backup",
+        "--dir",
+        "/backups",
+        "--name",
+        report,
+        "--retention-days",
+        &retention_days.to_string(),
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
-/// The pod of a backup: pg_dump of the server's major version into the backups claim.
+/// The pod of a backup: `finrep backup` into the backups claim.
 fn backup_pod(report: &DailyReport, settings: &Settings) -> PodSpec {
     let b = &report.spec.backup;
     let (tmp_volume, tmp_mount) = scratch();
     let pvc = b.pvc.clone().unwrap_or_else(|| settings.backup_pvc.clone());
     let container = Container {
-        name: "pg-dump".to_string(),
-        image: Some(settings.backup_image.clone()),
+        name: "backup".to_string(),
+        image: Some(
+            settings
+                .backup_image
+                .clone()
+                .unwrap_or_else(|| settings.image.clone()),
+        ),
         image_pull_policy: settings.image_pull_policy.clone(),
-        command: Some(vec!["/bin/sh".to_string(), "-c".to_string()]),
-        args: Some(vec![backup_script(&report.name_any(), b.retention_days)]),
+        // Named, not left to the entrypoint: another backup image may have its own.
+        command: Some(vec!["finrep".to_string()]),
+        args: Some(backup_args(&report.name_any(), b.retention_days)),
         env: Some(vec![
             secret_env("DATABASE_URL", &settings.database_url, false),
             plain_env("TZ", &report.spec.time_zone),
@@ -692,15 +702,29 @@ spec:
         assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
         let pod = spec.job_template.spec.unwrap().template.spec.unwrap();
         assert_eq!(pod_security::violations(&pod, true), Vec::<String>::new());
-        let script = &pod.containers[0].args.as_ref().unwrap()[0];
-        assert!(
-            script.contains("finrep_morning-brief_$(date +%Y%m%d).sql.gz"),
-            "{script}"
+        let backup = &pod.containers[0];
+        assert_eq!(backup.image, Some(Settings::default().image));
+        assert_eq!(backup.command, Some(vec!["finrep".to_string()]));
+        assert_eq!(
+            backup.args.as_ref().unwrap().join(" "),
+            "backup --dir /backups --name morning-brief --retention-days 7"
         );
-        assert!(
-            script.contains("-name 'finrep_morning-brief_????????.sql.gz' -mtime +7"),
-            "{script}"
-        );
+        let tz = backup.env.as_ref().unwrap().iter().find(|e| e.name == "TZ");
+        assert_eq!(tz.and_then(|e| e.value.as_deref()), Some("Asia/Shanghai"));
+        let custom = Settings {
+            backup_image: Some("registry.local/finrep-pg18:1".to_string()),
+            ..Settings::default()
+        };
+        let pod = backup_cron_job(&r, &custom)
+            .unwrap()
+            .spec
+            .unwrap()
+            .job_template
+            .spec;
+        let image = pod.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone();
+        assert_eq!(image.as_deref(), Some("registry.local/finrep-pg18:1"));
         r.spec.backup.enabled = false;
         assert!(backup_cron_job(&r, &Settings::default()).is_none());
         let long = "r".repeat(63);
