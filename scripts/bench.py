@@ -606,7 +606,8 @@ def bench_pg_memory(args):
     try:
         (config / "w1.yaml").write_text(server.manifests(recipients=sized(2000, 20)))
         env = dict(os.environ, DATABASE_URL=args.database_url, FINREP_LOG_FORMAT="json", RUST_LOG="warn")
-        run_measured([args.finrep, "migrate"], env)
+        # The migration Job's pod: `finrep migrate` alone (no child), so its own peak RSS.
+        _, _, migrate_rss = run_measured([args.finrep, "migrate"], env)
         idle = cluster_pss_mib(args.data_dir)
         runs, backups, backup_pods = [], [], []
         for run in range(sized(args.runs, 1)):
@@ -635,6 +636,7 @@ def bench_pg_memory(args):
             "peak_pss_during_run_mib": summary(runs),
             "peak_pss_during_backup_mib": summary(backups),
             "backup_process_tree_peak_pss_mib": summary(backup_pods),
+            "migrate_peak_rss_mib": round(migrate_rss, 1),
         })
     finally:
         shutil.rmtree(config, ignore_errors=True)

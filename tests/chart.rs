@@ -734,6 +734,25 @@ fn the_memory_budget_matches_the_chart() {
         line.contains(&format!("| {} MiB |", mib(&pipeline_limit))),
         "{line}"
     );
+    // The pods that do not run at 06:00: the controller's backup CronJob and the chart's
+    // migration hook.
+    let report = &common::operator::examples().reports[0];
+    let cron =
+        serde_json::to_value(backup_cron_job(report, &Settings::default()).unwrap()).unwrap();
+    let backup = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    for (starts, resources) in [
+        ("| backup pod", &backup["resources"]),
+        ("| migration Job", &values["migrations"]["resources"]),
+    ] {
+        let line = row(starts);
+        for quantity in [
+            &resources["requests"]["memory"],
+            &resources["limits"]["memory"],
+        ] {
+            let quantity = mib(quantity.as_str().unwrap());
+            assert!(line.contains(&format!("| {quantity} MiB |")), "{line}");
+        }
+    }
     assert!(
         row("| **finrep at 06:00").contains(&format!("**{requested} MiB**")),
         "the total of requests is {requested} MiB"
