@@ -437,6 +437,30 @@ fn other_value_sets_render_valid_restricted_objects() {
                     names,
                     ["finrep-controller", "finrep-pipeline", "finrep-postgresql"].into()
                 );
+                // The pipeline: DNS and PostgreSQL anywhere, mail and the web anywhere but
+                // the cluster's pod and Service ranges; never the API server's port.
+                let pipeline = r.named("NetworkPolicy", "finrep-pipeline");
+                for rule in pipeline["spec"]["egress"].as_array().unwrap() {
+                    let ports: BTreeSet<i64> = rule["ports"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| p["port"].as_i64().unwrap())
+                        .collect();
+                    assert!(!ports.contains(&6443), "{rule}");
+                    if ports.contains(&443) {
+                        assert_eq!(
+                            rule["to"],
+                            json!([
+                                {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.42.0.0/16", "10.43.0.0/16"]}},
+                                {"ipBlock": {"cidr": "::/0"}},
+                            ])
+                        );
+                    } else {
+                        assert!(rule["to"].is_null(), "{rule}");
+                        assert!(ports.is_subset(&[53, 5432].into()), "{rule}");
+                    }
+                }
             }
             "monitoring" => {
                 assert_eq!(
