@@ -1,7 +1,8 @@
 //! The compose deployment (deploy/compose.yml) and its image (deploy/Dockerfile): the compose
 //! file against the Compose Specification's schema (check-jsonschema), each profile resolved
-//! by a compose implementation (podman-compose config), the dev profile's configuration through `finrep validate`, and the
-//! Dockerfile through hadolint.
+//! by a compose implementation (podman-compose config), the dev profile's configuration
+//! through `finrep validate`, the Dockerfile through hadolint, and the builder's Rust against
+//! the lock file.
 
 mod common;
 
