@@ -28,6 +28,13 @@ from xml.sax.saxutils import escape
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+def report_date(days_ahead):
+    """A run's --date: today in the reports' zone (Asia/Shanghai, their default) or later, so
+    the lookback ends at the run's start (an earlier day's run looks back from its slot)."""
+    from zoneinfo import ZoneInfo
+    return (datetime.now(ZoneInfo("Asia/Shanghai")) + timedelta(days=days_ahead)).date().isoformat()
+
 COMPANIES = ["贵州茅台(600519)", "宁德时代(300750.SZ)", "中国平安(601318)", "招商银行(600036)",
              "比亚迪(002594)", "腾讯控股(00700.HK)", "阿里巴巴(9988.HK)", "美团(03690.HK)",
              "英伟达(NVDA.O)", "苹果(AAPL.O)", "特斯拉(TSLA.O)", "隆基绿能(601012)",
@@ -378,7 +385,7 @@ def bench_w1(args):
         for run in range(args.runs):
             # Collect, extract and compose are measured here; delivery by w1-send.
             cmd = [args.finrep, "run", "--config", str(config), "--report", "w1", "--allow-private-networks",
-                   "--recompose", "--no-send", "--date", (datetime.now(timezone.utc) + timedelta(days=run)).date().isoformat()]
+                   "--recompose", "--no-send", "--date", report_date(run)]
             out, _, _ = run_measured(cmd, env)
             outcome = json.loads(out.strip().splitlines()[-1])
             # VmHWM as the process saw it (a child's ru_maxrss would include this Python
@@ -454,7 +461,7 @@ def bench_w1_send(args):
             smtp = smtp_server(port, log)
             try:
                 send_config(work, feed_port, port, recipients, per_minute)
-                date = (datetime.now(timezone.utc) + timedelta(days=day_base + run)).date().isoformat()
+                date = report_date(day_base + run)
                 out, _, _ = run_measured([args.finrep, "run", "--config", str(work), "--report", "w1",
                                           "--allow-private-networks", "--date", date] + extra, env)
                 outcome = json.loads(out.strip().splitlines()[-1])
@@ -611,7 +618,7 @@ def bench_pg_memory(args):
         idle = cluster_pss_mib(args.data_dir)
         runs, backups, backup_pods = [], [], []
         for run in range(sized(args.runs, 1)):
-            date = (datetime.now(timezone.utc) + timedelta(days=run)).date().isoformat()
+            date = report_date(run)
             with PssSampler(lambda: cluster_pss_mib(args.data_dir)) as s:
                 run_measured([args.finrep, "run", "--config", str(config), "--report", "w1",
                               "--allow-private-networks", "--recompose", "--no-send", "--date", date], env)

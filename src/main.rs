@@ -282,6 +282,11 @@ struct RunArgs {
     #[arg(long, env = "FINREP_PUBLIC_URL")]
     public_url: Option<String>,
 
+    /// Seconds to wait while another attempt at the same report and day runs (a retried Job
+    /// whose old pod still runs, `finrep run` beside the scheduler) before exiting 75.
+    #[arg(long, default_value_t = 10.0, value_parser = non_negative_seconds)]
+    lock_wait_seconds: f64,
+
     /// Most sources fetched at once.
     #[arg(long, default_value_t = 32)]
     max_concurrency: usize,
@@ -312,6 +317,7 @@ impl RunArgs {
             output_dir: self.output.clone(),
             now: chrono::Utc::now(),
             recompose: self.recompose,
+            lock_wait: Duration::from_secs_f64(self.lock_wait_seconds),
         }
     }
 
@@ -345,6 +351,13 @@ impl RunArgs {
             network: self.network(),
             ..Default::default()
         })
+    }
+}
+
+fn non_negative_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v >= 0.0 && v.is_finite() && v < 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds from 0 to 86400")),
     }
 }
 

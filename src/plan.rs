@@ -46,6 +46,21 @@ pub struct Slot {
     pub manual: bool,
 }
 
+/// Where a run's lookback window ends: what "the last N hours" are counted back from.
+///
+/// A run of today collects what is new when it starts. A run of an earlier day (`finrep run
+/// --date`, a catch-up after midnight) collects what that day's report would have held, so
+/// its window ends at that day's slot, whenever it runs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LookbackEnd {
+    /// The instant the run starts (plans written before this field existed mean this).
+    #[default]
+    RunStart,
+    /// The slot's scheduled instant.
+    Slot,
+}
+
 /// A source as the pipeline needs it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -94,6 +109,9 @@ pub struct RunPlan {
     pub title: String,
     pub time_zone: String,
     pub slot: Slot,
+    /// Where the lookback window ends (see [`RunPlan::lookback_ends_at`]).
+    #[serde(default)]
+    pub lookback_end: LookbackEnd,
     pub mail_window: MailWindow,
     pub content: ContentSpec,
     pub smtp: SmtpSpec,
@@ -147,23 +165,27 @@ pub fn plan_for(
     blacklist: &BTreeSet<String>,
 ) -> Result<RunPlan, PlanError> {
     let report = find_report(set, namespace, name)?;
-    let slot = match when {
-        RunAt::Slot(at) => scheduled_slot(report, at)?,
+    let (slot, lookback_end) = match when {
+        RunAt::Slot(at) => (scheduled_slot(report, at)?, LookbackEnd::RunStart),
         RunAt::Manual { date, now } => {
-            let date = match date {
-                Some(d) => d,
-                None => local_date(report, now)?,
-            };
-            manual_slot(report, date)?
+            let today = local_date(report, now)?;
+            let date = date.unwrap_or(today);
+            (manual_slot(report, date)?, lookback_end_for(date, today))
         }
     };
-    Ok(build_plan(
-        report,
-        &set.sources,
-        &set.recipients,
-        blacklist,
-        slot,
-    ))
+    let mut plan = build_plan(report, &set.sources, &set.recipients, blacklist, slot);
+    plan.lookback_end = lookback_end;
+    Ok(plan)
+}
+
+/// A run of an earlier local date than `today` looks back from that day's slot; a run of
+/// today (or of a later date, which waits for nothing) from its start.
+pub fn lookback_end_for(date: NaiveDate, today: NaiveDate) -> LookbackEnd {
+    if date < today {
+        LookbackEnd::Slot
+    } else {
+        LookbackEnd::RunStart
+    }
 }
 
 /// The DailyReport `name` of `namespace`; when there is none, the error says in which
@@ -288,6 +310,7 @@ pub fn build_plan(
         title: spec.title.clone(),
         time_zone: spec.time_zone.clone(),
         slot,
+        lookback_end: LookbackEnd::RunStart,
         mail_window: spec.mail_window.clone(),
         content: spec.content.clone(),
         smtp: spec.smtp.clone(),
@@ -431,6 +454,28 @@ pub fn local_date(report: &DailyReport, now: DateTime<Utc>) -> Result<NaiveDate,
 }
 
 impl RunPlan {
+    /// Where the lookback window of a run started at `run_start` ends, and what that end is:
+    /// the slot when the plan says so, or when the run starts on a later local date than its
+    /// slot (a retried Job or a catch-up past midnight still makes that day's report);
+    /// otherwise the run's start.
+    pub fn lookback_ends_at(&self, run_start: DateTime<Utc>) -> (DateTime<Utc>, LookbackEnd) {
+        let run_date = match parse_time_zone(&self.time_zone) {
+            Ok(tz) => run_start.with_timezone(&tz).date_naive(),
+            Err(_) => run_start
+                .with_timezone(self.slot.scheduled_for.offset())
+                .date_naive(),
+        };
+        match (
+            self.lookback_end,
+            lookback_end_for(self.slot.date, run_date),
+        ) {
+            (LookbackEnd::Slot, _) | (_, LookbackEnd::Slot) => {
+                (self.slot.scheduled_for.to_utc(), LookbackEnd::Slot)
+            }
+            (LookbackEnd::RunStart, LookbackEnd::RunStart) => (run_start, LookbackEnd::RunStart),
+        }
+    }
+
     pub fn to_yaml(&self) -> Result<String, serde_norway::Error> {
         serde_norway::to_string(self)
     }
@@ -702,7 +747,7 @@ spec:
             reports: vec![report(), other],
             ..Default::default()
         };
-        let now = Utc::now();
+        let now = at("2026-11-23T01:00:00Z");
         let when = RunAt::Manual { date: None, now };
         let err = plan_for(&set, "default", "acc-brief", when, &BTreeSet::new()).unwrap_err();
         assert_eq!(
@@ -733,5 +778,68 @@ spec:
         let s = manual_slot(&report(), NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()).unwrap();
         assert_eq!(s.scheduled_for.to_rfc3339(), "2026-11-23T06:00:00+08:00");
         assert!(s.manual);
+    }
+
+    fn at(rfc3339: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
+    }
+
+    #[test]
+    fn an_earlier_days_run_looks_back_from_that_days_slot() {
+        let set = ResourceSet {
+            reports: vec![report()],
+            ..Default::default()
+        };
+        let now = at("2026-11-26T03:15:00Z");
+        let three_days_back = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+        let when = RunAt::Manual {
+            date: Some(three_days_back),
+            now,
+        };
+        let plan = plan_for(&set, "desk", "brief", when, &BTreeSet::new()).unwrap();
+        assert_eq!(plan.lookback_end, LookbackEnd::Slot);
+        assert_eq!(
+            plan.lookback_ends_at(now),
+            (at("2026-11-23T06:00:00+08:00"), LookbackEnd::Slot)
+        );
+        // The plan says so in the document a Job reads.
+        assert!(plan.to_yaml().unwrap().contains("lookbackEnd: slot"));
+
+        let today = RunAt::Manual { date: None, now };
+        let plan = plan_for(&set, "desk", "brief", today, &BTreeSet::new()).unwrap();
+        assert_eq!(plan.lookback_end, LookbackEnd::RunStart);
+        assert_eq!(plan.lookback_ends_at(now), (now, LookbackEnd::RunStart));
+    }
+
+    #[test]
+    fn a_scheduled_run_started_after_its_day_looks_back_from_its_slot() {
+        let plan = build_plan(&report(), &[], &[], &BTreeSet::new(), slot());
+        assert_eq!(plan.lookback_end, LookbackEnd::RunStart);
+        // On time, or late the same day: from the run's start.
+        let late_morning = at("2026-11-23T11:00:00+08:00");
+        assert_eq!(
+            plan.lookback_ends_at(late_morning),
+            (late_morning, LookbackEnd::RunStart)
+        );
+        // A Job retried past midnight still makes the 23rd's report.
+        let next_day = at("2026-11-24T00:30:00+08:00");
+        assert_eq!(
+            plan.lookback_ends_at(next_day),
+            (at("2026-11-23T06:00:00+08:00"), LookbackEnd::Slot)
+        );
+    }
+
+    #[test]
+    fn plans_without_a_lookback_end_look_back_from_the_run_start() {
+        let plan = build_plan(&report(), &[], &[], &BTreeSet::new(), slot());
+        let yaml = plan
+            .to_yaml()
+            .unwrap()
+            .replace("lookbackEnd: runStart\n", "");
+        assert!(!yaml.contains("lookbackEnd"));
+        assert_eq!(
+            RunPlan::from_yaml(&yaml).unwrap().lookback_end,
+            LookbackEnd::RunStart
+        );
     }
 }

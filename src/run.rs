@@ -260,6 +260,8 @@ pub enum ErrorCategory {
     Io,
     /// A bug: a task panicked.
     Internal,
+    /// Another attempt at the same run holds it; this one may try again once it is done.
+    Busy,
 }
 
 state_names!(ErrorCategory, "error category", {
@@ -268,6 +270,7 @@ state_names!(ErrorCategory, "error category", {
     Config => "config",
     Io => "io",
     Internal => "internal",
+    Busy => "busy",
 });
 
 /// How a run's process ends, as a Job sees it (docs/delivery.md). The controller's Job
@@ -444,6 +447,9 @@ pub struct ExtractStats {
     #[serde(default)]
     pub failed: usize,
     pub too_old: usize,
+    /// Items published after the slot of an earlier day's run (later news).
+    #[serde(default)]
+    pub too_new: usize,
     pub filtered: usize,
     pub same_url: usize,
     pub reported_before: usize,
@@ -479,6 +485,10 @@ pub struct RunOutcome {
     pub report_id: i64,
     pub phase: RunPhase,
     pub manual: bool,
+    /// Where the lookback window ended (RFC 3339 in the report's zone): the run's start, or
+    /// the slot of an earlier day's run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lookback_ends_at: Option<String>,
     /// The report was composed by an earlier attempt today and reused.
     pub reused: bool,
     pub articles: usize,
@@ -511,6 +521,7 @@ impl RunOutcome {
             report_id: 0,
             phase: RunPhase::Pending,
             manual,
+            lookback_ends_at: None,
             reused: false,
             articles: 0,
             recipients: 0,

@@ -79,6 +79,7 @@ fn pipeline_options(feed: &TestServer) -> PipelineOptions {
         output_dir: None,
         now: at("06:00"),
         recompose: false,
+        lock_wait: std::time::Duration::ZERO,
     }
 }
 
@@ -598,4 +599,67 @@ async fn the_window_closing_during_a_retry_defers_the_delivery() {
     );
     let (c, _, copies) = greylisted_run("06:06").await;
     assert_eq!((c.sent, copies), (1, 1), "{c:?}");
+}
+
+/// Two runs of one report and day at once — `finrep run` beside the scheduler, a retried Job
+/// whose old pod still runs — against a server that holds every DATA for a while: the second
+/// waits for the first, then exits 75 naming it; every recipient gets one copy, counted by the
+/// SMTP server. Then a third run, with the first done, finds everyone served.
+#[test]
+fn overlapping_runs_of_one_report_send_each_copy_once() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = rt.block_on(world());
+    let smtp = SmtpServer::start(serde_json::json!({"delay_ms": 700}));
+    let recipients: Vec<String> = (0..6).map(|i| format!("desk{i}@example.com")).collect();
+    let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp.port,
+        &refs,
+        "skip",
+    );
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(w.dir.path())
+            .args(["--report", "brief", "--date", &date().to_string()])
+            .args(["--trusted-host", &w.feed.host_port()])
+            .args(["--trusted-host", &format!("127.0.0.1:{}", smtp.port)])
+            .args(["--lock-wait-seconds", "1"])
+            .env("DATABASE_URL", &w.db_url)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn();
+    // The first is sending (six messages, 0.7 s each, two connections) when the second starts.
+    std::thread::sleep(Duration::from_millis(1200));
+    let second = spawn().wait_with_output().unwrap();
+    let first = first.wait_with_output().unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(75), "{stderr}");
+    assert!(
+        stderr.contains("another attempt at this run is in progress")
+            && stderr.contains("finrep run pid"),
+        "the holder is named: {stderr}"
+    );
+    for r in &recipients {
+        assert_eq!(smtp.copies_for(r), 1, "{r}");
+    }
+    let third = spawn().wait_with_output().unwrap();
+    assert!(third.status.success());
+    assert_eq!(smtp.messages().len(), recipients.len());
+    let rows = rt.block_on(statuses(&w.store));
+    assert!(
+        rows.iter()
+            .all(|(_, status, attempts)| status == "sent" && *attempts == 1),
+        "{rows:?}"
+    );
 }

@@ -105,6 +105,7 @@ fn config(lookback_hours: u32, watchlist: &[&str]) -> ExtractConfig {
     let watchlist: Vec<String> = watchlist.iter().map(|w| w.to_string()).collect();
     ExtractConfig {
         now: now(),
+        end: finrep::plan::LookbackEnd::RunStart,
         lookback_hours,
         report_filters: Filters::default(),
         watchlist: entities::watch_entries(&watchlist),

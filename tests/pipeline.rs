@@ -211,6 +211,7 @@ fn options(trusted: &TestServer, now: DateTime<Utc>, output: Option<PathBuf>) ->
         output_dir: output,
         now,
         recompose: false,
+        lock_wait: std::time::Duration::ZERO,
     }
 }
 
@@ -511,4 +512,97 @@ fn run_command_writes_the_report() {
             .unwrap()
             .contains("金融情报日报")
     );
+}
+
+/// An RSS 2.0 feed of `(title, published)` items, dated by the test rather than by a file.
+fn rss_dated(items: &[(&str, DateTime<Utc>)]) -> String {
+    let mut xml = String::from(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<rss version=\"2.0\"><channel><title>快讯</title><link>https://news.example.com/</link><description>t</description>\n",
+    );
+    for (i, (title, published)) in items.iter().enumerate() {
+        xml += &format!(
+            "<item><title>{title}</title><link>https://news.example.com/{i}</link><pubDate>{}</pubDate><description>{title}。</description></item>\n",
+            published.to_rfc2822()
+        );
+    }
+    xml + "</channel></rss>\n"
+}
+
+/// `finrep run --date D` for a day three days back makes D's report from the items of the
+/// day before it, whatever day the test runs on; today's items are later news for D.
+#[test]
+fn a_run_for_an_earlier_day_collects_what_that_days_report_would_have_held() {
+    let tz: chrono_tz::Tz = "Asia/Shanghai".parse().unwrap();
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let day = today - chrono::Days::new(3);
+    let local = |date: NaiveDate, hh: u32| {
+        date.and_hms_opt(hh, 30, 0)
+            .unwrap()
+            .and_local_timezone(tz)
+            .unwrap()
+            .to_utc()
+    };
+    let before = day - chrono::Days::new(1);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (server, url) =
+        rt.block_on(async { (TestServer::start().await, common::scratch_database().await) });
+    server.route(
+        "/dated.xml",
+        Response::ok(
+            "application/rss+xml",
+            rss_dated(&[
+                ("前一日午间：沪指震荡", local(before, 12)),
+                ("前一日收盘：两市成交额回升", local(before, 15)),
+                ("当日清晨：央行公开市场操作", local(day, 5)),
+                ("今日新闻：不属于那一天", local(today, 9)),
+                ("一周前的旧闻", local(day - chrono::Days::new(7), 9)),
+            ]),
+        ),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("all.yaml"),
+        format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata: {{name: dated}}\nspec: {{kind: feed, url: '{}', category: A股}}\n---\n\
+             apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata: {{name: reader}}\nspec: {{email: reader@example.com}}\n---\n\
+             apiVersion: finrep.io/v1alpha1\nkind: DailyReport\nmetadata: {{name: brief}}\nspec:\n  title: 金融情报日报\n  smtp: {{host: smtp.example.com, from: brief@example.com}}\n",
+            server.url("/dated.xml")
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(dir.path())
+        .args(["--report", "brief", "--date", &day.to_string()])
+        .args([
+            "--trusted-host",
+            &server.host_port(),
+            "--no-send",
+            "--output",
+        ])
+        .arg(&out)
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    drop(rt);
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    let outcome: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(outcome["date"], day.to_string());
+    assert_eq!(
+        outcome["lookbackEndsAt"],
+        format!("{day}T06:00:00+08:00"),
+        "{outcome}"
+    );
+    assert_eq!(outcome["articles"], 3, "{outcome}");
+    assert_eq!(outcome["extract"]["too_new"], 1, "{outcome}");
+    assert_eq!(outcome["extract"]["too_old"], 1, "{outcome}");
+    let text = std::fs::read_to_string(out.join("report.txt")).unwrap();
+    assert!(text.contains("前一日收盘：两市成交额回升"), "{text}");
+    assert!(!text.contains("今日新闻"), "{text}");
 }

@@ -20,6 +20,7 @@ use super::{Condition, KeywordFilters, LabelSelector, SecretKeyRef, default_true
     category = "finrep",
     status = "DailyReportStatus",
     doc = "A daily report: its schedule, content, recipients and mail settings.",
+    validation = Rule::new("size(self.metadata.name) <= 63").message("a DailyReport's name is at most 63 characters: its Jobs, plans and their labels carry it").field_path(".metadata.name"),
     printcolumn(name = "Schedule", type_ = "string", json_path = ".spec.schedule"),
     printcolumn(
         name = "Last-Run",
@@ -319,11 +320,12 @@ pub enum TlsMode {
 }
 
 /// The Secret with SMTP credentials.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SmtpCredentialsRef {
     /// Name of the Secret.
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(super::RESERVED_SECRET_RULE).message(super::RESERVED_SECRET_MESSAGE))]
     pub name: String,
     /// Key holding the user name.
     #[serde(default = "default_username_key")]

@@ -14,7 +14,7 @@ pub use recipient::*;
 pub use source::*;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::CustomResourceExt;
+use kube::{CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -83,12 +83,26 @@ impl std::fmt::Display for ResourceKind {
     }
 }
 
+/// Secrets of the operator's own pods — the database URL and the unsubscribe signing key —
+/// which the chart places in every report namespace. No resource may name them: a Source's
+/// header, SMTP AUTH or a summariser's key would send them to whatever server the resource
+/// names. (An operator who renames them tells the controller, which refuses those names too.)
+pub const RESERVED_SECRET_NAMES: [&str; 2] = ["finrep-database", "finrep-unsubscribe"];
+
+/// The CEL rule keeping a Secret name field off `RESERVED_SECRET_NAMES` (a test holds the two
+/// lists equal).
+pub const RESERVED_SECRET_RULE: &str = "!(self in ['finrep-database', 'finrep-unsubscribe'])";
+
+/// The message of `RESERVED_SECRET_RULE`, also `finrep validate`'s and the controller's.
+pub const RESERVED_SECRET_MESSAGE: &str = "this Secret belongs to the finrep operator (the database URL, the unsubscribe signing key) and cannot be used by a resource; create a Secret of your own";
+
 /// A key inside a Secret in the resource's namespace.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretKeyRef {
     /// Name of the Secret (in the same namespace as this resource).
     #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(RESERVED_SECRET_RULE).message(RESERVED_SECRET_MESSAGE))]
     pub name: String,
     /// Key inside the Secret whose value is used.
     #[schemars(length(min = 1, max = 253))]

@@ -54,6 +54,15 @@ pub struct ControllerArgs {
     /// Hosts pipeline pods trust whatever they resolve to; repeatable.
     #[arg(long = "trusted-host", value_delimiter = ',')]
     trusted_hosts: Vec<String>,
+    /// Repository a report's spec.job.image may name (NAME, or PREFIX/* for every repository
+    /// under it); repeatable. Default: --image's repository only. Pipeline pods hold the
+    /// database URL, so the image they run is the operator's choice.
+    #[arg(
+        long = "allowed-image",
+        env = "FINREP_ALLOWED_IMAGES",
+        value_delimiter = ','
+    )]
+    allowed_images: Vec<String>,
     /// Image backups run `finrep backup` in (default: --image, whose pg_dump 17 dumps servers
     /// up to 17). Another must hold finrep and a pg_dump of the server's major version or newer.
     #[arg(long)]
@@ -98,6 +107,7 @@ impl ControllerArgs {
             trusted_hosts: self.trusted_hosts.clone(),
             backup_image: self.backup_image.clone(),
             backup_run_as_user: self.backup_run_as_user,
+            allowed_images: self.allowed_images.clone(),
             backup_pvc: self.backup_pvc.clone(),
         };
         let identity = std::env::var("POD_NAME")

@@ -42,7 +42,7 @@ impl ReconcileError {
     /// Worth retrying soon: the API server or PostgreSQL may answer next time.
     pub fn is_transient(&self) -> bool {
         match self.category() {
-            ErrorCategory::Database | ErrorCategory::Network => true,
+            ErrorCategory::Database | ErrorCategory::Network | ErrorCategory::Busy => true,
             ErrorCategory::Config | ErrorCategory::Io | ErrorCategory::Internal => false,
         }
     }

@@ -19,6 +19,7 @@ pub mod error;
 pub mod health;
 pub mod health_reconciler;
 pub mod history;
+pub mod image_policy;
 pub mod objects;
 pub mod observed;
 pub mod pod_security;

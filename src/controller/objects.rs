@@ -88,8 +88,36 @@ pub struct Settings {
     pub backup_image: Option<String>,
     /// The user backup pods run as.
     pub backup_run_as_user: i64,
+    /// Repositories `spec.job.image` may name (`registry/team/*` for a prefix); empty: only
+    /// `image`'s repository.
+    pub allowed_images: Vec<String>,
     /// Claim backups are written to when a report names none.
     pub backup_pvc: String,
+}
+
+impl Settings {
+    /// Repositories a report's `spec.job.image` may name.
+    pub fn allowed_images(&self) -> Vec<String> {
+        if self.allowed_images.is_empty() {
+            vec![super::image_policy::repository(&self.image).to_string()]
+        } else {
+            self.allowed_images.clone()
+        }
+    }
+
+    /// Secrets no resource may name: the fixed ones, and those this controller hands its
+    /// pods (the database URL, the unsubscribe key), whatever they are called.
+    pub fn reserved_secrets(&self) -> Vec<String> {
+        let mut names: Vec<String> = crate::api::RESERVED_SECRET_NAMES
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        names.push(self.database_url.name.clone());
+        names.extend(self.unsubscribe_key.iter().map(|k| k.name.clone()));
+        names.sort();
+        names.dedup();
+        names
+    }
 }
 
 fn quantity(q: &str) -> Quantity {
@@ -118,6 +146,7 @@ impl Default for Settings {
             public_url: None,
             trusted_hosts: Vec::new(),
             backup_image: None,
+            allowed_images: Vec::new(),
             backup_run_as_user: RUN_AS_USER,
             backup_pvc: "finrep-backups".to_string(),
         }

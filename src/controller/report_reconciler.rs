@@ -19,14 +19,16 @@ use super::cluster::{self, apply_status, create_once, delete_if_present};
 use super::context::{Context, object_key};
 use super::desired::{Desired, StartRun, World, desired, event_reasons};
 use super::error::{MAX_PLAN_BYTES, ReconcileError, retry_after};
-use super::objects::{backup_cron_job, backup_name, labels, plan_config_map, run_job};
+use super::image_policy::{self, image_allowed};
+use super::objects::{Settings, backup_cron_job, backup_name, labels, plan_config_map, run_job};
 use super::observed::observed_job;
 use super::status::RunRecord;
-use crate::api::DailyReport;
+use crate::api::{DailyReport, selector};
 use crate::plan::{plan_for, referenced_secrets};
 use crate::run::{DeliveryStatus, RunPhase};
 use crate::validation::{
-    FieldProblem, ResourceSet, Severity, check_daily_report, selection_problems,
+    FieldProblem, ResourceSet, Severity, check_daily_report, reserved_secret_problems,
+    selection_problems,
 };
 
 pub const KIND: &str = "DailyReport";
@@ -210,11 +212,37 @@ async fn problems(
         sources.iter().map(AsRef::as_ref),
         recipients.iter().map(AsRef::as_ref),
     ));
+    out.extend(trust_problems(report, &ctx.settings, &sources));
     out.retain(|p| p.severity == Severity::Error);
     if out.is_empty() {
         out.extend(missing_secrets(report, ctx, ns, &sources).await?);
     }
     Ok(out)
+}
+
+/// What a tenant may not make a run do: read the operator's Secrets, or run an image the
+/// operator did not allow.
+fn trust_problems(
+    report: &DailyReport,
+    settings: &Settings,
+    sources: &[Arc<crate::api::Source>],
+) -> Vec<FieldProblem> {
+    let selected = sources
+        .iter()
+        .filter(|s| s.spec.enabled)
+        .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
+        .map(|s| (s.metadata.name.as_deref().unwrap_or_default(), &s.spec));
+    let mut out = reserved_secret_problems(&report.spec, selected, &settings.reserved_secrets());
+    if let Some(image) = &report.spec.job.image {
+        let allowed = settings.allowed_images();
+        if !image_allowed(image, &allowed) {
+            out.push(FieldProblem::error(
+                "spec.job.image",
+                image_policy::refusal(image, &allowed),
+            ));
+        }
+    }
+    out
 }
 
 async fn missing_secrets(

@@ -337,7 +337,7 @@ async fn remembered_items(
         .recent_articles(
             &attempt.plan.namespace,
             &source.name,
-            attempt.opts.now - lookback,
+            attempt.lookback_ends_at.0 - lookback,
         )
         .await?;
     Ok(rows

@@ -117,7 +117,7 @@ impl DeliveryError {
     /// Worth retrying the run later (the server or database may come back).
     pub fn is_transient(&self) -> bool {
         match self.category() {
-            ErrorCategory::Network | ErrorCategory::Database => true,
+            ErrorCategory::Network | ErrorCategory::Database | ErrorCategory::Busy => true,
             ErrorCategory::Config | ErrorCategory::Io | ErrorCategory::Internal => false,
         }
     }

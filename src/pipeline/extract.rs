@@ -19,7 +19,7 @@ use super::near_dup;
 use super::parse::RawItem;
 use super::text::{normalise_for_matching, to_plain_text, truncate};
 pub use crate::matching::Filters;
-use crate::plan::PlannedSource;
+use crate::plan::{LookbackEnd, PlannedSource};
 pub use crate::run::ExtractStats;
 
 /// Longest summary kept per item, in characters.
@@ -68,7 +68,12 @@ pub struct SourceBatch<'a> {
 /// Settings of extraction, from the plan.
 #[derive(Clone, Debug)]
 pub struct ExtractConfig {
+    /// Where the lookback window ends.
     pub now: DateTime<Utc>,
+    /// Whether `now` is the run's start (a date past the clock-skew allowance is a feed's
+    /// wrong clock: the item counts as published now) or an earlier day's slot (an item
+    /// published after it is later news, not that day's).
+    pub end: LookbackEnd,
     pub lookback_hours: u32,
     pub report_filters: Filters,
     pub watchlist: Vec<WatchEntry>,
@@ -138,6 +143,10 @@ pub fn candidates(
                     stats.too_old += 1;
                     continue;
                 }
+                Verdict::TooNew => {
+                    stats.too_new += 1;
+                    continue;
+                }
                 Verdict::Filtered => {
                     stats.filtered += 1;
                     continue;
@@ -171,6 +180,8 @@ enum Verdict {
     /// No title or no http(s) link.
     Invalid,
     TooOld,
+    /// Published after an earlier day's slot.
+    TooNew,
     Filtered,
     /// Handling it panicked.
     Failed,
@@ -193,6 +204,7 @@ fn candidate(
         return Verdict::Invalid;
     };
     let (published, published_known) = match raw.published {
+        Some(p) if p > latest && cfg.end == LookbackEnd::Slot => return Verdict::TooNew,
         Some(p) if p > latest => (cfg.now, true),
         Some(p) => (p, true),
         None => (fetched_at, false),
@@ -364,6 +376,7 @@ mod tests {
     fn config(now: DateTime<Utc>) -> ExtractConfig {
         ExtractConfig {
             now,
+            end: LookbackEnd::RunStart,
             lookback_hours: 24,
             report_filters: Filters::compile(&KeywordFilters {
                 include: vec![],
@@ -476,5 +489,40 @@ mod tests {
 
         let order = section_order(&selected, &["宏观".to_string(), "A股".to_string()]);
         assert_eq!(order, ["A股"]);
+    }
+
+    #[test]
+    fn dates_past_the_window_end_are_a_wrong_clock_today_and_later_news_for_an_earlier_day() {
+        let end = DateTime::parse_from_rfc3339("2026-11-22T22:00:00Z")
+            .unwrap()
+            .to_utc();
+        let cls = source("cls", "A股", 1.0);
+        let batch = || {
+            vec![SourceBatch {
+                failed: 0,
+                filters: Filters::default(),
+                source: &cls,
+                items: vec![
+                    item("昨日收盘综述", "https://cls.example.com/1", 10, end),
+                    // Three days after the window's end.
+                    item("三天后的新闻", "https://cls.example.com/2", -72, end),
+                ],
+                fetched_at: end,
+            }]
+        };
+        let mut today = ExtractStats::default();
+        let kept = candidates(batch(), &config(end), &mut today);
+        assert_eq!(kept.len(), 2);
+        assert_eq!(kept[0].published, end, "a future date counts as now");
+
+        let earlier_day = ExtractConfig {
+            end: LookbackEnd::Slot,
+            ..config(end)
+        };
+        let mut stats = ExtractStats::default();
+        let kept = candidates(batch(), &earlier_day, &mut stats);
+        let titles: Vec<&str> = kept.iter().map(|c| &*c.title).collect();
+        assert_eq!(titles, ["昨日收盘综述"]);
+        assert_eq!(stats.too_new, 1);
     }
 }

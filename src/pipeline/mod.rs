@@ -27,9 +27,9 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tracing::instrument;
 
-use crate::plan::{PlanError, RunPlan};
+use crate::plan::{LookbackEnd, PlanError, RunPlan};
 use crate::run::{ErrorCategory, RunOutcome, RunPhase, Step};
-use crate::store::{Store, StoreError};
+use crate::store::{RunLock, Store, StoreError};
 use collect::CollectError;
 use compose::ComposeError;
 use deliver::{DeliveryError, DeliveryOptions};
@@ -47,10 +47,13 @@ pub struct PipelineOptions {
     pub template_dir: Option<PathBuf>,
     /// Also write report.html, report.txt and outcome.json here.
     pub output_dir: Option<PathBuf>,
-    /// The run's clock at start.
+    /// The run's clock at start (a plan of an earlier day looks back from its slot instead).
     pub now: DateTime<Utc>,
     /// Rebuild the report even if today's was already composed.
     pub recompose: bool,
+    /// How long to wait for another attempt at the same run to finish before giving up
+    /// (`RunError::Busy`, exit 75).
+    pub lock_wait: std::time::Duration,
 }
 
 /// One attempt at a day's run, as its steps share it: the plan, where things are recorded,
@@ -60,8 +63,12 @@ pub struct Attempt<'p> {
     pub store: &'p Store,
     pub opts: &'p PipelineOptions,
     pub tz: Tz,
+    /// Where the lookback window ends: the run's start, or the slot of an earlier day's run.
+    pub lookback_ends_at: (DateTime<Utc>, LookbackEnd),
     pub report_id: i64,
     pub outcome: RunOutcome,
+    /// This attempt's hold on the run: no other process works on it meanwhile.
+    pub lock: RunLock,
 }
 
 /// Why a run did not finish: one variant per step, each with its own error.
@@ -81,6 +88,10 @@ pub enum RunError {
     Compose(#[from] ComposeError),
     #[error(transparent)]
     Delivery(#[from] DeliveryError),
+    #[error(
+        "another attempt at this run is in progress ({holder}); this one exits so that nobody gets two copies, and may be retried once that one is done"
+    )]
+    Busy { holder: crate::store::LockHolder },
     #[error("cannot write {path}: {source}")]
     Output {
         path: PathBuf,
@@ -98,13 +109,14 @@ impl RunError {
             Self::Summarize(e) => e.category(),
             Self::Delivery(e) => e.category(),
             Self::Output { .. } => ErrorCategory::Io,
+            Self::Busy { .. } => ErrorCategory::Busy,
         }
     }
 
     /// A later attempt may succeed (the database or mail server may come back).
     pub fn is_transient(&self) -> bool {
         match self.category() {
-            ErrorCategory::Database | ErrorCategory::Network => true,
+            ErrorCategory::Database | ErrorCategory::Network | ErrorCategory::Busy => true,
             ErrorCategory::Config | ErrorCategory::Io | ErrorCategory::Internal => false,
         }
     }

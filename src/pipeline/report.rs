@@ -49,12 +49,21 @@ pub(crate) async fn begin<'p>(
             plan: plan_json,
         })
         .await?;
+    // Everything from here on — marking interrupted deliveries above all — is for one attempt
+    // at a time: a second one (a retried Job whose old pod still runs, `finrep run` beside the
+    // scheduler) stops here.
+    let lock = store
+        .lock_run(row.id, "run", opts.lock_wait)
+        .await?
+        .map_err(|holder| RunError::Busy { holder })?;
     let mut outcome = RunOutcome::new(
         &plan.namespace,
         &plan.report,
         plan.slot.date,
         plan.slot.manual,
     );
+    let lookback_ends_at = plan.lookback_ends_at(opts.now);
+    outcome.lookback_ends_at = Some(lookback_ends_at.0.with_timezone(&tz).to_rfc3339());
     outcome.report_id = row.id;
     outcome.phase = row.phase;
     outcome.recipients = plan.recipients.len();
@@ -71,8 +80,10 @@ pub(crate) async fn begin<'p>(
         store,
         opts,
         tz,
+        lookback_ends_at,
         report_id: row.id,
         outcome,
+        lock,
     };
     Ok((attempt, row))
 }
@@ -131,7 +142,7 @@ pub(crate) async fn compose(
         &plan.title,
         plan.slot.date,
         attempt.tz,
-        attempt.opts.now,
+        attempt.lookback_ends_at.0,
         selected,
         &summaries.items,
         summaries.overview,

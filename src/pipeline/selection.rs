@@ -40,7 +40,8 @@ pub(crate) async fn select(
 ) -> Result<Vec<Candidate>, SelectionError> {
     let plan = attempt.plan;
     let cfg = ExtractConfig {
-        now: attempt.opts.now,
+        now: attempt.lookback_ends_at.0,
+        end: attempt.lookback_ends_at.1,
         lookback_hours: plan.content.lookback_hours,
         report_filters: Filters::compile(&plan.content.filters).map_err(SelectionError::Filters)?,
         watchlist: entities::watch_entries(&plan.content.watchlist),

@@ -43,7 +43,7 @@ impl StandaloneError {
     pub fn is_transient(&self) -> bool {
         matches!(
             self.category(),
-            ErrorCategory::Database | ErrorCategory::Network
+            ErrorCategory::Database | ErrorCategory::Network | ErrorCategory::Busy
         )
     }
 }

@@ -2,12 +2,14 @@
 
 mod articles;
 mod deliveries;
+mod run_lock;
 mod runs;
 mod schedule;
 mod sources;
 
 pub use articles::*;
 pub use deliveries::*;
+pub use run_lock::*;
 pub use runs::*;
 pub use schedule::*;
 pub use sources::*;

@@ -8,7 +8,8 @@
 mod rules;
 
 pub use rules::{
-    check_content, check_daily_report, check_mail_window, check_recipient, check_smtp, check_source,
+    check_content, check_daily_report, check_mail_window, check_recipient, check_smtp,
+    check_source, reserved_secret_problems,
 };
 
 use std::collections::{BTreeMap, BTreeSet};

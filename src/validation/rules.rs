@@ -2,8 +2,9 @@ use chrono::{DateTime, NaiveTime, Utc};
 
 use super::FieldProblem;
 use crate::api::{
-    ContentSpec, DailyReportSpec, KeywordFilters, LabelSelector, MailWindow, RecipientSpec,
-    SecretKeyRef, SmtpSpec, SourceKind, SourceSpec, TemplateRef, TlsMode, selector,
+    ContentSpec, DailyReportSpec, KeywordFilters, LabelSelector, MailWindow,
+    RESERVED_SECRET_MESSAGE, RESERVED_SECRET_NAMES, RecipientSpec, SecretKeyRef, SmtpSpec,
+    SourceKind, SourceSpec, TemplateRef, TlsMode, selector,
 };
 use crate::jsonpath::JsonPath;
 use crate::matching::{Matcher, last_line};
@@ -366,6 +367,12 @@ pub fn check_smtp(smtp: &SmtpSpec, out: &mut Vec<FieldProblem>) {
     }
     if let Some(c) = &smtp.credentials_secret_ref {
         check_object_name(&c.name, "spec.smtp.credentialsSecretRef.name", out);
+        check_not_reserved(
+            &c.name,
+            "spec.smtp.credentialsSecretRef.name",
+            &RESERVED_SECRET_NAMES,
+            out,
+        );
         if smtp.tls == TlsMode::None && !smtp.allow_plaintext_auth {
             out.push(FieldProblem::error(
                 "spec.smtp.tls",
@@ -422,6 +429,12 @@ fn check_filters(filters: &KeywordFilters, field: &str, out: &mut Vec<FieldProbl
 
 fn check_secret_ref(r: &SecretKeyRef, field: &str, out: &mut Vec<FieldProblem>) {
     check_object_name(&r.name, &format!("{field}.name"), out);
+    check_not_reserved(
+        &r.name,
+        &format!("{field}.name"),
+        &RESERVED_SECRET_NAMES,
+        out,
+    );
     let key_ok = !r.key.is_empty()
         && r.key
             .bytes()
@@ -435,6 +448,55 @@ fn check_secret_ref(r: &SecretKeyRef, field: &str, out: &mut Vec<FieldProblem>) 
             ),
         ));
     }
+}
+
+fn check_not_reserved(
+    name: &str,
+    field: &str,
+    reserved: &[impl AsRef<str>],
+    out: &mut Vec<FieldProblem>,
+) {
+    if reserved.iter().any(|r| r.as_ref() == name) {
+        out.push(FieldProblem::error(
+            field,
+            format!("{name}: {RESERVED_SECRET_MESSAGE}"),
+        ));
+    }
+}
+
+/// Every Secret a report's run would read — the SMTP credentials, the summariser's key, the
+/// headers of its selected Sources — that is one of `reserved` (the operator's own Secrets,
+/// as the controller is configured with them), each named by the field that names it.
+pub fn reserved_secret_problems<'a>(
+    spec: &DailyReportSpec,
+    sources: impl IntoIterator<Item = (&'a str, &'a SourceSpec)>,
+    reserved: &[impl AsRef<str>],
+) -> Vec<FieldProblem> {
+    let mut out = Vec::new();
+    if let Some(c) = &spec.smtp.credentials_secret_ref {
+        check_not_reserved(
+            &c.name,
+            "spec.smtp.credentialsSecretRef.name",
+            reserved,
+            &mut out,
+        );
+    }
+    if let Some(r) = spec
+        .content
+        .summarizer
+        .as_ref()
+        .and_then(|s| s.api_key_secret_ref.as_ref())
+    {
+        let field = "spec.content.summarizer.apiKeySecretRef.name";
+        check_not_reserved(&r.name, field, reserved, &mut out);
+    }
+    for (source, spec) in sources {
+        for (i, h) in spec.fetch.headers_from.iter().enumerate() {
+            let field = format!("Source {source} spec.fetch.headersFrom[{i}].secretKeyRef.name");
+            check_not_reserved(&h.secret_key_ref.name, &field, reserved, &mut out);
+        }
+    }
+    out
 }
 
 fn check_object_name(name: &str, field: &str, out: &mut Vec<FieldProblem>) {

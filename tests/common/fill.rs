@@ -85,6 +85,7 @@ pub async fn prepare(
         output_dir: None,
         now: six.with_timezone(&Utc),
         recompose: false,
+        lock_wait: std::time::Duration::ZERO,
     };
     (plan, store, opts, url)
 }
