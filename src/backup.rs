@@ -7,7 +7,7 @@
 //! rest runs the PostgreSQL client programs, which must be of the server's major version or
 //! newer: pg_dump refuses to dump a newer server, and says so less clearly than we do.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -28,8 +28,12 @@ pub enum BackupError {
         client: u32,
         server: u32,
     },
-    #[error("the target database already holds finrep's tables; restore into an empty database")]
-    NotEmpty,
+    #[error(
+        "the target database already holds tables ({tables}); restore into an empty database (createdb, then finrep restore)"
+    )]
+    NotEmpty { tables: String },
+    #[error("{0}; nothing was restored, the database is as empty as before")]
+    Aborted(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("{path}: {source}")]
@@ -43,7 +47,9 @@ impl BackupError {
     pub fn category(&self) -> crate::run::ErrorCategory {
         use crate::run::ErrorCategory;
         match self {
-            Self::Client(_) | Self::TooOld { .. } | Self::NotEmpty => ErrorCategory::Config,
+            Self::Client(_) | Self::TooOld { .. } | Self::NotEmpty { .. } | Self::Aborted(_) => {
+                ErrorCategory::Config
+            }
             Self::Store(_) => ErrorCategory::Database,
             Self::Io { .. } => ErrorCategory::Io,
         }
@@ -125,6 +131,36 @@ async fn server_major(store: &Store) -> Result<u32, BackupError> {
     Ok(num.parse::<u32>().map(|n| n / 10_000).unwrap_or(0))
 }
 
+/// How a client program reaches the database without its password on the command line (where
+/// `ps` shows it to every user of the host): the URL without the password, for `--dbname`, and
+/// the password, for `PGPASSWORD` in the program's environment only.
+pub fn client_connection(database_url: &str) -> (String, Option<String>) {
+    let Ok(mut url) = url::Url::parse(database_url) else {
+        return (database_url.to_string(), None);
+    };
+    let password = url.password().map(|p| {
+        percent_encoding::percent_decode_str(p)
+            .decode_utf8_lossy()
+            .into_owned()
+    });
+    if password.is_some() && url.set_password(None).is_err() {
+        return (database_url.to_string(), None);
+    }
+    (url.to_string(), password)
+}
+
+/// A client program's command: the database without the password in its arguments, the
+/// password in its environment.
+fn client_command(program: &Path, database_url: &str) -> (Command, String) {
+    let (url, password) = client_connection(database_url);
+    let mut cmd = Command::new(program);
+    cmd.env_remove("PGPASSWORD");
+    if let Some(p) = password {
+        cmd.env("PGPASSWORD", p);
+    }
+    (cmd, url)
+}
+
 /// What `backup` did.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct BackupOutcome {
@@ -167,7 +203,7 @@ pub async fn backup(
         let path = path.to_path_buf();
         move |source| BackupError::Io { path, source }
     };
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    private_dir(dir).map_err(io(dir))?;
     let file = dir.join(file_name(name, today));
     let partial = file.with_extension("gz.partial");
     let (program, url, target) = (
@@ -188,14 +224,35 @@ pub async fn backup(
     })
 }
 
+/// Creates `dir` readable by its owner only, or makes an existing one so where this process
+/// may (a mounted volume's root may belong to someone else: it is left as it is, and each dump
+/// is 0600 whatever the directory).
+fn private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !dir.exists() {
+        return std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir);
+    }
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0
+        && let Err(e) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+    {
+        tracing::warn!(dir = %dir.display(), error = %e, "cannot make the backup directory private; each dump is still readable by its owner only");
+    }
+    Ok(())
+}
+
 /// Streams `pg_dump`'s output through gzip into `target`.
 fn dump_to(pg_dump: &Path, database_url: &str, target: &Path) -> Result<(), BackupError> {
     let io = |source| BackupError::Io {
         path: target.to_path_buf(),
         source,
     };
-    let mut child = Command::new(pg_dump)
-        .args(["--no-owner", "--no-privileges", "--dbname", database_url])
+    let (mut cmd, dbname) = client_command(pg_dump, database_url);
+    let mut child = cmd
+        .args(["--no-owner", "--no-privileges", "--dbname", &dbname])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -208,7 +265,16 @@ fn dump_to(pg_dump: &Path, database_url: &str, target: &Path) -> Result<(), Back
             text
         })
     });
-    let out = std::fs::File::create(target).map_err(io)?;
+    let out = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(target)
+            .map_err(io)?
+    };
     let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     if let Some(mut stdout) = child.stdout.take() {
         std::io::copy(&mut stdout, &mut gz).map_err(io)?;
@@ -253,7 +319,12 @@ fn prune(
     Ok(doomed)
 }
 
-/// Restores a dump (gzipped or plain SQL) into the empty database behind `database_url`.
+/// The line `pg_dump` ends a complete plain dump with: a dump without it was cut short.
+const DUMP_COMPLETE: &[u8] = b"-- PostgreSQL database dump complete";
+
+/// Restores a dump (gzipped or plain SQL) into the empty database behind `database_url`, all
+/// or nothing: one transaction that stops at the first error, fed as the file is read (never
+/// the whole dump in memory), and committed only when the dump's own closing line arrived.
 pub async fn restore(
     store: &Store,
     database_url: &str,
@@ -265,58 +336,155 @@ pub async fn restore(
         run_version(psql)?,
         server_major(store).await?,
     )?;
-    let occupied: bool = sqlx::query_scalar("SELECT to_regclass('public.reports') IS NOT NULL")
-        .fetch_one(store.pool())
+    ensure_empty(store).await?;
+    let (program, url, file) = (
+        psql.to_path_buf(),
+        database_url.to_string(),
+        file.to_path_buf(),
+    );
+    tokio::task::spawn_blocking(move || stream_restore(&program, &url, &file))
         .await
-        .map_err(StoreError::from)?;
-    if occupied {
-        return Err(BackupError::NotEmpty);
+        .map_err(|e| BackupError::Client(format!("the restore task failed: {e}")))?
+}
+
+/// Refuses a database holding any table: a restore adds everything, it replaces nothing.
+async fn ensure_empty(store: &Store) -> Result<(), BackupError> {
+    let tables: Option<String> = sqlx::query_scalar(
+        "SELECT string_agg(schemaname || '.' || tablename, ', ' ORDER BY schemaname, tablename)
+         FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', 'information_schema')",
+    )
+    .fetch_one(store.pool())
+    .await
+    .map_err(StoreError::from)?;
+    match tables {
+        Some(tables) => Err(BackupError::NotEmpty { tables }),
+        None => Ok(()),
     }
-    let bytes = std::fs::read(file).map_err(|source| BackupError::Io {
+}
+
+/// The dump as a stream of SQL: gunzipped on the fly when it is gzipped.
+fn open_dump(file: &Path) -> Result<Box<dyn std::io::Read + Send>, BackupError> {
+    use std::io::{BufRead, BufReader};
+    let io = |source| BackupError::Io {
         path: file.to_path_buf(),
         source,
-    })?;
-    let sql = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::GzDecoder::new(bytes.as_slice()),
-            &mut out,
-        )
-        .map_err(|source| BackupError::Io {
-            path: file.to_path_buf(),
-            source,
-        })?;
-        out
-    } else {
-        bytes
     };
-    let mut child = Command::new(psql)
-        .args([
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "--dbname",
-            database_url,
-        ])
+    let mut reader = BufReader::new(std::fs::File::open(file).map_err(io)?);
+    let gzipped = reader.fill_buf().map_err(io)?.starts_with(&[0x1f, 0x8b]);
+    Ok(if gzipped {
+        Box::new(flate2::read::GzDecoder::new(reader))
+    } else {
+        Box::new(reader)
+    })
+}
+
+/// Where the copy of a dump into psql got to.
+#[derive(Default)]
+struct Progress {
+    bytes: u64,
+    lines: u64,
+    /// The end of what was sent, to find the closing line and to say where a dump stops.
+    tail: Vec<u8>,
+}
+
+impl Progress {
+    const TAIL: usize = 4096;
+
+    fn add(&mut self, chunk: &[u8]) {
+        self.bytes += chunk.len() as u64;
+        self.lines += chunk.iter().filter(|b| **b == b'\n').count() as u64;
+        self.tail.extend_from_slice(chunk);
+        if self.tail.len() > 2 * Self::TAIL {
+            self.tail.drain(..self.tail.len() - Self::TAIL);
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.tail
+            .windows(DUMP_COMPLETE.len())
+            .any(|w| w == DUMP_COMPLETE)
+    }
+
+    /// The last statement line sent, shortened, for the message.
+    fn last_line(&self) -> String {
+        let text = String::from_utf8_lossy(&self.tail);
+        let line = text
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty() && !l.starts_with("--"))
+            .unwrap_or_default();
+        crate::untrusted::clean(line, 120)
+    }
+}
+
+fn stream_restore(psql: &Path, database_url: &str, file: &Path) -> Result<(), BackupError> {
+    let mut dump = open_dump(file)?;
+    let (mut cmd, dbname) = client_command(psql, database_url);
+    let mut child = cmd
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction"])
+        .args(["--dbname", &dbname])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| BackupError::Client(format!("cannot run {}: {e}", psql.display())))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&sql).map_err(|source| BackupError::Io {
-            path: file.to_path_buf(),
-            source,
-        })?;
+    let stderr = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = std::io::Read::read_to_string(&mut e, &mut text);
+            text
+        })
+    });
+    let psql_error = |stderr: Option<std::thread::JoinHandle<String>>| {
+        let text = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        let text = text.replace(database_url, &redact_url(database_url));
+        BackupError::Aborted(format!("psql stopped at an error: {}", text.trim()))
+    };
+    let mut progress = Progress::default();
+    let mut stdin = child.stdin.take();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match dump.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                // psql has not seen the end of its input: killed, it commits nothing.
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(BackupError::Aborted(format!(
+                    "{} cannot be read past {} bytes of SQL (line {}, after `{}`): {e}",
+                    file.display(),
+                    progress.bytes,
+                    progress.lines,
+                    progress.last_line()
+                )));
+            }
+        };
+        progress.add(&buf[..n]);
+        let sent = stdin.as_mut().map(|s| s.write_all(&buf[..n]));
+        if let Some(Err(_)) = sent {
+            // psql closed its input: it stopped at an error, which its own words name.
+            let _ = child.wait();
+            return Err(psql_error(stderr));
+        }
     }
-    let out = child
-        .wait_with_output()
+    if !progress.complete() {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(BackupError::Aborted(format!(
+            "{} ends at line {} (`{}`) without pg_dump's closing line: the dump was cut short",
+            file.display(),
+            progress.lines,
+            progress.last_line()
+        )));
+    }
+    // End of input: psql commits the one transaction, unless a statement failed.
+    drop(stdin);
+    let status = child
+        .wait()
         .map_err(|e| BackupError::Client(format!("psql: {e}")))?;
-    if !out.status.success() {
-        let err =
-            String::from_utf8_lossy(&out.stderr).replace(database_url, &redact_url(database_url));
-        return Err(BackupError::Client(format!("psql failed: {}", err.trim())));
+    if !status.success() {
+        return Err(psql_error(stderr));
     }
     Ok(())
 }

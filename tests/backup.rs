@@ -128,3 +128,153 @@ async fn status_reports_a_partly_failed_run_and_exits_non_zero() {
     assert!(table.starts_with("NAMESPACE"), "{table}");
     assert!(table.contains("gone@example.com"), "{table}");
 }
+
+/// Tables of the public schema: none after a restore that failed.
+async fn tables(url: &str) -> Vec<String> {
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+}
+
+fn gunzip(path: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap()),
+        &mut out,
+    )
+    .unwrap();
+    out
+}
+
+/// A restore is all or nothing: a dump cut in half (gzipped or plain), or one with a failing
+/// statement in the middle, leaves the database empty, and the message says where it stopped.
+#[tokio::test]
+async fn a_damaged_dump_restores_nothing_and_says_where_it_stopped() {
+    let url = common::fill::filled_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = finrep(
+        &[
+            "backup",
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--name",
+            "cut",
+        ],
+        &url,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dump = result["file"].as_str().unwrap().to_string();
+    let gz = std::fs::read(&dump).unwrap();
+    let sql = gunzip(&dump);
+
+    let half_gz = dir.path().join("half.sql.gz");
+    std::fs::write(&half_gz, &gz[..gz.len() / 2]).unwrap();
+    let half_sql = dir.path().join("half.sql");
+    std::fs::write(&half_sql, &sql[..sql.len() / 2]).unwrap();
+    let broken = dir.path().join("broken.sql");
+    let text = String::from_utf8(sql.clone()).unwrap();
+    let at = text.find("\nCOPY ").expect("the dump copies rows");
+    let broken_text = format!(
+        "{}\nINSERT INTO no_such_table VALUES (1);{}",
+        &text[..at],
+        &text[at..]
+    );
+    std::fs::write(&broken, broken_text).unwrap();
+
+    for (file, expected) in [
+        (half_gz.to_str().unwrap(), "cannot be read past"),
+        (half_sql.to_str().unwrap(), "without pg_dump's closing line"),
+        (broken.to_str().unwrap(), "no_such_table"),
+    ] {
+        let fresh = common::scratch_database().await;
+        let out = finrep(&["restore", "--file", file], &fresh);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{file}: {stderr}");
+        assert!(stderr.contains(expected), "{file}: {stderr}");
+        assert!(stderr.contains("nothing was restored"), "{file}: {stderr}");
+        assert_eq!(tables(&fresh).await, Vec::<String>::new(), "{file}");
+    }
+    // The whole dump still restores.
+    let fresh = common::scratch_database().await;
+    let out = finrep(&["restore", "--file", &dump], &fresh);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fingerprint(&url).await, fingerprint(&fresh).await);
+}
+
+/// The password reaches pg_dump in its environment, never on its command line (where `ps`
+/// shows it to every user); dumps are readable by their owner only, in a private directory.
+#[tokio::test]
+async fn passwords_stay_off_the_command_line_and_dumps_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let url = common::fill::filled_database().await;
+    let secret = "s3cr t@pw/%";
+    let encoded = "s3cr%20t%40pw%2F%25";
+    let with_password = url.replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{encoded}@"),
+        1,
+    );
+    assert_ne!(
+        with_password, url,
+        "the test database URL has a user to add a password to"
+    );
+    let work = tempfile::tempdir().unwrap();
+    let seen = work.path().join("seen");
+    let wrapper = work.path().join("pg_dump");
+    let real = Command::new("sh")
+        .args(["-c", "command -v pg_dump"])
+        .output()
+        .unwrap();
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" >> '{seen}.args'\nprintf '%s' \"$PGPASSWORD\" > '{seen}.env'\nexec '{real}' \"$@\"\n",
+            seen = seen.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dumps = work.path().join("dumps");
+    let out = Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .args([
+            "backup",
+            "--dir",
+            dumps.to_str().unwrap(),
+            "--name",
+            "private",
+        ])
+        .arg("--pg-dump")
+        .arg(&wrapper)
+        .env("DATABASE_URL", &with_password)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let args = std::fs::read_to_string(seen.with_extension("args")).unwrap();
+    assert!(!args.contains(encoded) && !args.contains(secret), "{args}");
+    assert!(args.contains("--dbname"), "{args}");
+    assert_eq!(
+        std::fs::read_to_string(seen.with_extension("env")).unwrap(),
+        secret
+    );
+    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let file = result["file"].as_str().unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(std::path::Path::new(file)), 0o600);
+    assert_eq!(mode(&dumps), 0o700);
+}

@@ -786,3 +786,70 @@ fn the_memory_budget_matches_the_chart() {
         "{requested} MiB requested at 06:00"
     );
 }
+
+/// `%XX` sequences decoded, as libpq and sqlx read a URL's userinfo.
+fn percent_decode(s: &str) -> String {
+    let mut out = Vec::new();
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// The in-cluster database's URL is built from the password the operator chose, whatever it
+/// holds: space, `@`, `/`, `%`, `+` and `:` come back out of the URL as they went in.
+#[test]
+fn the_database_password_round_trips_through_the_url() {
+    let password = "a b@c/d%e+f:g";
+    let r = render(json!({"secrets": {"create": true, "databasePassword": password}}));
+    r.assert_valid("a password with URL characters");
+    let secret = r
+        .of_kind("Secret")
+        .into_iter()
+        .find(|s| {
+            s["metadata"]["name"] == "finrep-database" && s["metadata"]["namespace"] == NAMESPACE
+        })
+        .expect("the database Secret");
+    let url = secret["stringData"]["url"].as_str().unwrap();
+    let parsed = url::Url::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"));
+    assert_eq!(parsed.username(), "finrep");
+    assert_eq!(
+        percent_decode(parsed.password().unwrap()),
+        password,
+        "{url}"
+    );
+    assert_eq!(
+        parsed.host_str(),
+        Some("finrep-postgresql.finrep-system.svc")
+    );
+    // sqlx reads it as a valid URL too.
+    url.parse::<sqlx::postgres::PgConnectOptions>().unwrap();
+}
+
+/// A tenant's report cannot pick the image its pipeline runs in: the controller allows its own
+/// repository, and the operator adds others through a value.
+#[test]
+fn allowed_images_reach_the_controller() {
+    let r = render(json!({"controller": {"allowedImages": ["registry.local:5000/desk/*"]}}));
+    r.assert_valid("allowed images");
+    let args = r.named("Deployment", "finrep-controller")["spec"]["template"]["spec"]["containers"]
+        [0]["args"]
+        .clone();
+    assert!(
+        args.as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == "--allowed-image=registry.local:5000/desk/*"),
+        "{args}"
+    );
+    let refused = render(json!({"controller": {"allowedImages": ["evil image"]}}));
+    assert_ne!(refused.raw["schemaError"], Value::Null, "{}", refused.raw);
+}

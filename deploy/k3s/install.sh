@@ -37,14 +37,47 @@ K3S_FLAGS=(
   --kubelet-arg "eviction-hard=memory.available<100Mi"
 )
 
+# Pinned versions: what this script was tried with. Override on purpose, never by accident.
+K3S_VERSION=${K3S_VERSION:-v1.33.3+k3s1}
+HELM_VERSION=${HELM_VERSION:-v3.18.4}
+# Optional: the SHA-256 of k3s' install script at that tag, checked before it runs (take it
+# from a machine you trust: sha256sum install.sh). The script itself verifies the k3s binary
+# against the release's sha256sum file.
+K3S_INSTALL_SHA256=${K3S_INSTALL_SHA256:-}
+
+arch() {
+  case "$(uname -m)" in
+    x86_64 | amd64) echo amd64 ;;
+    aarch64 | arm64) echo arm64 ;;
+    *) echo "unsupported architecture $(uname -m)" >&2; exit 1 ;;
+  esac
+}
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Downloads URL to FILE over HTTPS only, failing on any HTTP error.
+fetch() { curl --proto '=https' --tlsv1.2 -fsSL -o "$2" "$1"; }
+
 if ! command -v k3s >/dev/null 2>&1; then
-  curl -sfL https://get.k3s.io | INSTALL_K3S_EXEC="${K3S_FLAGS[*]}" sh -
+  # The install script of the pinned tag, saved and checked, never piped into a shell.
+  fetch "https://raw.githubusercontent.com/k3s-io/k3s/${K3S_VERSION}/install.sh" "$work/k3s-install.sh"
+  if [ -n "$K3S_INSTALL_SHA256" ]; then
+    echo "$K3S_INSTALL_SHA256  $work/k3s-install.sh" | sha256sum -c --quiet -
+  fi
+  INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="${K3S_FLAGS[*]}" sh "$work/k3s-install.sh"
 else
   echo "k3s is already installed; its flags are in /etc/systemd/system/k3s.service" >&2
 fi
 
 if ! command -v helm >/dev/null 2>&1; then
-  curl -fsSL https://raw.githubusercontent.com/helm/helm/main/scripts/get-helm-3 | bash
+  # The release archive and its published SHA-256, verified before anything is unpacked.
+  tarball="helm-${HELM_VERSION}-linux-$(arch).tar.gz"
+  fetch "https://get.helm.sh/${tarball}" "$work/$tarball"
+  fetch "https://get.helm.sh/${tarball}.sha256sum" "$work/$tarball.sha256sum"
+  (cd "$work" && sha256sum -c --quiet "$tarball.sha256sum")
+  tar -xzf "$work/$tarball" -C "$work"
+  install -m 0755 "$work/linux-$(arch)/helm" /usr/local/bin/helm
 fi
 
 # kubectl and helm for the invoking user.

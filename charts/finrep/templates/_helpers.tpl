@@ -63,5 +63,7 @@ capabilities:
 
 {{/* The URL of the in-cluster database, for Secrets the chart creates. */}}
 {{- define "finrep.inClusterUrl" -}}
-{{- printf "postgres://finrep:%s@%s.%s.svc:5432/finrep" (urlquery .Values.secrets.databasePassword) (include "finrep.postgresName" .) .Release.Namespace -}}
+{{- /* urlquery is form encoding: every '+' it writes stands for a space (a '+' of the password
+becomes %2B), and in a URL's userinfo a space must be %20. */ -}}
+{{- printf "postgres://finrep:%s@%s.%s.svc:5432/finrep" (urlquery .Values.secrets.databasePassword | replace "+" "%20") (include "finrep.postgresName" .) .Release.Namespace -}}
 {{- end -}}
