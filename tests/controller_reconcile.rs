@@ -649,3 +649,114 @@ async fn an_invalid_schedule_is_reported_and_touches_nothing() {
     );
     assert_eq!(cluster.event_count("InvalidSpec"), 1);
 }
+
+/// An object somebody else made in the report's namespace (no owner reference).
+fn planted(
+    kind: &str,
+    api_version: &str,
+    name: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "default"},
+    });
+    for (k, val) in body.as_object().unwrap() {
+        v[k] = val.clone();
+    }
+    v
+}
+
+/// A ConfigMap planted under tomorrow's run name (anyone who may create ConfigMaps can guess
+/// it) is never taken for the plan: no Job starts, the ConfigMap is left as it is, the report
+/// says NameConflict once; when the stranger's object is gone, the run starts.
+#[tokio::test]
+async fn a_plan_planted_under_the_runs_name_is_never_used() {
+    let (cluster, _store, clock, ctx) = seen_before_the_slot().await;
+    let evil = "smtp: {host: collector.example.net}";
+    cluster.api.put(&planted(
+        "ConfigMap",
+        "v1",
+        JOB,
+        serde_json::json!({"data": {"plan.yaml": evil}}),
+    ));
+    clock.set(AT_SLOT);
+    let done = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(done.started, None);
+    assert!(
+        cluster.jobs().is_empty(),
+        "no Job mounts a plan the controller did not write"
+    );
+    let cm = cluster
+        .api
+        .object("", "configmaps", "default", JOB)
+        .unwrap();
+    assert_eq!(cm["data"]["plan.yaml"], evil);
+    assert!(cm["metadata"]["ownerReferences"].is_null(), "{cm}");
+    let report = cluster.report(REPORT);
+    assert_eq!(
+        condition(&report, "Ready"),
+        ("False".to_string(), "NameConflict".to_string())
+    );
+    assert_eq!(cluster.event_count("NameConflict"), 1);
+    assert_eq!(cluster.event_count("RunStarted"), 0);
+
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert!(cluster.jobs().is_empty());
+    assert_eq!(
+        cluster.event_count("NameConflict"),
+        1,
+        "one Event, not one per pass"
+    );
+
+    let config_maps: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(cluster.api.client(), "default");
+    config_maps.delete(JOB, &Default::default()).await.unwrap();
+    let done = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(done.started.as_deref(), Some(JOB));
+    assert_eq!(condition(&cluster.report(REPORT), "Ready").0, "True");
+}
+
+/// A CronJob of somebody else's named like the report's backup is neither taken over nor
+/// deleted.
+#[tokio::test]
+async fn a_stranger_cron_job_named_like_the_backup_is_left_alone() {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let theirs = planted(
+        "CronJob",
+        "batch/v1",
+        "morning-brief-backup",
+        serde_json::json!({"spec": {"schedule": "0 0 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "theirs", "image": "registry.example.net/theirs:1"}]
+        }}}}}}),
+    );
+    cluster.api.put(&theirs);
+    let ctx = cluster.context(&store, TestClock::at(BEFORE));
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    let cron = cluster
+        .api
+        .object("batch", "cronjobs", "default", "morning-brief-backup")
+        .unwrap();
+    assert_eq!(cron["spec"]["schedule"], "0 0 * * *");
+    assert_eq!(
+        cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["name"],
+        "theirs"
+    );
+    let report = cluster.report(REPORT);
+    assert_eq!(
+        condition(&report, "Ready"),
+        ("False".to_string(), "NameConflict".to_string())
+    );
+    assert_eq!(cluster.event_count("NameConflict"), 1);
+}

@@ -77,6 +77,7 @@ pub mod event_reasons {
     pub const RUN_FAILED: &str = "RunFailed";
     pub const RUN_MISSED: &str = "RunMissed";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    pub const NAME_CONFLICT: &str = "NameConflict";
 }
 
 /// What the reconciler should make true.
@@ -410,6 +411,48 @@ fn conditions_for(
         ),
     }
     status.conditions = list;
+}
+
+/// The decision once an object under a name the report needs turned out to be somebody
+/// else's: nothing started, `Ready=False` with reason `NameConflict`, and the Warning Event to
+/// record when the condition is new (not on every pass).
+pub fn name_conflict(
+    report: &DailyReport,
+    previous: &DailyReportStatus,
+    message: &str,
+    now: DateTime<Utc>,
+    decision: &mut Desired,
+) -> Option<Event> {
+    // Nothing was started: what desired() said of the run it meant to start is taken back.
+    if decision.start.take().is_some() {
+        decision.status.last_run = previous.last_run.clone();
+        decision.status.last_schedule_time = previous.last_schedule_time.clone();
+        decision
+            .events
+            .retain(|e| e.reason != event_reasons::RUN_STARTED);
+    }
+    let ready = status::condition(
+        &previous.conditions,
+        conditions::READY,
+        false,
+        reasons::NAME_CONFLICT,
+        message,
+        report.metadata.generation,
+        now,
+    );
+    let already = previous.conditions.iter().any(|c| {
+        c.type_ == conditions::READY && c.reason == reasons::NAME_CONFLICT && c.message == message
+    });
+    decision
+        .status
+        .conditions
+        .retain(|c| c.type_ != conditions::READY);
+    decision.status.conditions.insert(0, ready);
+    (!already).then(|| Event {
+        warning: true,
+        reason: event_reasons::NAME_CONFLICT,
+        message: message.to_string(),
+    })
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {

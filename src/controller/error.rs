@@ -24,6 +24,17 @@ pub enum ReconcileError {
         bytes: usize,
         max: usize,
     },
+    #[error(transparent)]
+    NameConflict(#[from] super::cluster::NameConflict),
+}
+
+impl From<super::cluster::OwnedWriteError> for ReconcileError {
+    fn from(e: super::cluster::OwnedWriteError) -> Self {
+        match e {
+            super::cluster::OwnedWriteError::Kube(e) => Self::Kube(e),
+            super::cluster::OwnedWriteError::Conflict(c) => Self::NameConflict(c),
+        }
+    }
 }
 
 /// The most a plan ConfigMap may carry: the API server's 1 MiB object limit less room for
@@ -35,7 +46,9 @@ impl ReconcileError {
         match self {
             Self::Kube(e) => kube_category(e),
             Self::Store(_) => ErrorCategory::Database,
-            Self::Plan(_) | Self::PlanTooLarge { .. } => ErrorCategory::Config,
+            Self::Plan(_) | Self::PlanTooLarge { .. } | Self::NameConflict(_) => {
+                ErrorCategory::Config
+            }
         }
     }
 

@@ -15,7 +15,9 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::cluster::{self, apply_status, create_once, delete_if_present};
+use super::cluster::{
+    self, NameConflict, apply_status, create_owned, delete_owned, existing_owned,
+};
 use super::context::{Context, object_key};
 use super::desired::{Desired, StartRun, World, desired, event_reasons};
 use super::error::{MAX_PLAN_BYTES, ReconcileError, retry_after};
@@ -108,17 +110,15 @@ pub async fn reconcile_report(
     ctx: &Context,
 ) -> Result<Reconciled, ReconcileError> {
     let world = observe(report, ctx).await?;
-    let decision = desired(report, &world);
-    // An invalid spec leaves the backup CronJob as it is (the API server would refuse a bad
-    // schedule, and the status must still say what is wrong).
-    if world.problems.is_empty() {
-        apply_backup(report, ctx).await?;
-    }
-    let started = match &decision.start {
-        Some(start) => start_run(report, start, ctx, world.now).await?,
-        None => None,
+    let mut decision = desired(report, &world);
+    let started = match act(report, &world, &decision, ctx).await {
+        Ok(started) => started,
+        Err(ReconcileError::NameConflict(conflict)) => {
+            name_conflict(report, &world, &conflict, &mut decision);
+            None
+        }
+        Err(e) => return Err(e),
     };
-    prune(report, &decision.prune, ctx).await?;
     let status_written = write_status(report, &decision, ctx).await?;
     publish_events(report, &decision, ctx).await;
     count(report, &decision, ctx);
@@ -131,6 +131,48 @@ pub async fn reconcile_report(
     })
 }
 
+/// The writes the decision asks for: the backup CronJob, the run, the pruning.
+async fn act(
+    report: &DailyReport,
+    world: &World,
+    decision: &Desired,
+    ctx: &Context,
+) -> Result<Option<String>, ReconcileError> {
+    // An invalid spec leaves the backup CronJob as it is (the API server would refuse a bad
+    // schedule, and the status must still say what is wrong).
+    if world.problems.is_empty() {
+        apply_backup(report, ctx).await?;
+    }
+    let started = match &decision.start {
+        Some(start) => start_run(report, start, ctx, world.now).await?,
+        None => None,
+    };
+    prune(report, &decision.prune, ctx).await?;
+    Ok(started)
+}
+
+/// Somebody else's object under a name this report needs: nothing of it is used or touched,
+/// the report says so (`Ready=False`, `NameConflict`) with one Warning Event, and the next
+/// passes look again.
+fn name_conflict(
+    report: &DailyReport,
+    world: &World,
+    conflict: &NameConflict,
+    decision: &mut Desired,
+) {
+    warn!(report = %report.name_any(), namespace = %conflict.namespace, kind = %conflict.kind, name = %conflict.name, "name conflict: left alone");
+    let previous = report.status.clone().unwrap_or_default();
+    if let Some(event) = super::desired::name_conflict(
+        report,
+        &previous,
+        &conflict.to_string(),
+        world.now,
+        decision,
+    ) {
+        decision.events.push(event);
+    }
+}
+
 fn namespace(report: &DailyReport) -> String {
     report.namespace().unwrap_or_else(|| "default".to_string())
 }
@@ -138,6 +180,12 @@ fn namespace(report: &DailyReport) -> String {
 fn wake_at(decision: &Desired, now: DateTime<Utc>) -> DateTime<Utc> {
     let latest = now + Duration::seconds(MAX_WAIT_SECONDS);
     decision.wake_at.map_or(latest, |w| w.min(latest))
+}
+
+/// The report's uid: what its objects' owner references name. A report read from the API
+/// always has one; one without (never stored) owns nothing.
+fn uid(report: &DailyReport) -> String {
+    report.uid().unwrap_or_default()
 }
 
 /// The report's Jobs, its run records and its spec problems.
@@ -274,8 +322,9 @@ async fn missing_secrets(
 /// The backup CronJob as the spec says: applied when its digest changed, deleted when the
 /// backup is disabled.
 async fn apply_backup(report: &DailyReport, ctx: &Context) -> Result<(), ReconcileError> {
-    let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &namespace(report));
-    let existing = api.get_metadata_opt(&backup_name(report)).await?;
+    let ns = namespace(report);
+    let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
+    let existing = existing_owned(&api, &ns, &backup_name(report), &uid(report)).await?;
     match backup_cron_job(report, &ctx.settings) {
         Some(cron_job) => {
             let want = cron_job.annotations().get(labels::SPEC_HASH);
@@ -302,7 +351,7 @@ async fn apply_backup(report: &DailyReport, ctx: &Context) -> Result<(), Reconci
             }
         }
         None if existing.is_some() => {
-            delete_if_present(&api, &backup_name(report)).await?;
+            delete_owned(&api, &ns, &backup_name(report), &uid(report)).await?;
         }
         None => {}
     }
@@ -346,10 +395,12 @@ async fn start_run(
             max: MAX_PLAN_BYTES,
         });
     }
+    // A plan somebody else put under the run's name is never used: the Job would mount it.
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    create_once(
+    create_owned(
         &config_maps,
         &plan_config_map(report, &start.name, &plan, gz),
+        &uid(report),
     )
     .await?;
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
@@ -361,7 +412,7 @@ async fn start_run(
         start.window_end,
         now,
     );
-    if create_once(&jobs, &job).await? {
+    if create_owned(&jobs, &job, &uid(report)).await? {
         ctx.metrics.job_created();
         info!(report = %report.name_any(), namespace = %ns, job = %start.name, recipients = plan.recipients.len(), "run started");
     }
@@ -377,9 +428,17 @@ async fn prune(
     let ns = namespace(report);
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
+    let owner = uid(report);
     for name in names {
-        delete_if_present(&jobs, name).await?;
-        delete_if_present(&config_maps, name).await?;
+        delete_owned(&jobs, &ns, name, &owner).await?;
+        // A stranger's ConfigMap of the run's name is not ours to delete, nor a reason to
+        // stop pruning.
+        if let Err(e) = delete_owned(&config_maps, &ns, name, &owner).await {
+            match ReconcileError::from(e) {
+                ReconcileError::NameConflict(c) => warn!(error = %c, "not pruned"),
+                e => return Err(e),
+            }
+        }
     }
     Ok(())
 }

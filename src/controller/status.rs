@@ -13,6 +13,8 @@ use crate::run::{DeliveryCounts, RunPhase};
 pub mod reasons {
     pub const VALID: &str = "Valid";
     pub const INVALID_SPEC: &str = "InvalidSpec";
+    /// An object under a name the report needs belongs to somebody else.
+    pub const NAME_CONFLICT: &str = "NameConflict";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const PARTIALLY_DELIVERED: &str = "PartiallyDelivered";
     pub const FAILED: &str = "Failed";
