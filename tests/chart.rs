@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
 
-use finrep::controller::objects::{Settings, backup_cron_job, run_job};
+use finrep::controller::objects::{Settings, run_job};
 use finrep::controller::pod_security;
 use finrep::plan::{RunAt, plan_for};
 use k8s_openapi::api::core::v1::PodSpec;
@@ -255,9 +255,11 @@ fn default_values_render_a_valid_least_privilege_install() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "CronJob",
             "CustomResourceDefinition",
             "Deployment",
             "Job",
+            "NetworkPolicy",
             "PersistentVolumeClaim",
             "Role",
             "RoleBinding",
@@ -435,10 +437,17 @@ fn other_value_sets_render_valid_restricted_objects() {
                     .collect();
                 assert_eq!(
                     names,
-                    ["finrep-controller", "finrep-pipeline", "finrep-postgresql"].into()
+                    [
+                        "finrep-controller",
+                        "finrep-database-clients",
+                        "finrep-pipeline",
+                        "finrep-postgresql"
+                    ]
+                    .into()
                 );
-                // The pipeline: DNS and PostgreSQL anywhere, mail and the web anywhere but
-                // the cluster's pod and Service ranges; never the API server's port.
+                // The pipeline: DNS anywhere, PostgreSQL only the in-cluster database's pods,
+                // mail and the web anywhere but the cluster's pod and Service ranges, the
+                // nodes and link-local addresses; never the API server's port.
                 let pipeline = r.named("NetworkPolicy", "finrep-pipeline");
                 for rule in pipeline["spec"]["egress"].as_array().unwrap() {
                     let ports: BTreeSet<i64> = rule["ports"]
@@ -452,9 +461,19 @@ fn other_value_sets_render_valid_restricted_objects() {
                         assert_eq!(
                             rule["to"],
                             json!([
-                                {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["10.42.0.0/16", "10.43.0.0/16"]}},
-                                {"ipBlock": {"cidr": "::/0"}},
+                                {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "10.42.0.0/16", "10.43.0.0/16"]}},
+                                {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10"]}},
                             ])
+                        );
+                    } else if ports.contains(&5432) {
+                        assert_eq!(
+                            rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+                            "database",
+                            "{rule}"
+                        );
+                        assert_eq!(
+                            rule["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                            NAMESPACE
                         );
                     } else {
                         assert!(rule["to"].is_null(), "{rule}");
@@ -632,35 +651,37 @@ fn controller_pods_are_restricted_and_selected_by_the_network_policy() {
         now,
         now,
     );
-    let cron = backup_cron_job(report, &Settings::default()).unwrap();
-    let objects = [
-        serde_json::to_value(&job).unwrap(),
-        serde_json::to_value(&cron).unwrap(),
-    ];
-    let objects: Vec<Value> = objects
-        .into_iter()
-        .map(|mut o| {
-            o["kind"] = json!(if o["spec"]["jobTemplate"].is_null() {
-                "Job"
-            } else {
-                "CronJob"
-            });
-            o
-        })
-        .collect();
-    assert_restricted("controller objects", &pods(objects.iter()));
-    let r = render(json!({"networkPolicy": {"enabled": true}}));
+    let mut job = serde_json::to_value(&job).unwrap();
+    job["kind"] = json!("Job");
+    assert_restricted("the controller's run Job", &pods([&job]));
+    let r = render(json!({}));
     let policy = r.named("NetworkPolicy", "finrep-pipeline");
     let selector = policy["spec"]["podSelector"]["matchLabels"]
         .as_object()
         .unwrap();
-    let job_pod_labels = &objects[0]["spec"]["template"]["metadata"]["labels"];
-    let cron_pod_labels =
-        &objects[1]["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"];
+    let job_pod_labels = &job["spec"]["template"]["metadata"]["labels"];
     for (k, v) in selector {
         assert_eq!(&job_pod_labels[k], v, "run pods carry {k}");
-        assert_eq!(&cron_pod_labels[k], v, "backup pods carry {k}");
     }
+    // The database admits run pods by namespace and pod labels, and the chart's backup by its
+    // component in the release namespace.
+    let database = r.named("NetworkPolicy", "finrep-postgresql");
+    let from = database["spec"]["ingress"][0]["from"].as_array().unwrap();
+    let run_peer = from
+        .iter()
+        .find(|p| p["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "default")
+        .expect("the report namespace is a peer");
+    for (k, v) in run_peer["podSelector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(&job_pod_labels[k], v, "run pods carry {k}");
+    }
+    let backup = r.named("CronJob", "finrep-backup");
+    let backup_pod_labels =
+        &backup["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"];
+    assert_eq!(backup_pod_labels["app.kubernetes.io/component"], "backup");
+    assert_eq!(
+        from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        NAMESPACE
+    );
 }
 
 /// The chart's README documents every value of values.yaml.
@@ -758,11 +779,9 @@ fn the_memory_budget_matches_the_chart() {
         line.contains(&format!("| {} MiB |", mib(&pipeline_limit))),
         "{line}"
     );
-    // The pods that do not run at 06:00: the controller's backup CronJob and the chart's
-    // migration hook.
-    let report = &common::operator::examples().reports[0];
-    let cron =
-        serde_json::to_value(backup_cron_job(report, &Settings::default()).unwrap()).unwrap();
+    // The pods that do not run at 06:00: the chart's database backup and its migration hook.
+    let rendered = render(json!({}));
+    let cron = rendered.named("CronJob", "finrep-backup");
     let backup = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
     for (starts, resources) in [
         ("| backup pod", &backup["resources"]),

@@ -220,8 +220,18 @@ fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_grants_exactly_the_verbs_the_controller_uses() {
     // Everything the controller does: start, lead, run a slot, write statuses, record
-    // Events, prune history, remove a disabled backup, stop.
+    // Events, prune history, remove an earlier version's backup CronJob, stop.
     let cluster = Cluster::examples().await;
+    let uid = cluster.report("morning-brief").metadata.uid.unwrap();
+    cluster.api.put(&serde_json::json!({
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "morning-brief-backup", "namespace": "default",
+                     "ownerReferences": [{"apiVersion": "finrep.io/v1alpha1", "kind": "DailyReport",
+                                          "name": "morning-brief", "uid": uid, "controller": true}]},
+        "spec": {"schedule": "30 6 * * *", "jobTemplate": {"spec": {"template": {"spec": {
+            "restartPolicy": "OnFailure", "containers": [{"name": "backup", "image": "finrep"}]}}}}},
+    }));
     scheduled_for_days(&cluster.api);
     let store = database().await;
     let clock = TestClock::at(AT_SLOT);
@@ -236,12 +246,13 @@ async fn rbac_grants_exactly_the_verbs_the_controller_uses() {
             .await
             .unwrap();
     }
-    let mut report = cluster.report("morning-brief");
-    report.spec.backup.enabled = false;
-    cluster.api.put(&report);
-    reconcile_report(&cluster.report("morning-brief"), &ctx)
-        .await
-        .unwrap();
+    assert!(
+        cluster
+            .api
+            .object("batch", "cronjobs", "default", "morning-brief-backup")
+            .is_none(),
+        "the earlier version's backup CronJob is gone"
+    );
 
     let used: BTreeSet<(String, String, String)> = cluster
         .api

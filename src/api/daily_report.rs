@@ -105,7 +105,10 @@ pub struct DailyReportSpec {
     #[serde(default)]
     pub history: HistorySpec,
 
-    /// Daily PostgreSQL backup of the report database.
+    /// Standalone mode only: the daily PostgreSQL backup it makes at this report's schedule.
+    /// In a cluster this field is ignored: a dump holds every namespace's rows, so the
+    /// database is backed up once by the operator, in its own namespace (chart values
+    /// `backup.*`), and no report can make, place or read a dump.
     #[serde(default)]
     pub backup: BackupSpec,
 }
@@ -387,11 +390,12 @@ impl Default for HistorySpec {
     }
 }
 
-/// Daily backup of the report database.
+/// Daily backup of the database in standalone mode (ignored in a cluster, where the operator
+/// backs the database up once, in its own namespace).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {
-    /// Whether the backup CronJob exists.
+    /// Whether standalone mode backs the database up at this report's backup slot.
     #[serde(default = "default_true")]
     pub enabled: bool,
     /// 5-field cron expression in the report's time zone.
@@ -402,7 +406,7 @@ pub struct BackupSpec {
     #[serde(default = "default_retention_days")]
     #[schemars(range(min = 1, max = 3650))]
     pub retention_days: u32,
-    /// PersistentVolumeClaim the dumps are written to (default: the chart's backup claim).
+    /// Ignored (earlier versions wrote this report's dumps to this claim).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub pvc: Option<String>,

@@ -63,16 +63,6 @@ pub struct ControllerArgs {
         value_delimiter = ','
     )]
     allowed_images: Vec<String>,
-    /// Image backups run `finrep backup` in (default: --image, whose pg_dump 17 dumps servers
-    /// up to 17). Another must hold finrep and a pg_dump of the server's major version or newer.
-    #[arg(long)]
-    backup_image: Option<String>,
-    /// The user backup pods run as.
-    #[arg(long, default_value_t = crate::controller::objects::RUN_AS_USER)]
-    backup_run_as_user: i64,
-    /// Claim backups are written to when a report names none.
-    #[arg(long, default_value = "finrep-backups")]
-    backup_pvc: String,
     /// PostgreSQL URL the controller reads run, fetch and delivery records from.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
@@ -105,10 +95,7 @@ impl ControllerArgs {
                 .transpose()?,
             public_url: self.public_url.clone(),
             trusted_hosts: self.trusted_hosts.clone(),
-            backup_image: self.backup_image.clone(),
-            backup_run_as_user: self.backup_run_as_user,
             allowed_images: self.allowed_images.clone(),
-            backup_pvc: self.backup_pvc.clone(),
         };
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("finrep-controller-{}", std::process::id()));

@@ -160,6 +160,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub snapshots: HealthSnapshots,
     failures: Mutex<HashMap<String, u32>>,
+    /// Reports (by uid) this process has looked at once (for once-only clean-ups).
+    seen: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -185,6 +187,7 @@ impl Context {
             metrics,
             snapshots: HealthSnapshots::new(SNAPSHOT_TTL),
             failures: Mutex::new(HashMap::new()),
+            seen: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -201,6 +204,18 @@ impl Context {
         let n = map.entry(key.to_string()).or_insert(0);
         *n = n.saturating_add(1);
         *n
+    }
+
+    /// True the first time this process asks about `uid`.
+    pub fn first_look(&self, uid: &str) -> bool {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.insert(uid.to_string())
+    }
+
+    /// Asks again next time (the first look failed).
+    pub fn forget_look(&self, uid: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.remove(uid);
     }
 
     /// Forgets the failures of `key` after a success.

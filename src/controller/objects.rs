@@ -1,6 +1,7 @@
 //! The objects a DailyReport owns, built by pure functions from the report, the run plan and
-//! the operator's settings: the plan ConfigMap and the Job of each run, and the backup
-//! CronJob. Applying them is the reconciler's business; what they look like is decided here
+//! the operator's settings: the plan ConfigMap and the Job of each run. (The database's backup
+//! is the operator's, a CronJob of the chart in its own namespace: no report makes one.)
+//! Applying them is the reconciler's business; what they look like is decided here
 //! and tested directly.
 //!
 //! Every pod passes the restricted Pod Security Standard with a read-only root filesystem
@@ -12,15 +13,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::batch::v1::{
-    CronJob, CronJobSpec, Job, JobSpec, JobTemplateSpec, PodFailurePolicy,
-    PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern,
-    PodFailurePolicyRule,
+    Job, JobSpec, PodFailurePolicy, PodFailurePolicyOnExitCodesRequirement,
+    PodFailurePolicyOnPodConditionsPattern, PodFailurePolicyRule,
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
-    EnvVarSource, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, ResourceRequirements, SeccompProfile, SecretKeySelector, SecurityContext,
-    Volume, VolumeMount,
+    EnvVarSource, KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -38,9 +37,6 @@ pub mod labels {
     pub const REPORT: &str = "finrep.io/report";
     pub const RUN_DATE: &str = "finrep.io/run-date";
     pub const MANUAL: &str = "finrep.io/manual";
-    /// Annotation on the backup CronJob: a digest of its spec, so an unchanged spec is not
-    /// applied again.
-    pub const SPEC_HASH: &str = "finrep.io/spec-hash";
     /// Annotation on a run's Job and plan: the slot it was started for (RFC 3339).
     pub const SCHEDULED_FOR: &str = "finrep.io/scheduled-for";
 }
@@ -82,17 +78,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Hosts the pipeline trusts (`FINREP_TRUSTED_HOSTS`), e.g. an in-cluster mail relay.
     pub trusted_hosts: Vec<String>,
-    /// The image backups run `finrep backup` in; `None`: `image`, whose pg_dump 17 dumps
-    /// servers up to 17. Another must hold `finrep` and a pg_dump of the server's major
-    /// version or newer (`finrep backup` refuses an older one).
-    pub backup_image: Option<String>,
-    /// The user backup pods run as.
-    pub backup_run_as_user: i64,
     /// Repositories `spec.job.image` may name (`registry/team/*` for a prefix); empty: only
     /// `image`'s repository.
     pub allowed_images: Vec<String>,
-    /// Claim backups are written to when a report names none.
-    pub backup_pvc: String,
 }
 
 impl Settings {
@@ -145,10 +133,7 @@ impl Default for Settings {
             unsubscribe_key: None,
             public_url: None,
             trusted_hosts: Vec::new(),
-            backup_image: None,
             allowed_images: Vec::new(),
-            backup_run_as_user: RUN_AS_USER,
-            backup_pvc: "finrep-backups".to_string(),
         }
     }
 }
@@ -465,152 +450,13 @@ pub fn run_job(
     }
 }
 
-/// The name of a report's backup CronJob.
-pub fn backup_name(report: &DailyReport) -> String {
+/// The name of the backup CronJob earlier versions made for each report (the database's backup
+/// is now the operator's alone): what the controller removes when it owns it.
+pub fn legacy_backup_name(report: &DailyReport) -> String {
     let name = report.name_any();
     // CronJob names are at most 52 characters (their Jobs add a suffix).
     let keep: String = name.chars().take(52 - "-backup".len()).collect();
     format!("{}-backup", keep.trim_end_matches(['-', '.']))
-}
-
-/// The command of a backup: `finrep backup` writes a gzipped plain-SQL dump named
-/// `finrep_<report>_<YYYYMMDD>.sql.gz` (the report's local date: the pod's TZ) and deletes this
-/// report's dumps older than `retention_days`, never any other file — the same code, names
-/// and retention as standalone mode's backups.
-pub fn backup_args(report: &str, retention_days: u32) -> Vec<String> {
-    [
-        "backup",
-        "--dir",
-        "/backups",
-        "--name",
-        report,
-        "--retention-days",
-        &retention_days.to_string(),
-    ]
-    .map(String::from)
-    .to_vec()
-}
-
-/// The pod of a backup: `finrep backup` into the backups claim.
-fn backup_pod(report: &DailyReport, settings: &Settings) -> PodSpec {
-    let b = &report.spec.backup;
-    let (tmp_volume, tmp_mount) = scratch();
-    let pvc = b.pvc.clone().unwrap_or_else(|| settings.backup_pvc.clone());
-    let container = Container {
-        name: "backup".to_string(),
-        image: Some(
-            settings
-                .backup_image
-                .clone()
-                .unwrap_or_else(|| settings.image.clone()),
-        ),
-        image_pull_policy: settings.image_pull_policy.clone(),
-        // Named, not left to the entrypoint: another backup image may have its own.
-        command: Some(vec!["finrep".to_string()]),
-        args: Some(backup_args(&report.name_any(), b.retention_days)),
-        env: Some(vec![
-            secret_env("DATABASE_URL", &settings.database_url, false),
-            plain_env("TZ", &report.spec.time_zone),
-        ]),
-        // Measured: 19 MiB for finrep and its pg_dump at W1 (docs/benchmarks.md, PG);
-        // pg_dump grows with the number of tables, not of rows.
-        resources: Some(ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_string(), quantity("50m")),
-                ("memory".to_string(), quantity("32Mi")),
-            ])),
-            limits: Some(BTreeMap::from([("memory".to_string(), quantity("128Mi"))])),
-            ..Default::default()
-        }),
-        security_context: Some(container_security()),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "backups".to_string(),
-                mount_path: "/backups".to_string(),
-                ..Default::default()
-            },
-            tmp_mount,
-        ]),
-        ..Default::default()
-    };
-    PodSpec {
-        restart_policy: Some("OnFailure".to_string()),
-        service_account_name: Some(settings.pipeline_service_account.clone()),
-        automount_service_account_token: Some(false),
-        enable_service_links: Some(false),
-        security_context: Some(pod_security(settings.backup_run_as_user)),
-        containers: vec![container],
-        volumes: Some(vec![
-            Volume {
-                name: "backups".to_string(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: pvc,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            tmp_volume,
-        ]),
-        ..Default::default()
-    }
-}
-
-/// The backup CronJob of a report, or `None` when its backup is disabled.
-pub fn backup_cron_job(report: &DailyReport, settings: &Settings) -> Option<CronJob> {
-    let b = &report.spec.backup;
-    if !b.enabled {
-        return None;
-    }
-    let name = backup_name(report);
-    let labels = base_labels(report, "backup");
-    let pod = backup_pod(report, settings);
-    let mut cron_job = CronJob {
-        metadata: meta(report, &name, labels.clone()),
-        spec: Some(CronJobSpec {
-            schedule: b.schedule.clone(),
-            time_zone: Some(report.spec.time_zone.clone()),
-            concurrency_policy: Some("Forbid".to_string()),
-            starting_deadline_seconds: Some(3600),
-            successful_jobs_history_limit: Some(3),
-            failed_jobs_history_limit: Some(3),
-            job_template: JobTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                }),
-                spec: Some(JobSpec {
-                    backoff_limit: Some(2),
-                    active_deadline_seconds: Some(3600),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(labels),
-                            ..Default::default()
-                        }),
-                        spec: Some(pod),
-                    },
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let digest = spec_hash(&cron_job.spec);
-    cron_job
-        .annotations_mut()
-        .insert(labels::SPEC_HASH.to_string(), digest);
-    Some(cron_job)
-}
-
-/// A short digest of a spec as JSON.
-pub fn spec_hash<T: serde::Serialize>(spec: &T) -> String {
-    use sha2::{Digest, Sha256};
-    let json = serde_json::to_vec(spec).unwrap_or_default();
-    Sha256::digest(&json)
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 #[cfg(test)]
@@ -720,46 +566,5 @@ spec:
         let bytes = &cm.binary_data.as_ref().unwrap()[PLAN_FILE].0;
         assert_eq!(RunPlan::from_bytes(bytes).unwrap(), p);
         assert_eq!(cm.metadata.labels.unwrap()[labels::RUN_DATE], "2026-11-23");
-    }
-
-    #[test]
-    fn the_backup_cron_job_follows_the_spec() {
-        let mut r = report();
-        let cj = backup_cron_job(&r, &Settings::default()).unwrap();
-        let spec = cj.spec.clone().unwrap();
-        assert_eq!(cj.metadata.name.as_deref(), Some("morning-brief-backup"));
-        assert_eq!(spec.schedule, "30 6 * * *");
-        assert_eq!(spec.time_zone.as_deref(), Some("Asia/Shanghai"));
-        assert_eq!(spec.concurrency_policy.as_deref(), Some("Forbid"));
-        let pod = spec.job_template.spec.unwrap().template.spec.unwrap();
-        assert_eq!(pod_security::violations(&pod, true), Vec::<String>::new());
-        let backup = &pod.containers[0];
-        assert_eq!(backup.image, Some(Settings::default().image));
-        assert_eq!(backup.command, Some(vec!["finrep".to_string()]));
-        assert_eq!(
-            backup.args.as_ref().unwrap().join(" "),
-            "backup --dir /backups --name morning-brief --retention-days 7"
-        );
-        let tz = backup.env.as_ref().unwrap().iter().find(|e| e.name == "TZ");
-        assert_eq!(tz.and_then(|e| e.value.as_deref()), Some("Asia/Shanghai"));
-        let custom = Settings {
-            backup_image: Some("registry.local/finrep-pg18:1".to_string()),
-            ..Settings::default()
-        };
-        let pod = backup_cron_job(&r, &custom)
-            .unwrap()
-            .spec
-            .unwrap()
-            .job_template
-            .spec;
-        let image = pod.unwrap().template.spec.unwrap().containers[0]
-            .image
-            .clone();
-        assert_eq!(image.as_deref(), Some("registry.local/finrep-pg18:1"));
-        r.spec.backup.enabled = false;
-        assert!(backup_cron_job(&r, &Settings::default()).is_none());
-        let long = "r".repeat(63);
-        r.metadata.name = Some(long);
-        assert!(backup_name(&r).len() <= 52);
     }
 }

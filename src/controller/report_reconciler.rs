@@ -15,14 +15,12 @@ use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use super::cluster::{
-    self, NameConflict, apply_status, create_owned, delete_owned, existing_owned,
-};
+use super::cluster::{self, NameConflict, apply_status, create_owned, delete_owned};
 use super::context::{Context, object_key};
 use super::desired::{Desired, StartRun, World, desired, event_reasons};
 use super::error::{MAX_PLAN_BYTES, ReconcileError, retry_after};
 use super::image_policy::{self, image_allowed};
-use super::objects::{Settings, backup_cron_job, backup_name, labels, plan_config_map, run_job};
+use super::objects::{Settings, labels, legacy_backup_name, plan_config_map, run_job};
 use super::observed::observed_job;
 use super::status::RunRecord;
 use crate::api::{DailyReport, selector};
@@ -131,18 +129,15 @@ pub async fn reconcile_report(
     })
 }
 
-/// The writes the decision asks for: the backup CronJob, the run, the pruning.
+/// The writes the decision asks for: the run, the pruning (and, once, an old backup CronJob
+/// removed).
 async fn act(
     report: &DailyReport,
     world: &World,
     decision: &Desired,
     ctx: &Context,
 ) -> Result<Option<String>, ReconcileError> {
-    // An invalid spec leaves the backup CronJob as it is (the API server would refuse a bad
-    // schedule, and the status must still say what is wrong).
-    if world.problems.is_empty() {
-        apply_backup(report, ctx).await?;
-    }
+    remove_legacy_backup(report, ctx).await?;
     let started = match &decision.start {
         Some(start) => start_run(report, start, ctx, world.now).await?,
         None => None,
@@ -319,43 +314,34 @@ async fn missing_secrets(
     Ok(out)
 }
 
-/// The backup CronJob as the spec says: applied when its digest changed, deleted when the
-/// backup is disabled.
-async fn apply_backup(report: &DailyReport, ctx: &Context) -> Result<(), ReconcileError> {
+/// Removes the per-report backup CronJob earlier versions made (it dumped the whole shared
+/// database into the report's namespace), once per report and controller process, and only
+/// when this report owns it.
+async fn remove_legacy_backup(report: &DailyReport, ctx: &Context) -> Result<(), ReconcileError> {
+    let owner = uid(report);
+    if !ctx.first_look(&owner) {
+        return Ok(());
+    }
     let ns = namespace(report);
     let api: Api<CronJob> = Api::namespaced(ctx.client.clone(), &ns);
-    let existing = existing_owned(&api, &ns, &backup_name(report), &uid(report)).await?;
-    match backup_cron_job(report, &ctx.settings) {
-        Some(cron_job) => {
-            let want = cron_job.annotations().get(labels::SPEC_HASH);
-            let have = existing
-                .as_ref()
-                .and_then(|e| e.metadata.annotations.as_ref())
-                .and_then(|a| a.get(labels::SPEC_HASH));
-            if want != have || existing.is_none() {
-                cluster::apply(&api, &cron_job).await?;
-                let schedule = &report.spec.backup.schedule;
-                publish(
-                    report,
-                    ctx,
-                    false,
-                    "BackupConfigured",
-                    format!(
-                        "backup CronJob {} runs at {schedule} ({}), keeping {} days",
-                        cron_job.name_any(),
-                        report.spec.time_zone,
-                        report.spec.backup.retention_days
-                    ),
-                )
-                .await;
-            }
+    let name = legacy_backup_name(report);
+    match delete_owned(&api, &ns, &name, &owner).await {
+        Ok(true) => {
+            let note = format!(
+                "removed the backup CronJob {name}: the database is backed up by the operator, in its own namespace"
+            );
+            info!(report = %report.name_any(), namespace = %ns, cron_job = %name, "legacy backup removed");
+            publish(report, ctx, false, "LegacyBackupRemoved", note).await;
+            Ok(())
         }
-        None if existing.is_some() => {
-            delete_owned(&api, &ns, &backup_name(report), &uid(report)).await?;
+        Ok(false) => Ok(()),
+        // Somebody else's CronJob of that name: not ours to touch, and no reason to stop.
+        Err(cluster::OwnedWriteError::Conflict(_)) => Ok(()),
+        Err(e) => {
+            ctx.forget_look(&owner);
+            Err(e.into())
         }
-        None => {}
     }
-    Ok(())
 }
 
 /// Builds the run's plan with the library function every mode uses, stores it in a ConfigMap

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::Api;
@@ -351,7 +351,6 @@ async fn run_controllers(
     let (for_sources, for_recipients) = (report_store.clone(), report_store.clone());
     let report_loop = report_controller
         .owns(api::<Job>(client, ns), owned.clone())
-        .owns(api::<CronJob>(client, ns), owned.clone())
         .owns(api::<ConfigMap>(client, ns), owned)
         .watches_shared_stream(sources_for_reports, move |s: Arc<Source>| {
             selecting(&for_sources, s.as_ref(), |r| {
