@@ -1,5 +1,6 @@
 //! The admin port: `/metrics` (Prometheus text), `/healthz` (the process serves) and
-//! `/readyz` (it does its work: caches synced and, for a controller, the lease held).
+//! `/readyz` (it does its work: caches synced and, for a controller, the lease held and the
+//! database answering).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ use crate::metrics::Metrics;
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
     pub ready: AtomicBool,
+    /// The database answered the last time it was asked (true where nobody asks).
+    pub database: AtomicBool,
 }
 
 impl AdminState {
@@ -26,11 +29,20 @@ impl AdminState {
         Arc::new(Self {
             metrics,
             ready: AtomicBool::new(false),
+            database: AtomicBool::new(true),
         })
     }
 
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
+    }
+
+    pub fn set_database(&self, answers: bool) {
+        self.database.store(answers, Ordering::Relaxed);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && self.database.load(Ordering::Relaxed)
     }
 }
 
@@ -56,9 +68,7 @@ pub fn route(state: &AdminState, method: &Method, path: &str) -> Response<Full<B
             state.metrics.encode(),
         ),
         "/healthz" => respond(StatusCode::OK, TEXT, "ok\n".into()),
-        "/readyz" if state.ready.load(Ordering::Relaxed) => {
-            respond(StatusCode::OK, TEXT, "ready\n".into())
-        }
+        "/readyz" if state.is_ready() => respond(StatusCode::OK, TEXT, "ready\n".into()),
         "/readyz" => respond(StatusCode::SERVICE_UNAVAILABLE, TEXT, "not ready\n".into()),
         _ => respond(StatusCode::NOT_FOUND, TEXT, "not found\n".into()),
     }

@@ -267,3 +267,47 @@ async fn rbac_grants_exactly_the_verbs_the_controller_uses() {
     assert!(missing.is_empty(), "used but not granted: {missing:?}");
     assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }
+
+/// The database is away when the controller starts (a first install: PostgreSQL still
+/// initialising): it does not exit, says not-ready, and once the database answers it becomes
+/// ready and starts the due run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_starts_while_the_database_is_away_and_becomes_ready_when_it_answers() {
+    let cluster = Cluster::examples().await;
+    scheduled_for_days(&cluster.api);
+    let url = common::scratch_database().await;
+    let target = {
+        let u = url::Url::parse(&url).unwrap();
+        format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5432))
+    };
+    let proxy = common::tcp_proxy::TcpProxy::start(&target).await;
+    proxy.down();
+    let store = Store::connect_lazy(&proxy.route(&url), 4, Duration::from_secs(1)).unwrap();
+    let controller = start(&cluster.api, &store, "controller-a", TestClock::at(AT_SLOT));
+    eventually("the admin port", 10, async || {
+        controller.get("/healthz").await.0 == 200
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !controller.task.is_finished(),
+        "the controller keeps running"
+    );
+    assert!(!controller.ready().await, "not ready without its database");
+    assert!(cluster.jobs().is_empty(), "no run without the database");
+
+    proxy.up().await;
+    // Migrated as the chart's hook would, through the same route.
+    Store::connect(&proxy.route(&url), 1, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    eventually("ready once the database answers", 20, async || {
+        controller.ready().await
+    })
+    .await;
+    eventually("the due run", 30, async || !cluster.jobs().is_empty()).await;
+    controller.stop().await.unwrap();
+}

@@ -663,3 +663,73 @@ fn overlapping_runs_of_one_report_send_each_copy_once() {
         "{rows:?}"
     );
 }
+
+/// PostgreSQL goes away in the middle of delivery (every connection cut, new ones refused for
+/// three seconds: a restart as its clients see it) and comes back. What the SMTP server
+/// accepted meanwhile is recorded once the database answers; every recipient gets exactly
+/// one copy, counted by the SMTP server, and the log says `sent` for each.
+#[test]
+fn a_database_restart_mid_delivery_loses_and_duplicates_nothing() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let w = rt.block_on(world());
+    let target = {
+        let u = url::Url::parse(&w.db_url).unwrap();
+        format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5432))
+    };
+    let proxy = rt.block_on(common::tcp_proxy::TcpProxy::start(&target));
+    let smtp = SmtpServer::start(serde_json::json!({"delay_ms": 250}));
+    let recipients: Vec<String> = (0..16).map(|i| format!("desk{i:02}@example.com")).collect();
+    let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp.port,
+        &refs,
+        "skip",
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(w.dir.path())
+        .args(["--report", "brief", "--date", &date().to_string()])
+        .args(["--trusted-host", &w.feed.host_port()])
+        .args(["--trusted-host", &format!("127.0.0.1:{}", smtp.port)])
+        // The pool gives up on a connection after a second, so the outage reaches the
+        // delivery loop instead of being waited out inside the pool.
+        .args(["--connect-timeout", "1"])
+        .env("DATABASE_URL", proxy.route(&w.db_url))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Down once the first messages are through, for three seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while smtp.messages().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(smtp.messages().len() >= 3, "delivery started");
+    proxy.down();
+    let down_at = smtp.messages().len();
+    std::thread::sleep(Duration::from_secs(3));
+    rt.block_on(proxy.up());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("the database did not answer; asking again"),
+        "the outage was met and waited out: {stderr}"
+    );
+    assert!(
+        down_at < recipients.len(),
+        "the outage fell inside delivery"
+    );
+    for r in &recipients {
+        assert_eq!(smtp.copies_for(r), 1, "{r}");
+    }
+    let rows = rt.block_on(statuses(&w.store));
+    assert_eq!(rows.len(), recipients.len());
+    assert!(
+        rows.iter()
+            .all(|(_, status, attempts)| status == "sent" && *attempts == 1),
+        "{rows:?}"
+    );
+}

@@ -122,7 +122,8 @@ pub fn run(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
         .build()?;
     runtime.block_on(async {
         crate::tls::install_crypto_provider();
-        let store = Store::connect(&args.database_url, 4, Duration::from_secs(10)).await?;
+        // Lazily: the controller starts (and says not-ready) while the database is away.
+        let store = Store::connect_lazy(&args.database_url, 4, Duration::from_secs(10))?;
         let client = kube::Client::try_default().await.context(
             "no Kubernetes API to talk to (in a pod: its service account; elsewhere: KUBECONFIG)",
         )?;

@@ -102,6 +102,11 @@ pub async fn run(
     let metrics = Metrics::new();
     let admin = AdminState::new(metrics.clone());
     let _admin = AbortOnDrop(serve_admin(opts.admin_listen, admin.clone()).await?);
+    admin.set_database(false);
+    let _database = AbortOnDrop(Some(tokio::spawn(watch_database(
+        store.clone(),
+        admin.clone(),
+    ))));
     wait_for_crds(&client, &stop).await?;
     let lease = match &opts.lease {
         Some(l) => match lead(&client, l, &stop).await? {
@@ -134,7 +139,29 @@ pub async fn run(
     }
 }
 
-/// Stops the admin port when `run` returns, however it returns.
+/// How often the controller asks whether the database answers.
+const DATABASE_CHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Keeps `/readyz` honest about the database: not ready while it does not answer (reconciles
+/// meanwhile fail as transient and are retried), ready again once it does.
+async fn watch_database(store: crate::store::Store, admin: Arc<AdminState>) {
+    let mut answered = None;
+    loop {
+        let answers = store.ping().await;
+        admin.set_database(answers);
+        if answered != Some(answers) {
+            if answers {
+                info!("the database answers");
+            } else {
+                warn!("the database does not answer; not ready until it does");
+            }
+            answered = Some(answers);
+        }
+        tokio::time::sleep(DATABASE_CHECK).await;
+    }
+}
+
+/// Stops a task (the admin port, the database watch) when `run` returns, however it returns.
 struct AbortOnDrop(Option<tokio::task::JoinHandle<()>>);
 
 impl Drop for AbortOnDrop {

@@ -561,7 +561,7 @@ async fn worker_loop(
         };
         ctx.limiter.until_ready().await;
         let id = message_id(ctx.plan, &row.email, &ctx.domain);
-        if !ctx.store.claim_delivery(row.id, claimable, &id).await? {
+        if !patiently("claim", || ctx.store.claim_delivery(row.id, claimable, &id)).await? {
             continue;
         }
         let message = match build_message(ctx, recipient, &id) {
@@ -573,6 +573,35 @@ async fn worker_loop(
         };
         send_one(ctx, &row, message, &id, conn).await?;
     }
+}
+
+/// How long a delivery keeps asking a database that went away (restarting, failing over)
+/// before the attempt gives up: about two minutes, backing off from a quarter second to five.
+/// A message the SMTP server accepted is then left `sending`, which the next attempt marks
+/// `uncertain` and resends with the same Message-ID (docs/delivery.md).
+fn database_patience() -> ExponentialBuilder {
+    ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(250))
+        .with_max_delay(Duration::from_secs(5))
+        .with_max_times(30)
+        .with_jitter()
+}
+
+/// `write`, asked again while the database is unreachable.
+async fn patiently<T, F, Fut>(what: &'static str, write: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    use backon::Retryable;
+    write
+        .retry(database_patience())
+        .sleep(tokio::time::sleep)
+        .when(StoreError::is_transient)
+        .notify(|e: &StoreError, wait| {
+            warn!(what, error = %e, retry_in = ?wait, "the database did not answer; asking again");
+        })
+        .await
 }
 
 /// Records a delivery that failed before any SMTP transaction.
@@ -736,7 +765,7 @@ async fn send_one(
                 error: Some(&reply),
                 retries: attempt - 1,
             };
-            ctx.store.finish_delivery(row.id, &left).await?;
+            patiently("record", || ctx.store.finish_delivery(row.id, &left)).await?;
             return Ok(());
         }
         let state = match v {
@@ -757,12 +786,15 @@ async fn send_one(
             error: None,
             retries: attempt - 1,
         };
-        ctx.store.finish_delivery(row.id, &result).await?;
+        // The server has the message: its mark must not be lost to a database restart.
+        patiently("record", || ctx.store.finish_delivery(row.id, &result)).await?;
         if state == DeliveryStatus::Bounced {
             warn!(recipient = %row.recipient, code, "permanent rejection; address blacklisted");
-            ctx.store
-                .blacklist_bounce(&row.email, code, Some(&reply), ctx.report_id)
-                .await?;
+            patiently("blacklist", || {
+                ctx.store
+                    .blacklist_bounce(&row.email, code, Some(&reply), ctx.report_id)
+            })
+            .await?;
         }
         return Ok(());
     }

@@ -39,6 +39,29 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// The database may answer if asked again: it was unreachable, restarting or shutting
+    /// down (connection errors, SQLSTATE classes 08 and 57P), or the pool had no connection
+    /// in time. A query it refused is not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Connect { .. } => true,
+            Self::Query(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(d) => d
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            },
+            Self::Unset | Self::Url { .. } | Self::Migrate(_) => false,
+        }
+    }
+}
+
 /// A state column (`phase`, `status` …) read as its enum; a name this build does not know is a
 /// decode error, never a guess.
 pub(crate) fn state_column<T>(row: &sqlx::postgres::PgRow, column: &str) -> Result<T, sqlx::Error>
@@ -86,6 +109,33 @@ impl Store {
             .await
             .map_err(|source| StoreError::Connect { url: shown, source })?;
         Ok(Self { pool })
+    }
+
+    /// A pool that connects when first used: a process that starts while the database is
+    /// away (a first install, a restart of both) waits for it instead of exiting. Only a URL
+    /// that cannot be parsed fails here.
+    pub fn connect_lazy(
+        url: &str,
+        max_connections: u32,
+        timeout: Duration,
+    ) -> Result<Self, StoreError> {
+        if url.trim().is_empty() {
+            return Err(StoreError::Unset);
+        }
+        let options: PgConnectOptions = url.parse().map_err(|source| StoreError::Url {
+            url: redact_url(url),
+            source,
+        })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(timeout)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    /// Whether the database answers a trivial query.
+    pub async fn ping(&self) -> bool {
+        sqlx::query("SELECT 1").execute(&self.pool).await.is_ok()
     }
 
     pub fn pool(&self) -> &PgPool {

@@ -7,6 +7,7 @@ pub mod http;
 pub mod kube_api;
 pub mod operator;
 pub mod smtp;
+pub mod tcp_proxy;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
