@@ -255,6 +255,7 @@ fn default_values_render_a_valid_least_privilege_install() {
         [
             "ClusterRole",
             "ClusterRoleBinding",
+            "ConfigMap",
             "CronJob",
             "CustomResourceDefinition",
             "Deployment",
@@ -871,4 +872,65 @@ fn allowed_images_reach_the_controller() {
     );
     let refused = render(json!({"controller": {"allowedImages": ["evil image"]}}));
     assert_ne!(refused.raw["schemaError"], Value::Null, "{}", refused.raw);
+}
+
+/// The in-cluster database's application role is no superuser: the chart's init script,
+/// taken from the rendered ConfigMap, is run by psql against a PostgreSQL cluster of its own
+/// (as the image runs it) and leaves `finrep` owning its database, able to create tables,
+/// without SUPERUSER or CREATEDB, and the bootstrap superuser without a password.
+#[test]
+fn the_in_cluster_database_role_is_not_a_superuser() {
+    let r = render(json!({}));
+    let statefulset = r.named("StatefulSet", "finrep-postgresql");
+    let env = &statefulset["spec"]["template"]["spec"]["containers"][0]["env"];
+    let user = env
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "POSTGRES_USER")
+        .unwrap();
+    assert_eq!(
+        user["value"], "postgres",
+        "finrep is not the bootstrap superuser"
+    );
+    let init = r.named("ConfigMap", "finrep-postgresql-initdb");
+    let sql = init["data"]["10-finrep-role.sql"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("init.sql");
+    std::fs::write(&script, sql).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let check = format!(
+        r#"set -eu
+. scripts/lib/postgres.sh
+export FINREP_PG_PORT={port}
+start_throwaway_postgres
+trap stop_throwaway_postgres EXIT
+POSTGRES_PASSWORD='p a@s/s%' psql -X -q -v ON_ERROR_STOP=1 "$FINREP_PG_ADMIN_URL" -f '{script}'
+psql -X -Atq "$FINREP_PG_ADMIN_URL" -c "select rolname, rolsuper, rolcreatedb, rolcreaterole, rolpassword is not null from pg_authid where rolname in ('finrep', 'postgres') order by 1"
+psql -X -Atq "$FINREP_PG_ADMIN_URL" -c "select pg_get_userbyid(datdba) from pg_database where datname = 'finrep'"
+psql -X -Atq "postgres://finrep@127.0.0.1:{port}/finrep" -c "create table t (x int)" -c "select 'created'"
+"#,
+        script = script.display()
+    );
+    let out = Command::new("bash")
+        .args(["-c", &check])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["finrep|f|f|f|t", "postgres|t|t|t|f", "finrep", "created"],
+        "{stdout}"
+    );
 }

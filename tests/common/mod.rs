@@ -35,8 +35,12 @@ pub fn admin_url() -> String {
 /// Creates an empty database and returns its URL.
 pub async fn scratch_database() -> String {
     let admin = admin_url();
+    // The pid alone is not unique across suites sharing one server (pids are reused).
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
     let name = format!(
-        "finrep_t_{}_{}",
+        "finrep_t_{}_{nonce:x}_{}",
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::SeqCst)
     );
