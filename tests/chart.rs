@@ -934,3 +934,59 @@ psql -X -Atq "postgres://finrep@127.0.0.1:{port}/finrep" -c "create table t (x i
         "{stdout}"
     );
 }
+
+/// The controller's work on Jobs, plans, Events and Secrets is granted by Roles in the report
+/// namespaces only, and nothing of it cluster-wide (the chart always knows its report
+/// namespaces; manifests/rbac.yaml is the ClusterRole of a controller run without them).
+#[test]
+fn report_namespaces_scope_the_controllers_rbac() {
+    let namespaced = ["jobs", "configmaps", "cronjobs", "secrets", "events"];
+    let grants = |role: &Value| -> BTreeSet<String> {
+        role["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["resources"].as_array().unwrap().clone())
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect()
+    };
+    let r = render(json!({"reportNamespaces": ["desk-a", "desk-b"]}));
+    r.assert_valid("two report namespaces");
+    for cluster_role in r.of_kind("ClusterRole") {
+        let granted = grants(cluster_role);
+        for resource in namespaced {
+            assert!(
+                !granted.contains(resource),
+                "{resource} granted cluster-wide: {cluster_role}"
+            );
+        }
+    }
+    let roles: Vec<&Value> = r
+        .of_kind("Role")
+        .into_iter()
+        .filter(|role| role["metadata"]["name"] == "finrep-controller")
+        .collect();
+    let in_namespaces: BTreeSet<&str> = roles
+        .iter()
+        .map(|role| role["metadata"]["namespace"].as_str().unwrap())
+        .collect();
+    assert_eq!(in_namespaces, ["desk-a", "desk-b"].into());
+    for role in &roles {
+        assert_eq!(
+            grants(role),
+            namespaced.iter().map(|s| s.to_string()).collect()
+        );
+    }
+    let args = r.named("Deployment", "finrep-controller")["spec"]["template"]["spec"]["containers"]
+        [0]["args"]
+        .clone();
+    for ns in ["desk-a", "desk-b"] {
+        assert!(
+            args.as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a == &format!("--report-namespace={ns}")),
+            "{args}"
+        );
+    }
+}

@@ -768,3 +768,40 @@ async fn a_stranger_cron_job_named_like_the_backup_is_left_alone() {
     assert_eq!(condition(&cluster.report(REPORT), "Ready").0, "True");
     assert_eq!(cluster.event_count("LegacyBackupRemoved"), 0);
 }
+
+/// A controller told which namespaces it serves leaves a report elsewhere alone: its status
+/// says NamespaceNotServed, and nothing in its namespace but that status is read or written
+/// (the controller has no Role there).
+#[tokio::test]
+async fn a_report_outside_the_served_namespaces_is_told_so_and_left_alone() {
+    let cluster = Cluster::examples().await;
+    let store = database().await;
+    let settings = finrep::controller::objects::Settings {
+        report_namespaces: vec!["desk-a".to_string()],
+        ..Default::default()
+    };
+    let ctx = cluster.context_with_settings(&store, TestClock::at(AT_SLOT), &cluster.set, settings);
+    cluster.api.clear_calls();
+    let done = reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(done.started, None);
+    assert!(cluster.jobs().is_empty());
+    let report = cluster.report(REPORT);
+    assert_eq!(
+        condition(&report, "Ready"),
+        ("False".to_string(), "NamespaceNotServed".to_string())
+    );
+    let touched: Vec<String> = cluster
+        .api
+        .calls()
+        .into_iter()
+        .map(|c| format!("{} {}", c.verb, c.resource))
+        .collect();
+    assert!(
+        touched
+            .iter()
+            .all(|c| c.ends_with("dailyreports/status") || c.ends_with("dailyreports")),
+        "{touched:?}"
+    );
+}

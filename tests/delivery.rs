@@ -160,6 +160,28 @@ async fn world() -> World {
     }
 }
 
+/// `finrep run` of the brief for `date()` against `w`'s feed and the SMTP server on
+/// `smtp_port`, with `extra` arguments, its stderr captured; DATABASE_URL is `database_url`.
+fn finrep_run(
+    w: &World,
+    smtp_port: u16,
+    database_url: &str,
+    extra: &[&str],
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(w.dir.path())
+        .args(["--report", "brief", "--date", &date().to_string()])
+        .args(["--trusted-host", &w.feed.host_port()])
+        .args(["--trusted-host", &format!("127.0.0.1:{smtp_port}")])
+        .args(extra)
+        .env("DATABASE_URL", database_url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 async fn statuses(store: &Store) -> Vec<(String, String, i32)> {
     sqlx::query_as("SELECT email, status, attempts FROM delivery_log ORDER BY email")
         .fetch_all(store.pool())
@@ -482,26 +504,7 @@ fn killed_mid_send_resumes_without_loss_or_silent_duplicates() {
             &refs,
             "skip",
         );
-        let spawn = || {
-            std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
-                .args(["--log-format", "json", "run", "--config"])
-                .arg(w.dir.path())
-                .args([
-                    "--report",
-                    "brief",
-                    "--date",
-                    "2026-11-23",
-                    "--trusted-host",
-                    &w.feed.host_port(),
-                    "--trusted-host",
-                    &format!("127.0.0.1:{}", smtp.port),
-                ])
-                .env("DATABASE_URL", &w.db_url)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        };
+        let spawn = || finrep_run(&w, smtp.port, &w.db_url, &[]);
         // Kill somewhere between start-up and the end of sending.
         let mut child = spawn();
         let kill_after = Duration::from_millis(rng.random_range(150..1200));
@@ -619,20 +622,7 @@ fn overlapping_runs_of_one_report_send_each_copy_once() {
         &refs,
         "skip",
     );
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
-            .args(["--log-format", "json", "run", "--config"])
-            .arg(w.dir.path())
-            .args(["--report", "brief", "--date", &date().to_string()])
-            .args(["--trusted-host", &w.feed.host_port()])
-            .args(["--trusted-host", &format!("127.0.0.1:{}", smtp.port)])
-            .args(["--lock-wait-seconds", "1"])
-            .env("DATABASE_URL", &w.db_url)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
+    let spawn = || finrep_run(&w, smtp.port, &w.db_url, &["--lock-wait-seconds", "1"]);
     let first = spawn();
     // The first is sending (six messages, 0.7 s each, two connections) when the second starts.
     std::thread::sleep(Duration::from_millis(1200));
@@ -687,20 +677,14 @@ fn a_database_restart_mid_delivery_loses_and_duplicates_nothing() {
         &refs,
         "skip",
     );
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(w.dir.path())
-        .args(["--report", "brief", "--date", &date().to_string()])
-        .args(["--trusted-host", &w.feed.host_port()])
-        .args(["--trusted-host", &format!("127.0.0.1:{}", smtp.port)])
-        // The pool gives up on a connection after a second, so the outage reaches the
-        // delivery loop instead of being waited out inside the pool.
-        .args(["--connect-timeout", "1"])
-        .env("DATABASE_URL", proxy.route(&w.db_url))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // The pool gives up on a connection after a second, so the outage reaches the delivery
+    // loop instead of being waited out inside the pool.
+    let child = finrep_run(
+        &w,
+        smtp.port,
+        &proxy.route(&w.db_url),
+        &["--connect-timeout", "1"],
+    );
     // Down once the first messages are through, for three seconds.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while smtp.messages().len() < 3 && std::time::Instant::now() < deadline {

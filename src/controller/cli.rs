@@ -54,6 +54,15 @@ pub struct ControllerArgs {
     /// Hosts pipeline pods trust whatever they resolve to; repeatable.
     #[arg(long = "trusted-host", value_delimiter = ',')]
     trusted_hosts: Vec<String>,
+    /// Namespace whose reports this controller runs; repeatable. Its Jobs, plans, Events and
+    /// Secret lookups stay in these namespaces (namespaced Roles suffice); a report elsewhere
+    /// is Ready=False (NamespaceNotServed). Default: every namespace.
+    #[arg(
+        long = "report-namespace",
+        env = "FINREP_REPORT_NAMESPACES",
+        value_delimiter = ','
+    )]
+    report_namespaces: Vec<String>,
     /// Repository a report's spec.job.image may name (NAME, or PREFIX/* for every repository
     /// under it); repeatable. Default: --image's repository only. Pipeline pods hold the
     /// database URL, so the image they run is the operator's choice.
@@ -96,6 +105,7 @@ impl ControllerArgs {
             public_url: self.public_url.clone(),
             trusted_hosts: self.trusted_hosts.clone(),
             allowed_images: self.allowed_images.clone(),
+            report_namespaces: self.report_namespaces.clone(),
         };
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("finrep-controller-{}", std::process::id()));

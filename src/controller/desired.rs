@@ -78,6 +78,7 @@ pub mod event_reasons {
     pub const RUN_MISSED: &str = "RunMissed";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const NAME_CONFLICT: &str = "NameConflict";
+    pub const NAMESPACE_NOT_SERVED: &str = "NamespaceNotServed";
 }
 
 /// What the reconciler should make true.
@@ -453,6 +454,31 @@ pub fn name_conflict(
         reason: event_reasons::NAME_CONFLICT,
         message: message.to_string(),
     })
+}
+
+/// The status of a report in a namespace this controller does not serve: nothing scheduled,
+/// `Ready=False` saying why and what to do.
+pub fn not_served(report: &DailyReport, now: DateTime<Utc>) -> DailyReportStatus {
+    let previous = report.status.clone().unwrap_or_default();
+    let namespace = report.namespace().unwrap_or_default();
+    let message = format!(
+        "namespace {namespace} is not one this finrep serves (the chart's reportNamespaces): nothing is scheduled here; ask the operator to add it"
+    );
+    let ready = status::condition(
+        &previous.conditions,
+        conditions::READY,
+        false,
+        reasons::NAMESPACE_NOT_SERVED,
+        &message,
+        report.metadata.generation,
+        now,
+    );
+    let mut out = previous;
+    out.observed_generation = report.metadata.generation;
+    out.next_schedule_time = None;
+    out.conditions.retain(|c| c.type_ != conditions::READY);
+    out.conditions.insert(0, ready);
+    out
 }
 
 fn parse_time(s: &str) -> Option<DateTime<Utc>> {

@@ -81,9 +81,17 @@ pub struct Settings {
     /// Repositories `spec.job.image` may name (`registry/team/*` for a prefix); empty: only
     /// `image`'s repository.
     pub allowed_images: Vec<String>,
+    /// The namespaces whose reports this controller runs (its Roles are granted there only);
+    /// empty: every namespace (a ClusterRole).
+    pub report_namespaces: Vec<String>,
 }
 
 impl Settings {
+    /// Whether reports of `namespace` are this controller's to run.
+    pub fn serves(&self, namespace: &str) -> bool {
+        self.report_namespaces.is_empty() || self.report_namespaces.iter().any(|n| n == namespace)
+    }
+
     /// Repositories a report's `spec.job.image` may name.
     pub fn allowed_images(&self) -> Vec<String> {
         if self.allowed_images.is_empty() {
@@ -134,6 +142,7 @@ impl Default for Settings {
             public_url: None,
             trusted_hosts: Vec::new(),
             allowed_images: Vec::new(),
+            report_namespaces: Vec::new(),
         }
     }
 }

@@ -107,6 +107,9 @@ pub async fn reconcile_report(
     report: &DailyReport,
     ctx: &Context,
 ) -> Result<Reconciled, ReconcileError> {
+    if !ctx.settings.serves(&namespace(report)) {
+        return not_served(report, ctx).await;
+    }
     let world = observe(report, ctx).await?;
     let mut decision = desired(report, &world);
     let started = match act(report, &world, &decision, ctx).await {
@@ -126,6 +129,23 @@ pub async fn reconcile_report(
         status_written,
         events: decision.events.iter().map(|e| e.reason).collect(),
         wake_at: wake_at(&decision, world.now),
+    })
+}
+
+/// A report outside the served namespaces: its status says so, and nothing in its namespace
+/// is read or written (the controller has no Role there).
+async fn not_served(report: &DailyReport, ctx: &Context) -> Result<Reconciled, ReconcileError> {
+    let now = ctx.clock.now();
+    let status = super::desired::not_served(report, now);
+    let status_written = report.status.as_ref() != Some(&status);
+    if status_written {
+        let api: Api<DailyReport> = Api::namespaced(ctx.client.clone(), &namespace(report));
+        apply_status(&api, &report.name_any(), &status).await?;
+    }
+    Ok(Reconciled {
+        status_written,
+        wake_at: now + Duration::seconds(MAX_WAIT_SECONDS),
+        ..Default::default()
     })
 }
 

@@ -333,6 +333,40 @@ fn log_errors<T, E: std::fmt::Display>(
     }
 }
 
+/// The Jobs or ConfigMaps the controller made, as one stream of changes: one watch per served
+/// report namespace when it serves a list (its Roles are granted there only), otherwise one
+/// watch of `namespace` (or of all).
+fn owned_objects<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    report_namespaces: &[String],
+    owned: &watcher::Config,
+) -> futures_util::stream::BoxStream<'static, Result<K, watcher::Error>>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    use kube::runtime::WatchStreamExt;
+    if report_namespaces.is_empty() {
+        return watcher(api::<K>(client, namespace), owned.clone())
+            .default_backoff()
+            .touched_objects()
+            .boxed();
+    }
+    futures_util::stream::select_all(report_namespaces.iter().map(|ns| {
+        watcher(Api::<K>::namespaced(client.clone(), ns), owned.clone())
+            .default_backoff()
+            .touched_objects()
+            .boxed()
+    }))
+    .boxed()
+}
+
 async fn run_controllers(
     client: &Client,
     opts: &ControllerOptions,
@@ -377,8 +411,18 @@ async fn run_controllers(
     let report_store = report_controller.store();
     let (for_sources, for_recipients) = (report_store.clone(), report_store.clone());
     let report_loop = report_controller
-        .owns(api::<Job>(client, ns), owned.clone())
-        .owns(api::<ConfigMap>(client, ns), owned)
+        .owns_stream(owned_objects::<Job>(
+            client,
+            ns,
+            &opts.settings.report_namespaces,
+            &owned,
+        ))
+        .owns_stream(owned_objects::<ConfigMap>(
+            client,
+            ns,
+            &opts.settings.report_namespaces,
+            &owned,
+        ))
         .watches_shared_stream(sources_for_reports, move |s: Arc<Source>| {
             selecting(&for_sources, s.as_ref(), |r| {
                 r.spec.source_selector.as_ref()

@@ -15,6 +15,8 @@ pub mod reasons {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     /// An object under a name the report needs belongs to somebody else.
     pub const NAME_CONFLICT: &str = "NameConflict";
+    /// The report's namespace is not one the controller serves.
+    pub const NAMESPACE_NOT_SERVED: &str = "NamespaceNotServed";
     pub const SUCCEEDED: &str = "Succeeded";
     pub const PARTIALLY_DELIVERED: &str = "PartiallyDelivered";
     pub const FAILED: &str = "Failed";

@@ -87,6 +87,23 @@ pub struct MigrationReport {
     pub already_applied: usize,
 }
 
+/// The connection settings of `url`, or why it is not a PostgreSQL URL (password redacted).
+fn connect_options(url: &str) -> Result<PgConnectOptions, StoreError> {
+    if url.trim().is_empty() {
+        return Err(StoreError::Unset);
+    }
+    url.parse().map_err(|source| StoreError::Url {
+        url: redact_url(url),
+        source,
+    })
+}
+
+fn pool_options(max_connections: u32, timeout: Duration) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(timeout)
+}
+
 impl Store {
     /// Connects, failing within `timeout` with the URL (password redacted) in the message.
     pub async fn connect(
@@ -94,20 +111,14 @@ impl Store {
         max_connections: u32,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        if url.trim().is_empty() {
-            return Err(StoreError::Unset);
-        }
-        let shown = redact_url(url);
-        let options: PgConnectOptions = url.parse().map_err(|source| StoreError::Url {
-            url: shown.clone(),
-            source,
-        })?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(timeout)
+        let options = connect_options(url)?;
+        let pool = pool_options(max_connections, timeout)
             .connect_with(options)
             .await
-            .map_err(|source| StoreError::Connect { url: shown, source })?;
+            .map_err(|source| StoreError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
         Ok(Self { pool })
     }
 
@@ -119,17 +130,8 @@ impl Store {
         max_connections: u32,
         timeout: Duration,
     ) -> Result<Self, StoreError> {
-        if url.trim().is_empty() {
-            return Err(StoreError::Unset);
-        }
-        let options: PgConnectOptions = url.parse().map_err(|source| StoreError::Url {
-            url: redact_url(url),
-            source,
-        })?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections)
-            .acquire_timeout(timeout)
-            .connect_lazy_with(options);
+        let options = connect_options(url)?;
+        let pool = pool_options(max_connections, timeout).connect_lazy_with(options);
         Ok(Self { pool })
     }
 

@@ -181,11 +181,22 @@ impl Cluster {
         clock: Arc<TestClock>,
         set: &ResourceSet,
     ) -> Arc<Context> {
+        self.context_with_settings(store, clock, set, Settings::default())
+    }
+
+    /// A context with the operator's settings given.
+    pub fn context_with_settings(
+        &self,
+        store: &Store,
+        clock: Arc<TestClock>,
+        set: &ResourceSet,
+        settings: Settings,
+    ) -> Arc<Context> {
         Arc::new(
             Context::new(
                 self.api.client(),
                 store.clone(),
-                Settings::default(),
+                settings,
                 clock,
                 Catalog::from_objects(set.sources.clone(), set.recipients.clone()),
                 Metrics::new(),

@@ -67,3 +67,27 @@ capabilities:
 becomes %2B), and in a URL's userinfo a space must be %20. */ -}}
 {{- printf "postgres://finrep:%s@%s.%s.svc:5432/finrep" (urlquery .Values.secrets.databasePassword | replace "+" "%20") (include "finrep.postgresName" .) .Release.Namespace -}}
 {{- end -}}
+
+{{/* The controller's rules on what lives in report namespaces: run Jobs and their plans,
+Events, Secret metadata, and the removal of earlier versions' backup CronJobs. */}}
+{{- define "finrep.controllerNamespacedRules" -}}
+# get: an object under a run's name is checked for the report's owner reference before
+# it is used or deleted (nothing is adopted by name).
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list, watch, create, delete]
+# Only to remove the per-report backup CronJobs of earlier versions (owned ones).
+- apiGroups: [batch]
+  resources: [cronjobs]
+  verbs: [get, delete]
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get, list, watch, create, delete]
+# Metadata only: does the Secret a report names exist? Values are never read.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [create, patch]
+{{- end -}}
