@@ -697,7 +697,7 @@ fn a_database_restart_mid_delivery_loses_and_duplicates_nothing() {
     rt.block_on(proxy.up());
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    assert!(out.status.success(), "{:?}\n{stderr}", out.status);
     assert!(
         stderr.contains("the database did not answer; asking again"),
         "the outage was met and waited out: {stderr}"

@@ -561,7 +561,12 @@ async fn worker_loop(
         };
         ctx.limiter.until_ready().await;
         let id = message_id(ctx.plan, &row.email, &ctx.domain);
-        if !patiently("claim", || ctx.store.claim_delivery(row.id, claimable, &id)).await? {
+        let asked = AtomicU32::new(0);
+        let claim = || {
+            let again = asked.fetch_add(1, Ordering::SeqCst) > 0;
+            ctx.store.claim_delivery(row.id, claimable, &id, again)
+        };
+        if !patiently("claim", claim).await? {
             continue;
         }
         let message = match build_message(ctx, recipient, &id) {

@@ -103,11 +103,16 @@ impl Store {
     /// Claims a row for one SMTP transaction: only from one of `from` states, and never for an
     /// address blacklisted in the report's namespace. False when another attempt got there
     /// first or the address is blacklisted.
+    ///
+    /// `again`: this attempt asked before and lost the answer (the connection broke after the
+    /// update may have been made); a row already `sending` with this attempt's Message-ID is
+    /// then its own claim. Only the run's lock holder claims, so nobody else can have made it.
     pub async fn claim_delivery(
         &self,
         id: i64,
         from: &[DeliveryStatus],
         message_id: &str,
+        again: bool,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
             "UPDATE delivery_log d SET status = $4, attempts = attempts + 1, claimed_at = now(),
@@ -122,7 +127,18 @@ impl Store {
         .bind(DeliveryStatus::Sending.as_str())
         .execute(self.pool())
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() == 1 || !again {
+            return Ok(done.rows_affected() == 1);
+        }
+        let mine: Option<bool> = sqlx::query_scalar(
+            "SELECT status = $2 AND message_id = $3 FROM delivery_log WHERE id = $1",
+        )
+        .bind(id)
+        .bind(DeliveryStatus::Sending.as_str())
+        .bind(message_id)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(mine == Some(true))
     }
 
     /// Records how a claimed delivery ended.
