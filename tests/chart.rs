@@ -462,8 +462,8 @@ fn other_value_sets_render_valid_restricted_objects() {
                         assert_eq!(
                             rule["to"],
                             json!([
-                                {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "10.42.0.0/16", "10.43.0.0/16"]}},
-                                {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10"]}},
+                                {"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.0.0/16", "10.42.0.0/16", "10.43.0.0/16", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"]}},
+                                {"ipBlock": {"cidr": "::/0", "except": ["fe80::/10", "fc00::/7"]}},
                             ])
                         );
                     } else if ports.contains(&5432) {

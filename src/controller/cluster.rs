@@ -117,33 +117,6 @@ where
     }
 }
 
-/// The owner's object named like `obj`, if there is one and it is the owner's; somebody
-/// else's is a `NameConflict` (before an apply, which would take it over).
-pub async fn existing_owned<K>(
-    api: &Api<K>,
-    namespace: &str,
-    name: &str,
-    owner_uid: &str,
-) -> Result<Option<kube::core::PartialObjectMeta<K>>, OwnedWriteError>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
-    match api.get_metadata_opt(name).await? {
-        Some(found) if owned_by(&found.metadata, owner_uid) => Ok(Some(found)),
-        Some(_) => Err(conflict::<K>(namespace, name).into()),
-        None => Ok(None),
-    }
-}
-
-/// Server-side applies `obj` (the controller owns every field it sets); the object as stored.
-pub async fn apply<K>(api: &Api<K>, obj: &K) -> Result<K, kube::Error>
-where
-    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
-{
-    api.patch(&obj.name_any(), &apply_params(), &Patch::Apply(obj))
-        .await
-}
-
 /// Server-side applies the status of `name`.
 pub async fn apply_status<K, S>(api: &Api<K>, name: &str, status: &S) -> Result<(), kube::Error>
 where
