@@ -33,7 +33,7 @@ pub struct RunLock {
 /// Who holds a run's lock, as PostgreSQL knows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockHolder {
-    /// The holder's `application_name`: `finrep <role> on <host>, pid <pid>`.
+    /// The holder's `application_name`: `finrep <role> pid <pid> on <host>`.
     pub application: String,
     /// When the holder's connection opened (RFC 3339), when visible.
     pub since: Option<String>,
@@ -142,15 +142,6 @@ async fn lock_holder(conn: &mut PgConnection, report_id: i64) -> Result<LockHold
 }
 
 impl RunLock {
-    /// Whether the lock is still held: false once its connection is gone (the database
-    /// restarted), after which another attempt may take it.
-    pub async fn is_held(&mut self) -> bool {
-        match self.conn.as_mut() {
-            Some(conn) => conn.ping().await.is_ok(),
-            None => false,
-        }
-    }
-
     /// Releases the lock now (dropping it does too, when the connection closes).
     pub async fn release(mut self) {
         if let Some(conn) = self.conn.take() {
