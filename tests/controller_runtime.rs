@@ -276,11 +276,7 @@ async fn the_controller_starts_while_the_database_is_away_and_becomes_ready_when
     let cluster = Cluster::examples().await;
     scheduled_for_days(&cluster.api);
     let url = common::scratch_database().await;
-    let target = {
-        let u = url::Url::parse(&url).unwrap();
-        format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5432))
-    };
-    let proxy = common::tcp_proxy::TcpProxy::start(&target).await;
+    let proxy = common::tcp_proxy::TcpProxy::for_database(&url).await;
     proxy.down();
     let store = Store::connect_lazy(&proxy.route(&url), 4, Duration::from_secs(1)).unwrap();
     let controller = start(&cluster.api, &store, "controller-a", TestClock::at(AT_SLOT));

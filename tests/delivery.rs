@@ -160,6 +160,21 @@ async fn world() -> World {
     }
 }
 
+/// The brief for `n` recipients `deskNN@example.com` of `w`'s feed and the SMTP server on
+/// `smtp_port`; their addresses.
+fn desk_config(w: &World, smtp_port: u16, n: usize) -> Vec<String> {
+    let recipients: Vec<String> = (0..n).map(|i| format!("desk{i:02}@example.com")).collect();
+    let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp_port,
+        &refs,
+        "skip",
+    );
+    recipients
+}
+
 /// `finrep run` of the brief for `date()` against `w`'s feed and the SMTP server on
 /// `smtp_port`, with `extra` arguments, its stderr captured; DATABASE_URL is `database_url`.
 fn finrep_run(
@@ -613,15 +628,7 @@ fn overlapping_runs_of_one_report_send_each_copy_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let w = rt.block_on(world());
     let smtp = SmtpServer::start(serde_json::json!({"delay_ms": 700}));
-    let recipients: Vec<String> = (0..6).map(|i| format!("desk{i}@example.com")).collect();
-    let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
-    config(
-        w.dir.path(),
-        &w.feed.url("/rss.xml"),
-        smtp.port,
-        &refs,
-        "skip",
-    );
+    let recipients = desk_config(&w, smtp.port, 6);
     let spawn = || finrep_run(&w, smtp.port, &w.db_url, &["--lock-wait-seconds", "1"]);
     let first = spawn();
     // The first is sending (six messages, 0.7 s each, two connections) when the second starts.
@@ -662,21 +669,9 @@ fn overlapping_runs_of_one_report_send_each_copy_once() {
 fn a_database_restart_mid_delivery_loses_and_duplicates_nothing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let w = rt.block_on(world());
-    let target = {
-        let u = url::Url::parse(&w.db_url).unwrap();
-        format!("{}:{}", u.host_str().unwrap(), u.port().unwrap_or(5432))
-    };
-    let proxy = rt.block_on(common::tcp_proxy::TcpProxy::start(&target));
+    let proxy = rt.block_on(common::tcp_proxy::TcpProxy::for_database(&w.db_url));
     let smtp = SmtpServer::start(serde_json::json!({"delay_ms": 250}));
-    let recipients: Vec<String> = (0..16).map(|i| format!("desk{i:02}@example.com")).collect();
-    let refs: Vec<&str> = recipients.iter().map(String::as_str).collect();
-    config(
-        w.dir.path(),
-        &w.feed.url("/rss.xml"),
-        smtp.port,
-        &refs,
-        "skip",
-    );
+    let recipients = desk_config(&w, smtp.port, 16);
     // The pool gives up on a connection after a second, so the outage reaches the delivery
     // loop instead of being waited out inside the pool.
     let child = finrep_run(

@@ -33,6 +33,17 @@ impl TcpProxy {
         proxy
     }
 
+    /// Forwards to the server of the PostgreSQL URL `url`.
+    pub async fn for_database(url: &str) -> Self {
+        let u = url::Url::parse(url).expect("URL");
+        let target = format!(
+            "{}:{}",
+            u.host_str().expect("host"),
+            u.port().unwrap_or(5432)
+        );
+        Self::start(&target).await
+    }
+
     fn accept_on(&self, listener: TcpListener) {
         let (target, state) = (self.target.clone(), self.state.clone());
         let acceptor = tokio::spawn(async move {
