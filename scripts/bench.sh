@@ -10,10 +10,12 @@ cd "$(dirname "$0")/.."
 . scripts/lib/postgres.sh
 . scripts/lib/venv.sh
 what=${1:-all}
+# Where cargo puts what it builds (CARGO_TARGET_DIR when set).
+target_dir=${CARGO_TARGET_DIR:-target}
 if [ "${SMOKE:-0}" = 1 ]; then
-  smoke=(--smoke) build=(cargo build --locked) finrep=target/debug/finrep db=finrep_bench_smoke
+  smoke=(--smoke) build=(cargo build --locked) finrep=$target_dir/debug/finrep db=finrep_bench_smoke
 else
-  smoke=() build=(cargo build --release --locked) finrep=target/release/finrep db=finrep_bench_w1
+  smoke=() build=(cargo build --release --locked) finrep=$target_dir/release/finrep db=finrep_bench_w1
 fi
 ensure_venv feedparser aiosmtpd
 "${build[@]}" --bin finrep --bin finrep-controller

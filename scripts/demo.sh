@@ -45,10 +45,10 @@ cp manifests/examples/recipients.yaml "$work/config/"
 for _ in $(seq 50); do grep -q ready "$work/smtp.log" 2>/dev/null && break; sleep 0.1; done
 
 echo "== finrep validate, migrate, run"
-./target/debug/finrep validate -f "$work/config"
-./target/debug/finrep migrate
+"${CARGO_TARGET_DIR:-target}/debug/finrep" validate -f "$work/config"
+"${CARGO_TARGET_DIR:-target}/debug/finrep" migrate
 status=0
-./target/debug/finrep run --config "$work/config" --report morning-brief \
+"${CARGO_TARGET_DIR:-target}/debug/finrep" run --config "$work/config" --report morning-brief \
   --allow-private-networks --output "$work/out" >"$work/outcome.json" || status=$?
 
 echo

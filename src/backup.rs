@@ -244,6 +244,31 @@ fn private_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A client program's standard error, read aside on a thread of its own so that a chatty
+/// client can never stall on a full pipe.
+struct ClientStderr(Option<std::thread::JoinHandle<String>>);
+
+impl ClientStderr {
+    fn aside(child: &mut std::process::Child) -> Self {
+        Self(child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = e.read_to_string(&mut text);
+                text
+            })
+        }))
+    }
+
+    /// What the client wrote, trimmed, with `database_url` redacted: the client's words may
+    /// quote it.
+    fn text(self, database_url: &str) -> String {
+        let text = self.0.and_then(|t| t.join().ok()).unwrap_or_default();
+        text.replace(database_url, &redact_url(database_url))
+            .trim()
+            .to_string()
+    }
+}
+
 /// Streams `pg_dump`'s output through gzip into `target`.
 fn dump_to(pg_dump: &Path, database_url: &str, target: &Path) -> Result<(), BackupError> {
     let io = |source| BackupError::Io {
@@ -257,14 +282,7 @@ fn dump_to(pg_dump: &Path, database_url: &str, target: &Path) -> Result<(), Back
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| BackupError::Client(format!("cannot run {}: {e}", pg_dump.display())))?;
-    // Read stderr aside, so a chatty client can never stall on a full pipe.
-    let stderr = child.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut e, &mut text);
-            text
-        })
-    });
+    let stderr = ClientStderr::aside(&mut child);
     let out = {
         use std::os::unix::fs::OpenOptionsExt;
         std::fs::OpenOptions::new()
@@ -284,13 +302,10 @@ fn dump_to(pg_dump: &Path, database_url: &str, target: &Path) -> Result<(), Back
         .wait()
         .map_err(|e| BackupError::Client(format!("pg_dump: {e}")))?;
     if !status.success() {
-        let err = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
-        // The client's words may quote the URL, password included.
-        let err = err.replace(database_url, &redact_url(database_url));
         let _ = std::fs::remove_file(target);
         return Err(BackupError::Client(format!(
             "pg_dump failed: {}",
-            err.trim()
+            stderr.text(database_url)
         )));
     }
     Ok(())
@@ -428,17 +443,12 @@ fn stream_restore(psql: &Path, database_url: &str, file: &Path) -> Result<(), Ba
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| BackupError::Client(format!("cannot run {}: {e}", psql.display())))?;
-    let stderr = child.stderr.take().map(|mut e| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = std::io::Read::read_to_string(&mut e, &mut text);
-            text
-        })
-    });
-    let psql_error = |stderr: Option<std::thread::JoinHandle<String>>| {
-        let text = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
-        let text = text.replace(database_url, &redact_url(database_url));
-        BackupError::Aborted(format!("psql stopped at an error: {}", text.trim()))
+    let stderr = ClientStderr::aside(&mut child);
+    let psql_error = |stderr: ClientStderr| {
+        BackupError::Aborted(format!(
+            "psql stopped at an error: {}",
+            stderr.text(database_url)
+        ))
     };
     let mut progress = Progress::default();
     let mut stdin = child.stdin.take();

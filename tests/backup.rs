@@ -41,6 +41,17 @@ fn finrep(args: &[&str], url: &str) -> std::process::Output {
         .unwrap()
 }
 
+/// `finrep backup` with `args`: what it printed, once it exited 0.
+fn backed_up(args: &[&str], url: &str) -> serde_json::Value {
+    let out = finrep(&[&["backup"], args].concat(), url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[tokio::test]
 async fn backup_restore_gives_the_same_database_and_retention_spares_other_files() {
     let url = common::fill::filled_database().await;
@@ -53,24 +64,10 @@ async fn backup_restore_gives_the_same_database_and_retention_spares_other_files
         std::fs::write(dir.path().join(name), "keep?").unwrap();
     }
     let dir_arg = dir.path().to_str().unwrap();
-    let out = finrep(
-        &[
-            "backup",
-            "--dir",
-            dir_arg,
-            "--name",
-            "brief",
-            "--retention-days",
-            "3",
-        ],
+    let result = backed_up(
+        &["--dir", dir_arg, "--name", "brief", "--retention-days", "3"],
         &url,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         result["pruned"],
         serde_json::json!(["finrep_brief_20200101.sql.gz"])
@@ -154,22 +151,10 @@ fn gunzip(path: &str) -> Vec<u8> {
 async fn a_damaged_dump_restores_nothing_and_says_where_it_stopped() {
     let url = common::fill::filled_database().await;
     let dir = tempfile::tempdir().unwrap();
-    let out = finrep(
-        &[
-            "backup",
-            "--dir",
-            dir.path().to_str().unwrap(),
-            "--name",
-            "cut",
-        ],
+    let result = backed_up(
+        &["--dir", dir.path().to_str().unwrap(), "--name", "cut"],
         &url,
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let result: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let dump = result["file"].as_str().unwrap().to_string();
     let gz = std::fs::read(&dump).unwrap();
     let sql = gunzip(&dump);

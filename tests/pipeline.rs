@@ -469,6 +469,38 @@ async fn same_day_rerun_reuses_the_composed_report() {
     assert_eq!(recomposed.html, composed.html);
 }
 
+/// `finrep run --no-send` of the brief for `date` from the manifests in `config`, trusting
+/// `feeds`, writing into `out`: its outcome, once it exited 0.
+fn run_without_sending(
+    config: &Path,
+    date: &str,
+    feeds: &TestServer,
+    out: &Path,
+    database_url: &str,
+) -> serde_json::Value {
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .args(["--log-format", "json", "run", "--config"])
+        .arg(config)
+        .args(["--report", "brief", "--date", date])
+        .args([
+            "--trusted-host",
+            &feeds.host_port(),
+            "--no-send",
+            "--output",
+        ])
+        .arg(out)
+        .env("DATABASE_URL", database_url)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
+}
+
 #[test]
 fn run_command_writes_the_report() {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -478,32 +510,9 @@ fn run_command_writes_the_report() {
         (s, url)
     });
     let out = s.dir.path().join("out");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(s.dir.path())
-        .args([
-            "--report",
-            "brief",
-            "--date",
-            "2026-11-23",
-            "--trusted-host",
-            &s.server.host_port(),
-            "--no-send",
-            "--output",
-        ])
-        .arg(&out)
-        .env("DATABASE_URL", &url)
-        .output();
-    // The test server lives on this runtime; keep it alive while the child runs.
+    let outcome = run_without_sending(s.dir.path(), "2026-11-23", &s.server, &out, &url);
+    // The test server lived on this runtime while the child ran.
     drop(rt);
-    let child = child.unwrap();
-    let stdout = String::from_utf8_lossy(&child.stdout);
-    assert!(
-        child.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&child.stderr)
-    );
-    let outcome: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(outcome["report"], "brief");
     assert_eq!(outcome["date"], "2026-11-23");
     assert!(outcome["articles"].as_u64().unwrap() > 0);
@@ -571,28 +580,8 @@ fn a_run_for_an_earlier_day_collects_what_that_days_report_would_have_held() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(dir.path())
-        .args(["--report", "brief", "--date", &day.to_string()])
-        .args([
-            "--trusted-host",
-            &server.host_port(),
-            "--no-send",
-            "--output",
-        ])
-        .arg(&out)
-        .env("DATABASE_URL", &url)
-        .output()
-        .unwrap();
+    let outcome = run_without_sending(dir.path(), &day.to_string(), &server, &out, &url);
     drop(rt);
-    let stdout = String::from_utf8_lossy(&child.stdout);
-    assert!(
-        child.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&child.stderr)
-    );
-    let outcome: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(outcome["date"], day.to_string());
     assert_eq!(
         outcome["lookbackEndsAt"],

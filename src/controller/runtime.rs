@@ -333,14 +333,12 @@ fn log_errors<T, E: std::fmt::Display>(
     }
 }
 
-/// The Jobs or ConfigMaps the controller made, as one stream of changes: one watch per served
-/// report namespace when it serves a list (its Roles are granted there only), otherwise one
-/// watch of `namespace` (or of all).
+/// The Jobs or ConfigMaps the controller made (by their label), as one stream of changes: one
+/// watch per served report namespace when it serves a list (its Roles are granted there only),
+/// otherwise one watch of its namespace (or of all).
 fn owned_objects<K>(
     client: &Client,
-    namespace: Option<&str>,
-    report_namespaces: &[String],
-    owned: &watcher::Config,
+    opts: &ControllerOptions,
 ) -> futures_util::stream::BoxStream<'static, Result<K, watcher::Error>>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -352,8 +350,11 @@ where
         + 'static,
 {
     use kube::runtime::WatchStreamExt;
+    let owned =
+        watcher::Config::default().labels(&format!("{}=finrep-controller", labels::MANAGED_BY));
+    let report_namespaces = &opts.settings.report_namespaces;
     if report_namespaces.is_empty() {
-        return watcher(api::<K>(client, namespace), owned.clone())
+        return watcher(api::<K>(client, opts.namespace.as_deref()), owned)
             .default_backoff()
             .touched_objects()
             .boxed();
@@ -377,8 +378,6 @@ async fn run_controllers(
 ) {
     let ns = opts.namespace.as_deref();
     let all = watcher::Config::default();
-    let owned =
-        watcher::Config::default().labels(&format!("{}=finrep-controller", labels::MANAGED_BY));
     let config = Config::default().concurrency(opts.concurrency);
     let subscribe_sources = feeds.source_writer.subscribe();
     let subscribe_recipients = feeds.recipient_writer.subscribe();
@@ -411,18 +410,8 @@ async fn run_controllers(
     let report_store = report_controller.store();
     let (for_sources, for_recipients) = (report_store.clone(), report_store.clone());
     let report_loop = report_controller
-        .owns_stream(owned_objects::<Job>(
-            client,
-            ns,
-            &opts.settings.report_namespaces,
-            &owned,
-        ))
-        .owns_stream(owned_objects::<ConfigMap>(
-            client,
-            ns,
-            &opts.settings.report_namespaces,
-            &owned,
-        ))
+        .owns_stream(owned_objects::<Job>(client, opts))
+        .owns_stream(owned_objects::<ConfigMap>(client, opts))
         .watches_shared_stream(sources_for_reports, move |s: Arc<Source>| {
             selecting(&for_sources, s.as_ref(), |r| {
                 r.spec.source_selector.as_ref()
