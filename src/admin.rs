@@ -100,6 +100,22 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
     }
 }
 
+/// How often the per-report delivery gauges are read from PostgreSQL.
+pub const FRESHNESS_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Keeps `finrep_report_last_delivered_timestamp_seconds` and
+/// `finrep_report_last_slot_timestamp_seconds` current from the database, so they survive a
+/// restart and cover runs another process made.
+pub async fn refresh_report_freshness(store: crate::store::Store, metrics: Arc<Metrics>) {
+    loop {
+        match store.report_freshness().await {
+            Ok(rows) => metrics.report_freshness(&rows),
+            Err(e) => debug!(error = %e, "report freshness not read this time"),
+        }
+        tokio::time::sleep(FRESHNESS_PERIOD).await;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

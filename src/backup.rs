@@ -180,9 +180,36 @@ pub struct BackupTarget<'a> {
     pub retention_days: u32,
 }
 
-/// Dumps the database behind `database_url` into the target directory and prunes old dumps
-/// of the target's name.
+/// Dumps the database behind `database_url` into the target directory, prunes old dumps
+/// of the target's name, and records the result in the database for the console (a failure
+/// to record is logged: the dump is what matters).
 pub async fn backup(
+    store: &Store,
+    database_url: &str,
+    pg_dump: &Path,
+    target: &BackupTarget<'_>,
+) -> Result<BackupOutcome, BackupError> {
+    let started = chrono::Utc::now();
+    let result = dump_and_prune(store, database_url, pg_dump, target).await;
+    let file;
+    let error;
+    let recorded = match &result {
+        Ok(o) => {
+            file = o.file.display().to_string();
+            Ok((file.as_str(), i64::try_from(o.bytes).unwrap_or(i64::MAX)))
+        }
+        Err(e) => {
+            error = e.to_string();
+            Err(error.as_str())
+        }
+    };
+    if let Err(e) = store.record_backup(target.name, started, recorded).await {
+        tracing::warn!(error = %e, "the backup's result could not be recorded");
+    }
+    result
+}
+
+async fn dump_and_prune(
     store: &Store,
     database_url: &str,
     pg_dump: &Path,

@@ -25,6 +25,7 @@ pub mod tls;
 pub mod unsubscribe;
 pub mod untrusted;
 pub mod validation;
+pub mod web;
 pub mod window;
 
 /// Version and git revision of this build, recorded with every report.

@@ -151,6 +151,13 @@ enum Command {
         timeout: u64,
     },
 
+    /// Serve one-click unsubscribe and the console (runs, deliveries, archive) from
+    /// PostgreSQL; `finrep web hash-password` prints the console password's hash.
+    ///
+    /// Never talks to the Kubernetes API. The console needs FINREP_WEB_PASSWORD_HASH; the
+    /// unsubscribe links need FINREP_UNSUBSCRIBE_KEY, the key the runs sign them with.
+    Web(Box<finrep::web::cli::WebArgs>),
+
     /// Run the operator: reconcile DailyReports, Sources and Recipients in the cluster.
     ///
     /// Starts a pipeline Job at each report's slot, keeps its backup CronJob and writes the
@@ -443,6 +450,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Standalone(args) => standalone(&args),
         Command::Probe { url, timeout } => probe(&url, Duration::from_secs(timeout)),
         Command::Controller(args) => finrep::controller::cli::run(&args),
+        Command::Web(args) => finrep::web::cli::run(&args),
         Command::Pipeline { plan, db, run } => pipeline(&plan, &db, &run),
         Command::Run {
             config,

@@ -74,6 +74,8 @@ pub struct Metrics {
     fetches: Family<OutcomeLabel, Counter>,
     steps: Family<StepLabel, Histogram>,
     next_slot: Family<ReportLabels, Gauge>,
+    last_delivered: Family<ReportLabels, Gauge>,
+    last_slot: Family<ReportLabels, Gauge>,
     backups: Family<OutcomeLabel, Counter>,
 }
 
@@ -142,6 +144,18 @@ impl Metrics {
             next_slot.clone(),
         );
         registry.register("backups", "Backups by result", backups.clone());
+        let last_delivered = Family::<ReportLabels, Gauge>::default();
+        let last_slot = Family::<ReportLabels, Gauge>::default();
+        registry.register(
+            "report_last_delivered_timestamp_seconds",
+            "When each report's latest delivered run (Succeeded or PartiallyDelivered) ended (Unix time), from PostgreSQL",
+            last_delivered.clone(),
+        );
+        registry.register(
+            "report_last_slot_timestamp_seconds",
+            "The slot of each report's latest attempted run (Unix time), from PostgreSQL",
+            last_slot.clone(),
+        );
         Arc::new(Self {
             registry,
             reconciles,
@@ -155,6 +169,8 @@ impl Metrics {
             fetches,
             steps,
             next_slot,
+            last_delivered,
+            last_slot,
             backups,
         })
     }
@@ -243,6 +259,25 @@ impl Metrics {
             }
             None => {
                 self.next_slot.remove(&labels);
+            }
+        }
+    }
+
+    /// Each report's last delivery and last attempted slot, as PostgreSQL has them: one alert
+    /// rule per report sees a report that stopped delivering, whatever the others do.
+    pub fn report_freshness(&self, rows: &[crate::store::ReportFreshness]) {
+        for r in rows {
+            let labels = ReportLabels {
+                namespace: r.namespace.clone(),
+                report: r.report.clone(),
+            };
+            // A report that never delivered reads 0: "delivered at the epoch" is as stale as
+            // it gets, and the rule still fires for it.
+            self.last_delivered
+                .get_or_create(&labels)
+                .set(r.last_delivered_at.map_or(0, |t| t.timestamp()));
+            if let Some(t) = r.last_slot {
+                self.last_slot.get_or_create(&labels).set(t.timestamp());
             }
         }
     }

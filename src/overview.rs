@@ -204,8 +204,22 @@ pub fn render(o: &Overview) -> String {
         })
         .collect();
     section(&mut out, "failing sources", &failing);
-    let blacklisted: Vec<String> = o
-        .blacklist
+    let unsubscribe = crate::run::BlacklistReason::Unsubscribe.as_str();
+    let (unsubscribed, blacklisted): (Vec<_>, Vec<_>) =
+        o.blacklist.iter().partition(|b| b.reason == unsubscribe);
+    let unsubscribed: Vec<String> = unsubscribed
+        .iter()
+        .map(|b| {
+            format!(
+                "{}/{}: since {}",
+                b.namespace,
+                b.email,
+                b.since.format("%Y-%m-%d %H:%M UTC")
+            )
+        })
+        .collect();
+    section(&mut out, "unsubscribed addresses", &unsubscribed);
+    let blacklisted: Vec<String> = blacklisted
         .iter()
         .map(|b| {
             format!(

@@ -21,6 +21,7 @@ pub mod reasons {
     pub const FETCH_FAILING: &str = "FetchFailing";
     pub const DELIVERABLE: &str = "Deliverable";
     pub const BLACKLISTED: &str = "Blacklisted";
+    pub const UNSUBSCRIBED: &str = "Unsubscribed";
     pub const DISABLED: &str = "Disabled";
 }
 
@@ -155,7 +156,16 @@ pub fn recipient_status(
             now,
         )
     };
+    let unsubscribe = crate::run::BlacklistReason::Unsubscribe.as_str();
     let (ok, reason, message) = match (&record.blacklisted, enabled) {
+        (Some((why, since)), _) if why == unsubscribe => (
+            false,
+            reasons::UNSUBSCRIBED,
+            format!(
+                "the recipient unsubscribed on {}; with their consent, set the annotation finrep.io/unblock to a new value to re-subscribe",
+                since.format("%Y-%m-%d")
+            ),
+        ),
         (Some((why, _)), _) => (
             false,
             reasons::BLACKLISTED,
@@ -257,6 +267,24 @@ mod tests {
             ),
             failing
         );
+    }
+
+    #[test]
+    fn an_unsubscribed_recipient_says_so() {
+        let now = at("2026-11-26T00:00:00Z");
+        let record = DeliveryRecord {
+            last: None,
+            delivered: 3,
+            bounced: 0,
+            blacklisted: Some(("unsubscribe".into(), now)),
+        };
+        let st = recipient_status(None, Some(1), true, &record, &[], now);
+        let d = &st.conditions[1];
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("False", reasons::UNSUBSCRIBED)
+        );
+        assert!(d.message.contains("finrep.io/unblock"), "{}", d.message);
     }
 
     #[test]

@@ -123,6 +123,7 @@ pub async fn reconcile_report(
     let status_written = write_status(report, &decision, ctx).await?;
     publish_events(report, &decision, ctx).await;
     count(report, &decision, ctx);
+    record_next_slot(report, &decision, ctx).await;
     Ok(Reconciled {
         started,
         pruned: decision.prune.clone(),
@@ -484,6 +485,21 @@ async fn publish(report: &DailyReport, ctx: &Context, warning: bool, reason: &st
     };
     if let Err(e) = ctx.recorder.publish(&event, &report.object_ref(&())).await {
         warn!(report = %report.name_any(), reason, error = %e, "could not record an Event");
+    }
+}
+
+/// The next slot, for the console (which never asks the Kubernetes API).
+async fn record_next_slot(report: &DailyReport, decision: &Desired, ctx: &Context) {
+    let next = decision
+        .status
+        .next_schedule_time
+        .as_deref()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.to_utc());
+    let (ns, name) = (namespace(report), report.name_any());
+    ctx.metrics.next_slot(&ns, &name, next);
+    if let Err(e) = ctx.store.record_next_slot(&ns, &name, next).await {
+        warn!(report = %name, namespace = %ns, error = %e, "could not record the next slot");
     }
 }
 

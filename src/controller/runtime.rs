@@ -107,6 +107,10 @@ pub async fn run(
         store.clone(),
         admin.clone(),
     ))));
+    let _freshness = AbortOnDrop(Some(tokio::spawn(crate::admin::refresh_report_freshness(
+        store.clone(),
+        metrics.clone(),
+    ))));
     wait_for_crds(&client, &stop).await?;
     let lease = match &opts.lease {
         Some(l) => match lead(&client, l, &stop).await? {

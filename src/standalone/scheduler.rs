@@ -100,6 +100,10 @@ impl Scheduler {
     /// message within the grace period.
     pub async fn run(mut self, stop: CancellationToken) -> Result<(), StandaloneError> {
         let admin = self.serve_admin().await?;
+        let freshness = tokio::spawn(crate::admin::refresh_report_freshness(
+            self.runner.store.clone(),
+            self.runner.metrics.clone(),
+        ));
         let mut hangups = Hangups::new();
         info!(
             reports = self.config.current().reports.len(),
@@ -123,6 +127,7 @@ impl Scheduler {
             }
         }
         self.drain().await;
+        freshness.abort();
         if let Some(admin) = admin {
             admin.abort();
         }
@@ -230,6 +235,14 @@ impl Scheduler {
         };
         let next = due.next_run.map(|t| t.to_utc());
         self.runner.metrics.next_slot(&namespace, &name, next);
+        if let Err(e) = self
+            .runner
+            .store
+            .record_next_slot(&namespace, &name, next)
+            .await
+        {
+            warn!(namespace = %namespace, report = %name, error = %e, "could not record the next slot");
+        }
         let mut wake: Option<DateTime<Utc>> = None;
         for (task, decision) in [
             (SlotTask::Run, Some(&due.run)),

@@ -1,6 +1,7 @@
 //! PostgreSQL through sqlx. All SQL lives under this module.
 
 mod articles;
+mod console;
 mod deliveries;
 mod run_lock;
 mod runs;
@@ -8,6 +9,7 @@ mod schedule;
 mod sources;
 
 pub use articles::*;
+pub use console::*;
 pub use deliveries::*;
 pub use run_lock::*;
 pub use runs::*;

@@ -1,0 +1,853 @@
+//! What the web console reads and the few things it writes: the dashboard's figures, the
+//! archive, a report's delivery log, recipients, sources, sessions and unsubscribes.
+//!
+//! Every list is a page: `Page` clamps its size, and each query is bounded by an index (the
+//! plans are quoted in docs/benchmarks.md, W3).
+
+use chrono::{DateTime, NaiveDate, Utc};
+use sqlx::Row;
+
+use super::{Store, StoreError, state_column};
+
+/// The columns of an archived run; `archived_run` reads them.
+macro_rules! archived_run_columns {
+    () => {
+        "SELECT id, namespace, report, report_date, phase, manual, subject, article_count,
+                started_at, finished_at FROM reports"
+    };
+}
+use crate::run::{BlacklistReason, DeliveryCounts, DeliveryStatus, ProviderOutcome, RunPhase};
+
+/// One page of a list: its number (from 1) and size (clamped to 1..=`Page::MAX`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Page {
+    pub number: u32,
+    pub size: u32,
+}
+
+impl Page {
+    pub const MAX: u32 = 100;
+    /// The deepest page served: offsets beyond it would make PostgreSQL walk the whole table.
+    pub const LAST: u32 = 10_000;
+
+    pub fn new(number: Option<u32>, size: Option<u32>, default_size: u32) -> Self {
+        Self {
+            number: number.unwrap_or(1).clamp(1, Self::LAST),
+            size: size.unwrap_or(default_size).clamp(1, Self::MAX),
+        }
+    }
+
+    fn limit(self) -> i64 {
+        // One more row than shown tells whether a next page exists.
+        i64::from(self.size) + 1
+    }
+
+    fn offset(self) -> i64 {
+        i64::from(self.number - 1) * i64::from(self.size)
+    }
+}
+
+/// Rows of one page and whether another follows.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Paged<T> {
+    pub rows: Vec<T>,
+    pub page: Page,
+    pub has_next: bool,
+}
+
+impl<T> Paged<T> {
+    fn from_rows(mut rows: Vec<T>, page: Page) -> Self {
+        let has_next = rows.len() > page.size as usize;
+        rows.truncate(page.size as usize);
+        Self {
+            rows,
+            page,
+            has_next,
+        }
+    }
+}
+
+/// Runs of one report in a period, by phase.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ReportRuns {
+    pub namespace: String,
+    pub report: String,
+    pub phase: RunPhase,
+    pub runs: i64,
+}
+
+/// How often a pipeline step failed in a period.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepHealth {
+    pub step: String,
+    pub total: i64,
+    pub failed: i64,
+}
+
+/// Summariser (provider) calls in a period.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProviderHealth {
+    pub provider: String,
+    pub calls: i64,
+    pub timeouts: i64,
+    pub errors: i64,
+    pub cached: i64,
+    pub p95_ms: Option<f64>,
+}
+
+/// Deliveries of the reports of a period, by status.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeliveryTotal {
+    pub status: DeliveryStatus,
+    pub count: i64,
+}
+
+/// The figures of one period of the dashboard.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PeriodFigures {
+    pub runs: Vec<ReportRuns>,
+    pub steps: Vec<StepHealth>,
+    pub providers: Vec<ProviderHealth>,
+    pub deliveries: Vec<DeliveryTotal>,
+}
+
+/// A source whose last fetch failed.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct FailingSource {
+    pub namespace: String,
+    pub source: String,
+    pub consecutive_failures: i32,
+    pub error_kind: Option<String>,
+    pub error: Option<String>,
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+/// A report's next slot as its scheduler last wrote it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct NextSlot {
+    pub namespace: String,
+    pub report: String,
+    pub next_slot: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One recorded backup.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BackupRecord {
+    pub name: String,
+    pub file: Option<String>,
+    pub bytes: Option<i64>,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub finished_at: DateTime<Utc>,
+}
+
+/// A run in the archive.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ArchivedRun {
+    pub id: i64,
+    pub namespace: String,
+    pub report: String,
+    pub date: NaiveDate,
+    pub phase: RunPhase,
+    pub manual: bool,
+    pub subject: Option<String>,
+    pub articles: i32,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub deliveries: DeliveryCounts,
+}
+
+/// A report as it was sent, with its run's steps.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StoredReport {
+    pub run: ArchivedRun,
+    pub time_zone: String,
+    pub html: Option<String>,
+    pub text: Option<String>,
+    pub error: Option<String>,
+    pub steps: Vec<StepTiming>,
+}
+
+/// One step of a run.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct StepTiming {
+    pub step: String,
+    pub started_at: DateTime<Utc>,
+    pub millis: i64,
+    pub ok: bool,
+    pub detail: Option<String>,
+}
+
+/// One row of a report's delivery log.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DeliveryLogRow {
+    pub recipient: String,
+    pub email: String,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub smtp_code: Option<i32>,
+    pub smtp_reply: Option<String>,
+    pub last_error: Option<String>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A recipient address of a namespace: in a report's latest run or on the blacklist.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct RecipientRow {
+    pub namespace: String,
+    pub email: String,
+    pub recipient: Option<String>,
+    pub blacklist_reason: Option<BlacklistReason>,
+    pub via: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+}
+
+/// A source with its fetch health over the last seven days.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SourceHealth {
+    pub namespace: String,
+    pub source: String,
+    pub url: String,
+    pub last_fetch_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub consecutive_failures: i32,
+    pub last_error: Option<String>,
+    pub fetches_7d: i64,
+    pub failures_7d: i64,
+    pub avg_latency_ms_7d: Option<f64>,
+}
+
+/// A console session as stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRow {
+    pub account: String,
+    pub csrf_token: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// The last delivered run and last attempted slot of a report, for per-report alerts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReportFreshness {
+    pub namespace: String,
+    pub report: String,
+    pub last_delivered_at: Option<DateTime<Utc>>,
+    pub last_slot: Option<DateTime<Utc>>,
+}
+
+const DELIVERED: [RunPhase; 2] = [RunPhase::Succeeded, RunPhase::PartiallyDelivered];
+
+fn phase_names(phases: &[RunPhase]) -> Vec<&'static str> {
+    phases.iter().map(|p| p.as_str()).collect()
+}
+
+impl Store {
+    /// Runs, steps, provider calls and deliveries since `since` (the reports of local dates
+    /// from `since_date`).
+    pub async fn period_figures(
+        &self,
+        since: DateTime<Utc>,
+        since_date: NaiveDate,
+    ) -> Result<PeriodFigures, StoreError> {
+        Ok(PeriodFigures {
+            runs: self.runs_by_phase(since_date).await?,
+            steps: self.step_health(since).await?,
+            providers: self.provider_health(since).await?,
+            deliveries: self.delivery_totals(since_date).await?,
+        })
+    }
+
+    async fn runs_by_phase(&self, since: NaiveDate) -> Result<Vec<ReportRuns>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, report, phase, count(*) AS runs FROM reports
+             WHERE report_date >= $1 GROUP BY namespace, report, phase
+             ORDER BY namespace, report, phase LIMIT 500",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReportRuns {
+                    namespace: r.try_get("namespace")?,
+                    report: r.try_get("report")?,
+                    phase: state_column(r, "phase")?,
+                    runs: r.try_get("runs")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn step_health(&self, since: DateTime<Utc>) -> Result<Vec<StepHealth>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT step, count(*) AS total, count(*) FILTER (WHERE NOT ok) AS failed
+             FROM step_timings WHERE started_at >= $1 GROUP BY step ORDER BY step",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StepHealth {
+                    step: r.try_get("step")?,
+                    total: r.try_get("total")?,
+                    failed: r.try_get("failed")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn provider_health(
+        &self,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ProviderHealth>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT provider, count(*) AS calls,
+                    count(*) FILTER (WHERE outcome = $2) AS timeouts,
+                    count(*) FILTER (WHERE outcome = ANY($3)) AS errors,
+                    count(*) FILTER (WHERE outcome = $4) AS cached,
+                    percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
+                        FILTER (WHERE outcome <> $4) AS p95_ms
+             FROM provider_calls WHERE called_at >= $1 GROUP BY provider ORDER BY provider LIMIT 50",
+        )
+        .bind(since)
+        .bind(ProviderOutcome::Timeout.as_str())
+        .bind(vec![
+            ProviderOutcome::Error.as_str(),
+            ProviderOutcome::RateLimited.as_str(),
+        ])
+        .bind(ProviderOutcome::Cached.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ProviderHealth {
+                    provider: r.try_get("provider")?,
+                    calls: r.try_get("calls")?,
+                    timeouts: r.try_get("timeouts")?,
+                    errors: r.try_get("errors")?,
+                    cached: r.try_get("cached")?,
+                    p95_ms: r.try_get("p95_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn delivery_totals(&self, since: NaiveDate) -> Result<Vec<DeliveryTotal>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.status, count(*) AS n FROM reports r
+             JOIN delivery_log d ON d.report_id = r.id
+             WHERE r.report_date >= $1 GROUP BY d.status ORDER BY d.status",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeliveryTotal {
+                    status: state_column(r, "status")?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Sources whose latest fetch failed, most failures first.
+    pub async fn sources_failing_now(&self) -> Result<Vec<FailingSource>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, source, consecutive_failures, last_error_kind, last_error, last_success_at
+             FROM source_state WHERE consecutive_failures > 0
+             ORDER BY consecutive_failures DESC, namespace, source LIMIT 50",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(FailingSource {
+                    namespace: r.try_get("namespace")?,
+                    source: r.try_get("source")?,
+                    consecutive_failures: r.try_get("consecutive_failures")?,
+                    error_kind: r.try_get("last_error_kind")?,
+                    error: r.try_get("last_error")?,
+                    last_success_at: r.try_get("last_success_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Each report's next slot, soonest first.
+    pub async fn next_slots(&self) -> Result<Vec<NextSlot>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, report, next_slot, updated_at FROM report_schedule
+             ORDER BY next_slot NULLS LAST, namespace, report LIMIT 200",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(NextSlot {
+                    namespace: r.try_get("namespace")?,
+                    report: r.try_get("report")?,
+                    next_slot: r.try_get("next_slot")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a report's next slot (`None`: suspended or no longer scheduled). Writes only
+    /// when it changed, so a reconcile that changes nothing costs one indexed read.
+    pub async fn record_next_slot(
+        &self,
+        namespace: &str,
+        report: &str,
+        next: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO report_schedule (namespace, report, next_slot) VALUES ($1, $2, $3)
+             ON CONFLICT (namespace, report) DO UPDATE SET next_slot = EXCLUDED.next_slot, updated_at = now()
+             WHERE report_schedule.next_slot IS DISTINCT FROM EXCLUDED.next_slot",
+        )
+        .bind(namespace)
+        .bind(report)
+        .bind(next)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets the schedule of a report that no longer exists.
+    pub async fn forget_schedule(&self, namespace: &str, report: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM report_schedule WHERE namespace = $1 AND report = $2")
+            .bind(namespace)
+            .bind(report)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Records a backup's result.
+    pub async fn record_backup(
+        &self,
+        name: &str,
+        started_at: DateTime<Utc>,
+        result: Result<(&str, i64), &str>,
+    ) -> Result<(), StoreError> {
+        let (file, bytes, error) = match result {
+            Ok((file, bytes)) => (Some(file), Some(bytes), None),
+            Err(e) => (None, None, Some(e)),
+        };
+        sqlx::query(
+            "INSERT INTO backups (name, file, bytes, ok, error, started_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(name)
+        .bind(file)
+        .bind(bytes)
+        .bind(error.is_none())
+        .bind(error)
+        .bind(started_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The latest backup, and the latest that succeeded when it did not.
+    pub async fn last_backups(&self) -> Result<Vec<BackupRecord>, StoreError> {
+        let rows = sqlx::query(
+            "(SELECT name, file, bytes, ok, error, finished_at FROM backups ORDER BY finished_at DESC LIMIT 1)
+             UNION
+             (SELECT name, file, bytes, ok, error, finished_at FROM backups WHERE ok ORDER BY finished_at DESC LIMIT 1)
+             ORDER BY finished_at DESC",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BackupRecord {
+                    name: r.try_get("name")?,
+                    file: r.try_get("file")?,
+                    bytes: r.try_get("bytes")?,
+                    ok: r.try_get("ok")?,
+                    error: r.try_get("error")?,
+                    finished_at: r.try_get("finished_at")?,
+                })
+            })
+            .collect()
+    }
+
+    /// The archive: runs by date, newest first.
+    pub async fn archive(&self, page: Page) -> Result<Paged<ArchivedRun>, StoreError> {
+        let rows = sqlx::query(concat!(
+            archived_run_columns!(),
+            " ORDER BY report_date DESC, namespace, report LIMIT $1 OFFSET $2"
+        ))
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(self.pool())
+        .await?;
+        let mut runs = rows
+            .iter()
+            .map(archived_run)
+            .collect::<Result<Vec<_>, _>>()?;
+        self.count_deliveries(&mut runs).await?;
+        Ok(Paged::from_rows(runs, page))
+    }
+
+    /// One stored report with its steps.
+    pub async fn stored_report(&self, id: i64) -> Result<Option<StoredReport>, StoreError> {
+        let Some(row) = sqlx::query(concat!(
+            "SELECT time_zone, html, text_body, error, q.* FROM (",
+            archived_run_columns!(),
+            " WHERE id = $1) q JOIN reports USING (id)"
+        ))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?
+        else {
+            return Ok(None);
+        };
+        let mut run = vec![archived_run(&row)?];
+        self.count_deliveries(&mut run).await?;
+        let steps = sqlx::query(
+            "SELECT step, started_at, (extract(epoch FROM finished_at - started_at) * 1000)::bigint AS millis,
+                    ok, detail
+             FROM step_timings WHERE report_id = $1 ORDER BY started_at, id LIMIT 100",
+        )
+        .bind(id)
+        .fetch_all(self.pool())
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(StepTiming {
+                step: r.try_get("step")?,
+                started_at: r.try_get("started_at")?,
+                millis: r.try_get("millis")?,
+                ok: r.try_get("ok")?,
+                detail: r.try_get("detail")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(run.pop().map(|run| StoredReport {
+            run,
+            time_zone: row.try_get("time_zone").unwrap_or_default(),
+            html: row.try_get("html").ok().flatten(),
+            text: row.try_get("text_body").ok().flatten(),
+            error: row.try_get("error").ok().flatten(),
+            steps,
+        }))
+    }
+
+    /// The From address a report was sent with (from its plan).
+    pub async fn report_sender(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let from: Option<Option<String>> =
+            sqlx::query_scalar("SELECT plan -> 'smtp' ->> 'from' FROM reports WHERE id = $1")
+                .bind(id)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(from.flatten())
+    }
+
+    async fn count_deliveries(&self, runs: &mut [ArchivedRun]) -> Result<(), StoreError> {
+        let ids: Vec<i64> = runs.iter().map(|r| r.id).collect();
+        let rows = sqlx::query(
+            "SELECT report_id, status, count(*) AS n, count(uncertain_at) AS resent FROM delivery_log
+             WHERE report_id = ANY($1) GROUP BY report_id, status",
+        )
+        .bind(&ids)
+        .fetch_all(self.pool())
+        .await?;
+        for r in rows {
+            let id: i64 = r.try_get("report_id")?;
+            if let Some(run) = runs.iter_mut().find(|run| run.id == id) {
+                run.deliveries.add(
+                    state_column(&r, "status")?,
+                    r.try_get("n")?,
+                    r.try_get("resent")?,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A report's delivery log, by address, optionally of one status.
+    pub async fn delivery_log(
+        &self,
+        report_id: i64,
+        status: Option<DeliveryStatus>,
+        page: Page,
+    ) -> Result<Paged<DeliveryLogRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT recipient, email, status, attempts, smtp_code, smtp_reply, last_error, sent_at, updated_at
+             FROM delivery_log WHERE report_id = $1 AND ($2::text IS NULL OR status = $2)
+             ORDER BY email LIMIT $3 OFFSET $4",
+        )
+        .bind(report_id)
+        .bind(status.map(DeliveryStatus::as_str))
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(self.pool())
+        .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(DeliveryLogRow {
+                    recipient: r.try_get("recipient")?,
+                    email: r.try_get("email")?,
+                    status: state_column(r, "status")?,
+                    attempts: r.try_get("attempts")?,
+                    smtp_code: r.try_get("smtp_code")?,
+                    smtp_reply: r.try_get("smtp_reply")?,
+                    last_error: r.try_get("last_error")?,
+                    sent_at: r.try_get("sent_at")?,
+                    updated_at: r.try_get("updated_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Paged::from_rows(rows, page))
+    }
+
+    /// Addresses of each report's latest run and of the blacklist, with their blacklist state.
+    pub async fn recipients(&self, page: Page) -> Result<Paged<RecipientRow>, StoreError> {
+        let rows = sqlx::query(
+            "WITH latest AS (
+                 SELECT DISTINCT ON (namespace, report) id, namespace FROM reports
+                 ORDER BY namespace, report, report_date DESC),
+             addresses AS (
+                 SELECT l.namespace, d.email, max(d.recipient) AS recipient
+                 FROM latest l JOIN delivery_log d ON d.report_id = l.id GROUP BY l.namespace, d.email
+                 UNION ALL
+                 SELECT namespace, email, NULL FROM blacklist)
+             SELECT a.namespace, a.email, max(a.recipient) AS recipient,
+                    b.reason, b.via, b.created_at
+             FROM addresses a LEFT JOIN blacklist b USING (namespace, email)
+             GROUP BY a.namespace, a.email, b.reason, b.via, b.created_at
+             ORDER BY a.namespace, a.email LIMIT $1 OFFSET $2",
+        )
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(self.pool())
+        .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                let reason: Option<String> = r.try_get("reason")?;
+                Ok(RecipientRow {
+                    namespace: r.try_get("namespace")?,
+                    email: r.try_get("email")?,
+                    recipient: r.try_get("recipient")?,
+                    blacklist_reason: reason
+                        .map(|s| s.parse())
+                        .transpose()
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?,
+                    via: r.try_get("via")?,
+                    since: r.try_get("created_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Paged::from_rows(rows, page))
+    }
+
+    /// Sources with their fetches of the last seven days.
+    pub async fn source_fetch_health(
+        &self,
+        now: DateTime<Utc>,
+        page: Page,
+    ) -> Result<Paged<SourceHealth>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT s.namespace, s.source, s.url, s.last_fetch_at, s.last_success_at,
+                    s.consecutive_failures, s.last_error, w.fetches, w.failures, w.avg_latency
+             FROM source_state s
+             LEFT JOIN LATERAL (
+                 SELECT count(*) AS fetches, count(*) FILTER (WHERE f.error_kind IS NOT NULL) AS failures,
+                        avg(f.latency_ms)::float8 AS avg_latency
+                 FROM fetch_log f
+                 WHERE f.namespace = s.namespace AND f.source = s.source AND f.started_at >= $1) w ON true
+             ORDER BY s.namespace, s.source LIMIT $2 OFFSET $3",
+        )
+        .bind(now - chrono::Duration::days(7))
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(self.pool())
+        .await?;
+        let rows = rows
+            .iter()
+            .map(|r| {
+                Ok(SourceHealth {
+                    namespace: r.try_get("namespace")?,
+                    source: r.try_get("source")?,
+                    url: r.try_get("url")?,
+                    last_fetch_at: r.try_get("last_fetch_at")?,
+                    last_success_at: r.try_get("last_success_at")?,
+                    consecutive_failures: r.try_get("consecutive_failures")?,
+                    last_error: r.try_get("last_error")?,
+                    fetches_7d: r.try_get::<Option<i64>, _>("fetches")?.unwrap_or(0),
+                    failures_7d: r.try_get::<Option<i64>, _>("failures")?.unwrap_or(0),
+                    avg_latency_ms_7d: r.try_get("avg_latency")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        Ok(Paged::from_rows(rows, page))
+    }
+
+    /// Unsubscribes `email` from every report of `namespace`; true when this call did it
+    /// (false: it already was, or the address is blacklisted for another reason).
+    pub async fn unsubscribe(
+        &self,
+        namespace: &str,
+        email: &str,
+        via: &str,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO blacklist (namespace, email, reason, via) VALUES ($1, lower($2), $3, $4)
+             ON CONFLICT (namespace, email) DO NOTHING",
+        )
+        .bind(namespace)
+        .bind(email)
+        .bind(BlacklistReason::Unsubscribe.as_str())
+        .bind(via)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Whether `email` is on `namespace`'s blacklist, and why.
+    pub async fn blacklist_reason(
+        &self,
+        namespace: &str,
+        email: &str,
+    ) -> Result<Option<BlacklistReason>, StoreError> {
+        let reason: Option<String> = sqlx::query_scalar(
+            "SELECT reason FROM blacklist WHERE namespace = $1 AND email = lower($2)",
+        )
+        .bind(namespace)
+        .bind(email)
+        .fetch_optional(self.pool())
+        .await?;
+        reason
+            .map(|s| s.parse())
+            .transpose()
+            .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))
+    }
+
+    /// Each report's last delivered run and last attempted slot.
+    pub async fn report_freshness(&self) -> Result<Vec<ReportFreshness>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, report,
+                    max(finished_at) FILTER (WHERE phase = ANY($1)) AS delivered,
+                    max(COALESCE(scheduled_for, started_at)) AS last_slot
+             FROM reports GROUP BY namespace, report ORDER BY namespace, report",
+        )
+        .bind(phase_names(&DELIVERED))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ReportFreshness {
+                    namespace: r.try_get("namespace")?,
+                    report: r.try_get("report")?,
+                    last_delivered_at: r.try_get("delivered")?,
+                    last_slot: r.try_get("last_slot")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+}
+
+fn archived_run(r: &sqlx::postgres::PgRow) -> Result<ArchivedRun, sqlx::Error> {
+    Ok(ArchivedRun {
+        id: r.try_get("id")?,
+        namespace: r.try_get("namespace")?,
+        report: r.try_get("report")?,
+        date: r.try_get("report_date")?,
+        phase: state_column(r, "phase")?,
+        manual: r.try_get("manual")?,
+        subject: r.try_get("subject")?,
+        articles: r.try_get("article_count")?,
+        started_at: r.try_get("started_at")?,
+        finished_at: r.try_get("finished_at")?,
+        deliveries: DeliveryCounts::default(),
+    })
+}
+
+impl Store {
+    /// Starts a console session: the hash of its cookie value, its CSRF token, its end.
+    pub async fn create_session(
+        &self,
+        id_hash: &[u8],
+        account: &str,
+        csrf_token: &str,
+        expires_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO web_sessions (id_hash, account, csrf_token, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id_hash)
+        .bind(account)
+        .bind(csrf_token)
+        .bind(expires_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// The live session of a cookie's hash.
+    pub async fn session(
+        &self,
+        id_hash: &[u8],
+        now: DateTime<Utc>,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        let row = sqlx::query(
+            "SELECT account, csrf_token, expires_at FROM web_sessions WHERE id_hash = $1 AND expires_at > $2",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        row.map(|r| {
+            Ok(SessionRow {
+                account: r.try_get("account")?,
+                csrf_token: r.try_get("csrf_token")?,
+                expires_at: r.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+        .map_err(|e: sqlx::Error| e.into())
+    }
+
+    /// Ends a session (logout).
+    pub async fn end_session(&self, id_hash: &[u8]) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
+            .bind(id_hash)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes expired sessions; returns how many.
+    pub async fn prune_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM web_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_are_bounded() {
+        let p = Page::new(Some(0), Some(10_000), 30);
+        assert_eq!((p.number, p.size), (1, Page::MAX));
+        let p = Page::new(Some(u32::MAX), None, 30);
+        assert_eq!((p.number, p.size), (Page::LAST, 30));
+        assert_eq!(p.offset(), i64::from(Page::LAST - 1) * 30);
+        let paged = Paged::from_rows(vec![1, 2, 3], Page::new(Some(1), Some(2), 2));
+        assert_eq!(paged.rows, vec![1, 2]);
+        assert!(paged.has_next);
+    }
+}

@@ -1,0 +1,152 @@
+//! `finrep web`'s command line.
+
+use std::io::BufRead as _;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Subcommand};
+
+use super::{Account, AppState, WebSettings};
+use crate::store::Store;
+
+/// Serve one-click unsubscribe and the console (`finrep web`), or print a password hash.
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct WebArgs {
+    #[command(subcommand)]
+    action: Option<WebAction>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum WebAction {
+    /// Read a password from standard input (one line) and print its argon2 hash, for the
+    /// console's Secret (FINREP_WEB_PASSWORD_HASH).
+    HashPassword,
+}
+
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// Address to serve on.
+    #[arg(long, env = "FINREP_WEB_LISTEN", default_value = "0.0.0.0:8081")]
+    listen: SocketAddr,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, default_value = "")]
+    database_url: String,
+    /// Most database connections.
+    #[arg(long, default_value_t = 4)]
+    max_connections: u32,
+    /// The console's account name.
+    #[arg(long, env = "FINREP_WEB_USER", default_value = "admin")]
+    user: String,
+    /// The console password's argon2 hash (from a Secret); without it the console is off and
+    /// only unsubscribe is served.
+    #[arg(long, env = "FINREP_WEB_PASSWORD_HASH", hide_env_values = true)]
+    password_hash: Option<String>,
+    /// Let the console lift blacklist entries (standalone mode; in Kubernetes the
+    /// Recipient's finrep.io/unblock annotation does it).
+    #[arg(long, env = "FINREP_WEB_MANAGE_SUBSCRIPTIONS", default_value_t = false)]
+    manage_subscriptions: bool,
+    /// Hours a console session lasts.
+    #[arg(long, default_value_t = 8)]
+    session_hours: u64,
+    /// Time zone the console shows times in.
+    #[arg(long, env = "FINREP_WEB_TIME_ZONE", default_value = "Asia/Shanghai")]
+    time_zone: chrono_tz::Tz,
+    /// Rate-limit logins by the last X-Forwarded-For address (behind an ingress).
+    #[arg(long, env = "FINREP_WEB_TRUST_FORWARDED_FOR", default_value_t = false)]
+    trust_forwarded_for: bool,
+}
+
+impl ServeArgs {
+    fn settings(&self) -> anyhow::Result<WebSettings> {
+        let account = match self.password_hash.as_deref().map(str::trim) {
+            None | Some("") => {
+                tracing::warn!(
+                    "no FINREP_WEB_PASSWORD_HASH: the console is off, unsubscribe is served"
+                );
+                None
+            }
+            Some(hash) => {
+                super::verify_password_hash(hash).map_err(anyhow::Error::msg)?;
+                Some(Account {
+                    user: self.user.clone(),
+                    password_hash: hash.to_string(),
+                })
+            }
+        };
+        let unsubscribe_key = match std::env::var("FINREP_UNSUBSCRIBE_KEY") {
+            Ok(key) if key.len() >= crate::unsubscribe::MIN_KEY_BYTES => Some(key.into_bytes()),
+            Ok(_) => anyhow::bail!(
+                "FINREP_UNSUBSCRIBE_KEY must be at least {} bytes",
+                crate::unsubscribe::MIN_KEY_BYTES
+            ),
+            Err(_) => {
+                tracing::warn!("no FINREP_UNSUBSCRIBE_KEY: unsubscribe links cannot be verified");
+                None
+            }
+        };
+        Ok(WebSettings {
+            unsubscribe_key,
+            account,
+            manage_subscriptions: self.manage_subscriptions,
+            session_ttl: Duration::from_secs(self.session_hours.clamp(1, 24 * 30) * 3600),
+            time_zone: self.time_zone,
+            trust_forwarded_for: self.trust_forwarded_for,
+        })
+    }
+}
+
+pub fn run(args: &WebArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        Some(WebAction::HashPassword) => hash_password(),
+        None => serve(&args.serve),
+    }
+}
+
+fn hash_password() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.chars().count() < 12 {
+        anyhow::bail!("the password must be at least 12 characters");
+    }
+    println!("{}", super::hash_password(password)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<ExitCode> {
+    let settings = args.settings()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        // Lazy: the web starts while the database is away and says so on /readyz.
+        let store = Store::connect_lazy(
+            &args.database_url,
+            args.max_connections,
+            Duration::from_secs(5),
+        )?;
+        let state = AppState::new(store, settings)?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("listening on {}", args.listen))?;
+        tracing::info!(listen = %args.listen, "finrep web serving");
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        tokio::spawn(async move {
+            crate::signals::terminated().await;
+            tracing::info!("SIGTERM: stopping");
+            on_signal.cancel();
+        });
+        super::serve(listener, state, stop).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}

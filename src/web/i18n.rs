@@ -1,0 +1,246 @@
+//! The console's two languages: Chinese by default, English by `Accept-Language` or the
+//! switch (`?lang=en`, remembered in a cookie).
+
+use std::collections::BTreeMap;
+
+use axum::http::HeaderMap;
+
+/// A language the pages are written in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub enum Lang {
+    Zh,
+    En,
+}
+
+/// The cookie the switch sets.
+pub const LANG_COOKIE: &str = "finrep_lang";
+
+impl Lang {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Zh => "zh-CN",
+            Self::En => "en",
+        }
+    }
+
+    fn parse(tag: &str) -> Option<Self> {
+        let tag = tag.trim().to_ascii_lowercase();
+        if tag.starts_with("zh") {
+            Some(Self::Zh)
+        } else if tag.starts_with("en") {
+            Some(Self::En)
+        } else {
+            None
+        }
+    }
+
+    /// The language of a request: the switch, then its cookie, then the first language of
+    /// `Accept-Language` the console has (by q-value), then Chinese.
+    pub fn of_request(query: Option<&str>, headers: &HeaderMap) -> Self {
+        if let Some(lang) = query.and_then(Self::parse) {
+            return lang;
+        }
+        if let Some(lang) = super::auth::cookie(headers, LANG_COOKIE).and_then(Self::parse) {
+            return lang;
+        }
+        let accept = headers
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let mut offered: Vec<(f32, Self)> = accept
+            .split(',')
+            .filter_map(|part| {
+                let mut it = part.split(';');
+                let lang = Self::parse(it.next()?)?;
+                let q = it
+                    .find_map(|p| p.trim().strip_prefix("q="))
+                    .and_then(|q| q.parse::<f32>().ok())
+                    .unwrap_or(1.0);
+                (q > 0.0).then_some((q, lang))
+            })
+            .collect();
+        // Stable: among equal q-values the first listed wins.
+        offered.sort_by(|a, b| b.0.total_cmp(&a.0));
+        offered.first().map_or(Self::Zh, |(_, lang)| *lang)
+    }
+
+    /// Every text of the pages in this language.
+    pub fn texts(self) -> BTreeMap<&'static str, &'static str> {
+        TEXTS
+            .iter()
+            .map(|(key, zh, en)| {
+                (
+                    *key,
+                    match self {
+                        Self::Zh => *zh,
+                        Self::En => *en,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Key, Chinese, English.
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("app", "金融情报日报", "Financial intelligence daily"),
+    ("console", "控制台", "Console"),
+    ("dashboard", "概览", "Dashboard"),
+    ("reports", "报告归档", "Reports"),
+    ("recipients", "收件人", "Recipients"),
+    ("sources", "信息源", "Sources"),
+    ("logout", "退出登录", "Log out"),
+    ("login", "登录", "Log in"),
+    ("user", "用户名", "User"),
+    ("password", "密码", "Password"),
+    (
+        "login_failed",
+        "用户名或密码错误。",
+        "Wrong user or password.",
+    ),
+    (
+        "console_off",
+        "控制台未启用：请在 Secret 中设置密码哈希（finrep web hash-password）。",
+        "The console is off: set a password hash in its Secret (finrep web hash-password).",
+    ),
+    ("last_24h", "最近 24 小时", "Last 24 hours"),
+    ("last_7d", "最近 7 天", "Last 7 days"),
+    (
+        "runs_by_phase",
+        "各报告运行（按阶段）",
+        "Runs per report, by phase",
+    ),
+    ("report", "报告", "Report"),
+    ("namespace", "命名空间", "Namespace"),
+    ("phase", "阶段", "Phase"),
+    ("runs", "次数", "Runs"),
+    ("step_failures", "步骤失败率", "Step failure rate"),
+    ("step", "步骤", "Step"),
+    ("total", "总数", "Total"),
+    ("failed", "失败", "Failed"),
+    ("rate", "比例", "Rate"),
+    ("providers", "摘要服务调用", "Summariser calls"),
+    ("provider", "服务", "Provider"),
+    ("calls", "调用", "Calls"),
+    ("timeouts", "超时", "Timeouts"),
+    ("errors", "错误", "Errors"),
+    ("cached", "缓存命中", "Cached"),
+    ("p95", "P95 延迟", "p95 latency"),
+    ("deliveries", "投递", "Deliveries"),
+    ("status", "状态", "Status"),
+    ("count", "数量", "Count"),
+    ("failing_sources", "当前失败的信息源", "Sources failing now"),
+    ("failures", "连续失败", "Failures in a row"),
+    ("last_success", "上次成功", "Last success"),
+    ("next_slots", "下次运行", "Next slots"),
+    ("next_slot", "下次运行时间", "Next slot"),
+    ("last_backup", "最近备份", "Last backup"),
+    ("none", "无", "None"),
+    ("ok", "正常", "OK"),
+    ("date", "日期", "Date"),
+    ("subject", "主题", "Subject"),
+    ("articles", "条目", "Articles"),
+    ("sent", "已发送", "Sent"),
+    ("pending", "待发送", "Pending"),
+    ("deferred", "已推迟", "Deferred"),
+    ("bounced", "退信", "Bounced"),
+    ("uncertain", "不确定", "Uncertain"),
+    ("manual", "手动", "manual"),
+    ("previous", "上一页", "Previous"),
+    ("next", "下一页", "Next"),
+    ("page", "第 {} 页", "Page {}"),
+    ("as_sent", "发送的内容", "As it was sent"),
+    ("text_version", "纯文本版本", "Text version"),
+    ("download", "下载", "Download"),
+    ("steps", "步骤与耗时", "Steps and timings"),
+    ("started", "开始", "Started"),
+    ("duration_ms", "耗时 (ms)", "Time (ms)"),
+    ("detail", "详情", "Detail"),
+    ("delivery_log", "投递记录", "Delivery log"),
+    ("all", "全部", "All"),
+    ("filter", "筛选", "Filter"),
+    ("recipient", "收件人", "Recipient"),
+    ("email", "邮箱", "Address"),
+    ("attempts", "尝试", "Attempts"),
+    ("smtp_reply", "SMTP 回复", "SMTP reply"),
+    ("subscribed", "订阅中", "Subscribed"),
+    ("unsubscribed", "已退订", "Unsubscribed"),
+    ("blacklisted", "已拉黑（退信）", "Blacklisted (bounce)"),
+    ("blocked_manual", "已手动屏蔽", "Blocked by an operator"),
+    ("since", "自", "Since"),
+    ("resubscribe", "重新订阅", "Re-subscribe"),
+    ("unblock", "解除屏蔽", "Unblock"),
+    (
+        "resubscribe_k8s",
+        "在 Kubernetes 中：kubectl annotate recipient <名称> finrep.io/unblock=<新值> --overwrite",
+        "In Kubernetes: kubectl annotate recipient <name> finrep.io/unblock=<new value> --overwrite",
+    ),
+    ("url", "地址", "URL"),
+    ("last_fetch", "上次抓取", "Last fetch"),
+    ("fetches_7d", "7 天抓取", "Fetches (7 days)"),
+    ("failures_7d", "7 天失败", "Failures (7 days)"),
+    ("avg_latency", "平均延迟 (ms)", "Average latency (ms)"),
+    ("last_error", "最近错误", "Last error"),
+    ("unsubscribe_title", "退订", "Unsubscribe"),
+    (
+        "unsubscribe_confirm",
+        "确认后，此地址将不再收到该命名空间的任何日报：",
+        "Once you confirm, this address receives no more reports of this namespace:",
+    ),
+    ("unsubscribe_button", "确认退订", "Unsubscribe"),
+    (
+        "unsubscribe_done",
+        "已退订。此地址不会再收到这些日报。",
+        "You are unsubscribed. This address will receive no more of these reports.",
+    ),
+    (
+        "unsubscribe_already",
+        "此地址已经退订，无需再次操作。",
+        "This address was already unsubscribed; nothing more to do.",
+    ),
+    (
+        "unsubscribe_invalid",
+        "此退订链接无效或不完整。请使用邮件中的完整链接；如仍有问题，请直接回复该邮件。",
+        "This unsubscribe link is not valid or is incomplete. Use the whole link from the mail; if that fails, reply to the mail.",
+    ),
+    (
+        "unsubscribe_unavailable",
+        "退订服务暂不可用，请稍后重试。",
+        "Unsubscribing is unavailable right now; please try again later.",
+    ),
+    ("language", "English", "中文"),
+    ("lang_switch", "en", "zh"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn accept(v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            axum::http::header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static(v),
+        );
+        h
+    }
+
+    #[test]
+    fn chinese_unless_asked_otherwise() {
+        assert_eq!(Lang::of_request(None, &HeaderMap::new()), Lang::Zh);
+        assert_eq!(Lang::of_request(None, &accept("en-US,en;q=0.9")), Lang::En);
+        assert_eq!(
+            Lang::of_request(None, &accept("fr, en;q=0.5, zh-CN;q=0.8")),
+            Lang::Zh
+        );
+        assert_eq!(Lang::of_request(Some("en"), &accept("zh-CN")), Lang::En);
+        assert_eq!(Lang::of_request(None, &accept("de, fr")), Lang::Zh);
+    }
+
+    #[test]
+    fn keys_are_unique() {
+        let keys: std::collections::BTreeSet<_> = TEXTS.iter().map(|t| t.0).collect();
+        assert_eq!(keys.len(), TEXTS.len());
+    }
+}

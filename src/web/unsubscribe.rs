@@ -1,0 +1,228 @@
+//! One-click unsubscribe (RFC 8058), no login: the signed token is the authority.
+//!
+//! `GET` only shows a confirmation (link scanners fetch every URL of a mail); `POST` with
+//! `List-Unsubscribe=One-Click` unsubscribes at once and answers 200, however often it comes.
+//! A token that does not verify changes nothing, and no page names anybody but the holder of
+//! the token (and them only masked).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::IntoResponse;
+
+use super::render::Chrome;
+use super::{AppState, WebResponse};
+use crate::run::BlacklistReason;
+use crate::unsubscribe::{Subscriber, verify};
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    token: Option<String>,
+    lang: Option<String>,
+}
+
+/// What the page says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+enum Outcome {
+    Confirm,
+    Done,
+    Already,
+    Invalid,
+    Unavailable,
+}
+
+impl Outcome {
+    fn status(self) -> StatusCode {
+        match self {
+            Self::Confirm | Self::Done | Self::Already => StatusCode::OK,
+            Self::Invalid => StatusCode::BAD_REQUEST,
+            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    fn metric(self) -> &'static str {
+        match self {
+            Self::Confirm => "confirm",
+            Self::Done => "done",
+            Self::Already => "already",
+            Self::Invalid => "invalid",
+            Self::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// `a***@example.com`: enough for the holder to recognise, nothing for anybody else.
+fn masked(email: &str) -> String {
+    match email.split_once('@') {
+        Some((local, domain)) => {
+            let first: String = local.chars().take(1).collect();
+            format!("{first}***@{domain}")
+        }
+        None => "***".to_string(),
+    }
+}
+
+fn subscriber(state: &AppState, token: Option<&str>) -> Result<Subscriber, Outcome> {
+    let key = state
+        .settings
+        .unsubscribe_key
+        .as_deref()
+        .ok_or(Outcome::Unavailable)?;
+    let token = token
+        .filter(|t| !t.is_empty() && t.len() <= 2048)
+        .ok_or(Outcome::Invalid)?;
+    verify(key, token).map_err(|_| Outcome::Invalid)
+}
+
+fn page(
+    state: &AppState,
+    headers: &HeaderMap,
+    lang: Option<&str>,
+    outcome: Outcome,
+    who: Option<&Subscriber>,
+    token: Option<&str>,
+) -> WebResponse {
+    state.metrics.unsubscribe(outcome.metric());
+    let chrome = Chrome::new(headers, lang, "/unsubscribe", None);
+    let html = state.pages.render(
+        "unsubscribe.html",
+        &chrome,
+        minijinja::context! {
+            outcome => outcome.metric(),
+            address => who.map(|s| masked(&s.email)),
+            namespace => who.map(|s| s.namespace.clone()),
+            token => token,
+        },
+    )?;
+    let mut response = (outcome.status(), chrome.respond(html)).into_response();
+    // Never cached by a proxy or the browser: the page answers for one token.
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(response)
+}
+
+/// `GET /unsubscribe?token=…`: what a click would do, and a button that does it.
+pub async fn confirm(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+) -> WebResponse {
+    let lang = q.lang.as_deref();
+    let who = match subscriber(&state, q.token.as_deref()) {
+        Ok(who) => who,
+        Err(outcome) => return page(&state, &headers, lang, outcome, None, None),
+    };
+    let outcome = match state
+        .store
+        .blacklist_reason(&who.namespace, &who.email)
+        .await
+    {
+        Ok(Some(BlacklistReason::Unsubscribe)) => Outcome::Already,
+        Ok(_) => Outcome::Confirm,
+        Err(e) => {
+            tracing::warn!(error = %e, "unsubscribe page: the database did not answer");
+            Outcome::Unavailable
+        }
+    };
+    page(
+        &state,
+        &headers,
+        lang,
+        outcome,
+        Some(&who),
+        q.token.as_deref(),
+    )
+}
+
+/// True when a POST body says `List-Unsubscribe=One-Click`, as
+/// application/x-www-form-urlencoded or multipart/form-data (RFC 8058 §3.1 allows both).
+fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if content_type.starts_with("multipart/form-data") {
+        let text = String::from_utf8_lossy(body);
+        return text.split("--").any(|part| {
+            let Some((head, value)) = part
+                .split_once("\r\n\r\n")
+                .or_else(|| part.split_once("\n\n"))
+            else {
+                return false;
+            };
+            head.contains("name=\"List-Unsubscribe\"") && value.trim() == "One-Click"
+        });
+    }
+    url::form_urlencoded::parse(body).any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click")
+}
+
+/// `POST /unsubscribe?token=…` with `List-Unsubscribe=One-Click`: unsubscribed, 200.
+pub async fn one_click(
+    State(state): State<Arc<AppState>>,
+    Query(q): Query<TokenQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> WebResponse {
+    let lang = q.lang.as_deref();
+    let from_page = url::form_urlencoded::parse(&body).any(|(k, v)| k == "from" && v == "page");
+    if !is_one_click(&headers, &body) {
+        return page(&state, &headers, lang, Outcome::Invalid, None, None);
+    }
+    let who = match subscriber(&state, q.token.as_deref()) {
+        Ok(who) => who,
+        Err(outcome) => return page(&state, &headers, lang, outcome, None, None),
+    };
+    let via = if from_page { "page" } else { "one-click" };
+    let outcome = match state
+        .store
+        .unsubscribe(&who.namespace, &who.email, via)
+        .await
+    {
+        Ok(true) => {
+            tracing::info!(namespace = %who.namespace, via, "a recipient unsubscribed");
+            Outcome::Done
+        }
+        Ok(false) => Outcome::Already,
+        Err(e) => {
+            tracing::warn!(error = %e, "unsubscribe: the database did not answer");
+            Outcome::Unavailable
+        }
+    };
+    page(&state, &headers, lang, outcome, Some(&who), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn addresses_are_masked() {
+        assert_eq!(masked("zhang.wei@example.com"), "z***@example.com");
+        assert_eq!(masked("nobody"), "***");
+    }
+
+    #[test]
+    fn one_click_in_either_form_encoding() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        assert!(is_one_click(&h, b"List-Unsubscribe=One-Click"));
+        assert!(!is_one_click(&h, b"List-Unsubscribe=Other"));
+        assert!(!is_one_click(&h, b""));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("multipart/form-data; boundary=xyz"),
+        );
+        let body = b"--xyz\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--xyz--\r\n";
+        assert!(is_one_click(&h, body));
+    }
+}
