@@ -103,9 +103,15 @@ fn each_profile_resolves_to_a_healthy_start_order() {
     for (profile, expected) in [
         (
             "dev",
-            vec!["finrep-dev", "mailpit", "migrate-dev", "postgres"],
+            vec![
+                "finrep-dev",
+                "mailpit",
+                "migrate-dev",
+                "postgres",
+                "web-dev",
+            ],
         ),
-        ("prod", vec!["finrep", "migrate"]),
+        ("prod", vec!["finrep", "migrate", "web"]),
     ] {
         let services = resolved(profile);
         let names: Vec<&str> = services.keys().map(String::as_str).collect();
@@ -143,7 +149,10 @@ fn each_profile_resolves_to_a_healthy_start_order() {
             let limit = s["deploy"]["resources"]["limits"]["memory"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{name} has a memory limit"));
-            total_mib += memory_mib(limit);
+            // A one-shot migration has exited before anything that waits for it starts.
+            if !one_shot {
+                total_mib += memory_mib(limit);
+            }
             assert_eq!(
                 s["logging"]["options"]["max-size"].as_str(),
                 Some("10m"),
@@ -166,6 +175,24 @@ fn each_profile_resolves_to_a_healthy_start_order() {
         let probe = strings(&finrep["healthcheck"]["test"]);
         assert_eq!(&probe[..3], ["CMD", "finrep", "probe"]);
         assert_eq!(finrep["read_only"].as_bool(), Some(true));
+        // The web: published on this host only, probed, read-only.
+        let web = services
+            .iter()
+            .find(|(n, _)| n.starts_with("web"))
+            .map(|(_, s)| s)
+            .unwrap();
+        assert_eq!(strings(&web["command"])[0], "web");
+        assert_eq!(web["read_only"].as_bool(), Some(true));
+        for port in web["ports"].as_sequence().unwrap() {
+            let host_ip = port["host_ip"]
+                .as_str()
+                .or_else(|| port.as_str().and_then(|p| p.split(':').next()));
+            assert_eq!(host_ip, Some("127.0.0.1"), "{port:?}");
+        }
+        assert_eq!(
+            &strings(&web["healthcheck"]["test"])[..3],
+            ["CMD", "finrep", "probe"]
+        );
         // Secrets come from deploy/.env, optional so that `config` works on a fresh clone.
         let env_file = &finrep["env_file"][0];
         assert_eq!(env_file["path"].as_str(), Some(".env"));
