@@ -48,6 +48,10 @@ run_tests() {
   fi
 }
 stage "tests (PostgreSQL at ${FINREP_PG_ADMIN_URL})" run_tests "$@"
+# The console and one-click unsubscribe in headless Chromium, after a real run.
+if [ $# -eq 0 ]; then
+  stage "browser test (Chromium)" scripts/browser-test.sh
+fi
 # No test may depend on the day it runs: the tests that handle dates, run days and clocks
 # run again with the system clock a year and a month ahead (libfaketime), so a fixture or an
 # expectation tied to the calendar fails here, today, rather than on some later morning.

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{Form, Path, Query, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect};
 use chrono::{Duration, Utc};
@@ -73,6 +73,7 @@ pub async fn archive(
     session: Session,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> WebResponse {
     let runs = state.store.archive(q.page()).await?;
     let chrome = Chrome::new(
@@ -80,7 +81,8 @@ pub async fn archive(
         q.lang.as_deref(),
         "/console/reports",
         Some(&session),
-    );
+    )
+    .keeping(raw.as_deref());
     render(
         &state,
         &chrome,
@@ -123,6 +125,7 @@ pub async fn deliveries(
     Path(id): Path<i64>,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> WebResponse {
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -141,7 +144,8 @@ pub async fn deliveries(
         q.lang.as_deref(),
         "/console/reports",
         Some(&session),
-    );
+    )
+    .keeping(raw.as_deref());
     render(
         &state,
         &chrome,
@@ -165,6 +169,7 @@ pub async fn recipients(
     session: Session,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> WebResponse {
     let rows = state.store.recipients(q.page()).await?;
     let chrome = Chrome::new(
@@ -172,7 +177,8 @@ pub async fn recipients(
         q.lang.as_deref(),
         "/console/recipients",
         Some(&session),
-    );
+    )
+    .keeping(raw.as_deref());
     render(
         &state,
         &chrome,
@@ -219,6 +225,7 @@ pub async fn sources(
     session: Session,
     Query(q): Query<ListQuery>,
     headers: HeaderMap,
+    RawQuery(raw): RawQuery,
 ) -> WebResponse {
     let rows = state
         .store
@@ -229,7 +236,8 @@ pub async fn sources(
         q.lang.as_deref(),
         "/console/sources",
         Some(&session),
-    );
+    )
+    .keeping(raw.as_deref());
     render(
         &state,
         &chrome,

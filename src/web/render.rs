@@ -63,6 +63,7 @@ impl Pages {
             t => chrome.lang.texts(),
             lang => chrome.lang.code(),
             lang_switch => chrome.lang.texts().get("lang_switch").copied(),
+            keep => &chrome.keep,
             path => &chrome.path,
             csrf => &chrome.csrf,
             user => &chrome.user,
@@ -93,6 +94,8 @@ pub struct Chrome {
     pub path: String,
     pub user: Option<String>,
     pub csrf: Option<String>,
+    /// The request's query without `lang`, so the switch keeps the page (and a token).
+    keep: String,
 }
 
 impl Chrome {
@@ -108,7 +111,20 @@ impl Chrome {
             path: path.to_string(),
             user: session.map(|s| s.account.clone()),
             csrf: session.map(|s| s.csrf.clone()),
+            keep: String::new(),
         }
+    }
+
+    /// Keeps the request's other query parameters in the language switch's link.
+    pub fn keeping(mut self, query: Option<&str>) -> Self {
+        let mut kept = url::form_urlencoded::Serializer::new(String::new());
+        for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+            if k != "lang" {
+                kept.append_pair(&k, &v);
+            }
+        }
+        self.keep = kept.finish();
+        self
     }
 
     /// Sets the language cookie when the switch was used.

@@ -86,7 +86,16 @@ fn page(
     token: Option<&str>,
 ) -> WebResponse {
     state.metrics.unsubscribe(outcome.metric());
-    let chrome = Chrome::new(headers, lang, "/unsubscribe", None);
+    let chrome = Chrome::new(headers, lang, "/unsubscribe", None).keeping(
+        token
+            .map(|t| {
+                format!(
+                    "token={}",
+                    url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
+                )
+            })
+            .as_deref(),
+    );
     let html = state.pages.render(
         "unsubscribe.html",
         &chrome,
