@@ -3,6 +3,7 @@
 
   bench.py parse --finrep-bench CMD --runs 5     benchmark P: finrep vs feedparser
   bench.py w1 --finrep BIN --database-url URL    benchmark W1 (collect + extract + compose)
+  bench.py w3 --finrep BIN --database-url URL    benchmark W3 (the console under load, wrk)
 
 Every server is on loopback; every loop is bounded. Results are printed as JSON and
 appended to docs/bench-results/<workload>.json.
@@ -650,6 +651,184 @@ def bench_pg_memory(args):
         shutil.rmtree(dumps, ignore_errors=True)
 
 
+# ---------------------------------------------------------------- W3
+
+W3_FILL = """
+INSERT INTO reports (namespace, report, report_date, time_zone, scheduled_for, manual, phase, title,
+                     subject, html, text_body, article_count, recipient_count, plan, started_at, finished_at)
+SELECT 'desk', 'brief-' || r, d::date, 'Asia/Shanghai', d::date + time '22:00' - interval '1 day', false,
+       CASE WHEN (extract(doy FROM d)::int + r) % 29 = 0 THEN 'Failed'
+            WHEN (extract(doy FROM d)::int + r) % 11 = 0 THEN 'PartiallyDelivered' ELSE 'Succeeded' END,
+       '金融情报日报', '金融情报日报 · ' || d::date,
+       '<html><body>' || repeat('<p>央行开展逆回购操作，市场流动性保持合理充裕。</p>', 200) || '</body></html>',
+       repeat('央行开展逆回购操作，市场流动性保持合理充裕。\n', 200), 40, :recipients,
+       '{"smtp": {"from": "brief@finrep.example"}}'::jsonb,
+       d::date + time '22:00' - interval '1 day', d::date + time '22:15' - interval '1 day'
+FROM generate_series(current_date - (:days - 1), current_date, interval '1 day') d, generate_series(1, 5) r;
+INSERT INTO delivery_log (report_id, recipient, email, status, attempts, smtp_code, smtp_reply, sent_at, updated_at)
+SELECT rep.id, 'reader-' || i, 'reader' || i || '@example.com',
+       CASE WHEN i % 97 = 0 THEN 'failed' WHEN i % 53 = 0 THEN 'deferred' WHEN i % 211 = 0 THEN 'bounced' ELSE 'sent' END,
+       1 + (i % 3), CASE WHEN i % 97 = 0 THEN 451 WHEN i % 211 = 0 THEN 550 ELSE 250 END,
+       CASE WHEN i % 97 = 0 THEN '451 4.7.1 try again later' WHEN i % 211 = 0 THEN '550 5.1.1 no such user' ELSE '250 2.0.0 OK queued' END,
+       rep.started_at + i * interval '1 second', rep.finished_at
+FROM reports rep, generate_series(1, :recipients) i;
+INSERT INTO step_timings (report_id, step, started_at, finished_at, ok)
+SELECT rep.id, s, rep.started_at, rep.started_at + interval '3 seconds', rep.phase <> 'Failed' OR s <> 'send'
+FROM reports rep, unnest(ARRAY['collect', 'extract', 'summarize', 'compose', 'send']) s;
+INSERT INTO provider_calls (report_id, provider, model, purpose, outcome, latency_ms, called_at)
+SELECT rep.id, 'deepseek', 'deepseek-chat', 'summary',
+       CASE WHEN i % 17 = 0 THEN 'timeout' WHEN i % 5 = 0 THEN 'cached' ELSE 'ok' END, 300 + i * 37 % 900, rep.started_at
+FROM reports rep, generate_series(1, 20) i;
+INSERT INTO fetch_log (report_id, namespace, source, url, started_at, latency_ms, http_status, items, error_kind)
+SELECT rep.id, 'desk', 'source-' || i, 'https://news.example.com/' || i || '.xml', rep.started_at, 50 + i * 13 % 400,
+       CASE WHEN i % 23 = 0 THEN 503 ELSE 200 END, 20, CASE WHEN i % 23 = 0 THEN 'http' END
+FROM reports rep, generate_series(1, 20) i;
+INSERT INTO source_state (namespace, source, url, last_fetch_at, last_success_at, consecutive_failures, last_error)
+SELECT 'desk', 'source-' || i, 'https://news.example.com/' || i || '.xml', now(), now() - interval '1 hour',
+       CASE WHEN i % 23 = 0 THEN 3 ELSE 0 END, CASE WHEN i % 23 = 0 THEN 'HTTP 503' END
+FROM generate_series(1, 100) i;
+INSERT INTO blacklist (namespace, email, reason, via)
+SELECT 'desk', 'reader' || i || '@example.com', 'unsubscribe', 'one-click' FROM generate_series(7, :recipients, 50) i;
+INSERT INTO report_schedule (namespace, report, next_slot)
+SELECT 'desk', 'brief-' || r, current_date + time '22:00' FROM generate_series(1, 5) r;
+INSERT INTO backups (name, file, bytes, ok, started_at) VALUES ('database', '/backups/finrep_database.sql.gz', 123456, true, now());
+ANALYZE;
+"""
+
+# The console's heaviest queries as src/store/console.rs issues them, for the plans quoted in
+# docs/benchmarks.md.
+W3_EXPLAIN = {
+    "archive page": "SELECT id, namespace, report, report_date, phase, manual, subject, article_count, started_at, "
+                    "finished_at FROM reports ORDER BY report_date DESC, namespace, report LIMIT 31 OFFSET 300",
+    "archive page deliveries": "SELECT report_id, status, count(*) AS n, count(uncertain_at) AS resent FROM delivery_log "
+                               "WHERE report_id = ANY(ARRAY(SELECT id FROM reports ORDER BY report_date DESC LIMIT 30)) "
+                               "GROUP BY report_id, status",
+    "delivery log, failed only": "SELECT recipient, email, status, attempts, smtp_code, smtp_reply, last_error, sent_at, "
+                                 "updated_at FROM delivery_log WHERE report_id = (SELECT max(id) / 2 FROM reports) "
+                                 "AND status = 'failed' ORDER BY email LIMIT 31 OFFSET 0",
+    "dashboard deliveries, 7 days": "SELECT d.status, count(*) AS n FROM reports r JOIN delivery_log d ON d.report_id = r.id "
+                                    "WHERE r.report_date >= current_date - 7 GROUP BY d.status ORDER BY d.status",
+    "dashboard steps, 7 days": "SELECT step, count(*) AS total, count(*) FILTER (WHERE NOT ok) AS failed FROM step_timings "
+                               "WHERE started_at >= now() - interval '7 days' GROUP BY step ORDER BY step",
+}
+
+
+def http_login(base, password):
+    """The session cookie of a login, as a browser would get it."""
+    import http.cookiejar
+    import re as _re
+    import urllib.parse
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *a, **k):
+            return None
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), NoRedirect)
+    page = opener.open(base + "/login").read().decode()
+    csrf = _re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    login_cookie = next(c for c in jar if c.name == "finrep_login_csrf")
+    body = urllib.parse.urlencode({"user": "admin", "password": password, "csrf": csrf}).encode()
+    req = urllib.request.Request(base + "/login", data=body, headers={"Cookie": f"finrep_login_csrf={login_cookie.value}"})
+    try:
+        opener.open(req)
+    except urllib.error.HTTPError as e:
+        if e.code != 303:
+            raise
+        for header in e.headers.get_all("Set-Cookie"):
+            if header.startswith("finrep_session="):
+                return header.split(";", 1)[0]
+    raise SystemExit("login failed")
+
+
+def wrk(url, cookie, seconds, connections):
+    """Requests/s and latency percentiles (ms) of `wrk --latency` against one page."""
+    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Cookie: {cookie}", url],
+                         capture_output=True, text=True, check=True).stdout
+    def ms(text):
+        value, unit = float(text[:-2] if text.endswith(("ms", "us")) else text[:-1]), text[-2:] if text.endswith(("ms", "us")) else text[-1:]
+        return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    result = {"requests_per_s": float(out.split("Requests/sec:")[1].split()[0])}
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[0] in ("50%", "90%", "99%"):
+            result["p" + parts[0][:-1] + "_ms"] = round(ms(parts[1]), 2)
+    non2xx = [l for l in out.splitlines() if "Non-2xx" in l]
+    if non2xx:
+        raise SystemExit(f"{url}: {non2xx[0]}")
+    return result
+
+
+def bench_w3(args):
+    days, recipients = sized(365, 3), sized(500, 5)
+    seconds, connections = sized(args.seconds, 1), sized(args.connections, 2)
+    env = dict(os.environ, DATABASE_URL=args.database_url, FINREP_LOG_FORMAT="json", RUST_LOG="warn")
+    run_measured([args.finrep, "migrate"], env)
+    started = time.perf_counter()
+    subprocess.run(["psql", args.database_url, "-q", "-v", "ON_ERROR_STOP=1", "-v", f"days={days}",
+                    "-v", f"recipients={recipients}"], input=W3_FILL, text=True, check=True)
+    fill_s = time.perf_counter() - started
+    password = "w3 benchmark password"
+    hashed = subprocess.run([args.finrep, "web", "hash-password"], input=password + "\n", capture_output=True,
+                            text=True, check=True).stdout.strip()
+    port = free_port()
+    base = f"http://localhost:{port}"
+    web = subprocess.Popen([args.finrep, "web", "--listen", f"127.0.0.1:{port}"],
+                           env=dict(env, FINREP_WEB_PASSWORD_HASH=hashed), stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                import urllib.request
+                if urllib.request.urlopen(base + "/readyz").status == 200:
+                    break
+            time.sleep(0.1)
+        cookie = http_login(base, password)
+        mid = subprocess.run(["psql", args.database_url, "-Atc", "SELECT max(id) / 2 FROM reports"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+        pages = {
+            "dashboard": "/console",
+            "archive (page 11)": "/console/reports?page=11",
+            "report": f"/console/reports/{mid}",
+            "delivery log (failed)": f"/console/reports/{mid}/deliveries?status=failed",
+            "delivery log (page 5)": f"/console/reports/{mid}/deliveries?page=5",
+            "recipients": "/console/recipients?page=3",
+            "sources": "/console/sources",
+        }
+        idle_rss = rss_kib(web.pid, "VmRSS")
+        load = {name: wrk(base + path, cookie, seconds, connections)
+                for name, path in pages.items()}
+        peak_rss = rss_kib(web.pid, "VmHWM")
+    finally:
+        web.terminate()
+        web.wait(timeout=10)
+    plans = {}
+    for name, sql in W3_EXPLAIN.items():
+        plans[name] = subprocess.run(["psql", args.database_url, "-Atc", "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF, SUMMARY ON) " + sql],
+                                     capture_output=True, text=True, check=True).stdout.strip().splitlines()
+    counts = subprocess.run(["psql", args.database_url, "-Atc",
+                             "SELECT (SELECT count(*) FROM reports), (SELECT count(*) FROM delivery_log)"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    record("W3", {
+        "workload": f"{days} days x 5 reports x {recipients} recipients of history; wrk -t2 -c{connections} "
+                    f"-d{seconds}s per page on loopback, finrep web (release) and PostgreSQL on the same 2 cores",
+        "rows": dict(zip(["reports", "deliveries"], map(int, counts.split("|")))),
+        "fill_seconds": round(fill_s, 1),
+        "pages": load,
+        "web_rss_idle_mib": round(idle_rss / 1024, 1),
+        "web_rss_peak_mib": round(peak_rss / 1024, 1),
+        "plans": plans,
+    })
+
+
+def rss_kib(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one run, nothing recorded")
@@ -682,11 +861,16 @@ def main():
     pg.add_argument("--settings", default="")
     pg.add_argument("--runs", type=int, default=3)
     pg.add_argument("--port", type=int, default=18651)
+    p3 = sub.add_parser("w3")
+    p3.add_argument("--finrep", required=True)
+    p3.add_argument("--database-url", required=True)
+    p3.add_argument("--seconds", type=int, default=10)
+    p3.add_argument("--connections", type=int, default=8)
     args = p.parse_args()
     global SMOKE
     SMOKE = args.smoke
     {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send, "w2-plan": bench_w2_plan,
-     "w2-controller": bench_w2_controller, "pg-memory": bench_pg_memory}[args.cmd](args)
+     "w2-controller": bench_w2_controller, "pg-memory": bench_pg_memory, "w3": bench_w3}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|send|w2|pg|all]
+# The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|send|w2|w3|pg|all]
 # Builds release binaries, makes a Python venv with feedparser, starts PostgreSQL when none
 # runs, and appends results to docs/bench-results/.
 #
@@ -39,7 +39,11 @@ fi
 if [ "$what" = w2 ] || [ "$what" = all ]; then
   "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w2-plan --finrep-bench "$(bench_exe plan)" --runs "${RUNS:-5}"
 fi
-if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = all ]; then
+if [ "$what" = w3 ] || [ "$what" = all ]; then
+  # wrk, the HTTP load generator (Debian's package).
+  command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
+fi
+if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = w3 ] || [ "$what" = all ]; then
   # A throwaway server started by a caller (scripts/test.sh) is the caller's to stop.
   if [ -n "${FINREP_PG_THROWAWAY_DIR:-}" ]; then
     ensure_postgres
@@ -54,6 +58,11 @@ if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = all
   fi
   if [ "$what" = send ] || [ "$what" = all ]; then
     "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w1-send --finrep "$finrep" --database-url "$url" --runs "${RUNS:-5}"
+  fi
+  if [ "$what" = w3 ] || [ "$what" = all ]; then
+    psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists ${db}_w3" -c "create database ${db}_w3" >/dev/null
+    "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w3 --finrep "$finrep" \
+      --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w3"
   fi
   if [ "$what" = w2 ] || [ "$what" = all ]; then
     psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists ${db}_w2" -c "create database ${db}_w2" >/dev/null

@@ -616,3 +616,32 @@ async fn probes_and_metrics() {
     );
     assert!(text.ends_with("# EOF\n"));
 }
+
+#[tokio::test]
+async fn each_reports_last_delivery_is_a_gauge_of_its_own() {
+    let site = site(false).await;
+    let rows = site.store.report_freshness().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    let brief = &rows[0];
+    assert_eq!(
+        (brief.namespace.as_str(), brief.report.as_str()),
+        ("default", "brief")
+    );
+    let delivered = brief.last_delivered_at.expect("the run delivered");
+    let slot = brief.last_slot.expect("the run had a slot");
+    assert!(delivered > slot, "{delivered} after {slot}");
+    let metrics = finrep::metrics::Metrics::new();
+    metrics.report_freshness(&rows);
+    let text = metrics.encode();
+    assert!(
+        text.contains(&format!(
+            "finrep_report_last_delivered_timestamp_seconds{{namespace=\"default\",report=\"brief\"}} {}",
+            delivered.timestamp()
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!(
+        "finrep_report_last_slot_timestamp_seconds{{namespace=\"default\",report=\"brief\"}} {}",
+        slot.timestamp()
+    )));
+}

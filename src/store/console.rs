@@ -417,16 +417,6 @@ impl Store {
         Ok(())
     }
 
-    /// Forgets the schedule of a report that no longer exists.
-    pub async fn forget_schedule(&self, namespace: &str, report: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM report_schedule WHERE namespace = $1 AND report = $2")
-            .bind(namespace)
-            .bind(report)
-            .execute(self.pool())
-            .await?;
-        Ok(())
-    }
-
     /// Records a backup's result.
     pub async fn record_backup(
         &self,

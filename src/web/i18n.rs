@@ -134,6 +134,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("last_success", "上次成功", "Last success"),
     ("next_slots", "下次运行", "Next slots"),
     ("next_slot", "下次运行时间", "Next slot"),
+    ("as_of", "记录于", "As of"),
     ("last_backup", "最近备份", "Last backup"),
     ("none", "无", "None"),
     ("ok", "正常", "OK"),
