@@ -692,7 +692,6 @@ SELECT 'desk', 'reader' || i || '@example.com', 'unsubscribe', 'one-click' FROM 
 INSERT INTO report_schedule (namespace, report, next_slot)
 SELECT 'desk', 'brief-' || r, current_date + time '22:00' FROM generate_series(1, 5) r;
 INSERT INTO backups (name, file, bytes, ok, started_at) VALUES ('database', '/backups/finrep_database.sql.gz', 123456, true, now());
-ANALYZE;
 """
 
 # The console's heaviest queries as src/store/console.rs issues them, for the plans quoted in
@@ -700,14 +699,16 @@ ANALYZE;
 W3_EXPLAIN = {
     "archive page": "SELECT id, namespace, report, report_date, phase, manual, subject, article_count, started_at, "
                     "finished_at FROM reports ORDER BY report_date DESC, namespace, report LIMIT 31 OFFSET 300",
-    "archive page deliveries": "SELECT report_id, status, count(*) AS n, count(uncertain_at) AS resent FROM delivery_log "
+    "archive page deliveries": "SELECT report_id, status, count(*) AS n FROM delivery_log "
                                "WHERE report_id = ANY(ARRAY(SELECT id FROM reports ORDER BY report_date DESC LIMIT 30)) "
                                "GROUP BY report_id, status",
     "delivery log, failed only": "SELECT recipient, email, status, attempts, smtp_code, smtp_reply, last_error, sent_at, "
                                  "updated_at FROM delivery_log WHERE report_id = (SELECT max(id) / 2 FROM reports) "
                                  "AND status = 'failed' ORDER BY email LIMIT 31 OFFSET 0",
-    "dashboard deliveries, 7 days": "SELECT d.status, count(*) AS n FROM reports r JOIN delivery_log d ON d.report_id = r.id "
-                                    "WHERE r.report_date >= current_date - 7 GROUP BY d.status ORDER BY d.status",
+    "dashboard deliveries, 7 days": "SELECT c.status, sum(c.n)::bigint AS n FROM reports r CROSS JOIN LATERAL "
+                                    "(SELECT d.status, count(*) AS n FROM delivery_log d WHERE d.report_id = r.id "
+                                    "GROUP BY d.status) c WHERE r.report_date >= current_date - 7 "
+                                    "GROUP BY c.status ORDER BY c.status",
     "dashboard steps, 7 days": "SELECT step, count(*) AS total, count(*) FILTER (WHERE NOT ok) AS failed FROM step_timings "
                                "WHERE started_at >= now() - interval '7 days' GROUP BY step ORDER BY step",
 }
@@ -768,6 +769,9 @@ def bench_w3(args):
     started = time.perf_counter()
     subprocess.run(["psql", args.database_url, "-q", "-v", "ON_ERROR_STOP=1", "-v", f"days={days}",
                     "-v", f"recipients={recipients}"], input=W3_FILL, text=True, check=True)
+    # A year-old table has been vacuumed by autovacuum many times over: its visibility map is
+    # set, so counts are index-only scans. VACUUM cannot run inside the fill's transaction.
+    subprocess.run(["psql", args.database_url, "-q", "-c", "VACUUM ANALYZE"], check=True)
     fill_s = time.perf_counter() - started
     password = "w3 benchmark password"
     hashed = subprocess.run([args.finrep, "web", "hash-password"], input=password + "\n", capture_output=True,
@@ -796,8 +800,10 @@ def bench_w3(args):
             "sources": "/console/sources",
         }
         idle_rss = rss_kib(web.pid, "VmRSS")
-        load = {name: wrk(base + path, cookie, seconds, connections)
-                for name, path in pages.items()}
+        with PssSampler(lambda: rss_kib(web.pid, "VmRSS") / 1024) as sampled:
+            load = {name: wrk(base + path, cookie, seconds, connections)
+                    for name, path in pages.items()}
+        # The high-water mark also holds the login's password hash (argon2's memory cost).
         peak_rss = rss_kib(web.pid, "VmHWM")
     finally:
         web.terminate()
@@ -816,7 +822,8 @@ def bench_w3(args):
         "fill_seconds": round(fill_s, 1),
         "pages": load,
         "web_rss_idle_mib": round(idle_rss / 1024, 1),
-        "web_rss_peak_mib": round(peak_rss / 1024, 1),
+        "web_rss_peak_under_load_mib": round(sampled.peak, 1),
+        "web_rss_high_water_with_login_mib": round(peak_rss / 1024, 1),
         "plans": plans,
     })
 

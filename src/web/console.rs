@@ -47,12 +47,13 @@ pub async fn dashboard(
     let now = Utc::now();
     let today = now.with_timezone(&state.settings.time_zone).date_naive();
     let store = &state.store;
-    let day = store
-        .period_figures(now - Duration::hours(24), today - Duration::days(1))
-        .await?;
-    let week = store
-        .period_figures(now - Duration::days(7), today - Duration::days(7))
-        .await?;
+    let (day, week, failing, next_slots, backups) = tokio::try_join!(
+        store.period_figures(now - Duration::hours(24), today - Duration::days(1)),
+        store.period_figures(now - Duration::days(7), today - Duration::days(7)),
+        store.sources_failing_now(),
+        store.next_slots(),
+        store.last_backups(),
+    )?;
     let chrome = Chrome::new(&headers, q.lang.as_deref(), "/console", Some(&session));
     render(
         &state,
@@ -60,9 +61,9 @@ pub async fn dashboard(
         "dashboard.html",
         minijinja::context! {
             periods => Value::from(Serde(&vec![("last_24h", day), ("last_7d", week)])),
-            failing => Value::from(Serde(store.sources_failing_now().await?)),
-            next_slots => Value::from(Serde(store.next_slots().await?)),
-            backups => Value::from(Serde(store.last_backups().await?)),
+            failing => Value::from(Serde(failing)),
+            next_slots => Value::from(Serde(next_slots)),
+            backups => Value::from(Serde(backups)),
         },
     )
 }
