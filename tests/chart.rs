@@ -767,6 +767,7 @@ fn the_memory_budget_matches_the_chart() {
             "| PostgreSQL",
             &values["database"]["postgresql"]["resources"],
         ),
+        ("| web", &values["web"]["resources"]),
     ] {
         let request = resources["requests"]["memory"].as_str().unwrap();
         let limit = resources["limits"]["memory"].as_str().unwrap();

@@ -627,11 +627,13 @@ async fn the_window_closing_during_a_retry_defers_the_delivery() {
 fn overlapping_runs_of_one_report_send_each_copy_once() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let w = rt.block_on(world());
-    let smtp = SmtpServer::start(serde_json::json!({"delay_ms": 700}));
+    let smtp = SmtpServer::start(serde_json::json!({"delay_ms": 1500}));
     let recipients = desk_config(&w, smtp.port, 6);
     let spawn = || finrep_run(&w, smtp.port, &w.db_url, &["--lock-wait-seconds", "1"]);
     let first = spawn();
-    // The first is sending (six messages, 0.7 s each, two connections) when the second starts.
+    // The first is sending (six messages, 1.5 s each, two connections: 4.5 s) when the second
+    // starts, and still is when the second's second of waiting ends, however loaded the
+    // machine (with 0.7 s a message the first could finish inside that wait).
     std::thread::sleep(Duration::from_millis(1200));
     let second = spawn().wait_with_output().unwrap();
     let first = first.wait_with_output().unwrap();
