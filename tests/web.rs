@@ -164,22 +164,7 @@ async fn site(account: bool) -> Site {
     feeds.route("/rss.xml", Response::ok("application/rss+xml", feed()));
     let smtp = SmtpServer::start(serde_json::json!({"reject": ["gone@example.com"]}));
     let dir = tempfile::tempdir().unwrap();
-    let mut yaml = format!(
-        "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata:\n  name: news\nspec:\n  kind: feed\n  url: {}\n  category: 宏观\n---\n",
-        feeds.url("/rss.xml")
-    );
-    for (i, email) in ["a@example.com", "b@example.com", "gone@example.com"]
-        .iter()
-        .enumerate()
-    {
-        yaml += &format!(
-            "apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata:\n  name: r{i}\nspec:\n  email: {email}\n  displayName: 读者{i}\n---\n"
-        );
-    }
-    yaml += &format!(
-        "apiVersion: finrep.io/v1alpha1\nkind: DailyReport\nmetadata:\n  name: brief\nspec:\n  title: 日报\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    from: brief@finrep.example\n",
-        smtp.port
-    );
+    let yaml = common::fill::desk_yaml(&feeds.url("/rss.xml"), smtp.port);
     std::fs::write(dir.path().join("all.yaml"), yaml).unwrap();
     let (plan, store, opts, _url) =
         common::fill::prepare(dir.path(), NetworkPolicy::permissive()).await;

@@ -3,18 +3,18 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, Query, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Redirect};
+use axum::extract::{Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
+use minijinja::Value;
+use minijinja::value::Serde;
 
 use super::auth::Session;
 use super::render::Chrome;
 use super::{AppState, WebError, WebResponse};
 use crate::run::DeliveryStatus;
 use crate::store::Page;
-use minijinja::Value;
-use minijinja::value::Serde;
 
 /// Rows per page unless `?size=` says otherwise (at most `Page::MAX`).
 const PAGE_SIZE: u32 = 30;
@@ -24,7 +24,6 @@ pub struct ListQuery {
     page: Option<u32>,
     size: Option<u32>,
     status: Option<String>,
-    lang: Option<String>,
 }
 
 impl ListQuery {
@@ -33,17 +32,51 @@ impl ListQuery {
     }
 }
 
-fn render(state: &AppState, chrome: &Chrome, name: &str, data: minijinja::Value) -> WebResponse {
-    Ok(chrome.respond(state.pages.render(name, chrome, data)?))
+/// A logged-in person looking at a console page: the session, and the page's chrome (their
+/// language, the section the navigation marks, the query the language switch keeps).
+pub struct Viewer {
+    session: Session,
+    chrome: Chrome,
+}
+
+impl FromRequestParts<Arc<AppState>> for Viewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        let session = Session::from_request_parts(parts, state).await?;
+        let query = parts.uri.query();
+        let lang = query.and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "lang")
+                .map(|(_, v)| v.into_owned())
+        });
+        // The navigation marks the section: /console/reports/7/deliveries is under Reports.
+        let section: String = parts
+            .uri
+            .path()
+            .split('/')
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("/");
+        let chrome =
+            Chrome::new(&parts.headers, lang.as_deref(), &section, Some(&session)).keeping(query);
+        Ok(Self { session, chrome })
+    }
+}
+
+impl Viewer {
+    fn page(&self, state: &AppState, name: &str, data: Value) -> WebResponse {
+        Ok(self
+            .chrome
+            .respond(state.pages.render(name, &self.chrome, data)?))
+    }
 }
 
 /// `GET /console`: the last 24 hours and 7 days at a glance.
-pub async fn dashboard(
-    State(state): State<Arc<AppState>>,
-    session: Session,
-    Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-) -> WebResponse {
+pub async fn dashboard(State(state): State<Arc<AppState>>, viewer: Viewer) -> WebResponse {
     let now = Utc::now();
     let today = now.with_timezone(&state.settings.time_zone).date_naive();
     let store = &state.store;
@@ -54,10 +87,8 @@ pub async fn dashboard(
         store.next_slots(),
         store.last_backups(),
     )?;
-    let chrome = Chrome::new(&headers, q.lang.as_deref(), "/console", Some(&session));
-    render(
+    viewer.page(
         &state,
-        &chrome,
         "dashboard.html",
         minijinja::context! {
             periods => Value::from(Serde(&vec![("last_24h", day), ("last_7d", week)])),
@@ -71,22 +102,12 @@ pub async fn dashboard(
 /// `GET /console/reports`: the archive by date.
 pub async fn archive(
     State(state): State<Arc<AppState>>,
-    session: Session,
+    viewer: Viewer,
     Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
 ) -> WebResponse {
     let runs = state.store.archive(q.page()).await?;
-    let chrome = Chrome::new(
-        &headers,
-        q.lang.as_deref(),
-        "/console/reports",
-        Some(&session),
-    )
-    .keeping(raw.as_deref());
-    render(
+    viewer.page(
         &state,
-        &chrome,
         "reports.html",
         minijinja::context! { runs => Value::from(Serde(&runs)) },
     )
@@ -95,25 +116,16 @@ pub async fn archive(
 /// `GET /console/reports/{id}`: the report as sent, its downloads and its run's steps.
 pub async fn report(
     State(state): State<Arc<AppState>>,
-    session: Session,
+    viewer: Viewer,
     Path(id): Path<i64>,
-    Query(q): Query<ListQuery>,
-    headers: HeaderMap,
 ) -> WebResponse {
     let stored = state
         .store
         .stored_report(id)
         .await?
         .ok_or(WebError::NotFound)?;
-    let chrome = Chrome::new(
-        &headers,
-        q.lang.as_deref(),
-        "/console/reports",
-        Some(&session),
-    );
-    render(
+    viewer.page(
         &state,
-        &chrome,
         "report.html",
         minijinja::context! { report => Value::from(Serde(&stored)) },
     )
@@ -122,11 +134,9 @@ pub async fn report(
 /// `GET /console/reports/{id}/deliveries?status=…`: the report's delivery log.
 pub async fn deliveries(
     State(state): State<Arc<AppState>>,
-    session: Session,
+    viewer: Viewer,
     Path(id): Path<i64>,
     Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
 ) -> WebResponse {
     let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
         None => None,
@@ -140,16 +150,8 @@ pub async fn deliveries(
         .await?
         .ok_or(WebError::NotFound)?;
     let rows = state.store.delivery_log(id, status, q.page()).await?;
-    let chrome = Chrome::new(
-        &headers,
-        q.lang.as_deref(),
-        "/console/reports",
-        Some(&session),
-    )
-    .keeping(raw.as_deref());
-    render(
+    viewer.page(
         &state,
-        &chrome,
         "deliveries.html",
         minijinja::context! {
             report => Value::from(Serde(&stored.run)),
@@ -167,22 +169,12 @@ fn status_names() -> Vec<&'static str> {
 /// `GET /console/recipients`: addresses with their subscription state.
 pub async fn recipients(
     State(state): State<Arc<AppState>>,
-    session: Session,
+    viewer: Viewer,
     Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
 ) -> WebResponse {
     let rows = state.store.recipients(q.page()).await?;
-    let chrome = Chrome::new(
-        &headers,
-        q.lang.as_deref(),
-        "/console/recipients",
-        Some(&session),
-    )
-    .keeping(raw.as_deref());
-    render(
+    viewer.page(
         &state,
-        &chrome,
         "recipients.html",
         minijinja::context! {
             rows => Value::from(Serde(&rows)),
@@ -203,10 +195,10 @@ pub struct ResubscribeForm {
 /// mode; in Kubernetes the Recipient's annotation does it, with its audit trail).
 pub async fn resubscribe(
     State(state): State<Arc<AppState>>,
-    session: Session,
+    viewer: Viewer,
     Form(form): Form<ResubscribeForm>,
 ) -> WebResponse {
-    session.check_csrf(&form.csrf)?;
+    viewer.session.check_csrf(&form.csrf)?;
     if !state.settings.manage_subscriptions {
         return Err(WebError::BadRequest(
             "this console does not change subscriptions; annotate the Recipient with finrep.io/unblock".into(),
@@ -216,32 +208,22 @@ pub async fn resubscribe(
         .store
         .unblock(&form.namespace, &form.email.to_lowercase())
         .await?;
-    tracing::info!(account = %session.account, namespace = %form.namespace, lifted, "re-subscribed from the console");
+    tracing::info!(account = %viewer.session.account, namespace = %form.namespace, lifted, "re-subscribed from the console");
     Ok(Redirect::to("/console/recipients").into_response())
 }
 
 /// `GET /console/sources`: every source with its last week of fetches.
 pub async fn sources(
     State(state): State<Arc<AppState>>,
-    session: Session,
+    viewer: Viewer,
     Query(q): Query<ListQuery>,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
 ) -> WebResponse {
     let rows = state
         .store
         .source_fetch_health(Utc::now(), q.page())
         .await?;
-    let chrome = Chrome::new(
-        &headers,
-        q.lang.as_deref(),
-        "/console/sources",
-        Some(&session),
-    )
-    .keeping(raw.as_deref());
-    render(
+    viewer.page(
         &state,
-        &chrome,
         "sources.html",
         minijinja::context! { rows => Value::from(Serde(&rows)) },
     )

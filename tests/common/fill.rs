@@ -26,22 +26,7 @@ pub async fn filled_database() -> String {
     feeds.route("/rss.xml", Response::ok("application/rss+xml", FEED));
     let smtp = SmtpServer::start(serde_json::json!({"reject": ["gone@example.com"]}));
     let dir = tempfile::tempdir().unwrap();
-    let mut yaml = format!(
-        "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata:\n  name: news\nspec:\n  kind: feed\n  url: {}\n  category: 宏观\n---\n",
-        feeds.url("/rss.xml")
-    );
-    for (i, email) in ["a@example.com", "b@example.com", "gone@example.com"]
-        .iter()
-        .enumerate()
-    {
-        yaml += &format!(
-            "apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata:\n  name: r{i}\nspec:\n  email: {email}\n  displayName: 读者{i}\n---\n"
-        );
-    }
-    yaml += &format!(
-        "apiVersion: finrep.io/v1alpha1\nkind: DailyReport\nmetadata:\n  name: brief\nspec:\n  title: 日报\n  smtp:\n    host: 127.0.0.1\n    port: {}\n    tls: none\n    from: brief@finrep.example\n",
-        smtp.port
-    );
+    let yaml = desk_yaml(&feeds.url("/rss.xml"), smtp.port);
     std::fs::write(dir.path().join("all.yaml"), yaml).unwrap();
     let (plan, store, opts, url) = prepare(dir.path(), NetworkPolicy::permissive()).await;
     let delivery = DeliveryOptions {
@@ -53,6 +38,25 @@ pub async fn filled_database() -> String {
     let outcome = run(&plan, &store, &opts, Some(&delivery)).await.unwrap();
     assert_eq!(outcome.delivery.unwrap().sent, 2);
     url
+}
+
+/// A desk of one feed source, three recipients (`gone@example.com` is refused by the SMTP
+/// servers the tests start) and the report `brief`, mailing through `smtp_port`.
+pub fn desk_yaml(feed_url: &str, smtp_port: u16) -> String {
+    let mut yaml = format!(
+        "apiVersion: finrep.io/v1alpha1\nkind: Source\nmetadata:\n  name: news\nspec:\n  kind: feed\n  url: {feed_url}\n  category: 宏观\n---\n"
+    );
+    for (i, email) in ["a@example.com", "b@example.com", "gone@example.com"]
+        .iter()
+        .enumerate()
+    {
+        yaml += &format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata:\n  name: r{i}\nspec:\n  email: {email}\n  displayName: 读者{i}\n---\n"
+        );
+    }
+    yaml + &format!(
+        "apiVersion: finrep.io/v1alpha1\nkind: DailyReport\nmetadata:\n  name: brief\nspec:\n  title: 日报\n  smtp:\n    host: 127.0.0.1\n    port: {smtp_port}\n    tls: none\n    from: brief@finrep.example\n"
+    )
 }
 
 /// The plan of the report `brief` in `dir` (a manual run on 2026-11-23), a migrated scratch
