@@ -35,7 +35,7 @@ export "$runner_var"="faketime -f $offset"
 # Monotonic clocks stay real: timers and timeouts are not what is being tested.
 export FAKETIME_DONT_FAKE_MONOTONIC=1
 tests=(--lib --test clock_guard --test pipeline --test plan_golden --test standalone --test delivery
-  --test controller_reconcile --test controller_health --test backup --test hostile_input)
+  --test controller_reconcile --test controller_health --test backup --test hostile_input --test web)
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast "${tests[@]}"
 else
