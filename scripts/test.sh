@@ -52,6 +52,11 @@ stage "tests (PostgreSQL at ${FINREP_PG_ADMIN_URL})" run_tests "$@"
 if [ $# -eq 0 ]; then
   stage "browser test (Chromium)" scripts/browser-test.sh
 fi
+# The compose fallback for real: the runtime image built from deploy/Dockerfile, the dev and
+# prod profiles started with Docker, a report delivered, a backup restored, a clean stop.
+if [ $# -eq 0 ]; then
+  stage "compose test (Docker)" scripts/compose-test.sh
+fi
 # No test may depend on the day it runs: the tests that handle dates, run days and clocks
 # run again with the system clock a year and a month ahead (libfaketime), so a fixture or an
 # expectation tied to the calendar fails here, today, rather than on some later morning.

@@ -110,6 +110,7 @@ class Handler:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (a container's: 0.0.0.0)")
     p.add_argument("--log", required=True)
     p.add_argument("--rules")
     p.add_argument("--maildir")
@@ -122,7 +123,7 @@ def main():
     rules = {k: ([a.lower() for a in v] if isinstance(v, list) else v) for k, v in rules.items()}
     if args.maildir:
         os.makedirs(args.maildir, exist_ok=True)
-    controller = Controller(Handler(args.log, rules, args.maildir, parse=not args.no_parse), hostname="127.0.0.1", port=args.port,
+    controller = Controller(Handler(args.log, rules, args.maildir, parse=not args.no_parse), hostname=args.host, port=args.port,
                             data_size_limit=20 * 1024 * 1024)
     controller.start()
     print("ready", flush=True)
