@@ -113,6 +113,29 @@ build_images() {
     -t finrep-test/mailcatcher "$work/catcher" >/dev/null
 }
 
+# The release before the newest migration: the parent of the commit that added it, built by
+# cargo into the same target directory (its dependencies are mostly the same) and wrapped in
+# the same runtime image.
+build_previous() {
+  local added rev target
+  added=$(git log -1 --format=%H --diff-filter=A -- migrations/ 2>/dev/null || true)
+  if [ -z "$added" ] || ! rev=$(git rev-parse --verify -q "$added^"); then
+    echo "no git history before the newest migration (a shallow clone?): the upgrade cannot be tested; clone with history" >&2
+    return 1
+  fi
+  target=$(dirname "$(dirname "$target_bin")")
+  git worktree add --detach "$work/previous" "$rev" >/dev/null 2>&1
+  (cd "$work/previous" && CARGO_TARGET_DIR="$target" cargo build --locked --quiet --bin finrep --bin finrep-controller)
+  mkdir -p "$work/previous-image/prebuilt"
+  cp "$target/debug/finrep" "$target/debug/finrep-controller" "$work/previous-image/prebuilt/"
+  git worktree remove --force "$work/previous"
+  # This tree's binaries back in place (nothing to compile: only copied again).
+  cargo build --locked --quiet --bin finrep --bin finrep-controller
+  DOCKER_BUILDKIT=1 "$DOCKER" build -q -f deploy/Dockerfile --build-arg "RUNTIME_IMAGE=$base" \
+    --build-arg BINARIES=prebuilt -t "$PREVIOUS_IMAGE" "$work/previous-image" >/dev/null
+  echo "previous release: $(git log -1 --format='%h %s' "$rev" | cut -c1-80)"
+}
+
 # The image's Debian packages as a CycloneDX SBOM (from dpkg's own database, offline), with
 # finrep itself, next to cargo's build output.
 write_sbom() {
@@ -140,6 +163,22 @@ prepare_config() {
   mkdir -p "$work/config"
   sed -e "s#@FEEDS@#http://feeds:8000#g" -e "s#@SMTP_PORT@#1025#g" -e "s#host: 127.0.0.1#host: mailpit#" \
     deploy/demo/config.yaml.in >"$work/config/desk.yaml"
+  # The reports' slots twelve hours away, so none falls inside the test and every message
+  # counted comes from a run the test started.
+  local morning evening
+  read -r morning evening < <(python3 -c '
+from datetime import datetime, timedelta, timezone
+h = (datetime.now(timezone(timedelta(hours=8))) + timedelta(hours=12)).hour
+h = min(h, 22)
+print(h, (h + 1) % 23)')
+  sed -i -e "s/\"0 6 \* \* \*\"/\"0 $morning * * *\"/" \
+    -e "s/{start: \"06:05\", end: \"06:20\"}/{start: \"$(printf %02d "$morning"):05\", end: \"$(printf %02d "$morning"):20\"}/" \
+    "$work/config/desk.yaml"
+  # A second report, for the new release to deliver after the upgrade.
+  sed -n '/^kind: DailyReport/,$p' "$work/config/desk.yaml" |
+    sed -e 's/name: morning-brief/name: evening-brief/' -e "s/\"0 $morning \* \* \*\"/\"0 $evening * * *\"/" \
+      -e "s/$(printf %02d "$morning"):05/$(printf %02d "$evening"):05/; s/$(printf %02d "$morning"):20/$(printf %02d "$evening"):20/" |
+    { echo "apiVersion: finrep.io/v1alpha1"; cat; } >"$work/config/evening.yaml"
   cp manifests/examples/recipients.yaml "$work/config/"
   chmod -R a+rX "$work/config"
   local hash
@@ -156,6 +195,38 @@ ENV
 mails() { compose exec -T mailpit sh -c 'cat /mail/messages.jsonl 2>/dev/null | wc -l'; }
 psql_in() { compose exec -T postgres psql -U finrep -d "$1" -Atc "$2"; }
 
+# The previous release installed and delivering: what an upgrade starts from.
+up_previous() {
+  # Its services (it has no `finrep web`; the web comes with the upgrade).
+  FINREP_IMAGE=$PREVIOUS_IMAGE compose --profile dev up -d --wait --wait-timeout 120 migrate-dev finrep-dev
+  local outcome
+  outcome=$(compose exec -T finrep-dev finrep --log-format json run --config /config --report morning-brief | tail -1)
+  printf '%s' "$outcome" | python3 -c 'import json,sys; d=json.load(sys.stdin)["delivery"]; assert d["sent"] > 0, d; print("previous release delivered", d["sent"])'
+}
+
+# `up -d` with the new image: the migration runs first, the scheduler's state is kept, and
+# the morning's report is not sent again; the previous binary still reads the new schema.
+check_upgrade() {
+  local state_q="SELECT (SELECT count(*) FROM schedule_state) || '/' || (SELECT count(*) FROM schedule_slots) || '/' || (SELECT count(*) FROM delivery_log WHERE status = 'sent')"
+  local before_state before_mails newest applied
+  before_state=$(psql_in finrep "$state_q")
+  before_mails=$(mails)
+  compose --profile dev up -d --wait --wait-timeout 120
+  newest=$(ls migrations | sort | tail -1 | cut -d_ -f1)
+  applied=$(psql_in finrep "SELECT max(version) FROM _sqlx_migrations WHERE success")
+  [ "$applied" = "$newest" ] || { echo "newest migration applied: $applied, expected $newest" >&2; return 1; }
+  [ "$("$DOCKER" inspect -f '{{.Config.Image}}' "$(compose ps -q finrep-dev)")" = "$FINREP_IMAGE" ]
+  compose exec -T finrep-dev finrep --log-format json run --config /config --report morning-brief >/dev/null
+  [ "$(mails)" = "$before_mails" ] || { echo "the upgraded release sent the morning's report again" >&2; return 1; }
+  [ "$(psql_in finrep "$state_q")" = "$before_state" ] ||
+    { echo "schedule state or deliveries changed across the upgrade: $before_state" >&2; return 1; }
+  # Expand, then contract: the previous release still works against the new schema.
+  "$DOCKER" run --rm --network "${project}_default" --read-only --cap-drop ALL \
+    -e "DATABASE_URL=postgres://finrep:$POSTGRES_PASSWORD@postgres:5432/finrep" \
+    "$PREVIOUS_IMAGE" status -o json >/dev/null || [ $? = 1 ]
+  echo "upgraded to the newest migration ($newest): no report re-sent, schedule state kept ($before_state), the previous release still reads the schema"
+}
+
 check_up() {
   compose --profile dev up -d --wait --wait-timeout 120
   local code
@@ -169,7 +240,7 @@ check_up() {
 check_delivery() {
   local before after outcome
   before=$(mails)
-  outcome=$(compose exec -T finrep-dev finrep --log-format json run --config /config --report morning-brief | tail -1)
+  outcome=$(compose exec -T finrep-dev finrep --log-format json run --config /config --report evening-brief | tail -1)
   after=$(mails)
   local sent
   sent=$(printf '%s' "$outcome" | python3 -c 'import json,sys; print(json.load(sys.stdin)["delivery"]["sent"])')
@@ -248,11 +319,14 @@ step "compose test: tools" install_tools
 step "compose test: dockerd" start_dockerd
 current="compose test: base image"
 base=$(base_image)
-export FINREP_IMAGE="finrep:compose-test"
+export FINREP_IMAGE="finrep:compose-test" PREVIOUS_IMAGE="finrep:compose-test-previous"
 target_bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/finrep
 step "compose test: images" build_images "$base"
 step "compose test: image SBOM" write_sbom
+step "compose test: previous release" build_previous
 prepare_config
+step "compose test: previous release up (dev)" up_previous
+step "compose test: upgrade" check_upgrade
 step "compose test: up (dev)" check_up
 step "compose test: a report delivered" check_delivery
 step "compose test: backup and restore" check_backup_restore

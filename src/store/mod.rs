@@ -146,10 +146,14 @@ impl Store {
         &self.pool
     }
 
-    /// Applies pending migrations; a no-op when the schema is current.
+    /// Applies pending migrations; a no-op when the schema is current. Migrations newer than
+    /// this build (applied by a newer release during a rolling upgrade) are left alone: they
+    /// only add (expand, then contract a release later), so this build keeps working.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let before: Vec<i64> = applied_versions(&self.pool).await?;
-        MIGRATOR.run(&self.pool).await?;
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        migrator.run(&self.pool).await?;
         let mut report = MigrationReport::default();
         for m in MIGRATOR.iter() {
             if before.contains(&m.version) {
