@@ -9,9 +9,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/postgres.sh
 . scripts/lib/venv.sh
+. scripts/lib/cargo.sh
 what=${1:-all}
-# Where cargo puts what it builds (CARGO_TARGET_DIR when set).
-target_dir=${CARGO_TARGET_DIR:-target}
+# Where cargo puts what it builds, as cargo says.
+target_dir=$(cargo_target_dir)
 if [ "${SMOKE:-0}" = 1 ]; then
   smoke=(--smoke) build=(cargo build --locked) finrep=$target_dir/debug/finrep db=finrep_bench_smoke
 else

@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/postgres.sh
 . scripts/lib/venv.sh
+. scripts/lib/cargo.sh
 
 # Chromium, its driver, and a CJK font so the screenshots show the Chinese pages as text.
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || ! fc-list :lang=zh | grep -q .; then
@@ -18,11 +19,11 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || !
 fi
 ensure_venv aiosmtpd selenium
 cargo build --locked --quiet --bin finrep
-finrep="${CARGO_TARGET_DIR:-target}/debug/finrep"
+finrep="$(cargo_target_dir)/debug/finrep"
 ensure_postgres
 
 work=$(mktemp -d /tmp/finrep-browser.XXXXXX)
-artifacts="${FINREP_ARTIFACTS:-${CARGO_TARGET_DIR:-target}/browser-artifacts}"
+artifacts="${FINREP_ARTIFACTS:-$(cargo_target_dir)/browser-artifacts}"
 rm -rf "$artifacts" && mkdir -p "$artifacts"
 pids=()
 cleanup() {

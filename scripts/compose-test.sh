@@ -11,6 +11,7 @@
 # package); starts its own dockerd only when none answers, and stops only what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib/cargo.sh
 started_at=$SECONDS
 current=""
 # step NAME FN: runs FN under a heading with its time. Not through `stage`, whose `||` would
@@ -97,7 +98,7 @@ base_image() {
 
 build_images() {
   local base=$1 target
-  target=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  target=$(cargo_target_dir)
   cargo build --locked --quiet --bin finrep --bin finrep-controller
   mkdir -p "$work/image/prebuilt"
   cp "$target/debug/finrep" "$target/debug/finrep-controller" "$work/image/prebuilt/"
@@ -320,7 +321,7 @@ step "compose test: dockerd" start_dockerd
 current="compose test: base image"
 base=$(base_image)
 export FINREP_IMAGE="finrep:compose-test" PREVIOUS_IMAGE="finrep:compose-test-previous"
-target_bin=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/debug/finrep
+target_bin=$(cargo_target_dir)/debug/finrep
 step "compose test: images" build_images "$base"
 step "compose test: image SBOM" write_sbom
 step "compose test: previous release" build_previous

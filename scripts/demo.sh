@@ -9,6 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/postgres.sh
 . scripts/lib/venv.sh
+. scripts/lib/cargo.sh
 
 work=$(mktemp -d /tmp/finrep-demo.XXXXXX)
 pids=()
@@ -45,10 +46,10 @@ cp manifests/examples/recipients.yaml "$work/config/"
 for _ in $(seq 50); do grep -q ready "$work/smtp.log" 2>/dev/null && break; sleep 0.1; done
 
 echo "== finrep validate, migrate, run"
-"${CARGO_TARGET_DIR:-target}/debug/finrep" validate -f "$work/config"
-"${CARGO_TARGET_DIR:-target}/debug/finrep" migrate
+"$(cargo_target_dir)/debug/finrep" validate -f "$work/config"
+"$(cargo_target_dir)/debug/finrep" migrate
 status=0
-"${CARGO_TARGET_DIR:-target}/debug/finrep" run --config "$work/config" --report morning-brief \
+"$(cargo_target_dir)/debug/finrep" run --config "$work/config" --report morning-brief \
   --allow-private-networks --output "$work/out" >"$work/outcome.json" || status=$?
 
 echo

@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
-# The whole test suite: formatting, lints, unit and integration tests against a real
-# PostgreSQL (started here when none is running) and a real SMTP server (aiosmtpd), then the
-# date-sensitive tests again with the clock a year ahead. Usage: scripts/test.sh [cargo test args]
+# The whole test suite, in four stages, each step timed:
+#   lint   formatting, clippy, the Dockerfile (hadolint), the chart (Helm's lint), the compose
+#          file (the Compose Specification's schema);
+#   test   every bench command at tiny sizes, unit and integration tests against a real
+#          PostgreSQL (started here when none is running) and a real SMTP server (aiosmtpd),
+#          the console in headless Chromium, the date-sensitive tests with the clock ahead;
+#   build  the image built and run with docker compose (scripts/compose-test.sh);
+#   scan   cargo deny (licenses, bans, duplicates, sources; advisories when their database
+#          can be fetched) and the image's SBOM.
+# Usage: scripts/test.sh [cargo test args] (with arguments: the cargo tests only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/lib/postgres.sh
@@ -10,6 +17,9 @@ cd "$(dirname "$0")/.."
 . scripts/lib/venv.sh
 # shellcheck source=scripts/lib/stage.sh
 . scripts/lib/stage.sh
+# shellcheck source=scripts/lib/cargo.sh
+. scripts/lib/cargo.sh
+suite_started=$SECONDS
 
 # Every locked crate, for every platform: tests read the whole lock file's metadata, and a
 # fresh machine's cargo cache holds only what a build for this host fetched.
@@ -28,14 +38,31 @@ ensure_debian_tool() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$2" >/dev/null
 }
 stage "promtool" ensure_debian_tool promtool prometheus
+
+helm_lint() {
+  "$VENV/bin/python" - charts/finrep <<'PY'
+import sys
+import helm_python as helm
+findings = helm.lint(sys.argv[1])
+for m in findings.get("messages", []):
+    print(f"{m.get('path')}: {m.get('error')}")
+sys.exit(1 if findings.get("errors") else 0)
+PY
+}
+
+echo "=== lint"
+stage "cargo fmt --check" cargo fmt --all -- --check
+stage "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+stage "hadolint" "$VENV/bin/hadolint" deploy/Dockerfile tests/compose/postgres.Dockerfile tests/compose/mailcatcher.Dockerfile
+stage "helm lint" helm_lint
+stage "compose schema" "$VENV/bin/check-jsonschema" --builtin-schema vendor.compose-spec deploy/compose.yml
+
+echo "=== test"
 ensure_postgres
 trap stop_throwaway_postgres EXIT
 # Scratch databases of earlier runs.
 psql "$FINREP_PG_ADMIN_URL" -Atqc "select datname from pg_database where datname like 'finrep_t_%'" |
   while read -r db; do psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists \"$db\"" >/dev/null; done
-
-stage "cargo fmt --check" cargo fmt --all -- --check
-stage "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
 # Every documented bench command, at tiny sizes (nothing is recorded).
 if [ $# -eq 0 ]; then
   SMOKE=1 stage "bench smoke run" scripts/bench.sh all
@@ -48,18 +75,42 @@ run_tests() {
   fi
 }
 stage "tests (PostgreSQL at ${FINREP_PG_ADMIN_URL})" run_tests "$@"
+[ $# -eq 0 ] || exit 0
 # The console and one-click unsubscribe in headless Chromium, after a real run.
-if [ $# -eq 0 ]; then
-  stage "browser test (Chromium)" scripts/browser-test.sh
-fi
-# The compose fallback for real: the runtime image built from deploy/Dockerfile, the dev and
-# prod profiles started with Docker, a report delivered, a backup restored, a clean stop.
-if [ $# -eq 0 ]; then
-  stage "compose test (Docker)" scripts/compose-test.sh
-fi
+stage "browser test (Chromium)" scripts/browser-test.sh
 # No test may depend on the day it runs: the tests that handle dates, run days and clocks
 # run again with the system clock a year and a month ahead (libfaketime), so a fixture or an
 # expectation tied to the calendar fails here, today, rather than on some later morning.
-if [ $# -eq 0 ]; then
-  stage "date-sensitive tests, clock +400 days" scripts/shifted-clock-tests.sh +400d
-fi
+stage "date-sensitive tests, clock +400 days" scripts/shifted-clock-tests.sh +400d
+
+echo "=== build"
+# The image built from deploy/Dockerfile and run with docker compose: both profiles, a report
+# delivered, a backup restored, an upgrade from the previous release, a clean stop.
+stage "image and compose test (Docker)" scripts/compose-test.sh
+
+echo "=== scan"
+ensure_cargo_deny() {
+  command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
+}
+deny() {
+  cargo deny --locked check licenses bans sources
+  # The advisory database is a git repository outside the package registries: checked when
+  # it can be fetched, and said plainly when it cannot.
+  if cargo deny --locked check advisories >"$(cargo_target_dir)/deny-advisories.log" 2>&1; then
+    echo "advisories: none"
+  elif grep -qiE "failed to fetch|unable to fetch|could not|network|resolve" "$(cargo_target_dir)/deny-advisories.log"; then
+    echo "advisories: NOT CHECKED — the advisory database cannot be fetched from this machine"
+  else
+    cat "$(cargo_target_dir)/deny-advisories.log"
+    return 1
+  fi
+}
+sbom() {
+  local file
+  file="$(cargo_target_dir)/finrep-image-sbom.cdx.json"
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(f"{sys.argv[1]}: {len(d[\"components\"])} components"); assert len(d["components"]) > 50' "$file"
+}
+stage "cargo deny (install when missing)" ensure_cargo_deny
+stage "cargo deny" deny
+stage "image SBOM" sbom
+echo "=== all stages passed in $((SECONDS - suite_started)) s"

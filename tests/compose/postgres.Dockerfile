@@ -12,6 +12,8 @@ RUN apt-get update \
  && chown -R postgres:postgres /var/lib/postgresql /var/run/postgresql
 COPY postgres-entrypoint.sh /usr/local/bin/postgres-entrypoint.sh
 ENV PGDATA=/var/lib/postgresql/data PATH=/usr/lib/postgresql/17/bin:$PATH
+# Debian's package creates the user; its uid is the package's choice.
+# hadolint ignore=DL3066
 USER postgres
 ENTRYPOINT ["postgres-entrypoint.sh"]
 CMD ["postgres"]
