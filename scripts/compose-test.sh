@@ -119,6 +119,10 @@ build_images() {
 # the same runtime image.
 build_previous() {
   local added rev target
+  # A shallow clone lacks the commits before: fetch them when its origin can give them.
+  if [ "$(git rev-parse --is-shallow-repository 2>/dev/null)" = true ]; then
+    git fetch -q --unshallow 2>/dev/null || true
+  fi
   added=$(git log -1 --format=%H --diff-filter=A -- migrations/ 2>/dev/null || true)
   if [ -z "$added" ] || ! rev=$(git rev-parse --verify -q "$added^"); then
     echo "no git history before the newest migration (a shallow clone?): the upgrade cannot be tested; clone with history" >&2

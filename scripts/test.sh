@@ -93,7 +93,7 @@ ensure_cargo_deny() {
   command -v cargo-deny >/dev/null 2>&1 || cargo install --locked --quiet cargo-deny
 }
 deny() {
-  cargo deny --locked check licenses bans sources
+  cargo deny --locked check --hide-inclusion-graph licenses bans sources
   # The advisory database is a git repository outside the package registries: checked when
   # it can be fetched, and said plainly when it cannot.
   if cargo deny --locked check advisories >"$(cargo_target_dir)/deny-advisories.log" 2>&1; then
@@ -108,7 +108,12 @@ deny() {
 sbom() {
   local file
   file="$(cargo_target_dir)/finrep-image-sbom.cdx.json"
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(f"{sys.argv[1]}: {len(d[\"components\"])} components"); assert len(d["components"]) > 50' "$file"
+  python3 - "$file" <<'PY'
+import json, sys
+components = json.load(open(sys.argv[1]))["components"]
+print(f"{sys.argv[1]}: {len(components)} components")
+sys.exit(0 if len(components) > 50 else 1)
+PY
 }
 stage "cargo deny (install when missing)" ensure_cargo_deny
 stage "cargo deny" deny
