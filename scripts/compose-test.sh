@@ -73,6 +73,9 @@ cleanup() {
     compose --profile dev --profile prod logs --tail=40 >&2 2>/dev/null || true
   fi
   compose --profile dev --profile prod down -v --remove-orphans >/dev/null 2>&1 || true
+  # Each run adds the new binaries' layers: keep the cache and old images from growing.
+  "$DOCKER" image prune -f >/dev/null 2>&1 || true
+  "$DOCKER" builder prune -f --keep-storage 1gb >/dev/null 2>&1 || true
   if [ -n "$dockerd_pid" ]; then
     kill "$dockerd_pid" 2>/dev/null || true
     wait "$dockerd_pid" 2>/dev/null || true

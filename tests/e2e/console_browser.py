@@ -142,7 +142,7 @@ def operator(c, base, user, password):
 
     # Readable on a phone: no page wider than the screen (wide tables scroll in their box).
     d.set_window_size(390, 844)
-    for page in ["/console", "/console/reports", "/console/recipients", "/console/sources"]:
+    for page in ["/console/reports", "/console/recipients", "/console/sources", "/console"]:
         d.get(base + page)
         over = d.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
