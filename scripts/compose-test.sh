@@ -100,11 +100,10 @@ base_image() {
 }
 
 build_images() {
-  local base=$1 target
-  target=$(cargo_target_dir)
+  local base=$1
   cargo build --locked --quiet --bin finrep --bin finrep-controller
   mkdir -p "$work/image/prebuilt"
-  cp "$target/debug/finrep" "$target/debug/finrep-controller" "$work/image/prebuilt/"
+  cp "$target_dir/debug/finrep" "$target_dir/debug/finrep-controller" "$work/image/prebuilt/"
   export DOCKER_BUILDKIT=1
   "$DOCKER" build -q -f deploy/Dockerfile --build-arg "RUNTIME_IMAGE=$base" \
     --build-arg BINARIES=prebuilt -t "$FINREP_IMAGE" "$work/image" >/dev/null
@@ -121,7 +120,7 @@ build_images() {
 # cargo into the same target directory (its dependencies are mostly the same) and wrapped in
 # the same runtime image.
 build_previous() {
-  local added rev target
+  local added rev
   # A shallow clone lacks the commits before: fetch them when its origin can give them.
   if [ "$(git rev-parse --is-shallow-repository 2>/dev/null)" = true ]; then
     git fetch -q --unshallow 2>/dev/null || true
@@ -131,11 +130,10 @@ build_previous() {
     echo "no git history before the newest migration (a shallow clone?): the upgrade cannot be tested; clone with history" >&2
     return 1
   fi
-  target=$(dirname "$(dirname "$target_bin")")
   git worktree add --detach "$work/previous" "$rev" >/dev/null 2>&1
-  (cd "$work/previous" && CARGO_TARGET_DIR="$target" cargo build --locked --quiet --bin finrep --bin finrep-controller)
+  (cd "$work/previous" && CARGO_TARGET_DIR="$target_dir" cargo build --locked --quiet --bin finrep --bin finrep-controller)
   mkdir -p "$work/previous-image/prebuilt"
-  cp "$target/debug/finrep" "$target/debug/finrep-controller" "$work/previous-image/prebuilt/"
+  cp "$target_dir/debug/finrep" "$target_dir/debug/finrep-controller" "$work/previous-image/prebuilt/"
   git worktree remove --force "$work/previous"
   # This tree's binaries back in place (nothing to compile: only copied again).
   cargo build --locked --quiet --bin finrep --bin finrep-controller
@@ -148,7 +146,7 @@ build_previous() {
 # finrep itself, next to cargo's build output.
 write_sbom() {
   local out
-  out="$(dirname "$(dirname "$target_bin")")/finrep-image-sbom.cdx.json"
+  out="$target_dir/finrep-image-sbom.cdx.json"
   "$DOCKER" run --rm --entrypoint dpkg-query "$FINREP_IMAGE" -W -f '${Package}\t${Version}\t${Architecture}\n' |
     python3 -c '
 import json, sys
@@ -328,7 +326,9 @@ step "compose test: dockerd" start_dockerd
 current="compose test: base image"
 base=$(base_image)
 export FINREP_IMAGE="finrep:compose-test" PREVIOUS_IMAGE="finrep:compose-test-previous"
-target_bin=$(cargo_target_dir)/debug/finrep
+# Where cargo puts its build output (asked once), and the finrep it built there.
+target_dir=$(cargo_target_dir)
+target_bin=$target_dir/debug/finrep
 step "compose test: images" build_images "$base"
 step "compose test: image SBOM" write_sbom
 step "compose test: previous release" build_previous

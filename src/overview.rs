@@ -204,21 +204,21 @@ pub fn render(o: &Overview) -> String {
         })
         .collect();
     section(&mut out, "failing sources", &failing);
+    blacklist_sections(&mut out, &o.blacklist);
+    out
+}
+
+/// The blacklist in two lists: addresses that unsubscribed, and those refused or blocked.
+fn blacklist_sections(out: &mut String, entries: &[BlacklistEntry]) {
+    let since = |b: &BlacklistEntry| b.since.format("%Y-%m-%d %H:%M UTC").to_string();
     let unsubscribe = crate::run::BlacklistReason::Unsubscribe.as_str();
     let (unsubscribed, blacklisted): (Vec<_>, Vec<_>) =
-        o.blacklist.iter().partition(|b| b.reason == unsubscribe);
+        entries.iter().partition(|b| b.reason == unsubscribe);
     let unsubscribed: Vec<String> = unsubscribed
         .iter()
-        .map(|b| {
-            format!(
-                "{}/{}: since {}",
-                b.namespace,
-                b.email,
-                b.since.format("%Y-%m-%d %H:%M UTC")
-            )
-        })
+        .map(|b| format!("{}/{}: since {}", b.namespace, b.email, since(b)))
         .collect();
-    section(&mut out, "unsubscribed addresses", &unsubscribed);
+    section(out, "unsubscribed addresses", &unsubscribed);
     let blacklisted: Vec<String> = blacklisted
         .iter()
         .map(|b| {
@@ -228,12 +228,11 @@ pub fn render(o: &Overview) -> String {
                 b.email,
                 b.reason,
                 b.smtp_code.map(|c| format!(" ({c})")).unwrap_or_default(),
-                b.since.format("%Y-%m-%d %H:%M UTC")
+                since(b)
             )
         })
         .collect();
-    section(&mut out, "blacklisted addresses", &blacklisted);
-    out
+    section(out, "blacklisted addresses", &blacklisted);
 }
 
 /// A titled list, left out when empty.

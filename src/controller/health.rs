@@ -125,6 +125,38 @@ impl From<&crate::store::RecipientDeliveries> for DeliveryRecord {
     }
 }
 
+/// Whether a recipient is mailed, the condition's reason and the message a person reads.
+fn deliverability(record: &DeliveryRecord, enabled: bool) -> (bool, &'static str, String) {
+    let unsubscribe = crate::run::BlacklistReason::Unsubscribe.as_str();
+    match (&record.blacklisted, enabled) {
+        (Some((why, since)), _) if why == unsubscribe => (
+            false,
+            reasons::UNSUBSCRIBED,
+            format!(
+                "the recipient unsubscribed on {}; with their consent, set the annotation finrep.io/unblock to a new value to re-subscribe",
+                since.format("%Y-%m-%d")
+            ),
+        ),
+        (Some((why, _)), _) => (
+            false,
+            reasons::BLACKLISTED,
+            format!(
+                "blacklisted ({why}); set the annotation finrep.io/unblock to a new value to lift it"
+            ),
+        ),
+        (None, false) => (
+            false,
+            reasons::DISABLED,
+            "spec.enabled is false".to_string(),
+        ),
+        (None, true) => (
+            true,
+            reasons::DELIVERABLE,
+            "reports are delivered".to_string(),
+        ),
+    }
+}
+
 /// A Recipient's status: deliveries, blacklist, and `Deliverable`.
 pub fn recipient_status(
     previous: Option<&RecipientStatus>,
@@ -156,34 +188,7 @@ pub fn recipient_status(
             now,
         )
     };
-    let unsubscribe = crate::run::BlacklistReason::Unsubscribe.as_str();
-    let (ok, reason, message) = match (&record.blacklisted, enabled) {
-        (Some((why, since)), _) if why == unsubscribe => (
-            false,
-            reasons::UNSUBSCRIBED,
-            format!(
-                "the recipient unsubscribed on {}; with their consent, set the annotation finrep.io/unblock to a new value to re-subscribe",
-                since.format("%Y-%m-%d")
-            ),
-        ),
-        (Some((why, _)), _) => (
-            false,
-            reasons::BLACKLISTED,
-            format!(
-                "blacklisted ({why}); set the annotation finrep.io/unblock to a new value to lift it"
-            ),
-        ),
-        (None, false) => (
-            false,
-            reasons::DISABLED,
-            "spec.enabled is false".to_string(),
-        ),
-        (None, true) => (
-            true,
-            reasons::DELIVERABLE,
-            "reports are delivered".to_string(),
-        ),
-    };
+    let (ok, reason, message) = deliverability(record, enabled);
     let deliverable = condition(
         &prev.conditions,
         conditions::DELIVERABLE,

@@ -496,19 +496,14 @@ impl Store {
 
     /// One stored report with its steps.
     pub async fn stored_report(&self, id: i64) -> Result<Option<StoredReport>, StoreError> {
-        let Some(row) = sqlx::query(concat!(
-            "SELECT time_zone, html, text_body, error, q.* FROM (",
-            archived_run_columns!(),
-            " WHERE id = $1) q JOIN reports USING (id)"
-        ))
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?
-        else {
+        let Some(run) = self.archived_run_of(id).await? else {
             return Ok(None);
         };
-        let mut run = vec![archived_run(&row)?];
-        self.count_deliveries(&mut run).await?;
+        let row =
+            sqlx::query("SELECT time_zone, html, text_body, error FROM reports WHERE id = $1")
+                .bind(id)
+                .fetch_one(self.pool())
+                .await?;
         let steps = sqlx::query(
             "SELECT step, started_at, (extract(epoch FROM finished_at - started_at) * 1000)::bigint AS millis,
                     ok, detail
@@ -528,14 +523,29 @@ impl Store {
             })
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(run.pop().map(|run| StoredReport {
+        Ok(Some(StoredReport {
             run,
-            time_zone: row.try_get("time_zone").unwrap_or_default(),
-            html: row.try_get("html").ok().flatten(),
-            text: row.try_get("text_body").ok().flatten(),
-            error: row.try_get("error").ok().flatten(),
+            time_zone: row.try_get("time_zone")?,
+            html: row.try_get("html")?,
+            text: row.try_get("text_body")?,
+            error: row.try_get("error")?,
             steps,
         }))
+    }
+
+    /// One run of the archive (without its report's text), deliveries counted.
+    pub async fn archived_run_of(&self, id: i64) -> Result<Option<ArchivedRun>, StoreError> {
+        let Some(row) = sqlx::query(concat!(archived_run_columns!(), " WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let mut runs = [archived_run(&row)?];
+        self.count_deliveries(&mut runs).await?;
+        let [run] = runs;
+        Ok(Some(run))
     }
 
     /// The From address a report was sent with (from its plan).

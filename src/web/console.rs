@@ -144,9 +144,9 @@ pub async fn deliveries(
             WebError::BadRequest(format!("{e}; one of: {}", status_names().join(", ")))
         })?),
     };
-    let stored = state
+    let run = state
         .store
-        .stored_report(id)
+        .archived_run_of(id)
         .await?
         .ok_or(WebError::NotFound)?;
     let rows = state.store.delivery_log(id, status, q.page()).await?;
@@ -154,7 +154,7 @@ pub async fn deliveries(
         &state,
         "deliveries.html",
         minijinja::context! {
-            report => Value::from(Serde(&stored.run)),
+            report => Value::from(Serde(&run)),
             rows => Value::from(Serde(&rows)),
             status => Value::from(Serde(&status)),
             statuses => status_names(),

@@ -116,13 +116,18 @@ impl Chrome {
     }
 
     /// Keeps the request's other query parameters in the language switch's link.
-    pub fn keeping(mut self, query: Option<&str>) -> Self {
-        let mut kept = url::form_urlencoded::Serializer::new(String::new());
-        for (k, v) in url::form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-            if k != "lang" {
-                kept.append_pair(&k, &v);
-            }
-        }
+    pub fn keeping(self, query: Option<&str>) -> Self {
+        url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+            .filter(|(k, _)| k != "lang")
+            .fold(self, |chrome, (k, v)| chrome.keeping_pair(&k, &v))
+    }
+
+    /// Keeps one parameter in the language switch's link.
+    pub fn keeping_pair(mut self, name: &str, value: &str) -> Self {
+        // The whole string is the query: a pair after another is joined with '&'.
+        let mut kept =
+            url::form_urlencoded::Serializer::for_suffix(std::mem::take(&mut self.keep), 0);
+        kept.append_pair(name, value);
         self.keep = kept.finish();
         self
     }
@@ -164,6 +169,14 @@ pub async fn stylesheet() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_language_switch_keeps_the_other_parameters() {
+        let chrome = Chrome::new(&HeaderMap::new(), Some("en"), "/x", None)
+            .keeping(Some("page=2&lang=en&status=failed"))
+            .keeping_pair("token", "a b&c");
+        assert_eq!(chrome.keep, "page=2&status=failed&token=a+b%26c");
+    }
 
     #[test]
     fn every_template_compiles_and_times_show_in_the_zone() {

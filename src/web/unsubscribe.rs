@@ -86,16 +86,10 @@ fn page(
     token: Option<&str>,
 ) -> WebResponse {
     state.metrics.unsubscribe(outcome.metric());
-    let chrome = Chrome::new(headers, lang, "/unsubscribe", None).keeping(
-        token
-            .map(|t| {
-                format!(
-                    "token={}",
-                    url::form_urlencoded::byte_serialize(t.as_bytes()).collect::<String>()
-                )
-            })
-            .as_deref(),
-    );
+    let mut chrome = Chrome::new(headers, lang, "/unsubscribe", None);
+    if let Some(token) = token {
+        chrome = chrome.keeping_pair("token", token);
+    }
     let html = state.pages.render(
         "unsubscribe.html",
         &chrome,
