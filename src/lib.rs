@@ -8,6 +8,8 @@ pub mod backup;
 pub mod clock;
 pub mod controller;
 pub mod crd;
+pub mod delivery;
+pub mod guard;
 pub mod jsonpath;
 pub mod manifest;
 pub mod matching;

@@ -6,11 +6,11 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use finrep::api::ResourceKind;
+use finrep::delivery::{DeliveryOptions, Unsubscribe};
+use finrep::guard::NetworkPolicy;
 use finrep::manifest::{self, LoadOptions};
 use finrep::pipeline::PipelineOptions;
-use finrep::pipeline::deliver::{DeliveryOptions, Unsubscribe};
 use finrep::pipeline::fetch::FetchConfig;
-use finrep::pipeline::guard::NetworkPolicy;
 use finrep::plan::{RunAt, RunPlan, find_report, plan_for};
 use finrep::run::RunExit;
 use finrep::store::{Store, redact_url};

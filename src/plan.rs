@@ -16,8 +16,8 @@ use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{
-    ContentSpec, DailyReport, MailFormat, MailWindow, Recipient, RecipientSpec, SecretKeyRef,
-    SmtpSpec, Source, SourceSpec, selector,
+    ChatGroup, ContentSpec, DailyReport, MailFormat, MailWindow, Recipient, RecipientSpec,
+    SecretKeyRef, SmtpSpec, Source, SourceSpec, selector,
 };
 use crate::schedule::{Schedule, ScheduleError, local_instant, parse_time_zone};
 use crate::validation::{self, FieldProblem, ResourceSet, Severity};
@@ -76,12 +76,18 @@ impl PlannedSource {
 }
 
 /// A recipient as the pipeline needs it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PlannedRecipient {
     pub name: String,
-    /// Lower-cased address: the identity of a delivery.
-    pub email: String,
+    /// The identity of a delivery: the lower-cased e-mail address, or `<platform>:<name>` for
+    /// a chat group ([`RecipientSpec::address`]). Plans of older controllers call it `email`.
+    #[serde(alias = "email")]
+    pub address: String,
+    /// The chat group, for a recipient that is one (its webhook and signing secret are named
+    /// here by their Secret keys only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatGroup>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display_name: Option<String>,
     /// Sections wanted; empty means all.
@@ -301,7 +307,11 @@ pub fn build_plan(
     planned_sources.sort_by(|a, b| a.name.cmp(&b.name));
 
     let (planned_recipients, excluded) = planned_recipients(report, recipients, blacklist);
-    let secrets = secret_envs(planned_sources.iter().map(|s| &s.spec), spec);
+    let secrets = secret_envs(
+        planned_sources.iter().map(|s| &s.spec),
+        planned_recipients.iter().filter_map(|r| r.chat.as_ref()),
+        spec,
+    );
 
     RunPlan {
         plan_version: PLAN_VERSION,
@@ -337,14 +347,16 @@ fn planned_recipients(
         .filter(|r| r.spec.enabled)
         .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
     {
-        let email = r.spec.email.trim().to_lowercase();
-        if blacklist.contains(&email) {
-            excluded.push(r.name_any());
+        let name = r.name_any();
+        let address = r.spec.address(&name);
+        if blacklist.contains(&address) {
+            excluded.push(name);
             continue;
         }
         planned.push(PlannedRecipient {
-            name: r.name_any(),
-            email,
+            name,
+            address,
+            chat: r.spec.chat.clone(),
             display_name: r.spec.display_name.clone(),
             categories: r.spec.categories.clone(),
             format: r.spec.format,
@@ -354,7 +366,7 @@ fn planned_recipients(
     // Two Recipients with one address would mean two copies; validation refuses it, and the
     // plan keeps the first so a delivery is still once per address.
     let mut seen = BTreeSet::new();
-    planned.retain(|r| seen.insert(r.email.clone()));
+    planned.retain(|r| seen.insert(r.address.clone()));
     excluded.sort();
     (planned, excluded)
 }
@@ -362,12 +374,19 @@ fn planned_recipients(
 /// Every Secret key the run reads, as the environment variables that carry them.
 fn secret_envs<'a>(
     sources: impl IntoIterator<Item = &'a SourceSpec>,
+    chat_groups: impl IntoIterator<Item = &'a ChatGroup>,
     spec: &crate::api::DailyReportSpec,
 ) -> Vec<SecretEnv> {
     let mut secrets = BTreeSet::new();
     for s in sources {
         for h in &s.fetch.headers_from {
             secrets.insert(secret_env(&h.secret_key_ref));
+        }
+    }
+    for c in chat_groups {
+        secrets.insert(secret_env(&c.webhook_secret_ref));
+        if let Some(r) = &c.signing_secret_ref {
+            secrets.insert(secret_env(r));
         }
     }
     if let Some(r) = spec
@@ -390,21 +409,35 @@ fn secret_envs<'a>(
     secrets.into_iter().collect()
 }
 
-/// The Secrets a run of `report` reads, given the Sources of its namespace (only the enabled,
-/// selected ones count, as in the plan).
+/// The Secrets a run of `report` reads, given the Sources and Recipients of its namespace
+/// (only the enabled, selected ones count, as in the plan).
 pub fn referenced_secrets<'a>(
-    report: &DailyReport,
+    report: &'a DailyReport,
     sources_of_namespace: impl IntoIterator<Item = &'a Source>,
+    recipients_of_namespace: impl IntoIterator<Item = &'a Recipient>,
 ) -> BTreeSet<String> {
     let selected = sources_of_namespace
         .into_iter()
         .filter(|s| s.spec.enabled)
         .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
         .map(|s| &s.spec);
-    secret_envs(selected, &report.spec)
+    let chat_groups = selected_chat_groups(report, recipients_of_namespace);
+    secret_envs(selected, chat_groups, &report.spec)
         .into_iter()
         .map(|e| e.secret)
         .collect()
+}
+
+/// The chat groups among the enabled Recipients `report` selects.
+pub fn selected_chat_groups<'a>(
+    report: &'a DailyReport,
+    recipients_of_namespace: impl IntoIterator<Item = &'a Recipient>,
+) -> impl Iterator<Item = &'a ChatGroup> {
+    recipients_of_namespace
+        .into_iter()
+        .filter(|r| r.spec.enabled)
+        .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
+        .filter_map(|r| r.spec.chat.as_ref())
 }
 
 /// The slot of a manual run on `date` (the report's local date): the instant the schedule
@@ -574,7 +607,8 @@ impl RunPlan {
         }
         for r in &self.recipients {
             let spec = RecipientSpec {
-                email: r.email.clone(),
+                email: r.chat.is_none().then(|| r.address.clone()),
+                chat: r.chat.clone(),
                 display_name: r.display_name.clone(),
                 enabled: true,
                 categories: r.categories.clone(),
@@ -667,7 +701,7 @@ spec:
         let names: Vec<&str> = plan.sources.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["a", "b"]);
         assert_eq!(plan.recipients.len(), 1);
-        assert_eq!(plan.recipients[0].email, "zhang.wei@example.com");
+        assert_eq!(plan.recipients[0].address, "zhang.wei@example.com");
         assert_eq!(plan.excluded_recipients, ["li"]);
         let envs: Vec<&str> = plan.secrets.iter().map(|s| s.env.as_str()).collect();
         assert_eq!(
@@ -701,6 +735,7 @@ spec:
             config_map_name: "t".into(),
             html_key: "../../etc/passwd".into(),
             text_key: "report.txt".into(),
+            chat_key: "chat.md".into(),
         });
         let err = plan.validate().unwrap_err().to_string();
         assert!(err.contains("Recipient zhang: spec.displayName"), "{err}");

@@ -192,6 +192,46 @@ state_names!(DeliveryStatus, "delivery status", {
     Uncertain => "uncertain",
 });
 
+/// Where a delivery goes: an e-mail over SMTP, or a post to a chat group's bot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Email,
+    Wecom,
+    Dingtalk,
+    Feishu,
+    Lark,
+}
+
+state_names!(Channel, "delivery channel", {
+    Email => "email",
+    Wecom => "wecom",
+    Dingtalk => "dingtalk",
+    Feishu => "feishu",
+    Lark => "lark",
+});
+
+impl From<crate::api::ChatPlatform> for Channel {
+    fn from(p: crate::api::ChatPlatform) -> Self {
+        use crate::api::ChatPlatform as P;
+        match p {
+            P::Wecom => Self::Wecom,
+            P::Dingtalk => Self::Dingtalk,
+            P::Feishu => Self::Feishu,
+            P::Lark => Self::Lark,
+        }
+    }
+}
+
+impl Channel {
+    /// A webhook post has no idempotency key: a copy whose fate is unknown is not posted again
+    /// on its own (a second post would be a second message in the group), whereas an e-mail is
+    /// resent with the same Message-ID, by which receiving systems drop the duplicate.
+    pub const fn resends_uncertain(self) -> bool {
+        matches!(self, Self::Email)
+    }
+}
+
 /// How one call to an external provider (the summariser) ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -539,7 +539,7 @@ async fn ten_thousand_recipients_fit_one_plan_config_map() {
         .map(|i| {
             let mut r = template.clone();
             r.metadata.name = Some(format!("reader-{i:05}"));
-            r.spec.email = format!("reader-{i:05}@example.com");
+            r.spec.email = Some(format!("reader-{i:05}@example.com"));
             r
         })
         .collect();

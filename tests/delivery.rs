@@ -14,9 +14,9 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use common::http::{Response, TestServer};
 use common::smtp::{SmtpServer, free_port};
-use finrep::pipeline::deliver::{Clock, DeliveryOptions, Unsubscribe};
+use finrep::delivery::{Clock, DeliveryOptions, Unsubscribe};
+use finrep::guard::NetworkPolicy;
 use finrep::pipeline::fetch::FetchConfig;
-use finrep::pipeline::guard::NetworkPolicy;
 use finrep::pipeline::{PipelineOptions, RunError, run};
 use finrep::plan::{RunPlan, Slot};
 use finrep::run::RunPhase;
@@ -356,7 +356,7 @@ async fn transient_failures_retry_and_bounces_blacklist() {
     assert!(
         next.recipients
             .iter()
-            .all(|r| r.email != "gone@example.com")
+            .all(|r| r.address != "gone@example.com")
     );
     assert_eq!(next.excluded_recipients, ["r002"]);
 }

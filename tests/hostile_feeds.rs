@@ -8,8 +8,8 @@ mod common;
 
 use common::http::{Response, TestServer};
 use common::smtp::SmtpServer;
-use finrep::pipeline::deliver::DeliveryOptions;
-use finrep::pipeline::guard::NetworkPolicy;
+use finrep::delivery::DeliveryOptions;
+use finrep::guard::NetworkPolicy;
 use finrep::pipeline::run;
 use finrep::run::{FetchStatus, RunPhase};
 use finrep::window::WindowMode;
@@ -222,8 +222,8 @@ async fn a_run_survives_hostile_feeds_and_delivers_the_honest_ones() {
 
 mod redirects {
     use super::common::http::{Response, TestServer};
+    use finrep::guard::NetworkPolicy;
     use finrep::pipeline::fetch::{FetchConfig, FetchError, FetchRequest, Fetcher};
-    use finrep::pipeline::guard::NetworkPolicy;
     use std::time::Duration;
 
     fn request(url: String, carries_secrets: bool) -> FetchRequest {

@@ -197,7 +197,14 @@ fn crds_have_columns_short_names_status_and_descriptions() {
         (
             ResourceKind::Recipient,
             "rcpt",
-            vec!["Email", "Enabled", "Last-Delivered", "Deliverable", "Age"],
+            vec![
+                "Email",
+                "Chat",
+                "Enabled",
+                "Last-Delivered",
+                "Deliverable",
+                "Age",
+            ],
         ),
         (
             ResourceKind::DailyReport,

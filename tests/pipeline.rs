@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use common::http::{Response, TestServer};
+use finrep::guard::NetworkPolicy;
 use finrep::pipeline::fetch::FetchConfig;
-use finrep::pipeline::guard::NetworkPolicy;
 use finrep::pipeline::{PipelineOptions, collect_and_compose};
 use finrep::plan::{RunPlan, Slot};
 use finrep::run::{FetchErrorKind, FetchStatus, RunOutcome, RunPhase, SourceOutcome};

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate};
-use finrep::pipeline::deliver::{DeliveryOptions, Unsubscribe};
-use finrep::pipeline::guard::NetworkPolicy;
+use finrep::delivery::{DeliveryOptions, Unsubscribe};
+use finrep::guard::NetworkPolicy;
 use finrep::plan::Slot;
 use finrep::store::Store;
 use finrep::web::{Account, AppState, WebSettings};
@@ -291,7 +291,7 @@ async fn a_recipient_unsubscribes_from_a_delivered_message_and_leaves_the_next_p
         },
         &blacklist,
     );
-    assert!(plan.recipients.iter().all(|r| r.email != "a@example.com"));
+    assert!(plan.recipients.iter().all(|r| r.address != "a@example.com"));
     assert_eq!(plan.excluded_recipients, vec!["r0", "r2"], "r2 bounced");
     // A multipart one-click body works too (RFC 8058 allows it).
     let (url_b, _) = link_for(&site.smtp, "b@example.com");

@@ -245,6 +245,13 @@ pub struct TemplateRef {
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && self != '..'").message("textKey must be one ConfigMap key such as report.txt (letters, digits, -, _ and .), not a path"))]
     pub text_key: String,
+    /// Key of the chat-group message template (markdown) in the ConfigMap: one key name such
+    /// as chat.md. When the ConfigMap holds it, it replaces both built-in chat templates (it
+    /// sees `language`: zh or en).
+    #[serde(default = "default_chat_key")]
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z0-9]+$') && self != '.' && self != '..'").message("chatKey must be one ConfigMap key such as chat.md (letters, digits, -, _ and .), not a path"))]
+    pub chat_key: String,
 }
 
 impl TemplateRef {
@@ -539,6 +546,9 @@ fn default_html_key() -> String {
 }
 fn default_text_key() -> String {
     "report.txt".to_string()
+}
+fn default_chat_key() -> String {
+    "chat.md".to_string()
 }
 fn default_smtp_port() -> u16 {
     587

@@ -6,10 +6,11 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, default_true};
+use super::{Condition, SecretKeyRef, default_true};
 
-/// An e-mail subscriber. Which reports it receives is decided by each DailyReport's
-/// `recipientSelector`, so one Recipient can subscribe to several reports.
+/// A subscriber: an e-mail address or a chat group (a WeCom, DingTalk or Feishu/Lark group
+/// bot). Which reports it receives is decided by each DailyReport's `recipientSelector`, so
+/// one Recipient can subscribe to several reports.
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "finrep.io",
@@ -19,8 +20,9 @@ use super::{Condition, default_true};
     shortname = "rcpt",
     category = "finrep",
     status = "RecipientStatus",
-    doc = "An e-mail subscriber of daily reports.",
+    doc = "A subscriber of daily reports: an e-mail address or a chat group.",
     printcolumn(name = "Email", type_ = "string", json_path = ".spec.email"),
+    printcolumn(name = "Chat", type_ = "string", json_path = ".spec.chat.platform"),
     printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled"),
     printcolumn(
         name = "Last-Delivered",
@@ -39,11 +41,19 @@ use super::{Condition, default_true};
     )
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.email) != has(self.chat)").message(ONE_CHANNEL_MESSAGE))]
 pub struct RecipientSpec {
-    /// E-mail address the report is sent to, e.g. analyst@example.com.
+    /// E-mail address the report is sent to, e.g. analyst@example.com. Exactly one of
+    /// `email` and `chat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 3, max = 254))]
     #[x_kube(validation = Rule::new("self.matches('^[^@\\\\s<>()\\\\[\\\\],;:\"]+@[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\\\\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)+$')").message("email must be a plain address such as analyst@example.com (no display name, spaces or brackets)"))]
-    pub email: String,
+    pub email: Option<String>,
+
+    /// A chat group the report is posted to by its group bot (WeCom, DingTalk, Feishu or
+    /// Lark). Exactly one of `email` and `chat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatGroup>,
 
     /// Name used in the To: header and the greeting, e.g. 张伟.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,9 +69,89 @@ pub struct RecipientSpec {
     #[schemars(length(max = 64))]
     pub categories: Vec<String>,
 
-    /// `html` (HTML with a plain-text alternative) or `text` (plain text only).
+    /// `html` (HTML with a plain-text alternative) or `text` (plain text only); e-mail only.
     #[serde(default)]
     pub format: MailFormat,
+}
+
+/// The refusal when a Recipient names both an address and a chat group, or neither.
+pub const ONE_CHANNEL_MESSAGE: &str = "a Recipient is either an e-mail address (spec.email) or a chat group (spec.chat): set exactly one";
+
+/// A chat group reached through its custom group bot's webhook.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.platform != 'wecom' || !has(self.signingSecretRef)").message("WeCom group bots do not sign requests: remove chat.signingSecretRef").field_path(".signingSecretRef"))]
+#[x_kube(validation = Rule::new("self.platform != 'wecom' || !has(self.keyword)").message("WeCom group bots have no custom keywords: remove chat.keyword").field_path(".keyword"))]
+pub struct ChatGroup {
+    /// Which platform's group bot: `wecom` (企业微信), `dingtalk` (钉钉), `feishu` (飞书) or
+    /// `lark` (Lark, Feishu's international edition).
+    pub platform: ChatPlatform,
+    /// The Secret key holding the bot's webhook URL, e.g.
+    /// https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=… — the URL is a credential: it
+    /// is read only from a Secret of this namespace and never shown.
+    pub webhook_secret_ref: SecretKeyRef,
+    /// The Secret key holding the bot's signing secret (DingTalk 加签 `SEC…`, Feishu/Lark
+    /// 签名校验), when the bot was created with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret_ref: Option<SecretKeyRef>,
+    /// The custom keyword the bot requires (DingTalk, Feishu/Lark 自定义关键词): added to the
+    /// message when the message does not already hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 64))]
+    #[x_kube(validation = Rule::new("!self.matches('[\\\\[\\\\]()*_`#<>|~!\\\\\\\\\\\\r\\\\n]')").message("keyword must be plain words without line breaks or markup characters ([ ] ( ) * _ ` # < > | ~ ! and backslash)"))]
+    pub keyword: Option<String>,
+    /// Language of the message's fixed words: `zh` (default) or `en`.
+    #[serde(default)]
+    pub language: ChatLanguage,
+}
+
+/// A group-bot platform.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatPlatform {
+    /// 企业微信 group bot (qyapi.weixin.qq.com).
+    Wecom,
+    /// 钉钉 custom bot (oapi.dingtalk.com).
+    Dingtalk,
+    /// 飞书 custom bot (open.feishu.cn).
+    Feishu,
+    /// Lark custom bot (open.larksuite.com).
+    Lark,
+}
+
+impl ChatPlatform {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Wecom => "wecom",
+            Self::Dingtalk => "dingtalk",
+            Self::Feishu => "feishu",
+            Self::Lark => "lark",
+        }
+    }
+}
+
+/// Language of a chat message's fixed words.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ChatLanguage {
+    #[default]
+    Zh,
+    En,
+}
+
+impl RecipientSpec {
+    /// The identity of this recipient's deliveries and blacklist entry: the lower-cased
+    /// address, or `<platform>:<name>` for a chat group (its webhook is a secret, its
+    /// Recipient name is not).
+    pub fn address(&self, name: &str) -> String {
+        match (&self.email, &self.chat) {
+            (Some(email), _) => email.trim().to_lowercase(),
+            (None, Some(chat)) => format!("{}:{name}", chat.platform.as_str()),
+            (None, None) => String::new(),
+        }
+    }
 }
 
 /// Body format of the e-mail a recipient receives.

@@ -67,7 +67,7 @@ pub async fn reconcile_recipient_status(
 ) -> Result<bool, ReconcileError> {
     let ns = namespace_of(recipient);
     let name = recipient.name_any();
-    let email = recipient.spec.email.trim().to_lowercase();
+    let email = recipient.spec.address(&name);
     let request = unblock_request(
         recipient
             .annotations()

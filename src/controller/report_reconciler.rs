@@ -276,10 +276,10 @@ async fn problems(
         sources.iter().map(AsRef::as_ref),
         recipients.iter().map(AsRef::as_ref),
     ));
-    out.extend(trust_problems(report, &ctx.settings, &sources));
+    out.extend(trust_problems(report, &ctx.settings, &sources, &recipients));
     out.retain(|p| p.severity == Severity::Error);
     if out.is_empty() {
-        out.extend(missing_secrets(report, ctx, ns, &sources).await?);
+        out.extend(missing_secrets(report, ctx, ns, &sources, &recipients).await?);
     }
     Ok(out)
 }
@@ -290,13 +290,29 @@ fn trust_problems(
     report: &DailyReport,
     settings: &Settings,
     sources: &[Arc<crate::api::Source>],
+    recipients: &[Arc<crate::api::Recipient>],
 ) -> Vec<FieldProblem> {
     let selected = sources
         .iter()
         .filter(|s| s.spec.enabled)
         .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
         .map(|s| (s.metadata.name.as_deref().unwrap_or_default(), &s.spec));
-    let mut out = reserved_secret_problems(&report.spec, selected, &settings.reserved_secrets());
+    let chat_groups = recipients
+        .iter()
+        .filter(|r| r.spec.enabled)
+        .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
+        .filter_map(|r| {
+            Some((
+                r.metadata.name.as_deref().unwrap_or_default(),
+                r.spec.chat.as_ref()?,
+            ))
+        });
+    let mut out = reserved_secret_problems(
+        &report.spec,
+        selected,
+        chat_groups,
+        &settings.reserved_secrets(),
+    );
     if let Some(image) = &report.spec.job.image {
         let allowed = settings.allowed_images();
         if !image_allowed(image, &allowed) {
@@ -314,8 +330,13 @@ async fn missing_secrets(
     ctx: &Context,
     ns: &str,
     sources: &[Arc<crate::api::Source>],
+    recipients: &[Arc<crate::api::Recipient>],
 ) -> Result<Vec<FieldProblem>, ReconcileError> {
-    let mut names: BTreeSet<String> = referenced_secrets(report, sources.iter().map(AsRef::as_ref));
+    let mut names: BTreeSet<String> = referenced_secrets(
+        report,
+        sources.iter().map(AsRef::as_ref),
+        recipients.iter().map(AsRef::as_ref),
+    );
     names.insert(ctx.settings.database_url.name.clone());
     if let Some(k) = &ctx.settings.unsubscribe_key {
         names.insert(k.name.clone());

@@ -35,6 +35,8 @@ pub enum ComposeError {
     },
     #[error("template key {0}")]
     Key(String),
+    #[error("{0}")]
+    Chat(String),
 }
 
 /// One item as templates see it.

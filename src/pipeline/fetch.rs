@@ -15,7 +15,7 @@ use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
 use url::Url;
 
-use super::guard::{Blocked, GuardedResolver, NetworkPolicy, find_blocked};
+use crate::guard::{Blocked, GuardedResolver, NetworkPolicy, find_blocked};
 use crate::run::FetchErrorKind;
 
 /// Settings of the fetcher shared by all sources of a run.

@@ -7,12 +7,11 @@
 pub mod canonical;
 pub mod collect;
 pub mod compose;
+pub mod copies;
 pub mod decode;
-pub mod deliver;
 pub mod entities;
 pub mod extract;
 pub mod fetch;
-pub mod guard;
 pub mod isolate;
 pub mod near_dup;
 pub mod parse;
@@ -27,12 +26,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use tracing::instrument;
 
+use crate::delivery::{self as deliver, DeliveryError, DeliveryOptions};
 use crate::plan::{LookbackEnd, PlanError, RunPlan};
 use crate::run::{ErrorCategory, RunOutcome, RunPhase, Step};
 use crate::store::{RunLock, Store, StoreError};
 use collect::CollectError;
 use compose::ComposeError;
-use deliver::{DeliveryError, DeliveryOptions};
 use fetch::FetchConfig;
 pub use report::Composed;
 use selection::SelectionError;
@@ -190,7 +189,14 @@ async fn send(
         .set_phase(composed.report_id, RunPhase::Sending)
         .await?;
     let started = Utc::now();
-    match deliver::deliver(attempt.plan, store, composed, delivery).await {
+    let delivered = match copies::Copies::new(attempt.plan, composed, delivery.unsubscribe.as_ref())
+    {
+        Ok(copies) => {
+            deliver::deliver(attempt.plan, store, composed.report_id, &copies, delivery).await
+        }
+        Err(e) => Err(e),
+    };
+    match delivered {
         Ok(counts) => {
             report::record_step(attempt, Step::Send, started).await?;
             if counts.resent_after_interruption > 0 {

@@ -11,6 +11,7 @@ use super::compose::{ComposeError, ReportView, StatsView, Templates};
 use super::extract::Candidate;
 use super::summarize::Summaries;
 use super::{Attempt, PipelineOptions, RunError};
+use crate::delivery::chat::ChatTemplates;
 use crate::plan::RunPlan;
 use crate::run::{RunOutcome, RunPhase, Step};
 use crate::store::{ComposedReport, ReportRow, RunKey, RunStart, Store, StoreError};
@@ -21,6 +22,8 @@ pub struct Composed {
     pub view: ReportView,
     /// The templates every recipient's copy is rendered with.
     pub templates: Templates,
+    /// The templates of chat-group messages.
+    pub chat_templates: ChatTemplates,
     pub html: String,
     pub text: String,
     pub subject: String,
@@ -119,6 +122,7 @@ pub(crate) fn reuse(
         report_id: row.id,
         view,
         templates: load_templates(attempt.plan, attempt.opts, &mut outcome.notes)?,
+        chat_templates: load_chat_templates(attempt.plan, attempt.opts)?,
         html: html.clone(),
         text: text.clone(),
         subject: subject.clone(),
@@ -137,6 +141,7 @@ pub(crate) async fn compose(
         .set_phase(attempt.report_id, RunPhase::Composing)
         .await?;
     let templates = load_templates(plan, attempt.opts, &mut attempt.outcome.notes)?;
+    let chat_templates = load_chat_templates(plan, attempt.opts)?;
     let outcome = &attempt.outcome;
     let view = ReportView::build(
         &plan.title,
@@ -177,6 +182,7 @@ pub(crate) async fn compose(
         report_id: attempt.report_id,
         view,
         templates,
+        chat_templates,
         html,
         text,
         subject,
@@ -200,6 +206,23 @@ pub(crate) fn load_templates(
         }
         (None, _) => Templates::builtin(),
     }
+}
+
+/// The chat templates: the ConfigMap's `chatKey` when it holds one, else the built-in ones.
+pub(crate) fn load_chat_templates(
+    plan: &RunPlan,
+    opts: &PipelineOptions,
+) -> Result<ChatTemplates, ComposeError> {
+    let templates = match (&plan.content.template, &opts.template_dir) {
+        (Some(t), Some(dir)) => {
+            if let Some(problem) = crate::api::TemplateRef::key_problem(&t.chat_key) {
+                return Err(ComposeError::Key(problem));
+            }
+            ChatTemplates::from_dir(dir, &t.chat_key)
+        }
+        _ => ChatTemplates::builtin(),
+    };
+    templates.map_err(|e| ComposeError::Chat(e.to_string()))
 }
 
 /// Notes a reader of the report should see (failed sources, summary fallback).

@@ -1,10 +1,11 @@
-//! The delivery log: one row per report and recipient address, claimed before the SMTP
-//! transaction and marked after it (docs/delivery.md has the state machine).
+//! The delivery log: one row per report and recipient address (an e-mail address or a chat
+//! group), claimed before the transport's request and marked after it (docs/delivery.md has
+//! the state machine).
 
 use sqlx::Row;
 
 use super::{Store, StoreError};
-use crate::run::{BlacklistReason, DeliveryCounts, DeliveryStatus};
+use crate::run::{BlacklistReason, Channel, DeliveryCounts, DeliveryStatus};
 
 /// The stored names of `states`, for `= ANY($n)`.
 fn names(states: &[DeliveryStatus]) -> Vec<&'static str> {
@@ -20,20 +21,32 @@ fn status_of(row: &sqlx::postgres::PgRow) -> Result<DeliveryStatus, sqlx::Error>
 pub struct DeliveryRow {
     pub id: i64,
     pub recipient: String,
-    pub email: String,
+    /// The e-mail address, or `<platform>:<name>` of a chat group.
+    pub address: String,
+    pub channel: Channel,
     pub status: DeliveryStatus,
     pub attempts: i32,
+}
+
+/// A delivery a run owes: the Recipient, its address and the channel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwedDelivery {
+    pub recipient: String,
+    pub address: String,
+    pub channel: Channel,
 }
 
 /// How a delivery ended.
 #[derive(Clone, Debug)]
 pub struct DeliveryResult<'a> {
     pub status: DeliveryStatus,
-    pub smtp_code: Option<i32>,
-    pub smtp_reply: Option<&'a str>,
+    /// The transport's reply code: SMTP's, or the chat platform's errcode.
+    pub reply_code: Option<i32>,
+    /// The transport's reply text.
+    pub reply: Option<&'a str>,
     pub message_id: Option<&'a str>,
     pub error: Option<&'a str>,
-    /// SMTP attempts made after the one counted by the claim (retries).
+    /// Requests made after the one counted by the claim (retries).
     pub retries: i32,
 }
 
@@ -42,18 +55,20 @@ impl Store {
     pub async fn ensure_deliveries(
         &self,
         report_id: i64,
-        recipients: &[(String, String)],
+        owed: &[OwedDelivery],
     ) -> Result<(), StoreError> {
-        let names: Vec<&str> = recipients.iter().map(|r| r.0.as_str()).collect();
-        let emails: Vec<&str> = recipients.iter().map(|r| r.1.as_str()).collect();
+        let names: Vec<&str> = owed.iter().map(|r| r.recipient.as_str()).collect();
+        let addresses: Vec<&str> = owed.iter().map(|r| r.address.as_str()).collect();
+        let channels: Vec<&str> = owed.iter().map(|r| r.channel.as_str()).collect();
         sqlx::query(
-            "INSERT INTO delivery_log (report_id, recipient, email)
-             SELECT $1, r, e FROM UNNEST($2::text[], $3::text[]) AS u(r, e)
+            "INSERT INTO delivery_log (report_id, recipient, email, channel)
+             SELECT $1, r, e, c FROM UNNEST($2::text[], $3::text[], $4::text[]) AS u(r, e, c)
              ON CONFLICT (report_id, email) DO NOTHING",
         )
         .bind(report_id)
         .bind(&names)
-        .bind(&emails)
+        .bind(&addresses)
+        .bind(&channels)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -80,7 +95,7 @@ impl Store {
         states: &[DeliveryStatus],
     ) -> Result<Vec<DeliveryRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT id, recipient, email, status, attempts FROM delivery_log
+            "SELECT id, recipient, email, channel, status, attempts FROM delivery_log
              WHERE report_id = $1 AND status = ANY($2) ORDER BY recipient, id",
         )
         .bind(report_id)
@@ -92,7 +107,8 @@ impl Store {
                 Ok(DeliveryRow {
                     id: r.try_get("id")?,
                     recipient: r.try_get("recipient")?,
-                    email: r.try_get("email")?,
+                    address: r.try_get("email")?,
+                    channel: super::state_column(&r, "channel")?,
                     status: status_of(&r)?,
                     attempts: r.try_get("attempts")?,
                 })
@@ -100,7 +116,7 @@ impl Store {
             .collect()
     }
 
-    /// Claims a row for one SMTP transaction: only from one of `from` states, and never for an
+    /// Claims a row for one request of its transport (an SMTP transaction, a webhook POST): only from one of `from` states, and never for an
     /// address blacklisted in the report's namespace. False when another attempt got there
     /// first or the address is blacklisted.
     ///
@@ -151,8 +167,8 @@ impl Store {
         )
         .bind(id)
         .bind(r.status.as_str())
-        .bind(r.smtp_code)
-        .bind(r.smtp_reply)
+        .bind(r.reply_code)
+        .bind(r.reply)
         .bind(r.message_id)
         .bind(r.error)
         .bind(r.retries)

@@ -99,8 +99,10 @@ pub fn check_set(set: &ResourceSet, complete: bool) -> Vec<Finding> {
 
     let mut emails: BTreeMap<(String, String), String> = BTreeMap::new();
     for r in &set.recipients {
-        let key = (namespace_of(r), r.spec.email.trim().to_lowercase());
         let name = r.name_any();
+        // A chat group's address is its own name: never a duplicate of another's.
+        let Some(email) = &r.spec.email else { continue };
+        let key = (namespace_of(r), r.spec.address(&name));
         match emails.get(&key) {
             Some(first) if *first != name => findings.push(Finding {
                 kind: ResourceKind::Recipient,
@@ -110,7 +112,7 @@ pub fn check_set(set: &ResourceSet, complete: bool) -> Vec<Finding> {
                     "spec.email",
                     format!(
                         "{} is already the address of Recipient {first}; one address is one Recipient (give it several labels to subscribe it to several reports)",
-                        r.spec.email
+                        email
                     ),
                 ),
             }),

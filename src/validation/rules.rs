@@ -2,9 +2,9 @@ use chrono::{DateTime, NaiveTime, Utc};
 
 use super::FieldProblem;
 use crate::api::{
-    ContentSpec, DailyReportSpec, KeywordFilters, LabelSelector, MailWindow,
-    RESERVED_SECRET_MESSAGE, RESERVED_SECRET_NAMES, RecipientSpec, SecretKeyRef, SmtpSpec,
-    SourceKind, SourceSpec, TemplateRef, TlsMode, selector,
+    ChatGroup, ChatPlatform, ContentSpec, DailyReportSpec, KeywordFilters, LabelSelector,
+    MailWindow, ONE_CHANNEL_MESSAGE, RESERVED_SECRET_MESSAGE, RESERVED_SECRET_NAMES, RecipientSpec,
+    SecretKeyRef, SmtpSpec, SourceKind, SourceSpec, TemplateRef, TlsMode, selector,
 };
 use crate::jsonpath::JsonPath;
 use crate::matching::{Matcher, last_line};
@@ -145,8 +145,14 @@ fn check_mapping(spec: &SourceSpec, out: &mut Vec<FieldProblem>) {
 /// Code-only checks of a Recipient spec.
 pub fn check_recipient(spec: &RecipientSpec) -> Vec<FieldProblem> {
     let mut out = Vec::new();
-    if let Some(msg) = address_problem(&spec.email) {
-        out.push(FieldProblem::error("spec.email", msg));
+    match (&spec.email, &spec.chat) {
+        (Some(email), None) => {
+            if let Some(msg) = address_problem(email) {
+                out.push(FieldProblem::error("spec.email", msg));
+            }
+        }
+        (None, Some(chat)) => check_chat_group(chat, &mut out),
+        _ => out.push(FieldProblem::error("spec", ONE_CHANNEL_MESSAGE)),
     }
     if let Some(name) = &spec.display_name {
         check_line(name, "spec.displayName", &mut out);
@@ -161,6 +167,39 @@ pub fn check_recipient(spec: &RecipientSpec) -> Vec<FieldProblem> {
         check_line(c, &format!("spec.categories[{i}]"), &mut out);
     }
     out
+}
+
+/// The chat group's Secret references, and the settings its platform has no use for (the
+/// schema's CEL rules say the same at admission).
+fn check_chat_group(chat: &ChatGroup, out: &mut Vec<FieldProblem>) {
+    check_secret_ref(&chat.webhook_secret_ref, "spec.chat.webhookSecretRef", out);
+    if let Some(r) = &chat.signing_secret_ref {
+        check_secret_ref(r, "spec.chat.signingSecretRef", out);
+    }
+    if chat.platform == ChatPlatform::Wecom {
+        if chat.signing_secret_ref.is_some() {
+            out.push(FieldProblem::error(
+                "spec.chat.signingSecretRef",
+                "WeCom group bots do not sign requests: remove chat.signingSecretRef",
+            ));
+        }
+        if chat.keyword.is_some() {
+            out.push(FieldProblem::error(
+                "spec.chat.keyword",
+                "WeCom group bots have no custom keywords: remove chat.keyword",
+            ));
+        }
+    }
+    if let Some(k) = &chat.keyword
+        && (k.is_empty()
+            || k.chars().count() > 64
+            || k.chars().any(|c| "[]()*_`#<>|~!\\\r\n".contains(c)))
+    {
+        out.push(FieldProblem::error(
+            "spec.chat.keyword",
+            "keyword must be plain words without line breaks or markup characters ([ ] ( ) * _ ` # < > | ~ ! and backslash)",
+        ));
+    }
 }
 
 /// Code-only checks of a DailyReport spec. `reference` anchors the sample of slots used to
@@ -338,7 +377,11 @@ pub fn check_content(content: &ContentSpec, out: &mut Vec<FieldProblem>) {
             "spec.content.template.configMapName",
             out,
         );
-        for (field, key) in [("htmlKey", &t.html_key), ("textKey", &t.text_key)] {
+        for (field, key) in [
+            ("htmlKey", &t.html_key),
+            ("textKey", &t.text_key),
+            ("chatKey", &t.chat_key),
+        ] {
             if let Some(msg) = TemplateRef::key_problem(key) {
                 out.push(FieldProblem::error(
                     format!("spec.content.template.{field}"),
@@ -470,9 +513,25 @@ fn check_not_reserved(
 pub fn reserved_secret_problems<'a>(
     spec: &DailyReportSpec,
     sources: impl IntoIterator<Item = (&'a str, &'a SourceSpec)>,
+    chat_groups: impl IntoIterator<Item = (&'a str, &'a ChatGroup)>,
     reserved: &[impl AsRef<str>],
 ) -> Vec<FieldProblem> {
     let mut out = Vec::new();
+    for (recipient, chat) in chat_groups {
+        let refs = [
+            Some(&chat.webhook_secret_ref),
+            chat.signing_secret_ref.as_ref(),
+        ];
+        for (r, field) in refs
+            .into_iter()
+            .zip(["webhookSecretRef", "signingSecretRef"])
+        {
+            if let Some(r) = r {
+                let field = format!("Recipient {recipient} spec.chat.{field}.name");
+                check_not_reserved(&r.name, &field, reserved, &mut out);
+            }
+        }
+    }
     if let Some(c) = &spec.smtp.credentials_secret_ref {
         check_not_reserved(
             &c.name,

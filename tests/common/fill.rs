@@ -4,9 +4,9 @@
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use finrep::pipeline::deliver::DeliveryOptions;
+use finrep::delivery::DeliveryOptions;
+use finrep::guard::NetworkPolicy;
 use finrep::pipeline::fetch::FetchConfig;
-use finrep::pipeline::guard::NetworkPolicy;
 use finrep::pipeline::{PipelineOptions, run};
 use finrep::plan::Slot;
 use finrep::store::Store;

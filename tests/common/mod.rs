@@ -2,6 +2,7 @@
 //! `scripts/test.sh` provides.
 #![allow(dead_code)]
 
+pub mod chat_platforms;
 pub mod fill;
 pub mod http;
 pub mod kube_api;

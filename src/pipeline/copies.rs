@@ -1,0 +1,126 @@
+//! Each recipient's copy of the composed report, rendered before any transport sees it: the
+//! e-mail (HTML and text from the report's templates, with the recipient's sections, name and
+//! unsubscribe link) or the chat message (the report at chat size for the group's platform).
+
+use super::report::Composed;
+use crate::delivery::chat::{self, Digest, DigestItem, DigestSection};
+use crate::delivery::letter::{self, LetterBody, Letterhead};
+use crate::delivery::{Copy, DeliveryError, Render, Unsubscribe};
+use crate::plan::{PlannedRecipient, RunPlan};
+
+/// Headlines per section in a chat message: the top of each, so every section shows.
+const CHAT_ITEMS_PER_SECTION: usize = 5;
+
+/// The renderer of one run's copies.
+pub struct Copies<'a> {
+    plan: &'a RunPlan,
+    composed: &'a Composed,
+    letterhead: Letterhead,
+    unsubscribe: Option<&'a Unsubscribe>,
+}
+
+impl<'a> Copies<'a> {
+    pub fn new(
+        plan: &'a RunPlan,
+        composed: &'a Composed,
+        unsubscribe: Option<&'a Unsubscribe>,
+    ) -> Result<Self, DeliveryError> {
+        Ok(Self {
+            plan,
+            composed,
+            letterhead: Letterhead::of(plan)?,
+            unsubscribe,
+        })
+    }
+
+    fn letter(&self, r: &PlannedRecipient, id: &str) -> Result<Copy, String> {
+        let unsubscribe_url = self.unsubscribe.and_then(|u| {
+            crate::unsubscribe::sign(&u.key, &self.plan.namespace, &r.address)
+                .ok()
+                .map(|t| {
+                    format!(
+                        "{}/unsubscribe?token={t}",
+                        u.public_url.trim_end_matches('/')
+                    )
+                })
+        });
+        let view = self.composed.view.for_recipient(
+            &r.categories,
+            r.display_name.as_deref(),
+            unsubscribe_url.clone(),
+        );
+        let (html, text) = self
+            .composed
+            .templates
+            .render(&view)
+            .map_err(|e| e.to_string())?;
+        let body = LetterBody {
+            subject: self.composed.subject.clone(),
+            html,
+            text,
+            unsubscribe_url,
+        };
+        letter::letter(&self.letterhead, r, id, body).map(Copy::Letter)
+    }
+
+    fn post(&self, r: &PlannedRecipient, bot: &crate::api::ChatGroup) -> Result<Copy, String> {
+        let digest = self.digest(&r.categories);
+        chat::compose(&self.composed.chat_templates, &digest, bot)
+            .map(Copy::Post)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The report at chat size for a group that wants `categories` (all when empty).
+    fn digest(&self, categories: &[String]) -> Digest {
+        let view = self.composed.view.for_recipient(categories, None, None);
+        let mut left_out = 0;
+        let sections = view
+            .sections
+            .iter()
+            .map(|s| {
+                left_out += s.items.len().saturating_sub(CHAT_ITEMS_PER_SECTION);
+                DigestSection {
+                    name: s.name.clone(),
+                    items: s
+                        .items
+                        .iter()
+                        .take(CHAT_ITEMS_PER_SECTION)
+                        .map(|i| DigestItem {
+                            title: i.title.clone(),
+                            url: i.url.clone(),
+                            source: i.source.clone(),
+                            tickers: i.tickers.clone(),
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        Digest {
+            title: view.title.clone(),
+            date: view.date.clone(),
+            date_display: view.date_display.clone(),
+            sections,
+            full_report_url: self.unsubscribe.map(|u| {
+                format!(
+                    "{}/console/reports/{}",
+                    u.public_url.trim_end_matches('/'),
+                    self.composed.report_id
+                )
+            }),
+            left_out,
+        }
+    }
+}
+
+impl Render for Copies<'_> {
+    fn delivery_id(&self, r: &PlannedRecipient) -> String {
+        letter::message_id(self.plan, &r.address, &self.letterhead.domain)
+    }
+
+    fn render(&self, r: &PlannedRecipient, id: &str) -> Result<Copy, String> {
+        match &r.chat {
+            None => self.letter(r, id),
+            Some(bot) => self.post(r, bot),
+        }
+    }
+}
