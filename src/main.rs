@@ -280,6 +280,12 @@ struct RunArgs {
     #[arg(long)]
     respect_window: bool,
 
+    /// Post again to the chat groups whose post of this day is `uncertain` (the process died
+    /// after the request went out): only once someone has checked that the group did not get
+    /// it, as a second post would be a second message.
+    #[arg(long)]
+    resend_uncertain: bool,
+
     /// Open a new SMTP connection for every message (diagnostics and benchmarks only).
     #[arg(long, hide = true)]
     no_connection_reuse: bool,
@@ -356,6 +362,8 @@ impl RunArgs {
             unsubscribe,
             reuse_connections: !self.no_connection_reuse,
             network: self.network(),
+            console_url: self.public_url.clone(),
+            resend_uncertain_posts: self.resend_uncertain,
             ..Default::default()
         })
     }

@@ -534,7 +534,12 @@ async fn finished_runs_beyond_the_history_are_deleted_with_their_plans() {
 #[tokio::test]
 async fn ten_thousand_recipients_fit_one_plan_config_map() {
     let mut set = common::operator::examples();
-    let template = set.recipients[0].clone();
+    let template = set
+        .recipients
+        .iter()
+        .find(|r| r.spec.email.is_some())
+        .unwrap()
+        .clone();
     set.recipients = (0..10_000)
         .map(|i| {
             let mut r = template.clone();

@@ -8,10 +8,10 @@ mod common;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use common::fake_clock::FakeClock;
 use common::http::{Response, TestServer};
 use common::smtp::{SmtpServer, free_port};
 use finrep::delivery::{Clock, DeliveryOptions, Unsubscribe};
@@ -80,36 +80,6 @@ fn pipeline_options(feed: &TestServer) -> PipelineOptions {
         now: at("06:00"),
         recompose: false,
         lock_wait: std::time::Duration::ZERO,
-    }
-}
-
-/// A clock that jumps: sleeping moves it forward at once; every reading may advance it.
-struct FakeClock {
-    now: AtomicI64,
-    step_ms: i64,
-}
-
-impl FakeClock {
-    fn new(start: DateTime<Utc>, step: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            now: AtomicI64::new(start.timestamp_millis()),
-            step_ms: step.as_millis() as i64,
-        })
-    }
-}
-
-impl Clock for FakeClock {
-    fn now(&self) -> DateTime<Utc> {
-        let ms = self.now.fetch_add(self.step_ms, Ordering::SeqCst);
-        DateTime::from_timestamp_millis(ms).unwrap()
-    }
-
-    fn sleep_until(
-        &self,
-        t: DateTime<Utc>,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
-        self.now.fetch_max(t.timestamp_millis(), Ordering::SeqCst);
-        Box::pin(async {})
     }
 }
 

@@ -37,7 +37,19 @@ fn examples_are_valid_and_realistic() {
             "a source in {category}"
         );
     }
-    assert_eq!(set.recipients.len(), 4);
+    let (chat, mail): (Vec<_>, Vec<_>) = set.recipients.iter().partition(|r| r.spec.chat.is_some());
+    assert_eq!(mail.len(), 4);
+    let mut platforms: Vec<_> = chat
+        .iter()
+        .filter_map(|r| r.spec.chat.as_ref())
+        .map(|c| c.platform.as_str())
+        .collect();
+    platforms.sort();
+    assert_eq!(
+        platforms,
+        ["dingtalk", "feishu", "lark", "wecom"],
+        "an example per platform"
+    );
 
     let brief: &DailyReport = set
         .reports

@@ -50,6 +50,8 @@ pub struct DeliveryOptions {
     pub mode: WindowMode,
     pub clock: Arc<dyn Clock>,
     pub unsubscribe: Option<Unsubscribe>,
+    /// The console's public URL: a chat message links to the full report there.
+    pub console_url: Option<String>,
     /// Attempts per message on transient failures.
     pub max_attempts: u32,
     /// First backoff between attempts (doubling).
@@ -76,6 +78,7 @@ impl Default for DeliveryOptions {
             mode: WindowMode::Respect,
             clock: Arc::new(SystemClock),
             unsubscribe: None,
+            console_url: None,
             max_attempts: 4,
             retry_base: Duration::from_secs(2),
             smtp_timeout: Duration::from_secs(30),

@@ -5,7 +5,7 @@
 use super::report::Composed;
 use crate::delivery::chat::{self, Digest, DigestItem, DigestSection};
 use crate::delivery::letter::{self, LetterBody, Letterhead};
-use crate::delivery::{Copy, DeliveryError, Render, Unsubscribe};
+use crate::delivery::{Copy, DeliveryError, DeliveryOptions, Render, Unsubscribe};
 use crate::plan::{PlannedRecipient, RunPlan};
 
 /// Headlines per section in a chat message: the top of each, so every section shows.
@@ -17,19 +17,24 @@ pub struct Copies<'a> {
     composed: &'a Composed,
     letterhead: Letterhead,
     unsubscribe: Option<&'a Unsubscribe>,
+    console_url: Option<&'a str>,
 }
 
 impl<'a> Copies<'a> {
     pub fn new(
         plan: &'a RunPlan,
         composed: &'a Composed,
-        unsubscribe: Option<&'a Unsubscribe>,
+        opts: &'a DeliveryOptions,
     ) -> Result<Self, DeliveryError> {
         Ok(Self {
             plan,
             composed,
             letterhead: Letterhead::of(plan)?,
-            unsubscribe,
+            unsubscribe: opts.unsubscribe.as_ref(),
+            console_url: opts
+                .console_url
+                .as_deref()
+                .or(opts.unsubscribe.as_ref().map(|u| u.public_url.as_str())),
         })
     }
 
@@ -100,10 +105,10 @@ impl<'a> Copies<'a> {
             date: view.date.clone(),
             date_display: view.date_display.clone(),
             sections,
-            full_report_url: self.unsubscribe.map(|u| {
+            full_report_url: self.console_url.map(|url| {
                 format!(
                     "{}/console/reports/{}",
-                    u.public_url.trim_end_matches('/'),
+                    url.trim_end_matches('/'),
                     self.composed.report_id
                 )
             }),

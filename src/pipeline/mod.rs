@@ -189,8 +189,7 @@ async fn send(
         .set_phase(composed.report_id, RunPhase::Sending)
         .await?;
     let started = Utc::now();
-    let delivered = match copies::Copies::new(attempt.plan, composed, delivery.unsubscribe.as_ref())
-    {
+    let delivered = match copies::Copies::new(attempt.plan, composed, delivery) {
         Ok(copies) => {
             deliver::deliver(attempt.plan, store, composed.report_id, &copies, delivery).await
         }

@@ -70,6 +70,8 @@ struct Bot {
 pub struct ChatPlatforms {
     pub port: u16,
     bots: Arc<Mutex<HashMap<String, Bot>>>,
+    /// How long every answer takes (a platform on a slow day).
+    delay: Arc<Mutex<Duration>>,
 }
 
 fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
@@ -85,7 +87,7 @@ impl ChatPlatforms {
         let port = listener.local_addr().unwrap().port();
         let me = Self {
             port,
-            bots: Arc::default(),
+            ..Self::default()
         };
         let app = Router::new()
             .route("/cgi-bin/webhook/send", post(wecom))
@@ -148,6 +150,25 @@ impl ChatPlatforms {
         self.with_bot(token, |b| b.hang = true);
     }
 
+    /// Every answer from now on takes `d` after the post is shown.
+    pub fn slow_down(&self, d: Duration) {
+        *self.delay.lock().unwrap() = d;
+    }
+
+    /// Messages shown in all groups together.
+    pub fn shown_total(&self) -> usize {
+        self.bots
+            .lock()
+            .unwrap()
+            .values()
+            .map(|b| b.shown.len())
+            .sum()
+    }
+
+    pub fn hang_no_more(&self, token: &str) {
+        self.with_bot(token, |b| b.hang = false);
+    }
+
     /// The messages the group shows.
     pub fn shown(&self, token: &str) -> Vec<Value> {
         self.with_bot(token, |b| b.shown.clone())
@@ -198,6 +219,9 @@ impl ChatPlatforms {
             bot.shown.push(parsed.clone());
             Ok(())
         });
+        // The group shows the message before the answer is on its way back, as a platform's.
+        let delay = *self.delay.lock().unwrap();
+        tokio::time::sleep(delay).await;
         match answer {
             Ok(()) => reply(platform, 0, "ok"),
             Err((code, msg)) => {

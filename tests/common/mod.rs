@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chat_platforms;
+pub mod fake_clock;
 pub mod fill;
 pub mod http;
 pub mod kube_api;
