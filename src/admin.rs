@@ -112,6 +112,10 @@ pub async fn refresh_report_freshness(store: crate::store::Store, metrics: Arc<M
             Ok(rows) => metrics.report_freshness(&rows),
             Err(e) => debug!(error = %e, "report freshness not read this time"),
         }
+        match store.latest_channel_deliveries().await {
+            Ok(rows) => metrics.channel_deliveries(&rows),
+            Err(e) => debug!(error = %e, "deliveries by channel not read this time"),
+        }
         tokio::time::sleep(FRESHNESS_PERIOD).await;
     }
 }

@@ -555,13 +555,15 @@ fn status(
     };
     let overview = runtime()?.block_on(async {
         let store = db.connect().await?;
-        anyhow::Ok(finrep::overview::overview(
+        let mut overview = finrep::overview::overview(
             store.latest_runs().await?,
             store.failing_sources().await?,
             store.blacklist().await?,
             &reports,
             chrono::Utc::now(),
-        ))
+        );
+        overview.chat_groups = store.latest_chat_posts().await?;
+        anyhow::Ok(overview)
     })?;
     match format {
         StatusFormat::Table => print!("{}", finrep::overview::render(&overview)),

@@ -74,9 +74,50 @@ pub struct Metrics {
     fetches: Family<OutcomeLabel, Counter>,
     steps: Family<StepLabel, Histogram>,
     next_slot: Family<ReportLabels, Gauge>,
+    from_database: FromDatabase,
+    backups: Family<OutcomeLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportChannelLabels {
+    pub namespace: String,
+    pub report: String,
+    pub channel: &'static str,
+    pub status: &'static str,
+}
+
+/// Gauges read from PostgreSQL every minute by the controller and by standalone mode, so they
+/// hold whichever process ran the report.
+struct FromDatabase {
     last_delivered: Family<ReportLabels, Gauge>,
     last_slot: Family<ReportLabels, Gauge>,
-    backups: Family<OutcomeLabel, Counter>,
+    channel_deliveries: Family<ReportChannelLabels, Gauge>,
+}
+
+impl FromDatabase {
+    fn register(registry: &mut Registry) -> Self {
+        let me = Self {
+            last_delivered: Family::default(),
+            last_slot: Family::default(),
+            channel_deliveries: Family::default(),
+        };
+        registry.register(
+            "report_last_delivered_timestamp_seconds",
+            "When each report's latest delivered run (Succeeded or PartiallyDelivered) ended (Unix time), from PostgreSQL",
+            me.last_delivered.clone(),
+        );
+        registry.register(
+            "report_last_slot_timestamp_seconds",
+            "The slot of each report's latest attempted run (Unix time), from PostgreSQL",
+            me.last_slot.clone(),
+        );
+        registry.register(
+            "report_channel_deliveries",
+            "Deliveries of each report's latest run by channel (email, wecom, dingtalk, feishu, lark) and status, from PostgreSQL",
+            me.channel_deliveries.clone(),
+        );
+        me
+    }
 }
 
 impl Metrics {
@@ -144,18 +185,7 @@ impl Metrics {
             next_slot.clone(),
         );
         registry.register("backups", "Backups by result", backups.clone());
-        let last_delivered = Family::<ReportLabels, Gauge>::default();
-        let last_slot = Family::<ReportLabels, Gauge>::default();
-        registry.register(
-            "report_last_delivered_timestamp_seconds",
-            "When each report's latest delivered run (Succeeded or PartiallyDelivered) ended (Unix time), from PostgreSQL",
-            last_delivered.clone(),
-        );
-        registry.register(
-            "report_last_slot_timestamp_seconds",
-            "The slot of each report's latest attempted run (Unix time), from PostgreSQL",
-            last_slot.clone(),
-        );
+        let from_database = FromDatabase::register(&mut registry);
         Arc::new(Self {
             registry,
             reconciles,
@@ -169,8 +199,7 @@ impl Metrics {
             fetches,
             steps,
             next_slot,
-            last_delivered,
-            last_slot,
+            from_database,
             backups,
         })
     }
@@ -273,12 +302,33 @@ impl Metrics {
             };
             // A report that never delivered reads 0: "delivered at the epoch" is as stale as
             // it gets, and the rule still fires for it.
-            self.last_delivered
+            self.from_database
+                .last_delivered
                 .get_or_create(&labels)
                 .set(r.last_delivered_at.map_or(0, |t| t.timestamp()));
             if let Some(t) = r.last_slot {
-                self.last_slot.get_or_create(&labels).set(t.timestamp());
+                self.from_database
+                    .last_slot
+                    .get_or_create(&labels)
+                    .set(t.timestamp());
             }
+        }
+    }
+
+    /// The deliveries of each report's latest run by channel and status, as PostgreSQL has
+    /// them (a state no longer counted reads 0).
+    pub fn channel_deliveries(&self, rows: &[crate::store::ChannelDeliveries]) {
+        let gauges = &self.from_database.channel_deliveries;
+        gauges.clear();
+        for r in rows {
+            gauges
+                .get_or_create(&ReportChannelLabels {
+                    namespace: r.namespace.clone(),
+                    report: r.report.clone(),
+                    channel: r.channel.as_str(),
+                    status: r.status.as_str(),
+                })
+                .set(r.count);
         }
     }
 

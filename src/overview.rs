@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::api::DailyReport;
 use crate::run::RunPhase;
 use crate::schedule::Schedule;
-use crate::store::{BlacklistEntry, LatestRun, SourceHealthRow};
+use crate::store::{BlacklistEntry, ChatPostRow, LatestRun, SourceHealthRow};
 
 /// How a report is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -49,6 +49,9 @@ pub struct Overview {
     pub reports: Vec<ReportLine>,
     pub failing_sources: Vec<SourceHealthRow>,
     pub blacklist: Vec<BlacklistEntry>,
+    /// Each chat group's post in its report's latest run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat_groups: Vec<ChatPostRow>,
 }
 
 impl Overview {
@@ -147,6 +150,7 @@ pub fn overview(
         reports: lines,
         failing_sources,
         blacklist,
+        chat_groups: Vec::new(),
     }
 }
 
@@ -204,8 +208,37 @@ pub fn render(o: &Overview) -> String {
         })
         .collect();
     section(&mut out, "failing sources", &failing);
+    section(
+        &mut out,
+        "chat groups (latest run)",
+        &chat_lines(&o.chat_groups),
+    );
     blacklist_sections(&mut out, &o.blacklist);
     out
+}
+
+/// One line per chat group: where its post stands, with the platform's words when it was not
+/// taken, and what to do about an uncertain one.
+fn chat_lines(rows: &[ChatPostRow]) -> Vec<String> {
+    rows.iter()
+        .map(|c| {
+            let detail = match c.status {
+                crate::run::DeliveryStatus::Sent => String::new(),
+                crate::run::DeliveryStatus::Uncertain => {
+                    " — the platform may or may not have shown it: check the group; `finrep run --resend-uncertain` posts again".to_string()
+                }
+                _ => format!(
+                    " ({}{})",
+                    c.reply_code.map(|x| format!("{x} ")).unwrap_or_default(),
+                    c.reply.as_deref().unwrap_or("")
+                ),
+            };
+            format!(
+                "{}/{} {}: {} {}{detail}",
+                c.namespace, c.report, c.date, c.address, c.status
+            )
+        })
+        .collect()
 }
 
 /// The blacklist in two lists: addresses that unsubscribed, and those refused or blocked.

@@ -443,6 +443,17 @@ async fn each_platform_gets_one_signed_message_within_its_limit() {
         );
     }
 
+    // Metrics by channel, read from PostgreSQL as the controller and standalone mode do.
+    let metrics = finrep::metrics::Metrics::new();
+    metrics.channel_deliveries(&w.store.latest_channel_deliveries().await.unwrap());
+    let text = metrics.encode();
+    for channel in ["email", "wecom", "dingtalk", "feishu", "lark"] {
+        let line = format!(
+            "finrep_report_channel_deliveries{{namespace=\"default\",report=\"brief\",channel=\"{channel}\",status=\"sent\"}} 1"
+        );
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
+
     // Exactly once: today's run again posts nothing more.
     let again = w.run(&w.plan(true, &BTreeSet::new()), &opts).await;
     assert_eq!(again.sent, 5);
@@ -541,6 +552,14 @@ async fn a_hanging_bot_is_left_uncertain_and_not_posted_twice() {
             .contains("may or may not"),
         "{slow:?}"
     );
+
+    // `finrep status` says where it stands and what to do.
+    let mut overview = finrep::overview::overview(vec![], vec![], vec![], &[], at("09:00"));
+    overview.chat_groups = w.store.latest_chat_posts().await.unwrap();
+    let shown = finrep::overview::render(&overview);
+    assert!(shown.contains("wecom:slow-wecom uncertain"), "{shown}");
+    assert!(shown.contains("--resend-uncertain"), "{shown}");
+    assert!(shown.contains("feishu:desk-feishu sent"), "{shown}");
 
     // Today's run again leaves it alone: a webhook has no idempotency key.
     let again = w.run(&w.plan(true, &BTreeSet::new()), &opts).await;

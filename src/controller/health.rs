@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use super::status::{condition, problems_message};
 use crate::api::{LastDelivery, RecipientStatus, SourceStatus, conditions};
 use crate::run::{DeliveryStatus, FetchErrorKind};
+use crate::store::BlacklistMark;
 use crate::validation::FieldProblem;
 
 /// Failed fetches in a row after which a source is not `Ready`: one bad morning is noise,
@@ -110,8 +111,8 @@ pub struct DeliveryRecord {
     pub last: Option<(NaiveDate, String, DeliveryStatus)>,
     pub delivered: u64,
     pub bounced: u64,
-    /// The blacklist entry of the address in the recipient's namespace: reason and since.
-    pub blacklisted: Option<(String, DateTime<Utc>)>,
+    /// The blacklist entry of the address in the recipient's namespace.
+    pub blacklisted: Option<BlacklistMark>,
 }
 
 impl From<&crate::store::RecipientDeliveries> for DeliveryRecord {
@@ -129,19 +130,21 @@ impl From<&crate::store::RecipientDeliveries> for DeliveryRecord {
 fn deliverability(record: &DeliveryRecord, enabled: bool) -> (bool, &'static str, String) {
     let unsubscribe = crate::run::BlacklistReason::Unsubscribe.as_str();
     match (&record.blacklisted, enabled) {
-        (Some((why, since)), _) if why == unsubscribe => (
+        (Some(mark), _) if mark.reason == unsubscribe => (
             false,
             reasons::UNSUBSCRIBED,
             format!(
                 "the recipient unsubscribed on {}; with their consent, set the annotation finrep.io/unblock to a new value to re-subscribe",
-                since.format("%Y-%m-%d")
+                mark.since.format("%Y-%m-%d")
             ),
         ),
-        (Some((why, _)), _) => (
+        (Some(mark), _) => (
             false,
             reasons::BLACKLISTED,
             format!(
-                "blacklisted ({why}); set the annotation finrep.io/unblock to a new value to lift it"
+                "blacklisted ({}{}); fix the cause (for a chat group: the bot, its webhook or signing Secret), then set the annotation finrep.io/unblock to a new value to lift it",
+                mark.reason,
+                refusal(mark)
             ),
         ),
         (None, false) => (
@@ -154,6 +157,22 @@ fn deliverability(record: &DeliveryRecord, enabled: bool) -> (bool, &'static str
             reasons::DELIVERABLE,
             "reports are delivered".to_string(),
         ),
+    }
+}
+
+/// The refusal's code and words, as the server or platform gave them: `: 93000 invalid webhook
+/// url`.
+fn refusal(mark: &BlacklistMark) -> String {
+    let code = mark.code.map(|c| c.to_string());
+    let words: Vec<&str> = [code.as_deref(), mark.reply.as_deref()]
+        .into_iter()
+        .flatten()
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        String::new()
+    } else {
+        format!(": {}", crate::untrusted::clean(&words.join(" "), 200))
     }
 }
 
@@ -211,11 +230,11 @@ pub fn recipient_status(
         delivered_count: record.delivered,
         bounce_count: record.bounced,
         blacklisted: record.blacklisted.is_some(),
-        blacklist_reason: record.blacklisted.as_ref().map(|(why, _)| why.clone()),
-        blacklisted_since: record
+        blacklist_reason: record
             .blacklisted
             .as_ref()
-            .map(|(_, since)| since.to_rfc3339()),
+            .map(|m| format!("{}{}", m.reason, refusal(m))),
+        blacklisted_since: record.blacklisted.as_ref().map(|m| m.since.to_rfc3339()),
         handled_unblock: prev.handled_unblock,
         conditions: vec![ready, deliverable],
     }
@@ -274,6 +293,15 @@ mod tests {
         );
     }
 
+    fn mark(reason: &str, since: DateTime<Utc>) -> BlacklistMark {
+        BlacklistMark {
+            reason: reason.into(),
+            since,
+            code: None,
+            reply: None,
+        }
+    }
+
     #[test]
     fn an_unsubscribed_recipient_says_so() {
         let now = at("2026-11-26T00:00:00Z");
@@ -281,7 +309,7 @@ mod tests {
             last: None,
             delivered: 3,
             bounced: 0,
-            blacklisted: Some(("unsubscribe".into(), now)),
+            blacklisted: Some(mark("unsubscribe", now)),
         };
         let st = recipient_status(None, Some(1), true, &record, &[], now);
         let d = &st.conditions[1];
@@ -303,7 +331,11 @@ mod tests {
             )),
             delivered: 10,
             bounced: 1,
-            blacklisted: Some(("bounce".into(), now)),
+            blacklisted: Some(BlacklistMark {
+                code: Some(93000),
+                reply: Some("HTTP 200: invalid webhook url".into()),
+                ..mark("bounce", now)
+            }),
         };
         let st = recipient_status(None, Some(2), true, &record, &[], now);
         assert!(st.blacklisted);
@@ -311,6 +343,13 @@ mod tests {
         assert_eq!(
             (d.status.as_str(), d.reason.as_str()),
             ("False", reasons::BLACKLISTED)
+        );
+        // The platform's (or server's) code is in the message, as a bounce's reply is.
+        assert!(
+            d.message
+                .contains("bounce: 93000 HTTP 200: invalid webhook url"),
+            "{}",
+            d.message
         );
         assert_eq!(st.last_delivered.as_ref().unwrap().outcome, "bounced");
         assert_eq!(

@@ -183,7 +183,9 @@ pub struct StepTiming {
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct DeliveryLogRow {
     pub recipient: String,
+    /// The e-mail address, or `<platform>:<name>` of a chat group.
     pub email: String,
+    pub channel: crate::run::Channel,
     pub status: DeliveryStatus,
     pub attempts: i32,
     pub smtp_code: Option<i32>,
@@ -586,7 +588,8 @@ impl Store {
         page: Page,
     ) -> Result<Paged<DeliveryLogRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT recipient, email, status, attempts, smtp_code, smtp_reply, last_error, sent_at, updated_at
+            "SELECT recipient, email, channel, status, attempts, smtp_code, smtp_reply, last_error, sent_at,
+                    updated_at
              FROM delivery_log WHERE report_id = $1 AND ($2::text IS NULL OR status = $2)
              ORDER BY email LIMIT $3 OFFSET $4",
         )
@@ -602,6 +605,7 @@ impl Store {
                 Ok(DeliveryLogRow {
                     recipient: r.try_get("recipient")?,
                     email: r.try_get("email")?,
+                    channel: state_column(r, "channel")?,
                     status: state_column(r, "status")?,
                     attempts: r.try_get("attempts")?,
                     smtp_code: r.try_get("smtp_code")?,

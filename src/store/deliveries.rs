@@ -270,6 +270,17 @@ impl Store {
     }
 }
 
+/// Why and since when an address (or chat group) is on its namespace's blacklist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlacklistMark {
+    /// `bounce`, `unsubscribe` or `manual`.
+    pub reason: String,
+    pub since: chrono::DateTime<chrono::Utc>,
+    /// The refusal's reply code and words: SMTP's, or the chat platform's errcode and errmsg.
+    pub code: Option<i32>,
+    pub reply: Option<String>,
+}
+
 /// A recipient address's deliveries and blacklist entry in one namespace.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecipientDeliveries {
@@ -278,8 +289,8 @@ pub struct RecipientDeliveries {
     pub last: Option<(chrono::NaiveDate, String, DeliveryStatus)>,
     pub delivered: i64,
     pub bounced: i64,
-    /// Reason and time of the blacklist entry.
-    pub blacklisted: Option<(String, chrono::DateTime<chrono::Utc>)>,
+    /// The blacklist entry.
+    pub blacklisted: Option<BlacklistMark>,
 }
 
 impl Store {
@@ -302,9 +313,11 @@ impl Store {
              l AS (
                  SELECT DISTINCT ON (email) email, report_date, report, status
                  FROM d ORDER BY email, report_date DESC, updated_at DESC),
-             b AS (SELECT email, reason, created_at FROM blacklist WHERE namespace = $1)
+             b AS (SELECT email, reason, created_at, smtp_code, smtp_reply FROM blacklist
+                   WHERE namespace = $1)
              SELECT email, c.delivered, c.bounced, l.report_date, l.report, l.status,
-                    b.reason AS blacklist_reason, b.created_at AS blacklisted_at
+                    b.reason AS blacklist_reason, b.created_at AS blacklisted_at,
+                    b.smtp_code AS blacklist_code, b.smtp_reply AS blacklist_reply
              FROM c JOIN l USING (email) FULL JOIN b USING (email)",
         )
         .bind(namespace)
@@ -320,7 +333,12 @@ impl Store {
                 None => None,
             };
             let blacklisted = match row.try_get::<Option<String>, _>("blacklist_reason")? {
-                Some(reason) => Some((reason, row.try_get("blacklisted_at")?)),
+                Some(reason) => Some(BlacklistMark {
+                    reason,
+                    since: row.try_get("blacklisted_at")?,
+                    code: row.try_get("blacklist_code")?,
+                    reply: row.try_get("blacklist_reply")?,
+                }),
                 None => None,
             };
             out.insert(
@@ -345,5 +363,90 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+/// A chat group's delivery in the latest run of its report.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatPostRow {
+    pub namespace: String,
+    pub report: String,
+    pub date: chrono::NaiveDate,
+    /// `<platform>:<Recipient name>`.
+    pub address: String,
+    pub channel: Channel,
+    pub status: DeliveryStatus,
+    pub reply_code: Option<i32>,
+    pub reply: Option<String>,
+}
+
+impl Store {
+    /// Every chat group's delivery in the latest run of each report.
+    pub async fn latest_chat_posts(&self) -> Result<Vec<ChatPostRow>, StoreError> {
+        let rows = sqlx::query(
+            "WITH latest AS (
+                 SELECT DISTINCT ON (namespace, report) id, namespace, report, report_date
+                 FROM reports ORDER BY namespace, report, report_date DESC)
+             SELECT l.namespace, l.report, l.report_date, d.email, d.channel, d.status,
+                    d.smtp_code, d.smtp_reply
+             FROM latest l JOIN delivery_log d ON d.report_id = l.id
+             WHERE d.channel <> $1
+             ORDER BY l.namespace, l.report, d.email",
+        )
+        .bind(Channel::Email.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ChatPostRow {
+                    namespace: r.try_get("namespace")?,
+                    report: r.try_get("report")?,
+                    date: r.try_get("report_date")?,
+                    address: r.try_get("email")?,
+                    channel: super::state_column(&r, "channel")?,
+                    status: status_of(&r)?,
+                    reply_code: r.try_get("smtp_code")?,
+                    reply: r.try_get("smtp_reply")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// How many deliveries of a report's latest run are in one state on one channel.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelDeliveries {
+    pub namespace: String,
+    pub report: String,
+    pub channel: Channel,
+    pub status: DeliveryStatus,
+    pub count: i64,
+}
+
+impl Store {
+    /// The deliveries of each report's latest run, by channel and state.
+    pub async fn latest_channel_deliveries(&self) -> Result<Vec<ChannelDeliveries>, StoreError> {
+        let rows = sqlx::query(
+            "WITH latest AS (
+                 SELECT DISTINCT ON (namespace, report) id, namespace, report
+                 FROM reports ORDER BY namespace, report, report_date DESC)
+             SELECT l.namespace, l.report, d.channel, d.status, count(*) AS n
+             FROM latest l JOIN delivery_log d ON d.report_id = l.id
+             GROUP BY l.namespace, l.report, d.channel, d.status",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(ChannelDeliveries {
+                    namespace: r.try_get("namespace")?,
+                    report: r.try_get("report")?,
+                    channel: super::state_column(&r, "channel")?,
+                    status: status_of(&r)?,
+                    count: r.try_get("n")?,
+                })
+            })
+            .collect()
     }
 }
