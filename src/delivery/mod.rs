@@ -191,18 +191,26 @@ impl Run<'_> {
         !self.opts.stop.is_cancelled() && self.window_open()
     }
 
-    /// At the window end (lateDelivery: skip), what was not delivered is deferred; returns
-    /// the report's counts.
+    /// At the window end (lateDelivery: skip), what was not delivered is deferred — but not a
+    /// chat post left uncertain, which a later run would then post again; returns the
+    /// report's counts.
     async fn finish(&self) -> Result<DeliveryCounts, StoreError> {
         if let Gate::Closed { send_late: false } = self.gate() {
-            let moved = self
-                .store
-                .move_deliveries(
-                    self.report_id,
-                    &[DeliveryStatus::Pending, DeliveryStatus::Uncertain],
-                    DeliveryStatus::Deferred,
-                )
-                .await?;
+            let resent: Vec<Channel> = Channel::ALL
+                .iter()
+                .copied()
+                .filter(|c| c.resends_uncertain())
+                .collect();
+            let deferred = DeliveryStatus::Deferred;
+            let store = self.store;
+            let pending = &[DeliveryStatus::Pending];
+            let uncertain = &[DeliveryStatus::Uncertain];
+            let moved = store
+                .move_deliveries(self.report_id, pending, Channel::ALL, deferred)
+                .await?
+                + store
+                    .move_deliveries(self.report_id, uncertain, &resent, deferred)
+                    .await?;
             if moved > 0 {
                 info!(
                     deferred = moved,

@@ -178,19 +178,24 @@ impl Store {
         Ok(())
     }
 
-    /// Moves every row in one of `from` to `to` (e.g. pending → deferred at the window end).
+    /// Moves every row on one of `channels` in one of `from` to `to` (e.g. pending → deferred
+    /// at the window end).
     pub async fn move_deliveries(
         &self,
         report_id: i64,
         from: &[DeliveryStatus],
+        channels: &[Channel],
         to: DeliveryStatus,
     ) -> Result<u64, StoreError> {
+        let channels: Vec<&str> = channels.iter().map(|c| c.as_str()).collect();
         let done = sqlx::query(
-            "UPDATE delivery_log SET status = $3, updated_at = now() WHERE report_id = $1 AND status = ANY($2)",
+            "UPDATE delivery_log SET status = $3, updated_at = now()
+             WHERE report_id = $1 AND status = ANY($2) AND channel = ANY($4)",
         )
         .bind(report_id)
         .bind(names(from))
         .bind(to.as_str())
+        .bind(&channels)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())
