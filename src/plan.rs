@@ -682,6 +682,41 @@ spec:
         }
     }
 
+    fn chat_group(name: &str, labels: &str) -> Recipient {
+        yaml(&format!(
+            "apiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata: {{name: {name}, namespace: desk, labels: {labels}}}\nspec: {{chat: {{platform: dingtalk, webhookSecretRef: {{name: {name}-bot, key: webhook}}, signingSecretRef: {{name: {name}-bot, key: secret}}}}}}\n"
+        ))
+    }
+
+    #[test]
+    fn a_chat_group_is_planned_by_name_with_its_secrets_named_never_valued() {
+        let recipients = vec![
+            chat_group("desk", "{brief: morning}"),
+            chat_group("gone", "{brief: morning}"),
+            chat_group("other", "{brief: evening}"),
+        ];
+        let blacklist = BTreeSet::from(["dingtalk:gone".to_string()]);
+        let plan = build_plan(&report(), &[], &recipients, &blacklist, slot());
+        assert_eq!(plan.recipients.len(), 1);
+        assert_eq!(plan.recipients[0].address, "dingtalk:desk");
+        assert_eq!(plan.excluded_recipients, ["gone"]);
+        let envs: Vec<&str> = plan.secrets.iter().map(|s| s.env.as_str()).collect();
+        assert!(envs.contains(&"FINREP_SECRET_DESK_BOT_WEBHOOK"), "{envs:?}");
+        assert!(envs.contains(&"FINREP_SECRET_DESK_BOT_SECRET"), "{envs:?}");
+        assert!(!envs.iter().any(|e| e.contains("OTHER")), "{envs:?}");
+        let secrets = referenced_secrets(&report(), &[], &recipients);
+        assert!(secrets.contains("desk-bot") && secrets.contains("gone-bot"));
+        assert!(!secrets.contains("other-bot"));
+        plan.validate().unwrap();
+        // A plan of an earlier controller calls the address `email`.
+        let mut json = serde_json::to_value(&plan).unwrap();
+        let r = json["recipients"][0].as_object_mut().unwrap();
+        let address = r.remove("address").unwrap();
+        r.insert("email".into(), address);
+        let old: RunPlan = serde_json::from_value(json).unwrap();
+        assert_eq!(old.recipients[0].address, "dingtalk:desk");
+    }
+
     #[test]
     fn selects_enabled_matching_resources_of_the_namespace() {
         let sources = vec![

@@ -393,3 +393,82 @@ fn fullwidth_codes_in_a_title_are_tickers_not_panics() {
     assert_eq!(cands[0].tickers, ["600519.SH"]);
     assert_eq!(cands[0].watch_hits, 1);
 }
+
+/// Headlines for a chat digest: hostile titles, sources and URLs in a few sections.
+fn digest() -> impl Strategy<Value = finrep::delivery::chat::Digest> {
+    use finrep::delivery::chat::{Digest, DigestItem, DigestSection};
+    let item = (
+        field(),
+        field(),
+        field(),
+        prop::collection::vec(nasty_text(12), 0..3),
+    )
+        .prop_map(|(title, url, source, tickers)| DigestItem {
+            title,
+            url: format!("https://e.example.com/{url}"),
+            source,
+            tickers,
+        });
+    let section = (nasty_text(20), prop::collection::vec(item, 0..6))
+        .prop_map(|(name, items)| DigestSection { name, items });
+    (
+        field(),
+        prop::collection::vec(section, 0..4),
+        nasty_text(40),
+    )
+        .prop_map(|(title, sections, url)| Digest {
+            title,
+            date: "2026-11-26".into(),
+            date_display: "2026年11月26日 星期四".into(),
+            sections,
+            full_report_url: Some(url),
+            left_out: 3,
+        })
+}
+
+/// The characters that make markup in WeCom, DingTalk and Feishu/Lark markdown.
+const CHAT_MARKUP: &[char] = &[
+    '*', '_', '`', '[', ']', '(', ')', '#', '<', '>', '|', '~', '!', '\\', '&', '@', '$',
+];
+
+proptest! {
+    /// A chat message from hostile headlines: escaped values hold no markup character and no
+    /// line break; links are web links or nothing; every platform's message is within its
+    /// limit (or refused as too long), never a panic.
+    #[test]
+    fn chat_messages_from_hostile_text_are_inert_and_bounded(d in digest(), value in field(), url in field()) {
+        use finrep::api::{ChatGroup, ChatLanguage, ChatPlatform, SecretKeyRef};
+        use finrep::delivery::chat::{self, ChatTemplates, escape};
+        let escaped = escape::escape(&value);
+        prop_assert!(!escaped.contains(CHAT_MARKUP), "{escaped}");
+        prop_assert!(!escaped.chars().any(char::is_control), "{escaped:?}");
+        prop_assert!(escaped.chars().count() <= 301);
+        let href = escape::href(&url);
+        prop_assert!(href.is_empty() || href.starts_with("http"), "{href}");
+        prop_assert!(!href.contains(['(', ')', ' ', '<', '>', '"', '\n']), "{href}");
+
+        let templates = ChatTemplates::builtin().unwrap();
+        for platform in [ChatPlatform::Wecom, ChatPlatform::Dingtalk, ChatPlatform::Feishu, ChatPlatform::Lark] {
+            for language in [ChatLanguage::Zh, ChatLanguage::En] {
+                let bot = ChatGroup {
+                    platform,
+                    webhook_secret_ref: SecretKeyRef { name: "bot".into(), key: "webhook".into() },
+                    signing_secret_ref: None,
+                    keyword: None,
+                    language,
+                };
+                let (size, limit) = chat::budget(platform);
+                match chat::compose(&templates, &d, &bot) {
+                    Ok(post) => {
+                        let m = &post.message;
+                        prop_assert!(size(&m.title, &m.markdown) <= limit);
+                        prop_assert!(!m.title.contains(CHAT_MARKUP));
+                        let headings = m.markdown.lines().filter(|l| l.starts_with('#')).count();
+                        prop_assert_eq!(headings, 1, "{}", m.markdown);
+                    }
+                    Err(e) => prop_assert!(e.to_string().contains("over the platform's limit"), "{e}"),
+                }
+            }
+        }
+    }
+}

@@ -368,4 +368,28 @@ mod tests {
             .unwrap();
         assert!(m.markdown.ends_with("\nFINREP\n"));
     }
+
+    #[test]
+    fn a_template_of_the_report_replaces_both_and_is_escaped_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let custom = "# {{ title }} ({{ language }})\n{% for s in sections %}{% for i in s.items %}- [{{ i.title }}]({{ i.url|href }})\n{% endfor %}{% endfor %}";
+        std::fs::write(dir.path().join("chat.md"), custom).unwrap();
+        let t = ChatTemplates::from_dir(dir.path(), "chat.md").unwrap();
+        let m = t
+            .render(&digest(2), ChatLanguage::En, None, &bytes, 4096)
+            .unwrap();
+        assert!(
+            m.markdown
+                .starts_with("# 金融情报日报 (en)\n- [央行第0次降准 ＊重磅＊"),
+            "{}",
+            m.markdown
+        );
+        assert!(!m.markdown.contains("<font"));
+        // Without the key in the ConfigMap, the built-in templates.
+        let builtin = ChatTemplates::from_dir(dir.path(), "absent.md").unwrap();
+        let m = builtin
+            .render(&digest(2), ChatLanguage::En, None, &bytes, 4096)
+            .unwrap();
+        assert!(m.markdown.contains("Read the full report"));
+    }
 }
