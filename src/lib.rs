@@ -23,6 +23,7 @@ pub mod signals;
 pub mod standalone;
 pub mod store;
 pub mod telemetry;
+pub mod text_layout;
 pub mod tls;
 pub mod unsubscribe;
 pub mod untrusted;

@@ -15,9 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use common::chat_platforms::{ChatPlatforms, Platform};
-use common::fake_clock::FakeClock;
+use common::fake_clock::{FakeClock, at, date};
 use common::http::{Response, TestServer};
 use common::smtp::SmtpServer;
 use finrep::delivery::{Clock, DeliveryOptions};
@@ -29,16 +29,6 @@ use finrep::run::DeliveryCounts;
 use finrep::store::Store;
 use finrep::window::WindowMode;
 use rand::{Rng, SeedableRng};
-
-fn date() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
-}
-
-fn at(local: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(&format!("2026-11-23T{local}:00+08:00"))
-        .unwrap()
-        .to_utc()
-}
 
 /// Headlines a feed might carry on a bad day: markup of every platform, links that are not
 /// links, control characters, a 100 kB title.

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use common::fake_clock::FakeClock;
+use chrono::{DateTime, Utc};
+use common::fake_clock::{FakeClock, at, date};
 use common::http::{Response, TestServer};
 use common::smtp::{SmtpServer, free_port};
 use finrep::delivery::{Clock, DeliveryOptions, Unsubscribe};
@@ -28,16 +28,6 @@ const FEED: &str = r#"<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><
 <item><title>央行宣布下调存款准备金率0.5个百分点</title><link>https://e.example.com/1</link><pubDate>Sun, 22 Nov 2026 21:30:00 +0000</pubDate><description>释放长期资金约1万亿元。</description></item>
 <item><title>贵州茅台(600519)三季度净利增长15%</title><link>https://e.example.com/2</link><pubDate>Sun, 22 Nov 2026 20:30:00 +0000</pubDate><description>业绩预告。</description></item>
 </channel></rss>"#;
-
-fn date() -> NaiveDate {
-    NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
-}
-
-fn at(local: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(&format!("2026-11-23T{local}:00+08:00"))
-        .unwrap()
-        .to_utc()
-}
 
 /// Writes a configuration: one feed, `recipients` addresses, SMTP on `smtp_port`.
 fn config(dir: &Path, feed_url: &str, smtp_port: u16, recipients: &[&str], late: &str) {

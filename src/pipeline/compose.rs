@@ -259,28 +259,11 @@ impl Templates {
                     source,
                 })
         };
-        Ok((render(HTML_NAME)?, tidy_text(&render(TEXT_NAME)?)))
+        Ok((
+            render(HTML_NAME)?,
+            crate::text_layout::tidy_blank_lines(&render(TEXT_NAME)?),
+        ))
     }
-}
-
-/// At most one blank line in a row, and a final newline.
-fn tidy_text(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut blank = 0;
-    for line in s.lines() {
-        let line = line.trim_end();
-        if line.is_empty() {
-            blank += 1;
-            if blank > 1 {
-                continue;
-            }
-        } else {
-            blank = 0;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.trim_start_matches('\n').to_string()
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use finrep::delivery::Clock;
 
 /// A clock that jumps: sleeping moves it forward at once; every reading may advance it.
@@ -35,4 +35,16 @@ impl Clock for FakeClock {
         self.now.fetch_max(t.timestamp_millis(), Ordering::SeqCst);
         Box::pin(async {})
     }
+}
+
+/// The day the delivery tests' runs are for.
+pub fn date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 23).unwrap()
+}
+
+/// `local` (HH:MM) on that day in Asia/Shanghai.
+pub fn at(local: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(&format!("2026-11-23T{local}:00+08:00"))
+        .unwrap()
+        .to_utc()
 }

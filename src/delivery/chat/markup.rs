@@ -242,24 +242,12 @@ impl ChatTemplates {
     }
 }
 
-/// At most one blank line in a row, no trailing spaces, one final newline.
+/// The template's text with at most one blank line in a row and one final newline.
 fn tidy(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut blank = 0;
-    for line in s.lines() {
-        let line = line.trim_end();
-        if line.is_empty() {
-            blank += 1;
-            if blank > 1 {
-                continue;
-            }
-        } else {
-            blank = 0;
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out.trim_matches('\n').to_string() + "\n"
+    crate::text_layout::tidy_blank_lines(s)
+        .trim_end_matches('\n')
+        .to_string()
+        + "\n"
 }
 
 #[cfg(test)]
