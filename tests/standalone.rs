@@ -679,3 +679,63 @@ async fn one_failing_report_never_stops_the_others() {
     assert_eq!(w.all_copies(CLOSE, 0), RECIPIENTS);
     assert!(p.terminate().await.success());
 }
+
+/// A chat group (a Feishu bot that signs, on the platform's stand-in) beside e-mail in
+/// standalone mode: each day's report posted once, not again after a restart the same day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_group_gets_each_days_report_once() {
+    use common::chat_platforms::{ChatPlatforms, Platform};
+    let w = World::new(0).await;
+    let bots = ChatPlatforms::start().await;
+    let webhook = bots.add_bot(
+        Platform::Feishu,
+        "tok-desk",
+        Some("feishu-secret-0123"),
+        None,
+    );
+    // SAFETY: nextest runs each test in a process of its own, and the variables are set
+    // before the process it starts (which inherits them) or any thread that reads them.
+    unsafe {
+        std::env::set_var("FINREP_SECRET_DESK_BOT_WEBHOOK", &webhook);
+        std::env::set_var("FINREP_SECRET_DESK_BOT_SECRET", "feishu-secret-0123");
+    }
+    let mut docs = vec![source("news", &w.feed.url("/rss.xml"))];
+    docs.extend((0..RECIPIENTS).map(recipient));
+    docs.push(json!({
+        "apiVersion": "finrep.io/v1alpha1", "kind": "Recipient",
+        "metadata": {"name": "desk"},
+        "spec": {"chat": {
+            "platform": "feishu",
+            "webhookSecretRef": {"name": "desk-bot", "key": "webhook"},
+            "signingSecretRef": {"name": "desk-bot", "key": "secret"},
+        }},
+    }));
+    docs.push(report("brief", BRIEF, w.smtp.port, 900, false));
+    write_config(w.config.path(), &docs);
+    let trusted = ["--trusted-host".to_string(), bots.host_port()];
+
+    w.set_clock(0, "05:59:00");
+    let mut p = w.start_with(&trusted);
+    w.wait_ready(&mut p).await;
+    w.set_clock(0, "06:06:00");
+    w.wait_slot(&mut p, "brief", "run", 0, "06:00", "Finished")
+        .await;
+    assert_eq!(w.all_copies(BRIEF, 0), RECIPIENTS);
+    assert_eq!(
+        bots.shown("tok-desk").len(),
+        1,
+        "{:?}",
+        bots.refusals("tok-desk")
+    );
+    assert!(p.terminate().await.success());
+
+    let mut p = w.start_with(&trusted);
+    w.wait_ready(&mut p).await;
+    w.set_clock(1, "06:06:00");
+    w.wait_slot(&mut p, "brief", "run", 1, "06:00", "Finished")
+        .await;
+    let texts = bots.texts("tok-desk");
+    assert_eq!(texts.len(), 2, "one post a day: {texts:#?}");
+    assert!(bots.refusals("tok-desk").is_empty());
+    assert!(p.terminate().await.success());
+}

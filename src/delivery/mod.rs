@@ -20,6 +20,7 @@ pub mod letter;
 pub mod outcome;
 pub mod smtp;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -152,6 +153,8 @@ pub(crate) struct Run<'a> {
     window: Window,
     /// The window as the run found it, which decides the states it may claim.
     start: Gate,
+    /// The plan's recipients by address (a plan may hold 10,000).
+    recipients: HashMap<&'a str, &'a PlannedRecipient>,
 }
 
 impl Run<'_> {
@@ -176,7 +179,7 @@ impl Run<'_> {
     }
 
     fn recipient(&self, address: &str) -> Option<&PlannedRecipient> {
-        self.plan.recipients.iter().find(|r| r.address == address)
+        self.recipients.get(address).copied()
     }
 
     /// Waits for the window to open; false when the run is stopping or the window is over.
@@ -241,6 +244,11 @@ pub async fn deliver(
         opts,
         window,
         start,
+        recipients: plan
+            .recipients
+            .iter()
+            .map(|r| (r.address.as_str(), r))
+            .collect(),
     };
     let rows = rows_to_send(&run).await?;
     if rows.is_empty() {
