@@ -10,6 +10,9 @@ use crate::delivery::outcome::{Outcome, Reply};
 use crate::guard::find_blocked;
 use crate::untrusted::{self, MAX_ERROR_CHARS};
 
+/// The most of a platform's answer read.
+const MAX_ANSWER_BYTES: usize = 64 << 10;
+
 /// A request that got no HTTP answer. Before the request went out (no connection) it is
 /// safe to try again; after, the group may have the message.
 pub(super) fn failure(e: &reqwest::Error, timeout: Duration) -> Outcome {
@@ -55,7 +58,7 @@ fn e_text(e: &reqwest::Error) -> String {
 }
 
 /// Reads the platform's answer.
-pub(super) async fn answer(platform: ChatPlatform, resp: reqwest::Response) -> Outcome {
+pub(super) async fn answer(platform: ChatPlatform, mut resp: reqwest::Response) -> Outcome {
     let status = resp.status();
     let retry_after = resp
         .headers()
@@ -63,19 +66,27 @@ pub(super) async fn answer(platform: ChatPlatform, resp: reqwest::Response) -> O
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    // Answers are small; a body past 64 KiB is not one of theirs.
-    let bytes = match resp.bytes().await {
-        Ok(b) => b,
-        Err(_) => {
-            return Outcome::Uncertain(Reply::new(
-                Some(i32::from(status.as_u16())),
-                format!("HTTP {status}, and the answer broke off"),
-            ));
+    // Answers are small: reading stops past 64 KiB, which is not one of theirs.
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if bytes.len() + chunk.len() <= MAX_ANSWER_BYTES => {
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(Some(_)) => {
+                bytes.clear();
+                break;
+            }
+            Ok(None) => break,
+            Err(_) => {
+                return Outcome::Uncertain(Reply::new(
+                    Some(i32::from(status.as_u16())),
+                    format!("HTTP {status}, and the answer broke off"),
+                ));
+            }
         }
-    };
-    let json: Option<serde_json::Value> = (bytes.len() <= 64 << 10)
-        .then(|| serde_json::from_slice(&bytes).ok())
-        .flatten();
+    }
+    let json: Option<serde_json::Value> = serde_json::from_slice(&bytes).ok();
     read_answer(platform, status.as_u16(), retry_after, json.as_ref())
 }
 
