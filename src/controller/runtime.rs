@@ -400,18 +400,26 @@ async fn run_controllers(
         warn!("shared caches cannot be subscribed to");
         return;
     };
+    // Objects tenants write enter the caches without what the controller never reads.
     let source_feed = watcher(api::<Source>(client, ns), all.clone())
         .default_backoff()
+        .modify(super::cached::lean)
         .reflect_shared(feeds.source_writer)
         .for_each(log_errors("Source watch"));
     let recipient_feed = watcher(api::<Recipient>(client, ns), all.clone())
         .default_backoff()
+        .modify(super::cached::lean)
         .reflect_shared(feeds.recipient_writer)
         .for_each(log_errors("Recipient watch"));
 
+    let (report_store, report_writer) = reflector::store();
+    let report_feed = watcher(api::<DailyReport>(client, ns), all.clone())
+        .default_backoff()
+        .modify(super::cached::lean)
+        .reflect(report_writer)
+        .applied_objects();
     let report_controller =
-        Controller::new(api::<DailyReport>(client, ns), all.clone()).with_config(config.clone());
-    let report_store = report_controller.store();
+        Controller::for_stream(report_feed, report_store.clone()).with_config(config.clone());
     let (for_sources, for_recipients) = (report_store.clone(), report_store.clone());
     let report_loop = report_controller
         .owns_stream(owned_objects::<Job>(client, opts))
