@@ -632,9 +632,28 @@ impl RunPlan {
     }
 
     /// The secret value carried by `r`, read from the environment.
-    pub fn secret_value(r: &SecretKeyRef) -> Option<String> {
-        std::env::var(secret_env_name(&r.name, &r.key)).ok()
+    pub fn secret_value(r: &SecretKeyRef) -> Result<String, MissingSecret> {
+        secret_from_env(&r.name, &r.key)
     }
+}
+
+/// A Secret key the run needs whose environment variable is not set.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the environment variable {env} (Secret {secret}, key {key}) is not set")]
+pub struct MissingSecret {
+    pub env: String,
+    pub secret: String,
+    pub key: String,
+}
+
+/// The value of key `key` of Secret `secret`, from the environment variable a run gets it in.
+pub fn secret_from_env(secret: &str, key: &str) -> Result<String, MissingSecret> {
+    let env = secret_env_name(secret, key);
+    std::env::var(&env).map_err(|_| MissingSecret {
+        env,
+        secret: secret.to_string(),
+        key: key.to_string(),
+    })
 }
 
 #[cfg(test)]

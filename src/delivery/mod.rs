@@ -28,7 +28,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::guard::NetworkPolicy;
-use crate::plan::{PlannedRecipient, RunPlan, secret_env_name};
+use crate::plan::{PlannedRecipient, RunPlan};
 use crate::run::{Channel, DeliveryCounts, DeliveryStatus, ErrorCategory};
 use crate::store::{DeliveryRow, OwedDelivery, Store, StoreError};
 use crate::window::{Gate, Window, WindowMode, gate};
@@ -118,15 +118,6 @@ impl DeliveryError {
             ErrorCategory::Config | ErrorCategory::Io | ErrorCategory::Internal => false,
         }
     }
-}
-
-fn env_secret(name: &str, key: &str) -> Result<String, DeliveryError> {
-    let var = secret_env_name(name, key);
-    std::env::var(&var).map_err(|_| {
-        DeliveryError::Config(format!(
-            "credentials need the environment variable {var} (Secret {name}, key {key}), which is not set"
-        ))
-    })
 }
 
 /// A recipient's copy, rendered, ready for its transport.

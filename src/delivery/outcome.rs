@@ -55,6 +55,42 @@ impl Outcome {
     }
 }
 
+/// What a reply code means, as each transport reads its own codes (SMTP's, each platform's
+/// errcode): one of four things, whatever the transport.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    /// Try again, after the wait the transport's documentation gives, if any.
+    Deferred(Option<Duration>),
+    /// The address or bot is refused for good: blacklist it.
+    RecipientGone,
+    /// This copy is refused for good; the address or bot is kept.
+    Refused,
+}
+
+impl Verdict {
+    /// The outcome of a reply meaning this. `answered`: the server gave a reply at all;
+    /// `asked_wait` (a `Retry-After`) wins over the documented wait.
+    pub fn outcome(self, reply: Reply, answered: bool, asked_wait: Option<Duration>) -> Outcome {
+        match self {
+            Self::Accepted => Outcome::Accepted(reply),
+            Self::Deferred(wait) => Outcome::Deferred {
+                reply,
+                retry_after: asked_wait.or(wait),
+                answered,
+            },
+            Self::RecipientGone => Outcome::Refused {
+                reply,
+                recipient_gone: true,
+            },
+            Self::Refused => Outcome::Refused {
+                reply,
+                recipient_gone: false,
+            },
+        }
+    }
+}
+
 /// What the loop does after an outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {

@@ -17,35 +17,23 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 
-use super::outcome::{Outcome, Reply};
-use super::{DeliveryError, DeliveryOptions, env_secret};
+use super::outcome::{Outcome, Reply, Verdict};
+use super::{DeliveryError, DeliveryOptions};
 use crate::api::TlsMode;
 use crate::guard::{NetworkPolicy, ResolveError};
-use crate::plan::RunPlan;
+use crate::plan::{RunPlan, secret_from_env};
 use crate::untrusted::{self, MAX_ERROR_CHARS};
-
-/// What a finished SMTP attempt means for the row.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SmtpVerdict {
-    Accepted,
-    /// 4xx, dropped connection, timeout: try again.
-    Transient,
-    /// The mailbox does not exist or is refused for good: bounce and blacklist.
-    Bounce,
-    /// Any other permanent refusal (policy, size): failed, address kept.
-    Refused,
-}
 
 /// Classifies an SMTP reply code. Only mailbox-level permanent rejections (550, 551, 553,
 /// or an enhanced status 5.1.x) blacklist; vacation replies and asynchronous reports never
-/// reach this point.
-pub fn verdict(code: Option<u16>, reply: &str) -> SmtpVerdict {
+/// reach this point. A 4xx, a dropped connection or a timeout is worth another try.
+pub fn verdict(code: Option<u16>, reply: &str) -> Verdict {
     match code {
-        Some(c) if (200..300).contains(&c) => SmtpVerdict::Accepted,
-        Some(550 | 551 | 553) => SmtpVerdict::Bounce,
-        Some(c) if (500..600).contains(&c) && reply.contains("5.1.") => SmtpVerdict::Bounce,
-        Some(c) if (500..600).contains(&c) => SmtpVerdict::Refused,
-        _ => SmtpVerdict::Transient,
+        Some(c) if (200..300).contains(&c) => Verdict::Accepted,
+        Some(550 | 551 | 553) => Verdict::RecipientGone,
+        Some(c) if (500..600).contains(&c) && reply.contains("5.1.") => Verdict::RecipientGone,
+        Some(c) if (500..600).contains(&c) => Verdict::Refused,
+        _ => Verdict::Deferred(None),
     }
 }
 
@@ -53,24 +41,8 @@ pub fn verdict(code: Option<u16>, reply: &str) -> SmtpVerdict {
 /// try (the copy is resent with its Message-ID), and without a reply code counts towards the
 /// server being unreachable.
 fn outcome(code: Option<u16>, text: String) -> Outcome {
-    let answered = code.is_some();
     let reply = Reply::new(code.map(i32::from), text);
-    match verdict(code, &reply.text) {
-        SmtpVerdict::Accepted => Outcome::Accepted(reply),
-        SmtpVerdict::Bounce => Outcome::Refused {
-            reply,
-            recipient_gone: true,
-        },
-        SmtpVerdict::Refused => Outcome::Refused {
-            reply,
-            recipient_gone: false,
-        },
-        SmtpVerdict::Transient => Outcome::Deferred {
-            reply,
-            retry_after: None,
-            answered,
-        },
-    }
+    verdict(code, &reply.text).outcome(reply, code.is_some(), None)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,10 +85,14 @@ impl SmtpTransport {
                 "smtp.credentialsSecretRef with tls: none would send the password in clear text; use starttls or tls, or set smtp.allowPlaintextAuth: true for a relay on a trusted network".to_string(),
             ));
         }
+        let secret = |name: &str, key: &str| {
+            secret_from_env(name, key)
+                .map_err(|e| DeliveryError::Config(format!("SMTP credentials: {e}")))
+        };
         let credentials = match &smtp.credentials_secret_ref {
             Some(c) => Some(Credentials::new(
-                env_secret(&c.name, &c.username_key)?,
-                env_secret(&c.name, &c.password_key)?,
+                secret(&c.name, &c.username_key)?,
+                secret(&c.name, &c.password_key)?,
             )),
             None => None,
         };
@@ -276,18 +252,18 @@ mod tests {
 
     #[test]
     fn smtp_verdicts() {
-        assert_eq!(verdict(Some(250), "ok"), SmtpVerdict::Accepted);
-        assert_eq!(verdict(Some(421), "busy"), SmtpVerdict::Transient);
-        assert_eq!(verdict(Some(451), "try later"), SmtpVerdict::Transient);
-        assert_eq!(verdict(None, "connection reset"), SmtpVerdict::Transient);
-        assert_eq!(verdict(Some(550), "no such user"), SmtpVerdict::Bounce);
-        assert_eq!(verdict(Some(553), "bad mailbox"), SmtpVerdict::Bounce);
+        assert_eq!(verdict(Some(250), "ok"), Verdict::Accepted);
+        assert_eq!(verdict(Some(421), "busy"), Verdict::Deferred(None));
+        assert_eq!(verdict(Some(451), "try later"), Verdict::Deferred(None));
+        assert_eq!(verdict(None, "connection reset"), Verdict::Deferred(None));
+        assert_eq!(verdict(Some(550), "no such user"), Verdict::RecipientGone);
+        assert_eq!(verdict(Some(553), "bad mailbox"), Verdict::RecipientGone);
         assert_eq!(
             verdict(Some(554), "5.1.1 unknown user"),
-            SmtpVerdict::Bounce
+            Verdict::RecipientGone
         );
-        assert_eq!(verdict(Some(552), "5.3.4 too big"), SmtpVerdict::Refused);
-        assert_eq!(verdict(Some(554), "5.7.1 spam"), SmtpVerdict::Refused);
+        assert_eq!(verdict(Some(552), "5.3.4 too big"), Verdict::Refused);
+        assert_eq!(verdict(Some(554), "5.7.1 spam"), Verdict::Refused);
     }
 
     #[test]

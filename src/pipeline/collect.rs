@@ -19,7 +19,7 @@ use super::isolate::isolate;
 use super::parse::{self, RawItem};
 use super::{Attempt, decode};
 use crate::api::SourceKind;
-use crate::plan::{PlannedSource, RunPlan, secret_env_name};
+use crate::plan::{PlannedSource, RunPlan};
 use crate::run::{ErrorCategory, FetchErrorKind, FetchStatus, SourceOutcome};
 use crate::store::{ConditionalState, FetchRecord, StoreError};
 use crate::untrusted::{self, MAX_ERROR_CHARS};
@@ -363,13 +363,8 @@ fn request_headers(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     for h in &spec.fetch.headers_from {
-        let env = secret_env_name(&h.secret_key_ref.name, &h.secret_key_ref.key);
-        let value = std::env::var(&env).map_err(|_| {
-            SourceError::Config(format!(
-                "header {} needs the environment variable {env} (from Secret {} key {}), which is not set",
-                h.name, h.secret_key_ref.name, h.secret_key_ref.key
-            ))
-        })?;
+        let value = RunPlan::secret_value(&h.secret_key_ref)
+            .map_err(|e| SourceError::Config(format!("header {}: {e}", h.name)))?;
         headers.push((h.name.clone(), value));
     }
     Ok((headers, !spec.fetch.headers_from.is_empty()))

@@ -24,7 +24,7 @@ use super::extract::Candidate;
 use super::text::{normalise_for_matching, to_plain_text, truncate};
 use crate::api::SummarizerSpec;
 use crate::guard::{GuardedResolver, NetworkPolicy};
-use crate::plan::{RunPlan, secret_env_name};
+use crate::plan::RunPlan;
 use crate::run::{ErrorCategory, ProviderOutcome, SummarizerOutcome};
 use crate::store::{ProviderCall, StoreError};
 use crate::untrusted::{self, MAX_ERROR_CHARS};
@@ -428,12 +428,10 @@ fn provider_of(endpoint: &str) -> String {
 fn open(spec: &SummarizerSpec, policy: &NetworkPolicy) -> Result<Summarizer, String> {
     let api_key = match &spec.api_key_secret_ref {
         None => None,
-        Some(r) => Some(RunPlan::secret_value(r).ok_or_else(|| {
-            format!(
-                "summarizer API key variable {} is not set; extractive summaries were used",
-                secret_env_name(&r.name, &r.key)
-            )
-        })?),
+        Some(r) => Some(
+            RunPlan::secret_value(r)
+                .map_err(|e| format!("summarizer API key: {e}; extractive summaries were used"))?,
+        ),
     };
     Summarizer::new(spec, api_key, policy.clone())
         .map_err(|e| format!("summarizer unavailable ({e}); extractive summaries were used"))

@@ -3,6 +3,8 @@
 //! secret)) on the URL; a `markdown` message with a title; custom keywords must appear in the
 //! message; 20 messages per minute per bot, after which the bot is throttled for 10 minutes.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::{Verdict, hmac_base64};
@@ -42,9 +44,9 @@ pub fn sign(secret: &str, timestamp_ms: i64) -> Vec<(&'static str, String)> {
 /// or stopped) refuse the group for good; anything else refuses this message.
 pub fn verdict(errcode: i64) -> Verdict {
     match errcode {
-        0 => Verdict::Sent,
-        410100 | 130101 => Verdict::Throttled(BLOCKED_SECS),
-        300001 | 310000 | 400101 | 400102 => Verdict::BotGone,
+        0 => Verdict::Accepted,
+        410100 | 130101 => Verdict::Deferred(Some(Duration::from_secs(BLOCKED_SECS))),
+        300001 | 310000 | 400101 | 400102 => Verdict::RecipientGone,
         _ => Verdict::Refused,
     }
 }

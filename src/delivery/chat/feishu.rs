@@ -4,6 +4,8 @@
 //! secret over an empty message) in the body; the request body at most 20 KB; 100 messages
 //! per minute and 5 per second per bot.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::{Verdict, hmac_base64};
@@ -52,9 +54,9 @@ pub fn sign(secret: &str, timestamp_s: i64) -> String {
 /// invalid: bot removed) refuse the group for good; anything else refuses this message.
 pub fn verdict(code: i64) -> Verdict {
     match code {
-        0 => Verdict::Sent,
-        11232 => Verdict::Throttled(5),
-        19001 | 19021 | 19022 | 19024 => Verdict::BotGone,
+        0 => Verdict::Accepted,
+        11232 => Verdict::Deferred(Some(Duration::from_secs(5))),
+        19001 | 19021 | 19022 | 19024 => Verdict::RecipientGone,
         _ => Verdict::Refused,
     }
 }

@@ -26,23 +26,12 @@ use url::Url;
 
 pub use markup::{ChatMessage, ChatRenderError, ChatTemplates, Digest, DigestItem, DigestSection};
 
+pub use super::outcome::Verdict;
 use super::outcome::{Outcome, Reply};
 use crate::api::{ChatGroup, ChatPlatform};
 use crate::guard::{GuardedResolver, NetworkPolicy};
 use crate::plan::RunPlan;
 use crate::untrusted::{self, MAX_ERROR_CHARS};
-
-/// How a platform's reply code reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Sent,
-    /// Over the bot's rate: try again after this many seconds.
-    Throttled(u64),
-    /// The bot refuses for good (removed, wrong key or signature, keyword or IP check).
-    BotGone,
-    /// This message is refused (too long, malformed).
-    Refused,
-}
 
 pub(crate) fn hmac_base64(key: &[u8], message: &[u8]) -> String {
     // HMAC takes keys of any length.
@@ -232,15 +221,13 @@ struct Secrets {
 
 impl Secrets {
     fn of(bot: &ChatGroup) -> Result<Self, String> {
-        let read = |r: &crate::api::SecretKeyRef| {
-            RunPlan::secret_value(r).filter(|v| !v.trim().is_empty()).ok_or_else(|| {
-                format!(
-                    "the chat group needs the environment variable {} (Secret {}, key {}), which is not set",
-                    crate::plan::secret_env_name(&r.name, &r.key),
-                    r.name,
-                    r.key
-                )
-            })
+        let read = |r: &crate::api::SecretKeyRef| match RunPlan::secret_value(r) {
+            Ok(v) if !v.trim().is_empty() => Ok(v),
+            Ok(_) => Err(format!(
+                "chat group: the Secret {}, key {}, is empty",
+                r.name, r.key
+            )),
+            Err(e) => Err(format!("chat group: {e}")),
         };
         Ok(Self {
             webhook: read(&bot.webhook_secret_ref)?,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{Verdict, dingtalk, feishu, refused, wecom};
+use super::{dingtalk, feishu, refused, wecom};
 use crate::api::ChatPlatform;
 use crate::delivery::outcome::{Outcome, Reply};
 use crate::guard::find_blocked;
@@ -133,22 +133,7 @@ pub fn read_answer(
         ChatPlatform::Dingtalk => dingtalk::verdict(code),
         ChatPlatform::Feishu | ChatPlatform::Lark => feishu::verdict(code),
     };
-    match verdict {
-        Verdict::Sent => Outcome::Accepted(reply),
-        Verdict::Throttled(secs) => Outcome::Deferred {
-            reply,
-            retry_after: Some(retry_after.unwrap_or(Duration::from_secs(secs))),
-            answered: true,
-        },
-        Verdict::BotGone => Outcome::Refused {
-            reply,
-            recipient_gone: true,
-        },
-        Verdict::Refused => Outcome::Refused {
-            reply,
-            recipient_gone: false,
-        },
-    }
+    verdict.outcome(reply, true, retry_after)
 }
 
 #[cfg(test)]
@@ -156,10 +141,14 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    use ChatPlatform::*;
+
+    fn read(p: ChatPlatform, status: u16, body: serde_json::Value) -> Outcome {
+        read_answer(p, status, None, Some(&body))
+    }
+
     #[test]
-    fn reply_codes_read_as_each_platform_documents_them() {
-        use ChatPlatform::*;
-        let read = |p, status, body: serde_json::Value| read_answer(p, status, None, Some(&body));
+    fn wecom_and_dingtalk_codes_read_as_documented() {
         assert!(matches!(
             read(Wecom, 200, json!({"errcode": 0, "errmsg": "ok"})),
             Outcome::Accepted(_)
@@ -194,6 +183,10 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn feishu_and_lark_codes_read_as_documented() {
         assert!(matches!(
             read(Feishu, 200, json!({"code": 0, "msg": "success"})),
             Outcome::Accepted(_)
@@ -228,6 +221,10 @@ mod tests {
                 ..
             }
         ));
+    }
+
+    #[test]
+    fn http_statuses_and_answers_without_a_code() {
         assert!(matches!(
             read(Wecom, 503, json!({})),
             Outcome::Deferred { answered: true, .. }

@@ -2,6 +2,8 @@
 //! with a `markdown` message whose `content` is at most 4096 bytes (UTF-8); no signing, no
 //! keywords; 20 messages per minute per bot (docs/delivery.md cites the platform's page).
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use super::Verdict;
@@ -27,9 +29,9 @@ pub fn body(text: &str) -> Value {
 /// the group for good; anything else refuses this message.
 pub fn verdict(errcode: i64) -> Verdict {
     match errcode {
-        0 => Verdict::Sent,
-        45009 => Verdict::Throttled(60),
-        93000 | 93004 => Verdict::BotGone,
+        0 => Verdict::Accepted,
+        45009 => Verdict::Deferred(Some(Duration::from_secs(60))),
+        93000 | 93004 => Verdict::RecipientGone,
         _ => Verdict::Refused,
     }
 }
