@@ -12,7 +12,13 @@
 //!   every object cached. Then once more over the same objects, their statuses written (a
 //!   restart or a fail-over): the restart resync.
 //!
-//! Usage: cargo bench --bench controller -- --finrep PATH --database-url URL [--runs N] [--scale S]
+//! - With `--annotation-bytes B --labels L`, 600 Recipients and 50 Sources carry an annotation
+//!   of B bytes and L extra labels each (what a tenant can add to objects the controller
+//!   caches); with `--steady-seconds S`, resident memory is read again S seconds after the
+//!   first pass (the steady state).
+//!
+//! Usage: cargo bench --bench controller -- --finrep PATH --database-url URL [--runs N]
+//! [--scale S] [--annotation-bytes B] [--labels L] [--steady-seconds S]
 //! (SCALE divides the sizes; 1 = W2). Prints one JSON object per run.
 
 use std::process::{Command, Stdio};
@@ -38,6 +44,9 @@ struct Args {
     database_url: String,
     runs: usize,
     scale: usize,
+    annotation_bytes: usize,
+    labels: usize,
+    steady_seconds: u64,
 }
 
 fn args() -> Args {
@@ -46,6 +55,9 @@ fn args() -> Args {
         database_url: std::env::var("DATABASE_URL").unwrap_or_default(),
         runs: 3,
         scale: 1,
+        annotation_bytes: 0,
+        labels: 0,
+        steady_seconds: 0,
     };
     let mut it = std::env::args().skip(1).filter(|x| x != "--bench");
     while let Some(flag) = it.next() {
@@ -55,6 +67,11 @@ fn args() -> Args {
             "--database-url" => a.database_url = value,
             "--runs" => a.runs = value.parse().expect("--runs N"),
             "--scale" => a.scale = value.parse::<usize>().expect("--scale S").max(1),
+            "--annotation-bytes" => {
+                a.annotation_bytes = value.parse().expect("--annotation-bytes B")
+            }
+            "--labels" => a.labels = value.parse().expect("--labels L"),
+            "--steady-seconds" => a.steady_seconds = value.parse().expect("--steady-seconds S"),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -151,10 +168,17 @@ struct ProcessResult {
     /// Of the resident memory, what the process allocated (heap, stacks), not its code.
     anon_kib: u64,
     anon_at_ready_kib: u64,
+    /// Resident memory `--steady-seconds` after the pass (0 when not asked).
+    steady_rss_kib: u64,
 }
 
 /// `finrep controller` against the API server: readiness, full resync, memory.
-async fn controller_process(a: &Args, set: &ResourceSet, api: &kube_api::FakeApi) -> ProcessResult {
+async fn controller_process(
+    a: &Args,
+    set: &ResourceSet,
+    api: &kube_api::FakeApi,
+    steady_seconds: u64,
+) -> ProcessResult {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
@@ -226,6 +250,14 @@ async fn controller_process(a: &Args, set: &ResourceSet, api: &kube_api::FakeApi
     let rss_kib = memory_kib(pid, "VmRSS:");
     let hwm_kib = memory_kib(pid, "VmHWM:");
     let anon_kib = memory_kib(pid, "RssAnon:");
+    let mut steady_rss_kib = 0;
+    if steady_seconds > 0 {
+        tokio::time::sleep(Duration::from_secs(steady_seconds)).await;
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("finrep controller exited: {status}");
+        }
+        steady_rss_kib = memory_kib(pid, "VmRSS:");
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
@@ -237,6 +269,7 @@ async fn controller_process(a: &Args, set: &ResourceSet, api: &kube_api::FakeApi
         hwm_kib,
         anon_kib,
         anon_at_ready_kib,
+        steady_rss_kib,
     }
 }
 
@@ -249,19 +282,20 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let set = w2::resources((50 / a.scale).max(1), (500 / a.scale).max(1), (5000 / a.scale).max(1));
+        let mut set = w2::resources((50 / a.scale).max(1), (500 / a.scale).max(1), (5000 / a.scale).max(1));
+        w2::bloat(&mut set, 600 / a.scale, 50 / a.scale, a.annotation_bytes, a.labels);
         let store = Store::connect(&a.database_url, 4, Duration::from_secs(10)).await.unwrap_or_else(|e| panic!("{e}"));
         store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
         for _ in 0..a.runs {
             let api = cluster(&set).await;
             let (first, steady) = reconcile_latency(&set, &api, &store).await;
             let api = cluster(&set).await;
-            let p = controller_process(&a, &set, &api).await;
+            let p = controller_process(&a, &set, &api, a.steady_seconds).await;
             // Started again over the same objects, their statuses written: the pass a
             // restarted or failed-over controller makes.
-            let again = controller_process(&a, &set, &api).await;
+            let again = controller_process(&a, &set, &api, 0).await;
             println!(
-                "{{\"reports\": {}, \"sources\": {}, \"recipients\": {}, \"first_pass_ms_p50\": {:.2}, \"first_pass_ms_p99\": {:.2}, \"reconcile_ms_p50\": {:.2}, \"reconcile_ms_p99\": {:.2}, \"ready_seconds\": {:.3}, \"full_resync_seconds\": {:.3}, \"restart_resync_seconds\": {:.3}, \"rss_mib\": {:.1}, \"peak_rss_mib\": {:.1}, \"anon_rss_mib\": {:.1}, \"anon_rss_at_ready_mib\": {:.1}}}",
+                "{{\"reports\": {}, \"sources\": {}, \"recipients\": {}, \"first_pass_ms_p50\": {:.2}, \"first_pass_ms_p99\": {:.2}, \"reconcile_ms_p50\": {:.2}, \"reconcile_ms_p99\": {:.2}, \"ready_seconds\": {:.3}, \"full_resync_seconds\": {:.3}, \"restart_resync_seconds\": {:.3}, \"rss_mib\": {:.1}, \"peak_rss_mib\": {:.1}, \"anon_rss_mib\": {:.1}, \"anon_rss_at_ready_mib\": {:.1}, \"steady_rss_mib\": {:.1}, \"annotation_bytes\": {}, \"labels\": {}}}",
                 set.reports.len(),
                 set.sources.len(),
                 set.recipients.len(),
@@ -276,6 +310,9 @@ fn main() {
                 p.hwm_kib as f64 / 1024.0,
                 p.anon_kib as f64 / 1024.0,
                 p.anon_at_ready_kib as f64 / 1024.0,
+                p.steady_rss_kib as f64 / 1024.0,
+                a.annotation_bytes,
+                a.labels,
             );
         }
     });

@@ -69,8 +69,21 @@ def item_dicts(rng, titles, now, prefix):
         published = now - timedelta(minutes=rng.randint(5, 20 * 60))
         link = f"https://{prefix}.example.com/a/{k}-{rng.randint(1, 10**9)}.html?utm_source=rss&spm=x.y"
         out.append({"title": title, "link": link, "published": published,
-                    "description": description(rng, title)})
+                    "description": description(rng, title), "article": article(rng, title)})
     return out
+
+
+def article(rng, title):
+    """A whole article as feeds carry it in `content:encoded` or Atom `content`: headings,
+    paragraphs, a table, a figure, a script (about 3-5 KB)."""
+    paras = "".join(f"<p>{escape(title)}。第{n}段：据公司公告，报告期内营业收入{rng.randint(10, 999)}亿元，"
+                    f"同比增长{rng.randint(1, 80)}%；分析师认为，<strong>行业景气度</strong>仍在回升，"
+                    f"<a href=\"https://bench.example.com/r/{rng.randint(1, 10**9)}\">研报原文</a>。</p>"
+                    for n in range(rng.randint(6, 12)))
+    table = "".join(f"<tr><td>{y}</td><td>{rng.randint(1, 999)}.{rng.randint(0, 99)}</td></tr>" for y in range(2019, 2026))
+    return (f"<h2>{escape(title)}</h2>{paras}<table><tr><th>年份</th><th>营收（亿元）</th></tr>{table}</table>"
+            f'<figure><img src="https://img.example.com/{rng.randint(1, 10**9)}.jpg" alt="图表"><figcaption>数据来源：公司公告</figcaption></figure>'
+            f"<script>window._t&&_t.push(['{rng.randint(1, 10**9)}'])</script>")
 
 
 def render(fmt, items, name):
@@ -81,10 +94,21 @@ def render(fmt, items, name):
             f"<description><![CDATA[{i['description']}]]></description></item>" for i in items)
         return (f'<?xml version="1.0" encoding="{{enc}}"?><rss version="2.0"><channel><title>{name}</title>'
                 f"<link>https://{name}.example.com/</link><description>bench</description>{body}</channel></rss>")
-    if fmt == "atom":
+    if fmt == "rss2-content":
+        body = "".join(
+            f"<item><title>{escape(i['title'])}</title><link>{escape(i['link'])}</link>"
+            f"<guid isPermaLink=\"false\">{rng_guid(i)}</guid><pubDate>{format_datetime(i['published'])}</pubDate>"
+            f"<description>{escape(i['description'])}</description>"
+            f"<content:encoded><![CDATA[{i['article']}]]></content:encoded></item>" for i in items)
+        return (f'<?xml version="1.0" encoding="{{enc}}"?><rss version="2.0" '
+                f'xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel><title>{name}</title>'
+                f"<link>https://{name}.example.com/</link><description>bench</description>{body}</channel></rss>")
+    if fmt in ("atom", "atom-content"):
         body = "".join(
             f"<entry><title>{escape(i['title'])}</title><id>{rng_guid(i)}</id><link href=\"{escape(i['link'])}\"/>"
-            f"<updated>{i['published'].isoformat()}</updated><summary type=\"html\">{escape(i['description'])}</summary></entry>"
+            f"<updated>{i['published'].isoformat()}</updated><summary type=\"html\">{escape(i['description'])}</summary>"
+            + (f"<content type=\"html\">{escape(i['article'])}</content>" if fmt == "atom-content" else "")
+            + "</entry>"
             for i in items)
         return (f'<?xml version="1.0" encoding="{{enc}}"?><feed xmlns="http://www.w3.org/2005/Atom"><title>{name}</title>'
                 f"<id>urn:{name}</id><updated>{datetime.now(timezone.utc).isoformat()}</updated>{body}</feed>")
@@ -114,12 +138,20 @@ def encode(text, enc):
     return text.replace("{enc}", enc.upper()).encode(enc)
 
 
+# The shapes of the corpus, each measured on its own as well: a legacy-encoded XML file is of
+# shape "gbk" whatever its format.
+SHAPES = ["rss2", "rss2-content", "atom", "atom-content", "jsonfeed", "rss1", "gbk"]
+
+
 def generate_corpus(out_dir, seed=7):
-    """500 feeds x 50 items: 60% RSS 2.0, 25% Atom, 10% JSON Feed, 5% RSS 1.0; 20% GBK/GB18030."""
+    """500 feeds x 50 items: 60% RSS 2.0 (half of them with whole articles in content:encoded),
+    25% Atom (half with whole articles in content), 10% JSON Feed, 5% RSS 1.0; 20% GBK/GB18030.
+    Files go to out_dir/<shape>/."""
     rng = random.Random(seed)
     now = datetime.now(timezone.utc)
-    n = sized(500, 10)
-    formats = (["rss2"] * (n * 60 // 100) + ["atom"] * (n * 25 // 100) + ["jsonfeed"] * (n * 10 // 100))
+    n = sized(500, 20)
+    formats = (["rss2"] * (n * 30 // 100) + ["rss2-content"] * (n * 30 // 100) + ["atom"] * (n * 13 // 100)
+               + ["atom-content"] * (n * 12 // 100) + ["jsonfeed"] * (n * 10 // 100))
     formats += ["rss1"] * (n - len(formats))
     rng.shuffle(formats)
     xml_indices = [i for i, f in enumerate(formats) if f != "jsonfeed"]
@@ -131,16 +163,20 @@ def generate_corpus(out_dir, seed=7):
         enc = ("gbk" if i % 2 else "gb18030") if i in legacy else "utf-8"
         data = encode(render(fmt, items, f"s{i}"), enc)
         ext = "json" if fmt == "jsonfeed" else "xml"
-        path = Path(out_dir) / f"feed{i:03d}.{ext}"
+        shape_dir = Path(out_dir) / ("gbk" if enc != "utf-8" else fmt)
+        shape_dir.mkdir(exist_ok=True)
+        path = shape_dir / f"feed{i:03d}.{ext}"
         path.write_bytes(data)
-        ctype = {"rss2": "application/rss+xml", "atom": "application/atom+xml", "rss1": "application/rdf+xml",
+        ctype = {"rss2": "application/rss+xml", "rss2-content": "application/rss+xml", "atom": "application/atom+xml",
+                 "atom-content": "application/atom+xml", "rss1": "application/rdf+xml",
                  "jsonfeed": "application/feed+json"}[fmt]
         # Half of the legacy-encoded feeds declare their charset only in the XML declaration.
         if enc != "utf-8" and i % 4 == 1:
             ctype += f"; charset={enc}"
         path.with_suffix(".meta").write_text(ctype)
         sizes.append(len(data))
-    return {"files": len(formats), "mean_kib": round(statistics.mean(sizes) / 1024, 1)}
+    return {"files": len(formats), "mean_kib": round(statistics.mean(sizes) / 1024, 1),
+            "files_per_shape": {shape: formats.count(shape) for shape in SHAPES if shape != "gbk"} | {"gbk": len(legacy)}}
 
 
 def machine():
@@ -205,29 +241,55 @@ def bench_parse(args):
     corpus = Path(tempfile.mkdtemp(prefix="finrep-corpus-"))
     try:
         info = generate_corpus(corpus)
-        files = []
-        for p in sorted(corpus.iterdir()):
-            if p.suffix != ".meta":
-                files.append((p.read_bytes(), p.with_suffix(".meta").read_text()))
-        finrep_rates, fp_rates, finrep_items, fp_items = [], [], 0, 0
+        shapes = {}
+        for shape_dir in sorted(d for d in corpus.iterdir() if d.is_dir()):
+            shapes[shape_dir.name] = [(p.read_bytes(), p.with_suffix(".meta").read_text())
+                                      for p in sorted(shape_dir.iterdir()) if p.suffix != ".meta"]
+        per_shape = {s: {"finrep": [], "feedparser": [], "xml": []} for s in shapes}
+        finrep_rates, fp_rates, finrep_items, fp_items, xml_shares = [], [], 0, 0, []
         for _ in range(sized(args.runs, 1)):
-            # Alternate the two so that machine noise hits both alike.
-            out = subprocess.run(args.finrep_bench + [str(corpus), "1"], check=True, capture_output=True, text=True)
-            run = json.loads(out.stdout.strip().splitlines()[-1])
-            finrep_rates.append(run["items_per_second"])
-            finrep_items = run["items"]
-            fp_items, seconds = feedparser_run(files)
-            fp_rates.append(fp_items / seconds)
+            # Alternate the two, shape by shape, so that machine noise hits both alike.
+            f_items = f_secs = p_items = p_secs = parse_secs = 0.0
+            for shape, files in shapes.items():
+                out = subprocess.run(args.finrep_bench + [str(corpus / shape), "1"], check=True,
+                                     capture_output=True, text=True)
+                run = json.loads(out.stdout.strip().splitlines()[-1])
+                per_shape[shape]["finrep"].append(run["items_per_second"])
+                per_shape[shape]["xml"].append(run["parse_seconds"] / run["seconds"])
+                f_items += run["items"]
+                f_secs += run["seconds"]
+                parse_secs += run["parse_seconds"]
+                items, seconds = feedparser_run(files)
+                if items:
+                    per_shape[shape]["feedparser"].append(items / seconds)
+                p_items += items
+                p_secs += seconds
+            finrep_rates.append(f_items / f_secs)
+            fp_rates.append(p_items / p_secs)
+            xml_shares.append(parse_secs / f_secs)
+            finrep_items, fp_items = int(f_items), int(p_items)
         import feedparser
         ratio = statistics.median(finrep_rates) / statistics.median(fp_rates)
+        shape_results = {}
+        for shape, r in per_shape.items():
+            shape_results[shape] = {
+                "files": len(shapes[shape]),
+                "finrep_items_per_second": round(statistics.median(r["finrep"])),
+                "feedparser_items_per_second": round(statistics.median(r["feedparser"])) if r["feedparser"] else None,
+                "ratio": round(statistics.median(r["finrep"]) / statistics.median(r["feedparser"]), 1) if r["feedparser"] else None,
+                "feed_parser_share": round(statistics.median(r["xml"]), 2),
+            }
         record("P", {
-            "workload": "P: 500 feeds x 50 items (60% RSS 2.0, 25% Atom, 10% JSON Feed, 5% RSS 1.0; 20% GBK/GB18030)",
+            "workload": "P: 500 feeds x 50 items (60% RSS 2.0, half with content:encoded; 25% Atom, half with "
+                        "content; 10% JSON Feed, 5% RSS 1.0; 20% GBK/GB18030)",
             "corpus": info,
             "finrep_items": finrep_items, "feedparser_items": fp_items,
             "finrep_items_per_second": summary(finrep_rates),
             "feedparser_items_per_second": summary(fp_rates),
             "feedparser_version": feedparser.__version__,
             "ratio_median": round(ratio, 1),
+            "feed_parser_share_of_finrep_time": round(statistics.median(xml_shares), 2),
+            "shapes": shape_results,
         })
     finally:
         shutil.rmtree(corpus, ignore_errors=True)
@@ -526,17 +588,24 @@ def bench_w2_plan(args):
 def bench_w2_controller(args):
     scale = sized(1, 50)
     cmd = args.finrep_bench + ["--finrep", args.finrep, "--database-url", args.database_url,
-                               "--runs", str(sized(args.runs, 1)), "--scale", str(scale)]
+                               "--runs", str(sized(args.runs, 1)), "--scale", str(scale),
+                               "--annotation-bytes", str(sized(args.annotation_bytes, min(args.annotation_bytes, 1000))),
+                               "--labels", str(args.labels), "--steady-seconds", str(sized(args.steady_seconds, 0))]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     runs = [json.loads(l) for l in out.stdout.strip().splitlines()]
     last = runs[-1]
     keys = ["first_pass_ms_p50", "first_pass_ms_p99", "reconcile_ms_p50", "reconcile_ms_p99", "ready_seconds",
             "full_resync_seconds", "restart_resync_seconds", "rss_mib", "peak_rss_mib", "anon_rss_mib",
             "anon_rss_at_ready_mib"]
+    if args.steady_seconds:
+        keys.append("steady_rss_mib")
+    bloated = (f"; 600 Recipients and 50 Sources with a {args.annotation_bytes}-byte annotation and "
+               f"{args.labels} extra labels each" if args.annotation_bytes or args.labels else "")
     record("W2-controller", {
         "workload": "W2 controller: 50 DailyReports, 500 Sources, 5,000 Recipients in one namespace, served by the "
                     "in-memory Kubernetes API over loopback; reconcile_report in process, then `finrep-controller` "
-                    "(release build, the controller alone) started twice against it",
+                    "(release build, the controller alone) started twice against it" + bloated,
+        "annotation_bytes": args.annotation_bytes, "labels": args.labels, "steady_seconds": args.steady_seconds,
         "reports": last["reports"], "sources": last["sources"], "recipients": last["recipients"],
         **{k: summary([r[k] for r in runs]) for k in keys},
     })
@@ -604,6 +673,57 @@ class PssSampler:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
+
+
+def bench_build(args):
+    """A clean build of the two binaries in a profile, in a target directory of its own: wall
+    time, the peak proportional set size of cargo and every rustc and linker under it (what a
+    host's memory must hold at once), and the binaries' sizes. `--jobs` as cargo's."""
+    # The smoke run builds (incrementally, nothing to do) where the tests already built.
+    target = Path(args.target_dir) if SMOKE else ROOT / "target" / "build-bench" / args.profile
+    if not SMOKE:
+        shutil.rmtree(target, ignore_errors=True)
+    env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
+    cmd = ["cargo", "build", "--locked", "--profile", args.profile, "--bin", "finrep", "--bin", "finrep-controller"]
+    if args.jobs:
+        cmd += ["--jobs", str(args.jobs)]
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    with PssSampler(lambda: tree_pss_mib(proc.pid)) as sampler:
+        code = proc.wait()
+    seconds = time.perf_counter() - started
+    if code != 0:
+        sys.exit(f"cargo build --profile {args.profile} failed ({code})")
+    out_dir = target / ("debug" if args.profile == "dev" else args.profile)
+    sizes = {b: round((out_dir / b).stat().st_size / 2**20, 1) for b in ("finrep", "finrep-controller")}
+    # The code's speed in this profile: benchmark P's parse path, built the same way.
+    built = subprocess.run(cmd[:3] + ["--profile", args.profile, "--bench", "parse", "--message-format=json"],
+                           cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
+    parse_exe = [m["executable"] for m in map(json.loads, built.splitlines())
+                 if m.get("reason") == "compiler-artifact" and m.get("executable")
+                 and m.get("target", {}).get("name") == "parse"][-1]
+    corpus = Path(tempfile.mkdtemp(prefix="finrep-corpus-"))
+    try:
+        generate_corpus(corpus)
+        rates = []
+        for _ in range(sized(3, 1)):
+            total_items = total_seconds = 0.0
+            for shape in sorted(d for d in corpus.iterdir() if d.is_dir()):
+                out = subprocess.run([parse_exe, str(shape), "1"], check=True, capture_output=True, text=True)
+                run = json.loads(out.stdout.strip().splitlines()[-1])
+                total_items += run["items"]
+                total_seconds += run["seconds"]
+            rates.append(total_items / total_seconds)
+    finally:
+        shutil.rmtree(corpus, ignore_errors=True)
+    record("build", {
+        "workload": f"clean build of finrep and finrep-controller, profile {args.profile}, jobs {args.jobs or os.cpu_count()}",
+        "profile": args.profile, "jobs": args.jobs or os.cpu_count(),
+        "seconds": round(seconds, 1), "peak_pss_mib": round(sampler.peak, 1), "binary_mib": sizes,
+        "parse_items_per_second": summary(rates),
+    })
+    if not (args.keep or SMOKE):
+        shutil.rmtree(target, ignore_errors=True)
 
 
 def bench_pg_memory(args):
@@ -856,6 +976,9 @@ def main():
     pc.add_argument("--finrep", required=True)
     pc.add_argument("--database-url", required=True)
     pc.add_argument("--runs", type=int, default=3)
+    pc.add_argument("--annotation-bytes", type=int, default=0)
+    pc.add_argument("--labels", type=int, default=0)
+    pc.add_argument("--steady-seconds", type=int, default=0)
     ps = sub.add_parser("w1-send")
     ps.add_argument("--finrep", required=True)
     ps.add_argument("--database-url", required=True)
@@ -868,6 +991,11 @@ def main():
     pg.add_argument("--settings", default="")
     pg.add_argument("--runs", type=int, default=3)
     pg.add_argument("--port", type=int, default=18651)
+    pb = sub.add_parser("build")
+    pb.add_argument("--profile", default="release")
+    pb.add_argument("--jobs", type=int, default=0)
+    pb.add_argument("--keep", action="store_true", help="keep the target directory")
+    pb.add_argument("--target-dir", default=str(ROOT / "target"), help="with --smoke: where to build")
     p3 = sub.add_parser("w3")
     p3.add_argument("--finrep", required=True)
     p3.add_argument("--database-url", required=True)
@@ -877,7 +1005,7 @@ def main():
     global SMOKE
     SMOKE = args.smoke
     {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send, "w2-plan": bench_w2_plan,
-     "w2-controller": bench_w2_controller, "pg-memory": bench_pg_memory, "w3": bench_w3}[args.cmd](args)
+     "w2-controller": bench_w2_controller, "build": bench_build, "pg-memory": bench_pg_memory, "w3": bench_w3}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# The reference workloads of docs/benchmarks.md. Usage: scripts/bench.sh [parse|w1|send|w2|w3|pg|all]
+# The reference workloads of docs/benchmarks.md.
+# Usage: scripts/bench.sh [parse|w1|send|w2|w3|pg|build|all]
+#   W2_ANNOTATION_BYTES=250000 W2_LABELS=64 scripts/bench.sh w2   tenants' bloat on 650 objects
+#   W2_STEADY_SECONDS=600 scripts/bench.sh w2                     memory again 10 minutes later
+#   BUILD_PROFILES="release small-host" scripts/bench.sh build     clean builds, peak memory
 # Builds release binaries, makes a Python venv with feedparser, starts PostgreSQL when none
 # runs, and appends results to docs/bench-results/.
 #
@@ -68,7 +72,18 @@ if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = w3 
   if [ "$what" = w2 ] || [ "$what" = all ]; then
     psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists ${db}_w2" -c "create database ${db}_w2" >/dev/null
     "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w2-controller --finrep-bench "$(bench_exe controller)" \
-      --finrep "$finrep-controller" --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w2" --runs "${RUNS:-3}"
+      --finrep "$finrep-controller" --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w2" --runs "${RUNS:-3}" \
+      --annotation-bytes "${W2_ANNOTATION_BYTES:-0}" --labels "${W2_LABELS:-0}" --steady-seconds "${W2_STEADY_SECONDS:-0}"
+  fi
+fi
+if [ "$what" = build ] || [ "$what" = all ]; then
+  # Clean builds in target/build-bench/<profile> (the smoke run: an incremental debug build).
+  if [ "${SMOKE:-0}" = 1 ]; then
+    "$VENV/bin/python" scripts/bench.py --smoke build --profile dev --target-dir "$target_dir"
+  else
+    for profile in ${BUILD_PROFILES:-release small-host}; do
+      "$VENV/bin/python" scripts/bench.py build --profile "$profile" --jobs "${BUILD_JOBS:-0}"
+    done
   fi
 fi
 if [ "$what" = pg ] || [ "$what" = all ]; then

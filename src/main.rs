@@ -2,6 +2,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
+// The binary's own module: the library forbids unsafe code, and setting the allocator is the
+// one call that needs it.
+mod allocator;
+
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
@@ -388,6 +392,7 @@ struct DatabaseArgs {
 }
 
 fn main() -> ExitCode {
+    allocator::configure();
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log_level);
     match run(cli.command) {

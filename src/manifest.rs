@@ -528,11 +528,11 @@ fn admit(
     let typed = match kind {
         ResourceKind::Source => serde_json::from_value(value).map(|s: crate::api::Source| {
             problems.extend(validation::check_source(&s.spec));
-            set.sources.push(s);
+            set.sources.push(kept(s, problems));
         }),
         ResourceKind::Recipient => serde_json::from_value(value).map(|r: crate::api::Recipient| {
             problems.extend(validation::check_recipient(&r.spec));
-            set.recipients.push(r);
+            set.recipients.push(kept(r, problems));
         }),
         ResourceKind::DailyReport => {
             serde_json::from_value(value).map(|r: crate::api::DailyReport| {
@@ -540,13 +540,22 @@ fn admit(
                     &r.spec,
                     validation_reference(),
                 ));
-                set.reports.push(r);
+                set.reports.push(kept(r, problems));
             })
         }
     };
     if let Err(e) = typed {
         problems.push(FieldProblem::error("", format!("cannot be read: {e}")));
     }
+}
+
+/// What is kept of a loaded object (standalone mode holds its configuration for as long as it
+/// runs): no annotation finrep does not read, and labels within the bound a report can select
+/// by — more is an error.
+fn kept<K: kube::Resource>(mut obj: K, problems: &mut Vec<FieldProblem>) -> K {
+    crate::api::lean::lean(&mut obj);
+    problems.extend(crate::api::lean::label_problem(obj.meta()));
+    obj
 }
 
 /// The instant schedules are sampled from when validating: fixed, so validation does not

@@ -14,24 +14,49 @@ pub const REGEX_SIZE_LIMIT: usize = 1 << 20;
 /// punctuation and spaces removed.
 pub fn normalise_for_matching(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
+    out.extend(normalised_chars(s));
+    out
+}
+
+/// The characters of `normalise_for_matching(s)`, one at a time: a caller that needs only the
+/// start (a content hash) stops early and allocates nothing.
+pub fn normalised_chars(s: &str) -> impl Iterator<Item = char> + '_ {
+    s.chars().flat_map(|c| {
         let c = match c {
             '\u{ff01}'..='\u{ff5e}' => char::from_u32(c as u32 - 0xfee0).unwrap_or(c),
             _ => c,
         };
         // Fast paths for the two scripts reports are made of; the Unicode tables only for
         // the rest.
-        if c.is_ascii() {
-            if c.is_ascii_alphanumeric() {
-                out.push(c.to_ascii_lowercase());
-            }
+        let folded = if c.is_ascii() {
+            c.is_ascii_alphanumeric()
+                .then(|| Folded::One(Some(c.to_ascii_lowercase())))
         } else if matches!(c as u32, 0x4e00..=0x9fff) {
-            out.push(c);
+            Some(Folded::One(Some(c)))
         } else if c.is_alphanumeric() {
-            out.extend(c.to_lowercase());
+            Some(Folded::Lower(c.to_lowercase()))
+        } else {
+            None
+        };
+        folded.into_iter().flatten()
+    })
+}
+
+/// One character as it folds: itself, or its lower case (which may be several).
+enum Folded {
+    One(Option<char>),
+    Lower(std::char::ToLowercase),
+}
+
+impl Iterator for Folded {
+    type Item = char;
+
+    fn next(&mut self) -> Option<char> {
+        match self {
+            Folded::One(c) => c.take(),
+            Folded::Lower(l) => l.next(),
         }
     }
-    out
 }
 
 /// One compiled include or exclude entry.

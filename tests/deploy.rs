@@ -298,10 +298,17 @@ fn the_dockerfile_passes_hadolint_and_copies_what_the_build_needs() {
             );
         }
     }
-    // Every binary the image ships is a target of the crate.
+    // Every binary the image ships is a target of the crate, built in the profile asked for
+    // (release unless CARGO_PROFILE names another of Cargo.toml's).
     for bin in ["finrep", "finrep-controller"] {
-        assert!(text.contains(&format!("target/release/{bin}")), "{bin}");
+        assert!(
+            text.contains(&format!("target/${{CARGO_PROFILE}}/{bin}")),
+            "{bin}"
+        );
     }
+    assert!(text.contains("ARG CARGO_PROFILE=release"));
+    let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    assert!(manifest.contains("[profile.small-host]"));
     assert!(
         text.contains("USER 10001:10001"),
         "the runtime runs as non-root"

@@ -348,3 +348,70 @@ fn a_binary_file_does_not_stop_validation() {
     assert!(loaded.diagnostics[0].problem.message.contains("not UTF-8"));
     assert!(!loaded.set.sources.is_empty());
 }
+
+/// Standalone mode holds its loaded configuration for as long as it runs: a manifest directory
+/// whose objects carry huge annotations loads into the same few bytes per object, and an
+/// object with more labels than a report may select by is refused, naming the count.
+#[test]
+fn huge_annotations_are_not_kept_and_label_floods_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let examples = load(&root().join("manifests/examples")).set;
+    let set = &examples;
+    let blob = "x".repeat(250_000);
+    let mut docs = Vec::new();
+    let mut push = |value: serde_json::Value| docs.push(serde_json::to_string(&value).unwrap());
+    for mut s in set.sources.clone() {
+        s.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("tenant.example.com/blob".into(), blob.clone());
+        push(serde_json::to_value(&s).unwrap());
+    }
+    for mut r in set.recipients.clone() {
+        r.metadata
+            .annotations
+            .get_or_insert_default()
+            .insert("tenant.example.com/blob".into(), blob.clone());
+        push(serde_json::to_value(&r).unwrap());
+    }
+    for r in &set.reports {
+        push(serde_json::to_value(r).unwrap());
+    }
+    std::fs::write(dir.path().join("bloated.yaml"), docs.join("\n---\n")).unwrap();
+    let loaded = load(dir.path());
+    let listing: Vec<String> = loaded.diagnostics.iter().map(|d| d.to_string()).collect();
+    assert_eq!(loaded.errors(), 0, "{listing:#?}");
+    let kept = serde_json::to_string(&loaded.set.sources).unwrap().len()
+        + serde_json::to_string(&loaded.set.recipients).unwrap().len();
+    let plain = serde_json::to_string(&examples.sources).unwrap().len()
+        + serde_json::to_string(&examples.recipients).unwrap().len();
+    assert!(
+        kept <= plain,
+        "loaded objects hold {kept} bytes, the same objects without annotations {plain}"
+    );
+
+    // One Source with 100 labels more: refused, and the message says why.
+    let mut flooded = set.sources[0].clone();
+    let labels = flooded.metadata.labels.get_or_insert_default();
+    for i in 0..100 {
+        labels.insert(format!("tenant.example.com/l{i}"), "x".into());
+    }
+    std::fs::write(
+        dir.path().join("flooded.yaml"),
+        serde_json::to_string(&flooded).unwrap(),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("bloated.yaml")).unwrap();
+    let loaded = load(dir.path());
+    let problem = loaded
+        .diagnostics
+        .iter()
+        .find(|d| d.problem.field == "metadata.labels")
+        .expect("a label problem");
+    assert_eq!(problem.problem.severity, Severity::Error);
+    assert!(
+        problem.problem.message.contains("labels") && problem.problem.message.contains("64"),
+        "{}",
+        problem.problem.message
+    );
+}

@@ -44,3 +44,36 @@ pub fn resources(reports: usize, sources: usize, recipients: usize) -> ResourceS
         reports: (0..reports).map(report).collect(),
     }
 }
+
+/// What a careless or hostile tenant adds: to the first `recipients` Recipients and `sources`
+/// Sources, one annotation of `bytes` bytes and `labels` extra labels of the longest form
+/// Kubernetes allows (a 253-byte prefix, 63-byte names and values).
+pub fn bloat(
+    set: &mut ResourceSet,
+    recipients: usize,
+    sources: usize,
+    bytes: usize,
+    labels: usize,
+) {
+    let blob = "x".repeat(bytes);
+    let prefix = format!("{}.example.com", "t".repeat(241));
+    let add = |meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        if bytes > 0 {
+            meta.annotations
+                .get_or_insert_default()
+                .insert("tenant.example.com/blob".into(), blob.clone());
+        }
+        let l = meta.labels.get_or_insert_default();
+        for k in 0..labels {
+            l.insert(format!("{prefix}/{k:0>63}"), format!("{k:v>63}"));
+        }
+    };
+    set.recipients
+        .iter_mut()
+        .take(recipients)
+        .for_each(|r| add(&mut r.metadata));
+    set.sources
+        .iter_mut()
+        .take(sources)
+        .for_each(|s| add(&mut s.metadata));
+}

@@ -5,6 +5,7 @@
 //! `finrep validate` share one definition of what a valid resource is.
 
 mod daily_report;
+pub mod lean;
 mod recipient;
 pub mod selector;
 mod source;

@@ -5,19 +5,27 @@ use std::collections::BTreeMap;
 
 use super::LabelSelector;
 
-/// True when `labels` satisfy `selector`; an absent or empty selector selects everything.
+/// The label an object carries in the controller's cache in place of more labels than it
+/// keeps (`controller::cached`): such an object is selected by nothing.
+pub const LABELS_OVER_LIMIT: &str = "finrep.io/labels-over-limit";
+
+/// True when `labels` satisfy `selector`; an absent or empty selector selects everything
+/// except an object whose labels were over the controller's bound.
 ///
 /// An invalid requirement (unknown operator) selects nothing, as the API server would refuse
 /// such a selector outright; `selector_problems` reports it.
 pub fn matches(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
     let Some(selector) = selector else {
-        return true;
+        return !labels.contains_key(LABELS_OVER_LIMIT);
     };
     let labels_match = selector
         .match_labels
         .iter()
         .flatten()
         .all(|(k, v)| labels.get(k) == Some(v));
+    if !labels_match {
+        return false;
+    }
     let expressions_match = selector.match_expressions.iter().flatten().all(|req| {
         let values = req.values.as_deref().unwrap_or_default();
         let value = labels.get(&req.key);
@@ -29,7 +37,8 @@ pub fn matches(selector: Option<&LabelSelector>, labels: &BTreeMap<String, Strin
             _ => false,
         }
     });
-    labels_match && expressions_match
+    // The marker last: most objects a selector meets do not match it at all.
+    expressions_match && !labels.contains_key(LABELS_OVER_LIMIT)
 }
 
 /// Problems with a selector, as (field path relative to the selector, message).

@@ -3,6 +3,11 @@
 
 use std::process::ExitCode;
 
+// The binaries' own module: the library forbids unsafe code, and setting the allocator is the
+// one call that needs it.
+#[path = "../allocator.rs"]
+mod allocator;
+
 use clap::Parser;
 use finrep::controller::cli::{ControllerArgs, run};
 use finrep::telemetry::{self, LogFormat};
@@ -21,6 +26,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
+    allocator::configure();
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log_level);
     match run(&cli.args) {

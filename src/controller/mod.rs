@@ -11,7 +11,6 @@
 //! election, the admin port and shutdown. This module may use `api`, `schedule`, `plan`,
 //! `run` and `store` — never `pipeline`.
 
-pub mod cached;
 pub mod cli;
 pub mod cluster;
 pub mod context;

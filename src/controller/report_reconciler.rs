@@ -268,8 +268,19 @@ async fn problems(
     ns: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<FieldProblem>, ReconcileError> {
-    let sources = ctx.catalog.sources_of(ns);
-    let recipients = ctx.catalog.recipients_of(ns);
+    // What the report selects, found once: every check below selects again, within these.
+    let sources: Vec<_> = ctx
+        .catalog
+        .sources_of(ns)
+        .into_iter()
+        .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
+        .collect();
+    let recipients: Vec<_> = ctx
+        .catalog
+        .recipients_of(ns)
+        .into_iter()
+        .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
+        .collect();
     let mut out: Vec<FieldProblem> = check_daily_report(&report.spec, now);
     out.extend(selection_problems(
         report,

@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::Api;
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Config, Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -297,6 +297,12 @@ struct CatalogFeeds {
 
 const SUBSCRIBE_BUFFER: usize = 1024;
 
+/// How long a report's reconcile waits for the changes that triggered it to stop coming.
+const REPORT_DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Objects per page of the initial lists of Sources, Recipients and DailyReports.
+const TENANT_PAGE_SIZE: u32 = 50;
+
 fn catalog() -> CatalogFeeds {
     let (sources, source_writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
     let (recipients, recipient_writer) = reflector::store_shared(SUBSCRIBE_BUFFER);
@@ -337,13 +343,23 @@ fn log_errors<T, E: std::fmt::Display>(
     }
 }
 
+/// A tick every `period`, the first one `period` from now.
+fn every(period: std::time::Duration) -> impl futures_util::Stream<Item = ()> + Send + 'static {
+    futures_util::stream::unfold((), move |()| async move {
+        tokio::time::sleep(period).await;
+        Some(((), ()))
+    })
+}
+
 /// The Jobs or ConfigMaps the controller made (by their label), as one stream of changes: one
 /// watch per served report namespace when it serves a list (its Roles are granted there only),
-/// otherwise one watch of its namespace (or of all).
+/// otherwise one watch of its namespace (or of all). Only their metadata is read: the owner
+/// reference is all that maps a change to its report, and a plan's ConfigMap holds up to
+/// 1 MiB that the report's reconcile reads itself when it needs it.
 fn owned_objects<K>(
     client: &Client,
     opts: &ControllerOptions,
-) -> futures_util::stream::BoxStream<'static, Result<K, watcher::Error>>
+) -> futures_util::stream::BoxStream<'static, Result<PartialObjectMeta<K>, watcher::Error>>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -358,16 +374,22 @@ where
         watcher::Config::default().labels(&format!("{}=finrep-controller", labels::MANAGED_BY));
     let report_namespaces = &opts.settings.report_namespaces;
     if report_namespaces.is_empty() {
-        return watcher(api::<K>(client, opts.namespace.as_deref()), owned)
-            .default_backoff()
-            .touched_objects()
-            .boxed();
+        return watcher(
+            api::<PartialObjectMeta<K>>(client, opts.namespace.as_deref()),
+            owned,
+        )
+        .default_backoff()
+        .touched_objects()
+        .boxed();
     }
     futures_util::stream::select_all(report_namespaces.iter().map(|ns| {
-        watcher(Api::<K>::namespaced(client.clone(), ns), owned.clone())
-            .default_backoff()
-            .touched_objects()
-            .boxed()
+        watcher(
+            Api::<PartialObjectMeta<K>>::namespaced(client.clone(), ns),
+            owned.clone(),
+        )
+        .default_backoff()
+        .touched_objects()
+        .boxed()
     }))
     .boxed()
 }
@@ -381,7 +403,9 @@ async fn run_controllers(
     stop: &CancellationToken,
 ) {
     let ns = opts.namespace.as_deref();
-    let all = watcher::Config::default();
+    // Pages of tenants' objects are read whole before `lean` sees them: a small page bounds
+    // what one page of objects bloated to the API server's limit can cost at once.
+    let all = watcher::Config::default().page_size(TENANT_PAGE_SIZE);
     let config = Config::default().concurrency(opts.concurrency);
     let subscribe_sources = feeds.source_writer.subscribe();
     let subscribe_recipients = feeds.recipient_writer.subscribe();
@@ -403,23 +427,25 @@ async fn run_controllers(
     // Objects tenants write enter the caches without what the controller never reads.
     let source_feed = watcher(api::<Source>(client, ns), all.clone())
         .default_backoff()
-        .modify(super::cached::lean)
+        .modify(crate::api::lean::lean)
         .reflect_shared(feeds.source_writer)
         .for_each(log_errors("Source watch"));
     let recipient_feed = watcher(api::<Recipient>(client, ns), all.clone())
         .default_backoff()
-        .modify(super::cached::lean)
+        .modify(crate::api::lean::lean)
         .reflect_shared(feeds.recipient_writer)
         .for_each(log_errors("Recipient watch"));
 
     let (report_store, report_writer) = reflector::store();
     let report_feed = watcher(api::<DailyReport>(client, ns), all.clone())
         .default_backoff()
-        .modify(super::cached::lean)
+        .modify(crate::api::lean::lean)
         .reflect(report_writer)
         .applied_objects();
-    let report_controller =
-        Controller::for_stream(report_feed, report_store.clone()).with_config(config.clone());
+    // A report reads every Source and Recipient of its namespace: a burst of their changes (an
+    // apply of thousands, their first statuses) is one reconcile, not one per change.
+    let report_controller = Controller::for_stream(report_feed, report_store.clone())
+        .with_config(config.clone().debounce(REPORT_DEBOUNCE));
     let (for_sources, for_recipients) = (report_store.clone(), report_store.clone());
     let report_loop = report_controller
         .owns_stream(owned_objects::<Job>(client, opts))
@@ -439,6 +465,7 @@ async fn run_controllers(
         .for_each(log_errors("DailyReport"));
     let source_loop = Controller::for_shared_stream(sources_for_self, ctx.catalog.sources.clone())
         .with_config(config.clone())
+        .reconcile_all_on(every(health::REFRESH))
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(
             health::reconcile_source,
@@ -449,6 +476,7 @@ async fn run_controllers(
     let recipient_loop =
         Controller::for_shared_stream(recipients_for_self, ctx.catalog.recipients.clone())
             .with_config(config)
+            .reconcile_all_on(every(health::REFRESH))
             .graceful_shutdown_on(stop.clone().cancelled_owned())
             .run(
                 health::reconcile_recipient,

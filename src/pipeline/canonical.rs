@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use super::text::normalise_for_matching;
+use crate::matching::normalised_chars;
 
 /// Query parameters that only track the reader.
 const TRACKING_PARAMS: &[&str] = &[
@@ -86,12 +86,26 @@ pub fn url_hash(canonical: &str) -> [u8; 32] {
 /// Hash of what an article says (normalised title and the start of its summary), so the same
 /// story at a new URL is still recognised.
 pub fn content_hash(title: &str, summary: &str) -> [u8; 32] {
-    let summary_head: String = normalise_for_matching(summary).chars().take(200).collect();
     let mut h = Sha256::new();
-    h.update(normalise_for_matching(title).as_bytes());
+    hash_chars(&mut h, normalised_chars(title));
     h.update([0u8]);
-    h.update(summary_head.as_bytes());
+    // Only the start of the summary: a feed may append to the end of a story it republishes.
+    hash_chars(&mut h, normalised_chars(summary).take(200));
     h.finalize().into()
+}
+
+/// Feeds `chars` to `h` as UTF-8 through a buffer on the stack (no allocation per item).
+fn hash_chars(h: &mut Sha256, chars: impl Iterator<Item = char>) {
+    let mut buf = [0u8; 256];
+    let mut len = 0;
+    for c in chars {
+        if len + 4 > buf.len() {
+            h.update(&buf[..len]);
+            len = 0;
+        }
+        len += c.encode_utf8(&mut buf[len..]).len();
+    }
+    h.update(&buf[..len]);
 }
 
 #[cfg(test)]
@@ -118,6 +132,21 @@ mod tests {
     fn scheme_does_not_change_identity() {
         assert_eq!(url_hash("http://e.com/a"), url_hash("https://e.com/a"));
         assert_ne!(url_hash("https://e.com/a"), url_hash("https://e.com/b"));
+    }
+
+    proptest::proptest! {
+        /// Streaming the hash changes no stored hash: it equals the hash of the normalised
+        /// title, a NUL and the first 200 normalised characters of the summary.
+        #[test]
+        fn content_hash_is_the_hash_of_the_normalised_text(title in "\\PC{0,300}", summary in "\\PC{0,600}") {
+            let head: String = crate::matching::normalise_for_matching(&summary).chars().take(200).collect();
+            let mut h = Sha256::new();
+            h.update(crate::matching::normalise_for_matching(&title).as_bytes());
+            h.update([0u8]);
+            h.update(head.as_bytes());
+            let want: [u8; 32] = h.finalize().into();
+            proptest::prop_assert_eq!(content_hash(&title, &summary), want);
+        }
     }
 
     #[test]

@@ -690,7 +690,12 @@ impl Inner {
         }
     }
 
-    fn watch(self: &Arc<Self>, target: &Target, q: &HashMap<String, String>) -> Response<Body> {
+    fn watch(
+        self: &Arc<Self>,
+        target: &Target,
+        q: &HashMap<String, String>,
+        partial: bool,
+    ) -> Response<Body> {
         let from: u64 = q
             .get("resourceVersion")
             .and_then(|v| v.parse().ok())
@@ -719,25 +724,23 @@ impl Inner {
                 .collect();
             (backlog, self.changes.subscribe())
         };
-        let line = |c: &Change| {
-            Ok::<_, Infallible>(Frame::data(Bytes::from(format!(
-                "{}\n",
-                json!({"type": c.kind, "object": c.object})
-            ))))
+        // A metadata-only watch sees PartialObjectMetadata, as the API server sends it.
+        let event = move |c: &Change| {
+            let object = if partial {
+                Self::partial(&c.object)
+            } else {
+                c.object.clone()
+            };
+            format!("{}\n", json!({"type": c.kind, "object": object}))
         };
+        let line = |c: &Change| Ok::<_, Infallible>(Frame::data(Bytes::from(event(c))));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
         let live = futures_util::stream::unfold((rx, wanted), move |(mut rx, wanted)| async move {
             loop {
                 let next = tokio::time::timeout_at(deadline, rx.recv()).await;
                 match next {
                     Ok(Ok(c)) if wanted(&c) => {
-                        return Some((
-                            Ok(Frame::data(Bytes::from(format!(
-                                "{}\n",
-                                json!({"type": c.kind, "object": c.object})
-                            )))),
-                            (rx, wanted),
-                        ));
+                        return Some((Ok(Frame::data(Bytes::from(event(&c)))), (rx, wanted)));
                     }
                     Ok(Ok(_)) => {}
                     // Lagged, closed or timed out: end the watch; the client watches again.
@@ -792,7 +795,12 @@ async fn serve(inner: Arc<Inner>, req: Request<Incoming>) -> Result<Response<Bod
             namespace: target.namespace.clone(),
             name: None,
         });
-        return Ok(inner.watch(&target, &q));
+        let partial = parts
+            .headers
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+        return Ok(inner.watch(&target, &q, partial));
     }
     Ok(inner.handle(&parts.method, &target, &q, &parts.headers, &bytes))
 }
