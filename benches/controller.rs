@@ -39,6 +39,11 @@ mod w2;
 #[path = "../tests/common/kube_api.rs"]
 mod kube_api;
 
+#[path = "../tests/common/process_stats.rs"]
+mod process_stats;
+
+use process_stats::{reconciles, status_kib as memory_kib};
+
 struct Args {
     finrep: String,
     database_url: String,
@@ -140,24 +145,6 @@ async fn reconcile_latency(
     first.sort_by(f64::total_cmp);
     steady.sort_by(f64::total_cmp);
     (first, steady)
-}
-
-fn reconciles(metrics: &str, kind: &str) -> u64 {
-    let prefix = format!("finrep_reconciles_total{{kind=\"{kind}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
-}
-
-fn memory_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
 }
 
 struct ProcessResult {

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::kube_api::FakeApi;
+use common::process_stats::{reconciles, status_kib};
 use finrep::api::selector::LABELS_OVER_LIMIT;
 use finrep::store::Store;
 use finrep::validation::ResourceSet;
@@ -26,24 +27,6 @@ struct Memory {
     anon_kib: u64,
     /// The peak resident set less the mapped binary, KiB: what the process allocated at most.
     peak_allocated_kib: u64,
-}
-
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-fn reconciles(metrics: &str, kind: &str) -> u64 {
-    let prefix = format!("finrep_reconciles_total{{kind=\"{kind}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64)
 }
 
 struct Killed(Child);

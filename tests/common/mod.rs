@@ -8,6 +8,7 @@ pub mod fill;
 pub mod http;
 pub mod kube_api;
 pub mod operator;
+pub mod process_stats;
 pub mod smtp;
 pub mod tcp_proxy;
 
