@@ -1,15 +1,16 @@
 //! What finrep keeps of an object it holds for long: the controller's caches and standalone
 //! mode's loaded configuration. Tenants write those objects, so whatever finrep does not read
-//! is dropped before an object is kept: `managedFields`, `kubectl.kubernetes.io/last-applied-configuration` and every
-//! annotation outside `finrep.io/`, and a `finrep.io/` annotation whose value is longer than
-//! any the controller acts on. A 250 kB annotation on 600 Recipients then costs the cache
-//! nothing (the watch still reads each object once as it arrives).
+//! is dropped before an object is kept: `managedFields`,
+//! `kubectl.kubernetes.io/last-applied-configuration` and every annotation outside
+//! `finrep.io/`, and a `finrep.io/` annotation whose value is longer than any finrep acts on.
+//! A 250 kB annotation on 600 Recipients then costs the cache nothing (the watch still reads
+//! each object once as it arrives).
 //!
 //! Labels are what reports select by, so they stay — up to a bound: an object with more than
 //! `MAX_LABELS` labels or `MAX_LABEL_BYTES` of them is cached with one label instead,
 //! `LABELS_OVER_LIMIT`, which no report selects and which its status reports (`label_problem`;
-//! standalone mode refuses such a configuration).
-//! Whatever a tenant writes, a cached object costs a bounded number of bytes.
+//! standalone mode refuses such a configuration). Whatever a tenant writes, a kept object
+//! costs a bounded number of bytes.
 
 use std::collections::BTreeMap;
 
@@ -32,7 +33,7 @@ pub const MAX_LABEL_BYTES: usize = 16 * 1024;
 /// how many labels it had. No report selects such an object (`selector::matches`).
 pub const LABELS_OVER_LIMIT: &str = super::selector::LABELS_OVER_LIMIT;
 
-/// Strips what the controller never reads from `obj`.
+/// Strips what finrep never reads from `obj`.
 pub fn lean<K: Resource>(obj: &mut K) {
     let meta = obj.meta_mut();
     meta.managed_fields = None;

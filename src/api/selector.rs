@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use super::LabelSelector;
 
-/// The label an object carries in the controller's cache in place of more labels than it
-/// keeps (`controller::cached`): such an object is selected by nothing.
+/// The label a kept object carries in place of more labels than finrep keeps (`api::lean`):
+/// such an object is selected by nothing.
 pub const LABELS_OVER_LIMIT: &str = "finrep.io/labels-over-limit";
 
 /// True when `labels` satisfy `selector`; an absent or empty selector selects everything
