@@ -343,6 +343,28 @@ fn log_errors<T, E: std::fmt::Display>(
     }
 }
 
+/// The changes of a kind tenants write, as they enter the caches: without what finrep never
+/// reads (`api::lean`), the initial list read `TENANT_PAGE_SIZE` objects a page — a page is
+/// read whole before `lean` sees it, so a small one bounds what objects bloated to the API
+/// server's limit cost at once.
+fn tenant_objects<K>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> impl futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + 'static,
+{
+    let config = watcher::Config::default().page_size(TENANT_PAGE_SIZE);
+    watcher(api::<K>(client, namespace), config)
+        .default_backoff()
+        .modify(crate::api::lean::lean)
+}
+
 /// A tick every `period`, the first one `period` from now.
 fn every(period: std::time::Duration) -> impl futures_util::Stream<Item = ()> + Send + 'static {
     futures_util::stream::unfold((), move |()| async move {
@@ -403,9 +425,6 @@ async fn run_controllers(
     stop: &CancellationToken,
 ) {
     let ns = opts.namespace.as_deref();
-    // Pages of tenants' objects are read whole before `lean` sees them: a small page bounds
-    // what one page of objects bloated to the API server's limit can cost at once.
-    let all = watcher::Config::default().page_size(TENANT_PAGE_SIZE);
     let config = Config::default().concurrency(opts.concurrency);
     let subscribe_sources = feeds.source_writer.subscribe();
     let subscribe_recipients = feeds.recipient_writer.subscribe();
@@ -424,22 +443,15 @@ async fn run_controllers(
         warn!("shared caches cannot be subscribed to");
         return;
     };
-    // Objects tenants write enter the caches without what the controller never reads.
-    let source_feed = watcher(api::<Source>(client, ns), all.clone())
-        .default_backoff()
-        .modify(crate::api::lean::lean)
+    let source_feed = tenant_objects::<Source>(client, ns)
         .reflect_shared(feeds.source_writer)
         .for_each(log_errors("Source watch"));
-    let recipient_feed = watcher(api::<Recipient>(client, ns), all.clone())
-        .default_backoff()
-        .modify(crate::api::lean::lean)
+    let recipient_feed = tenant_objects::<Recipient>(client, ns)
         .reflect_shared(feeds.recipient_writer)
         .for_each(log_errors("Recipient watch"));
 
     let (report_store, report_writer) = reflector::store();
-    let report_feed = watcher(api::<DailyReport>(client, ns), all.clone())
-        .default_backoff()
-        .modify(crate::api::lean::lean)
+    let report_feed = tenant_objects::<DailyReport>(client, ns)
         .reflect(report_writer)
         .applied_objects();
     // A report reads every Source and Recipient of its namespace: a burst of their changes (an
