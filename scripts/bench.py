@@ -237,6 +237,12 @@ def feedparser_run(files):
     return items, seconds
 
 
+def finrep_parse_run(bench_cmd, files_dir):
+    """One run of benchmark P's finrep side over a directory of feeds: its JSON line."""
+    out = subprocess.run(bench_cmd + [str(files_dir), "1"], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def bench_parse(args):
     corpus = Path(tempfile.mkdtemp(prefix="finrep-corpus-"))
     try:
@@ -251,9 +257,7 @@ def bench_parse(args):
             # Alternate the two, shape by shape, so that machine noise hits both alike.
             f_items = f_secs = p_items = p_secs = parse_secs = 0.0
             for shape, files in shapes.items():
-                out = subprocess.run(args.finrep_bench + [str(corpus / shape), "1"], check=True,
-                                     capture_output=True, text=True)
-                run = json.loads(out.stdout.strip().splitlines()[-1])
+                run = finrep_parse_run(args.finrep_bench, corpus / shape)
                 per_shape[shape]["finrep"].append(run["items_per_second"])
                 per_shape[shape]["xml"].append(run["parse_seconds"] / run["seconds"])
                 f_items += run["items"]
@@ -709,8 +713,7 @@ def bench_build(args):
         for _ in range(sized(3, 1)):
             total_items = total_seconds = 0.0
             for shape in sorted(d for d in corpus.iterdir() if d.is_dir()):
-                out = subprocess.run([parse_exe, str(shape), "1"], check=True, capture_output=True, text=True)
-                run = json.loads(out.stdout.strip().splitlines()[-1])
+                run = finrep_parse_run([parse_exe], shape)
                 total_items += run["items"]
                 total_seconds += run["seconds"]
             rates.append(total_items / total_seconds)
