@@ -554,7 +554,9 @@ fn admit(
 /// by — more is an error.
 fn kept<K: kube::Resource>(mut obj: K, problems: &mut Vec<FieldProblem>) -> K {
     crate::api::lean::lean(&mut obj);
-    problems.extend(crate::api::lean::label_problem(obj.meta()));
+    problems.extend(crate::api::lean::label_problem(kube::ResourceExt::labels(
+        &obj,
+    )));
     obj
 }
 

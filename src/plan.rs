@@ -15,6 +15,7 @@ use chrono_tz::Tz;
 use kube::ResourceExt;
 use serde::{Deserialize, Serialize};
 
+use crate::api::selector::Selectable;
 use crate::api::{
     ChatGroup, ContentSpec, DailyReport, MailFormat, MailWindow, Recipient, RecipientSpec,
     SecretKeyRef, SmtpSpec, Source, SourceSpec, selector,
@@ -411,16 +412,20 @@ fn secret_envs<'a>(
 
 /// The Secrets a run of `report` reads, given the Sources and Recipients of its namespace
 /// (only the enabled, selected ones count, as in the plan).
-pub fn referenced_secrets<'a>(
+pub fn referenced_secrets<'a, S, R>(
     report: &'a DailyReport,
-    sources_of_namespace: impl IntoIterator<Item = &'a Source>,
-    recipients_of_namespace: impl IntoIterator<Item = &'a Recipient>,
-) -> BTreeSet<String> {
+    sources_of_namespace: impl IntoIterator<Item = &'a S>,
+    recipients_of_namespace: impl IntoIterator<Item = &'a R>,
+) -> BTreeSet<String>
+where
+    S: Selectable<Spec = SourceSpec> + 'a,
+    R: Selectable<Spec = RecipientSpec> + 'a,
+{
     let selected = sources_of_namespace
         .into_iter()
-        .filter(|s| s.spec.enabled)
-        .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
-        .map(|s| &s.spec);
+        .filter(|s| s.spec().enabled)
+        .filter(|s| selector::selects(report.spec.source_selector.as_ref(), *s))
+        .map(|s| s.spec());
     let chat_groups = selected_chat_groups(report, recipients_of_namespace);
     secret_envs(selected, chat_groups, &report.spec)
         .into_iter()
@@ -429,15 +434,18 @@ pub fn referenced_secrets<'a>(
 }
 
 /// The chat groups among the enabled Recipients `report` selects.
-pub fn selected_chat_groups<'a>(
+pub fn selected_chat_groups<'a, R>(
     report: &'a DailyReport,
-    recipients_of_namespace: impl IntoIterator<Item = &'a Recipient>,
-) -> impl Iterator<Item = &'a ChatGroup> {
+    recipients_of_namespace: impl IntoIterator<Item = &'a R>,
+) -> impl Iterator<Item = &'a ChatGroup>
+where
+    R: Selectable<Spec = RecipientSpec> + 'a,
+{
     recipients_of_namespace
         .into_iter()
-        .filter(|r| r.spec.enabled)
-        .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
-        .filter_map(|r| r.spec.chat.as_ref())
+        .filter(|r| r.spec().enabled)
+        .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), *r))
+        .filter_map(|r| r.spec().chat.as_ref())
 }
 
 /// The slot of a manual run on `date` (the report's local date): the instant the schedule
@@ -723,7 +731,7 @@ spec:
         assert!(envs.contains(&"FINREP_SECRET_DESK_BOT_WEBHOOK"), "{envs:?}");
         assert!(envs.contains(&"FINREP_SECRET_DESK_BOT_SECRET"), "{envs:?}");
         assert!(!envs.iter().any(|e| e.contains("OTHER")), "{envs:?}");
-        let secrets = referenced_secrets(&report(), &[], &recipients);
+        let secrets = referenced_secrets(&report(), &[] as &[Source], &recipients);
         assert!(secrets.contains("desk-bot") && secrets.contains("gone-bot"));
         assert!(!secrets.contains("other-bot"));
         plan.validate().unwrap();

@@ -4,7 +4,7 @@
 mod common;
 
 use common::operator::{Cluster, TestClock, database, instant};
-use finrep::api::annotations;
+use finrep::api::{CatalogEntry, annotations};
 use finrep::controller::health_reconciler::{reconcile_recipient_status, reconcile_source_status};
 use finrep::run::{FetchErrorKind, RunPhase};
 use finrep::store::{FetchRecord, RunKey, RunStart, Store};
@@ -49,7 +49,7 @@ async fn a_source_failing_three_times_in_a_row_is_not_ready_until_it_recovers() 
         fetch(&store, "pbc-news", Some(FetchErrorKind::Http)).await;
     }
     assert!(
-        reconcile_source_status(&cluster.source("pbc-news"), &ctx)
+        reconcile_source_status(&CatalogEntry::new(cluster.source("pbc-news")), &ctx)
             .await
             .unwrap()
     );
@@ -61,14 +61,14 @@ async fn a_source_failing_three_times_in_a_row_is_not_ready_until_it_recovers() 
     // Unchanged: no write.
     cluster.api.clear_calls();
     assert!(
-        !reconcile_source_status(&cluster.source("pbc-news"), &ctx)
+        !reconcile_source_status(&CatalogEntry::new(cluster.source("pbc-news")), &ctx)
             .await
             .unwrap()
     );
     assert!(cluster.api.writes().is_empty());
 
     fetch(&store, "pbc-news", None).await;
-    reconcile_source_status(&cluster.source("pbc-news"), &ctx)
+    reconcile_source_status(&CatalogEntry::new(cluster.source("pbc-news")), &ctx)
         .await
         .unwrap();
     let status = cluster.source("pbc-news").status.unwrap();
@@ -106,7 +106,7 @@ async fn unblock_lifts_a_blacklisted_address_once_per_value() {
     let store = database().await;
     let ctx = cluster.context(&store, TestClock::at(NOW));
     blacklist(&store, "zhang.wei@example.com").await;
-    reconcile_recipient_status(&cluster.recipient("zhang-wei"), &ctx)
+    reconcile_recipient_status(&CatalogEntry::new(cluster.recipient("zhang-wei")), &ctx)
         .await
         .unwrap();
     let status = cluster.recipient("zhang-wei").status.unwrap();
@@ -119,7 +119,7 @@ async fn unblock_lifts_a_blacklisted_address_once_per_value() {
         .get_or_insert_default()
         .insert(annotations::UNBLOCK.to_string(), "ticket-42".to_string());
     cluster.api.put(&recipient);
-    reconcile_recipient_status(&cluster.recipient("zhang-wei"), &ctx)
+    reconcile_recipient_status(&CatalogEntry::new(cluster.recipient("zhang-wei")), &ctx)
         .await
         .unwrap();
     let status = cluster.recipient("zhang-wei").status.unwrap();
@@ -135,7 +135,7 @@ async fn unblock_lifts_a_blacklisted_address_once_per_value() {
 
     // Bounced again later: the old value does not lift it a second time.
     blacklist(&store, "zhang.wei@example.com").await;
-    reconcile_recipient_status(&cluster.recipient("zhang-wei"), &ctx)
+    reconcile_recipient_status(&CatalogEntry::new(cluster.recipient("zhang-wei")), &ctx)
         .await
         .unwrap();
     assert_eq!(store.blacklisted_emails("default").await.unwrap().len(), 1);

@@ -4,12 +4,14 @@
 //! here is plain data plus pure checks: no I/O, so the controller, standalone mode and
 //! `finrep validate` share one definition of what a valid resource is.
 
+mod catalog_entry;
 mod daily_report;
 pub mod lean;
 mod recipient;
 pub mod selector;
 mod source;
 
+pub use catalog_entry::{CatalogEntry, CompactLabels};
 pub use daily_report::*;
 pub use recipient::*;
 pub use source::*;

@@ -9,36 +9,104 @@ use super::LabelSelector;
 /// such an object is selected by nothing.
 pub const LABELS_OVER_LIMIT: &str = "finrep.io/labels-over-limit";
 
+/// Labels looked up by key: an object's label map, or a cached object's compact labels.
+pub trait LabelLookup {
+    fn label(&self, key: &str) -> Option<&str>;
+}
+
+impl LabelLookup for BTreeMap<String, String> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.get(key).map(String::as_str)
+    }
+}
+
+/// What a report selects by its labels and reads the spec of: a Source or Recipient as
+/// manifests hold it, or as the controller caches it (`CatalogEntry`).
+pub trait Selectable {
+    type Spec;
+    fn object_name(&self) -> &str;
+    fn label(&self, key: &str) -> Option<&str>;
+    fn spec(&self) -> &Self::Spec;
+}
+
+impl Selectable for super::Source {
+    type Spec = super::SourceSpec;
+
+    fn object_name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.metadata.labels.as_ref()?.label(key)
+    }
+
+    fn spec(&self) -> &Self::Spec {
+        &self.spec
+    }
+}
+
+impl Selectable for super::Recipient {
+    type Spec = super::RecipientSpec;
+
+    fn object_name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.metadata.labels.as_ref()?.label(key)
+    }
+
+    fn spec(&self) -> &Self::Spec {
+        &self.spec
+    }
+}
+
+/// Lets `matches` take a `Selectable` object's labels.
+pub struct LabelsOf<'a, S: ?Sized>(pub &'a S);
+
+impl<S: Selectable + ?Sized> LabelLookup for LabelsOf<'_, S> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.0.label(key)
+    }
+}
+
+/// True when `selector` selects `object`.
+pub fn selects<S: Selectable + ?Sized>(selector: Option<&LabelSelector>, object: &S) -> bool {
+    matches(selector, &LabelsOf(object))
+}
+
 /// True when `labels` satisfy `selector`; an absent or empty selector selects everything
 /// except an object whose labels were over the controller's bound.
 ///
 /// An invalid requirement (unknown operator) selects nothing, as the API server would refuse
 /// such a selector outright; `selector_problems` reports it.
-pub fn matches(selector: Option<&LabelSelector>, labels: &BTreeMap<String, String>) -> bool {
+pub fn matches<L: LabelLookup + ?Sized>(selector: Option<&LabelSelector>, labels: &L) -> bool {
+    let over_limit = || labels.label(LABELS_OVER_LIMIT).is_some();
     let Some(selector) = selector else {
-        return !labels.contains_key(LABELS_OVER_LIMIT);
+        return !over_limit();
     };
     let labels_match = selector
         .match_labels
         .iter()
         .flatten()
-        .all(|(k, v)| labels.get(k) == Some(v));
+        .all(|(k, v)| labels.label(k) == Some(v.as_str()));
     if !labels_match {
         return false;
     }
     let expressions_match = selector.match_expressions.iter().flatten().all(|req| {
         let values = req.values.as_deref().unwrap_or_default();
-        let value = labels.get(&req.key);
+        let value = labels.label(&req.key);
+        let listed = |v: &str| values.iter().any(|x| x == v);
         match req.operator.as_str() {
-            "In" => value.is_some_and(|v| values.contains(v)),
-            "NotIn" => value.is_none_or(|v| !values.contains(v)),
+            "In" => value.is_some_and(listed),
+            "NotIn" => value.is_none_or(|v| !listed(v)),
             "Exists" => value.is_some(),
             "DoesNotExist" => value.is_none(),
             _ => false,
         }
     });
     // The marker last: most objects a selector meets do not match it at all.
-    expressions_match && !labels.contains_key(LABELS_OVER_LIMIT)
+    expressions_match && !over_limit()
 }
 
 /// Problems with a selector, as (field path relative to the selector, message).

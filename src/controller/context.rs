@@ -14,7 +14,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 
 use super::objects::Settings;
-use crate::api::{Recipient, Source};
+use crate::api::{CatalogEntry, Recipient, Source};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::{RecipientDeliveries, SourceHealthRow, StoreError};
@@ -22,47 +22,50 @@ use crate::store::{RecipientDeliveries, SourceHealthRow, StoreError};
 /// The controller's name as Events and field managers show it.
 pub const CONTROLLER_NAME: &str = "finrep-controller";
 
-/// The cached Sources and Recipients (shared with their own controllers).
+/// The cached Sources and Recipients (shared with their own controllers), as `CatalogEntry`s.
 #[derive(Clone)]
 pub struct Catalog {
-    pub sources: Store<Source>,
-    pub recipients: Store<Recipient>,
+    pub sources: Store<CatalogEntry<Source>>,
+    pub recipients: Store<CatalogEntry<Recipient>>,
 }
 
 impl Catalog {
     /// A catalog holding fixed objects (tests, one-off checks), not fed by a watch.
     pub fn from_objects(sources: Vec<Source>, recipients: Vec<Recipient>) -> Self {
-        let (source_store, mut source_writer) = reflector::store();
-        for s in sources {
-            source_writer.apply_watcher_event(&watcher::Event::Apply(s));
-        }
-        let (recipient_store, mut recipient_writer) = reflector::store();
-        for r in recipients {
-            recipient_writer.apply_watcher_event(&watcher::Event::Apply(r));
-        }
         Self {
-            sources: source_store,
-            recipients: recipient_store,
+            sources: fixed_store(sources),
+            recipients: fixed_store(recipients),
         }
     }
 
-    pub fn sources_of(&self, namespace: &str) -> Vec<Arc<Source>> {
+    pub fn sources_of(&self, namespace: &str) -> Vec<Arc<CatalogEntry<Source>>> {
         of_namespace(&self.sources, namespace)
     }
 
-    pub fn recipients_of(&self, namespace: &str) -> Vec<Arc<Recipient>> {
+    pub fn recipients_of(&self, namespace: &str) -> Vec<Arc<CatalogEntry<Recipient>>> {
         of_namespace(&self.recipients, namespace)
     }
 }
 
-fn of_namespace<K>(store: &Store<K>, namespace: &str) -> Vec<Arc<K>>
+fn fixed_store<K>(objects: Vec<K>) -> Store<CatalogEntry<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store();
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::Apply(CatalogEntry::new(object)));
+    }
+    store
+}
+
+fn of_namespace<K>(store: &Store<CatalogEntry<K>>, namespace: &str) -> Vec<Arc<CatalogEntry<K>>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
     store
         .state()
         .into_iter()
-        .filter(|o| o.namespace().as_deref().unwrap_or("default") == namespace)
+        .filter(|o| o.namespace() == namespace)
         .collect()
 }
 

@@ -14,7 +14,7 @@ use super::cluster::apply_status;
 use super::context::{Context, object_key};
 use super::error::{ReconcileError, retry_after};
 use super::health::{DeliveryRecord, FetchState, recipient_status, source_status, unblock_request};
-use crate::api::{Recipient, Source, annotations};
+use crate::api::{CatalogEntry, CompactLabels, Recipient, Source, annotations};
 use crate::validation::{FieldProblem, Severity, check_recipient, check_source};
 
 pub const SOURCE_KIND: &str = "Source";
@@ -25,37 +25,33 @@ pub const REFRESH_SECONDS: u64 = 600;
 pub const REFRESH: std::time::Duration = std::time::Duration::from_secs(REFRESH_SECONDS);
 
 /// The errors of a spec and of the cached object's labels.
-fn problems(mut problems: Vec<FieldProblem>, meta: &kube::api::ObjectMeta) -> Vec<FieldProblem> {
+fn problems(mut problems: Vec<FieldProblem>, labels: &CompactLabels) -> Vec<FieldProblem> {
     problems.retain(|p| p.severity == Severity::Error);
-    problems.extend(crate::api::lean::label_problem(meta));
+    problems.extend(crate::api::lean::label_problem(labels));
     problems
-}
-
-fn namespace_of(obj: &impl ResourceExt) -> String {
-    obj.namespace().unwrap_or_else(|| "default".to_string())
 }
 
 /// One reconcile of a Source; true when the status was written.
 pub async fn reconcile_source_status(
-    source: &Source,
+    entry: &CatalogEntry<Source>,
     ctx: &Context,
 ) -> Result<bool, ReconcileError> {
-    let ns = namespace_of(source);
-    let name = source.name_any();
-    let fetched = ctx.snapshots.sources(&ctx.store, &ns).await?;
+    let (ns, name) = (entry.namespace(), entry.name());
+    let source = entry.object();
+    let fetched = ctx.snapshots.sources(&ctx.store, ns).await?;
     let status = source_status(
         source.status.as_ref(),
         source.meta().generation,
-        fetched.get(&name).map(FetchState::from).as_ref(),
-        &problems(check_source(&source.spec), source.meta()),
+        fetched.get(name).map(FetchState::from).as_ref(),
+        &problems(check_source(&source.spec), entry.labels()),
         ctx.clock.now(),
     );
     if source.status.as_ref() == Some(&status) {
         return Ok(false);
     }
     apply_status(
-        &Api::<Source>::namespaced(ctx.client.clone(), &ns),
-        &name,
+        &Api::<Source>::namespaced(ctx.client.clone(), ns),
+        name,
         &status,
     )
     .await?;
@@ -65,12 +61,12 @@ pub async fn reconcile_source_status(
 /// One reconcile of a Recipient: a new unblock request first, then the status; true when the
 /// status was written.
 pub async fn reconcile_recipient_status(
-    recipient: &Recipient,
+    entry: &CatalogEntry<Recipient>,
     ctx: &Context,
 ) -> Result<bool, ReconcileError> {
-    let ns = namespace_of(recipient);
-    let name = recipient.name_any();
-    let email = recipient.spec.address(&name);
+    let (ns, name) = (entry.namespace(), entry.name());
+    let recipient = entry.object();
+    let email = recipient.spec.address(name);
     let request = unblock_request(
         recipient
             .annotations()
@@ -79,11 +75,11 @@ pub async fn reconcile_recipient_status(
         recipient.status.as_ref(),
     );
     if let Some(value) = request {
-        let lifted = ctx.store.unblock(&ns, &email).await?;
-        ctx.snapshots.forget_recipients(&ns).await;
+        let lifted = ctx.store.unblock(ns, &email).await?;
+        ctx.snapshots.forget_recipients(ns).await;
         info!(recipient = %name, namespace = %ns, value, lifted, "unblock requested");
     }
-    let deliveries = ctx.snapshots.recipients(&ctx.store, &ns).await?;
+    let deliveries = ctx.snapshots.recipients(&ctx.store, ns).await?;
     let record = deliveries
         .get(&email)
         .map(DeliveryRecord::from)
@@ -93,7 +89,7 @@ pub async fn reconcile_recipient_status(
         recipient.meta().generation,
         recipient.spec.enabled,
         &record,
-        &problems(check_recipient(&recipient.spec), recipient.meta()),
+        &problems(check_recipient(&recipient.spec), entry.labels()),
         ctx.clock.now(),
     );
     if let Some(value) = request {
@@ -103,8 +99,8 @@ pub async fn reconcile_recipient_status(
         return Ok(false);
     }
     apply_status(
-        &Api::<Recipient>::namespaced(ctx.client.clone(), &ns),
-        &name,
+        &Api::<Recipient>::namespaced(ctx.client.clone(), ns),
+        name,
         &status,
     )
     .await?;
@@ -133,7 +129,7 @@ where
 }
 
 pub async fn reconcile_source(
-    source: Arc<Source>,
+    source: Arc<CatalogEntry<Source>>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let key = object_key(SOURCE_KIND, source.as_ref());
@@ -147,7 +143,7 @@ pub async fn reconcile_source(
 }
 
 pub async fn reconcile_recipient(
-    recipient: Arc<Recipient>,
+    recipient: Arc<CatalogEntry<Recipient>>,
     ctx: Arc<Context>,
 ) -> Result<Action, ReconcileError> {
     let key = object_key(RECIPIENT_KIND, recipient.as_ref());
@@ -168,7 +164,7 @@ fn policy(kind: &'static str, key: String, error: &ReconcileError, ctx: &Context
 }
 
 pub fn source_error_policy(
-    source: Arc<Source>,
+    source: Arc<CatalogEntry<Source>>,
     error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {
@@ -181,7 +177,7 @@ pub fn source_error_policy(
 }
 
 pub fn recipient_error_policy(
-    recipient: Arc<Recipient>,
+    recipient: Arc<CatalogEntry<Recipient>>,
     error: &ReconcileError,
     ctx: Arc<Context>,
 ) -> Action {

@@ -23,7 +23,8 @@ use super::image_policy::{self, image_allowed};
 use super::objects::{Settings, labels, legacy_backup_name, plan_config_map, run_job};
 use super::observed::observed_job;
 use super::status::RunRecord;
-use crate::api::{DailyReport, selector};
+use crate::api::selector::{self, Selectable};
+use crate::api::{CatalogEntry, DailyReport, Recipient, Source};
 use crate::plan::{plan_for, referenced_secrets};
 use crate::run::{DeliveryStatus, RunPhase};
 use crate::validation::{
@@ -273,13 +274,13 @@ async fn problems(
         .catalog
         .sources_of(ns)
         .into_iter()
-        .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
+        .filter(|s| selector::selects(report.spec.source_selector.as_ref(), s.as_ref()))
         .collect();
     let recipients: Vec<_> = ctx
         .catalog
         .recipients_of(ns)
         .into_iter()
-        .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
+        .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), r.as_ref()))
         .collect();
     let mut out: Vec<FieldProblem> = check_daily_report(&report.spec, now);
     out.extend(selection_problems(
@@ -300,24 +301,19 @@ async fn problems(
 fn trust_problems(
     report: &DailyReport,
     settings: &Settings,
-    sources: &[Arc<crate::api::Source>],
-    recipients: &[Arc<crate::api::Recipient>],
+    sources: &[Arc<CatalogEntry<Source>>],
+    recipients: &[Arc<CatalogEntry<Recipient>>],
 ) -> Vec<FieldProblem> {
     let selected = sources
         .iter()
-        .filter(|s| s.spec.enabled)
-        .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
-        .map(|s| (s.metadata.name.as_deref().unwrap_or_default(), &s.spec));
+        .filter(|s| s.spec().enabled)
+        .filter(|s| selector::selects(report.spec.source_selector.as_ref(), s.as_ref()))
+        .map(|s| (s.name(), s.spec()));
     let chat_groups = recipients
         .iter()
-        .filter(|r| r.spec.enabled)
-        .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
-        .filter_map(|r| {
-            Some((
-                r.metadata.name.as_deref().unwrap_or_default(),
-                r.spec.chat.as_ref()?,
-            ))
-        });
+        .filter(|r| r.spec().enabled)
+        .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), r.as_ref()))
+        .filter_map(|r| Some((r.name(), r.spec().chat.as_ref()?)));
     let mut out = reserved_secret_problems(
         &report.spec,
         selected,
@@ -340,8 +336,8 @@ async fn missing_secrets(
     report: &DailyReport,
     ctx: &Context,
     ns: &str,
-    sources: &[Arc<crate::api::Source>],
-    recipients: &[Arc<crate::api::Recipient>],
+    sources: &[Arc<CatalogEntry<Source>>],
+    recipients: &[Arc<CatalogEntry<Recipient>>],
 ) -> Result<Vec<FieldProblem>, ReconcileError> {
     let mut names: BTreeSet<String> = referenced_secrets(
         report,
@@ -412,13 +408,13 @@ async fn start_run(
             .catalog
             .sources_of(&ns)
             .iter()
-            .map(|s| (**s).clone())
+            .map(|s| s.to_object())
             .collect(),
         recipients: ctx
             .catalog
             .recipients_of(&ns)
             .iter()
-            .map(|r| (**r).clone())
+            .map(|r| r.to_object())
             .collect(),
         reports: vec![report.clone()],
     };

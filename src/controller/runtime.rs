@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PartialObjectMeta};
+use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{Config, Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
@@ -25,7 +25,7 @@ use super::health_reconciler as health;
 use super::objects::{Settings, labels};
 use super::report_reconciler as reports;
 use crate::admin::{self, AdminState};
-use crate::api::{DailyReport, Recipient, Source, selector};
+use crate::api::{CatalogEntry, DailyReport, Recipient, Source, lean, selector};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 
@@ -193,16 +193,16 @@ async fn serve_admin(
 /// Waits until every CRD is established (installed by Helm or kubectl before the controller
 /// can watch), saying what it waits for.
 async fn wait_for_crds(client: &Client, stop: &CancellationToken) -> Result<(), RuntimeError> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    // Read untyped: only the conditions matter, and the typed CRD (its whole OpenAPI schema
+    // type) would link a deserializer bigger than the rest of this check into the binary.
+    let kind = ApiResource::erase::<CustomResourceDefinition>(&());
+    let crds: Api<DynamicObject> = Api::all_with(client.clone(), &kind);
     for name in CRD_NAMES {
         loop {
-            let established = crds.get_opt(name).await?.is_some_and(|crd| {
-                crd.status
-                    .and_then(|s| s.conditions)
-                    .unwrap_or_default()
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-            });
+            let established = crds
+                .get_opt(name)
+                .await?
+                .is_some_and(|crd| is_established(&crd.data));
             if established {
                 break;
             }
@@ -217,6 +217,17 @@ async fn wait_for_crds(client: &Client, stop: &CancellationToken) -> Result<(), 
         }
     }
     Ok(())
+}
+
+/// Whether a CRD's status says `Established: True`.
+fn is_established(crd: &serde_json::Value) -> bool {
+    crd.pointer("/status/conditions")
+        .and_then(serde_json::Value::as_array)
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == "Established" && c["status"] == "True")
+        })
 }
 
 type LeaseTask = tokio::task::JoinHandle<
@@ -291,8 +302,8 @@ async fn release(task: LeaseTask) {
 /// The shared caches of Sources and Recipients and the streams that feed them.
 struct CatalogFeeds {
     catalog: Catalog,
-    source_writer: reflector::store::Writer<Source>,
-    recipient_writer: reflector::store::Writer<Recipient>,
+    source_writer: reflector::store::Writer<CatalogEntry<Source>>,
+    recipient_writer: reflector::store::Writer<CatalogEntry<Recipient>>,
 }
 
 const SUBSCRIBE_BUFFER: usize = 1024;
@@ -317,17 +328,21 @@ fn catalog() -> CatalogFeeds {
 }
 
 /// Reports of the object's namespace whose selector (of `pick`) selects its labels.
-fn selecting<K: ResourceExt>(
+fn selecting<K>(
     reports: &Store<DailyReport>,
-    obj: &K,
+    entry: &CatalogEntry<K>,
     pick: fn(&DailyReport) -> Option<&crate::api::LabelSelector>,
-) -> Vec<ObjectRef<DailyReport>> {
-    let ns = obj.namespace();
+) -> Vec<ObjectRef<DailyReport>>
+where
+    K: Resource,
+    CatalogEntry<K>: selector::Selectable,
+{
+    let ns = entry.namespace();
     reports
         .state()
         .iter()
-        .filter(|r| r.namespace() == ns)
-        .filter(|r| selector::matches(pick(r), obj.labels()))
+        .filter(|r| r.namespace().as_deref().unwrap_or("default") == ns)
+        .filter(|r| selector::selects(pick(r), entry))
         .map(|r| ObjectRef::from_obj(r.as_ref()))
         .collect()
 }
@@ -350,6 +365,7 @@ fn log_errors<T, E: std::fmt::Display>(
 fn tenant_objects<K>(
     client: &Client,
     namespace: Option<&str>,
+    trim: fn(&mut K),
 ) -> impl futures_util::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
@@ -362,7 +378,7 @@ where
     let config = watcher::Config::default().page_size(TENANT_PAGE_SIZE);
     watcher(api::<K>(client, namespace), config)
         .default_backoff()
-        .modify(crate::api::lean::lean)
+        .modify(trim)
 }
 
 /// A tick every `period`, the first one `period` from now.
@@ -443,15 +459,16 @@ async fn run_controllers(
         warn!("shared caches cannot be subscribed to");
         return;
     };
-    let source_feed = tenant_objects::<Source>(client, ns)
+    let source_feed = tenant_objects::<CatalogEntry<Source>>(client, ns, CatalogEntry::compact)
         .reflect_shared(feeds.source_writer)
         .for_each(log_errors("Source watch"));
-    let recipient_feed = tenant_objects::<Recipient>(client, ns)
-        .reflect_shared(feeds.recipient_writer)
-        .for_each(log_errors("Recipient watch"));
+    let recipient_feed =
+        tenant_objects::<CatalogEntry<Recipient>>(client, ns, CatalogEntry::compact)
+            .reflect_shared(feeds.recipient_writer)
+            .for_each(log_errors("Recipient watch"));
 
     let (report_store, report_writer) = reflector::store();
-    let report_feed = tenant_objects::<DailyReport>(client, ns)
+    let report_feed = tenant_objects::<DailyReport>(client, ns, lean::lean)
         .reflect(report_writer)
         .applied_objects();
     // A report reads every Source and Recipient of its namespace: a burst of their changes (an
@@ -462,16 +479,19 @@ async fn run_controllers(
     let report_loop = report_controller
         .owns_stream(owned_objects::<Job>(client, opts))
         .owns_stream(owned_objects::<ConfigMap>(client, opts))
-        .watches_shared_stream(sources_for_reports, move |s: Arc<Source>| {
+        .watches_shared_stream(sources_for_reports, move |s: Arc<CatalogEntry<Source>>| {
             selecting(&for_sources, s.as_ref(), |r| {
                 r.spec.source_selector.as_ref()
             })
         })
-        .watches_shared_stream(recipients_for_reports, move |r: Arc<Recipient>| {
-            selecting(&for_recipients, r.as_ref(), |d| {
-                d.spec.recipient_selector.as_ref()
-            })
-        })
+        .watches_shared_stream(
+            recipients_for_reports,
+            move |r: Arc<CatalogEntry<Recipient>>| {
+                selecting(&for_recipients, r.as_ref(), |d| {
+                    d.spec.recipient_selector.as_ref()
+                })
+            },
+        )
         .graceful_shutdown_on(stop.clone().cancelled_owned())
         .run(reports::reconcile, reports::error_policy, ctx.clone())
         .for_each(log_errors("DailyReport"));
@@ -514,5 +534,27 @@ async fn run_controllers(
     tokio::select! {
         _ = loops => {}
         () = async { futures_util::future::join(source_feed, recipient_feed).await; } => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_established;
+    use serde_json::json;
+
+    #[test]
+    fn a_crd_is_established_only_when_its_condition_says_true() {
+        let with =
+            |conditions| json!({"metadata": {"name": "x"}, "status": {"conditions": conditions}});
+        assert!(is_established(&with(json!([
+            {"type": "NamesAccepted", "status": "True"},
+            {"type": "Established", "status": "True"},
+        ]))));
+        assert!(!is_established(&with(
+            json!([{"type": "Established", "status": "False"}])
+        )));
+        assert!(!is_established(&with(json!([]))));
+        assert!(!is_established(&json!({"metadata": {"name": "x"}})));
+        assert!(!is_established(&with(json!("not a list"))));
     }
 }

@@ -16,7 +16,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use kube::ResourceExt;
 
-use crate::api::{DailyReport, Recipient, ResourceKind, Source, selector};
+use crate::api::selector::Selectable;
+use crate::api::{
+    DailyReport, Recipient, RecipientSpec, ResourceKind, Source, SourceSpec, selector,
+};
 
 /// How serious a finding is: errors refuse the resource, warnings only inform.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -177,24 +180,29 @@ fn selection_findings(set: &ResourceSet, report: &DailyReport) -> Vec<Finding> {
 /// What a report's selectors select among the Sources and Recipients of its namespace: an
 /// error when nothing, a warning when only disabled ones or when a section has no source.
 /// The controller calls it over its caches, `finrep validate` over a directory.
-pub fn selection_problems<'a>(
+pub fn selection_problems<'a, S, R>(
     report: &DailyReport,
-    sources_of_namespace: impl IntoIterator<Item = &'a Source>,
-    recipients_of_namespace: impl IntoIterator<Item = &'a Recipient>,
-) -> Vec<FieldProblem> {
+    sources_of_namespace: impl IntoIterator<Item = &'a S>,
+    recipients_of_namespace: impl IntoIterator<Item = &'a R>,
+) -> Vec<FieldProblem>
+where
+    S: Selectable<Spec = SourceSpec> + 'a,
+    R: Selectable<Spec = RecipientSpec> + 'a,
+{
     let namespace = namespace_of(report);
     let mut out = Vec::new();
 
-    let sources: Vec<&Source> = sources_of_namespace
+    let sources: Vec<&SourceSpec> = sources_of_namespace
         .into_iter()
-        .filter(|s| selector::matches(report.spec.source_selector.as_ref(), s.labels()))
+        .filter(|s| selector::selects(report.spec.source_selector.as_ref(), *s))
+        .map(|s| s.spec())
         .collect();
     if sources.is_empty() {
         out.push(FieldProblem::error(
             "spec.sourceSelector",
             format!("selects no Source in namespace {namespace}; add matching labels to Sources or change the selector"),
         ));
-    } else if !sources.iter().any(|s| s.spec.enabled) {
+    } else if !sources.iter().any(|s| s.enabled) {
         out.push(FieldProblem::warning(
             "spec.sourceSelector",
             "every selected Source is disabled; the report will be empty",
@@ -205,10 +213,10 @@ pub fn selection_problems<'a>(
     let mut enabled = 0usize;
     for r in recipients_of_namespace
         .into_iter()
-        .filter(|r| selector::matches(report.spec.recipient_selector.as_ref(), r.labels()))
+        .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), *r))
     {
         selected += 1;
-        enabled += usize::from(r.spec.enabled);
+        enabled += usize::from(r.spec().enabled);
     }
     if selected == 0 {
         out.push(FieldProblem::error(
@@ -222,7 +230,7 @@ pub fn selection_problems<'a>(
         ));
     }
 
-    let categories: BTreeSet<&str> = sources.iter().map(|s| s.spec.category.as_str()).collect();
+    let categories: BTreeSet<&str> = sources.iter().map(|s| s.category.as_str()).collect();
     for (i, cat) in report.spec.content.section_order.iter().enumerate() {
         if !categories.contains(cat.as_str()) {
             out.push(FieldProblem::warning(

@@ -1,0 +1,276 @@
+//! A Source or Recipient as the controller keeps it in its caches: what `lean::lean_catalog`
+//! leaves of the object, with its labels moved out of `ObjectMeta` into one compact buffer.
+//!
+//! Labels are what reports select by, so every cached object keeps them, but as a
+//! `BTreeMap<String, String>` five labels cost a whole eleven-slot B-tree node and ten
+//! separate strings — about 860 bytes, a quarter of what a cached Recipient held at W2
+//! (docs/benchmarks.md). Here they cost two allocations.
+//!
+//! An entry gives its object only as `object()` — without labels — or as `to_object()`, the
+//! labels put back; selecting goes through `Selectable`, so code that selects cannot read the
+//! emptied map by mistake.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use kube::Resource;
+use kube::api::ObjectMeta;
+use serde::{Deserialize, Deserializer};
+
+use super::selector::{LabelLookup, Selectable};
+use super::{Recipient, RecipientSpec, Source, SourceSpec};
+
+/// Label keys and values in one buffer: `text` holds them back to back (key, value, key,
+/// value … in key order) and `ends` where each one ends.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactLabels {
+    text: Box<str>,
+    ends: Box<[u32]>,
+}
+
+impl CompactLabels {
+    /// The labels of `map`. `lean` bounds a kept object's labels to 16 KiB, far below what
+    /// the `u32` offsets hold; a longer set (never kept) is cut to what fits.
+    pub fn from_map(map: &BTreeMap<String, String>) -> Self {
+        let mut text = String::with_capacity(map.iter().map(|(k, v)| k.len() + v.len()).sum());
+        let mut ends = Vec::with_capacity(map.len() * 2);
+        for (k, v) in map {
+            let (Ok(key_end), Ok(value_end)) = (
+                u32::try_from(text.len() + k.len()),
+                u32::try_from(text.len() + k.len() + v.len()),
+            ) else {
+                break;
+            };
+            text.push_str(k);
+            text.push_str(v);
+            ends.extend([key_end, value_end]);
+        }
+        Self {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    /// The labels as (key, value), in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        let mut start = 0usize;
+        self.ends.chunks_exact(2).map(move |pair| {
+            let (key_end, value_end) = (pair[0] as usize, pair[1] as usize);
+            let key = &self.text[start..key_end];
+            let value = &self.text[key_end..value_end];
+            start = value_end;
+            (key, value)
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len() / 2
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        self.iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
+impl LabelLookup for CompactLabels {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.iter().find(|(k, _)| *k == key).map(|(_, v)| v)
+    }
+}
+
+/// A cached Source or Recipient (see the module's comment).
+#[derive(Clone, Debug)]
+pub struct CatalogEntry<K> {
+    object: K,
+    labels: CompactLabels,
+}
+
+impl<K: Resource> CatalogEntry<K> {
+    /// Keeps `object` as the caches do: leaned, its labels compacted.
+    pub fn new(object: K) -> Self {
+        let mut entry = Self {
+            object,
+            labels: CompactLabels::default(),
+        };
+        entry.compact();
+        entry
+    }
+
+    /// Leans the object and moves its labels into the compact form (labels already moved
+    /// stay).
+    pub fn compact(&mut self) {
+        super::lean::lean_catalog(&mut self.object);
+        if let Some(map) = self.object.meta_mut().labels.take() {
+            self.labels = CompactLabels::from_map(&map);
+        }
+    }
+
+    /// The object without its labels (`labels()` has them): spec, status, name.
+    pub fn object(&self) -> &K {
+        &self.object
+    }
+
+    pub fn labels(&self) -> &CompactLabels {
+        &self.labels
+    }
+
+    /// The object with its labels back in place, for code that takes whole objects (a plan).
+    pub fn to_object(&self) -> K
+    where
+        K: Clone,
+    {
+        let mut object = self.object.clone();
+        if !self.labels.is_empty() {
+            object.meta_mut().labels = Some(self.labels.to_map());
+        }
+        object
+    }
+
+    pub fn name(&self) -> &str {
+        self.object.meta().name.as_deref().unwrap_or_default()
+    }
+
+    pub fn namespace(&self) -> &str {
+        self.object.meta().namespace.as_deref().unwrap_or("default")
+    }
+}
+
+/// The watch reads an entry straight from the API's JSON, whole: `compact` (the watch's
+/// `modify`) then makes it what the cache keeps. (Compacting inside deserialisation, while
+/// the rest of a page of bloated objects is still being read, left glibc's heap fragmented:
+/// 9 MiB more resident over 650 objects with 250 kB annotations.)
+impl<'de, K: Resource + Deserialize<'de>> Deserialize<'de> for CatalogEntry<K> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        K::deserialize(deserializer).map(|object| Self {
+            object,
+            labels: CompactLabels::default(),
+        })
+    }
+}
+
+impl<K: Resource> Resource for CatalogEntry<K> {
+    type DynamicType = K::DynamicType;
+    type Scope = K::Scope;
+
+    fn kind(dt: &Self::DynamicType) -> Cow<'_, str> {
+        K::kind(dt)
+    }
+
+    fn group(dt: &Self::DynamicType) -> Cow<'_, str> {
+        K::group(dt)
+    }
+
+    fn version(dt: &Self::DynamicType) -> Cow<'_, str> {
+        K::version(dt)
+    }
+
+    fn plural(dt: &Self::DynamicType) -> Cow<'_, str> {
+        K::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        self.object.meta()
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        self.object.meta_mut()
+    }
+}
+
+impl Selectable for CatalogEntry<Source> {
+    type Spec = SourceSpec;
+
+    fn object_name(&self) -> &str {
+        self.name()
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.label(key)
+    }
+
+    fn spec(&self) -> &SourceSpec {
+        &self.object.spec
+    }
+}
+
+impl Selectable for CatalogEntry<Recipient> {
+    type Spec = RecipientSpec;
+
+    fn object_name(&self) -> &str {
+        self.name()
+    }
+
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels.label(key)
+    }
+
+    fn spec(&self) -> &RecipientSpec {
+        &self.object.spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::selector::matches;
+    use proptest::prelude::*;
+
+    fn recipient(labels: serde_json::Value) -> Recipient {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "finrep.io/v1alpha1", "kind": "Recipient",
+            "metadata": {"name": "r", "namespace": "desk", "uid": "u-1", "labels": labels,
+                         "annotations": {"tenant/blob": "x"}},
+            "spec": {"email": "a@example.com"},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn an_entry_selects_as_its_object_did_and_gives_the_object_back() {
+        let r = recipient(serde_json::json!({"brief": "morning", "desk": "macro", "tier": ""}));
+        let mut entry: CatalogEntry<Recipient> =
+            serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        entry.compact();
+        assert!(entry.object().metadata.labels.is_none());
+        assert!(entry.object().metadata.uid.is_none());
+        assert_eq!(entry.labels().len(), 3);
+        assert_eq!(entry.label("desk"), Some("macro"));
+        assert_eq!(entry.label("tier"), Some(""));
+        assert_eq!(entry.label("nope"), None);
+        assert_eq!((entry.name(), entry.namespace()), ("r", "desk"));
+        let back = entry.to_object();
+        assert_eq!(back.metadata.labels, r.metadata.labels);
+        assert!(back.metadata.annotations.is_none());
+        assert_eq!(back.spec, r.spec);
+    }
+
+    #[test]
+    fn labels_over_the_bound_stay_the_marker_that_nothing_selects() {
+        let many: serde_json::Map<_, _> = (0..100)
+            .map(|i| (format!("k{i}"), serde_json::json!("v")))
+            .collect();
+        let entry = CatalogEntry::new(recipient(serde_json::Value::Object(many)));
+        assert_eq!(entry.labels().len(), 1);
+        assert!(!matches(None, entry.labels()));
+        assert!(crate::api::lean::label_problem(entry.labels()).is_some());
+    }
+
+    proptest! {
+        #[test]
+        fn compact_labels_hold_exactly_the_map(
+            map in proptest::collection::btree_map("[a-z./-]{0,12}", "[a-zA-Z0-9 é中-]{0,12}", 0..12),
+            probe in "[a-z./-]{0,12}",
+        ) {
+            let compact = CompactLabels::from_map(&map);
+            prop_assert_eq!(compact.to_map(), map.clone());
+            prop_assert_eq!(compact.len(), map.len());
+            prop_assert_eq!(compact.label(&probe), map.get(&probe).map(String::as_str));
+        }
+    }
+}
