@@ -12,13 +12,14 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 
 use kube::Resource;
 use kube::api::ObjectMeta;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
-use super::selector::{LabelLookup, Selectable};
-use super::{Recipient, RecipientSpec, Source, SourceSpec};
+use super::selector::{LabelLookup, Selectable, SelectedKind};
+use super::{Condition, Recipient, RecipientStatus, Source, SourceStatus};
 
 /// Label keys and values in one buffer: `text` holds them back to back (key, value, key,
 /// value … in key order) and `ends` where each one ends.
@@ -89,29 +90,103 @@ impl LabelLookup for CompactLabels {
 pub struct CatalogEntry<K> {
     object: K,
     labels: CompactLabels,
+    /// A digest of the status as the API server holds it (`StatusMemory`); `None` until the
+    /// entry is compacted.
+    written_status: Option<u64>,
 }
 
-impl<K: Resource> CatalogEntry<K> {
-    /// Keeps `object` as the caches do: leaned, its labels compacted.
+/// What the controller keeps of a status it wrote: the next reconcile reads only condition
+/// types, states and transition times (and a Recipient's handled unblock value), and compares
+/// the status it computes with the one written — which a digest answers. Messages, counts
+/// and times are two thirds of a cached Recipient's status.
+pub trait StatusMemory {
+    /// Reduces the status to what the next reconcile reads; returns the whole one's digest.
+    fn thin_status(&mut self) -> u64;
+}
+
+/// A digest of a status as written: equal statuses have equal digests.
+pub fn status_digest<S: Serialize>(status: Option<&S>) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    // These types always serialise; were one not to, the digest would match nothing and the
+    // status would be written again.
+    serde_json::to_vec(&status)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
+}
+
+/// Conditions as `status::condition` reads them: type, state, transition time.
+fn thin_conditions(conditions: Vec<Condition>) -> Vec<Condition> {
+    conditions
+        .into_iter()
+        .map(|c| Condition {
+            type_: c.type_,
+            status: c.status,
+            last_transition_time: c.last_transition_time,
+            reason: String::new(),
+            message: String::new(),
+            observed_generation: None,
+        })
+        .collect()
+}
+
+impl StatusMemory for Source {
+    fn thin_status(&mut self) -> u64 {
+        let digest = status_digest(self.status.as_ref());
+        self.status = self.status.take().map(|s| SourceStatus {
+            conditions: thin_conditions(s.conditions),
+            ..SourceStatus::default()
+        });
+        digest
+    }
+}
+
+impl StatusMemory for Recipient {
+    fn thin_status(&mut self) -> u64 {
+        let digest = status_digest(self.status.as_ref());
+        self.status = self.status.take().map(|s| RecipientStatus {
+            conditions: thin_conditions(s.conditions),
+            handled_unblock: s.handled_unblock,
+            ..RecipientStatus::default()
+        });
+        digest
+    }
+}
+
+impl<K: Resource + StatusMemory> CatalogEntry<K> {
+    /// Keeps `object` as the caches do: leaned, its labels compacted, its status thinned.
     pub fn new(object: K) -> Self {
         let mut entry = Self {
             object,
             labels: CompactLabels::default(),
+            written_status: None,
         };
         entry.compact();
         entry
     }
 
-    /// Leans the object and moves its labels into the compact form (labels already moved
-    /// stay).
+    /// Leans the object, moves its labels into the compact form and thins its status; once
+    /// (a compacted entry stays as it is).
     pub fn compact(&mut self) {
+        if self.written_status.is_some() {
+            return;
+        }
         super::lean::lean_catalog(&mut self.object);
         if let Some(map) = self.object.meta_mut().labels.take() {
             self.labels = CompactLabels::from_map(&map);
         }
+        self.written_status = Some(self.object.thin_status());
+    }
+}
+
+impl<K: Resource> CatalogEntry<K> {
+    /// Whether `status` is the one the API server holds (no write needed).
+    pub fn status_is<S: Serialize>(&self, status: &S) -> bool {
+        self.written_status == Some(status_digest(Some(status)))
     }
 
-    /// The object without its labels (`labels()` has them): spec, status, name.
+    /// The object without its labels (`labels()` has them) and with its status thinned
+    /// (`StatusMemory`): spec, name, what a status reconcile reads.
     pub fn object(&self) -> &K {
         &self.object
     }
@@ -150,6 +225,7 @@ impl<'de, K: Resource + Deserialize<'de>> Deserialize<'de> for CatalogEntry<K> {
         K::deserialize(deserializer).map(|object| Self {
             object,
             labels: CompactLabels::default(),
+            written_status: None,
         })
     }
 }
@@ -183,8 +259,9 @@ impl<K: Resource> Resource for CatalogEntry<K> {
     }
 }
 
-impl Selectable for CatalogEntry<Source> {
-    type Spec = SourceSpec;
+/// A cached object selects by its compact labels (its metadata holds none).
+impl<K: SelectedKind> Selectable for CatalogEntry<K> {
+    type Spec = K::Spec;
 
     fn object_name(&self) -> &str {
         self.name()
@@ -194,24 +271,8 @@ impl Selectable for CatalogEntry<Source> {
         self.labels.label(key)
     }
 
-    fn spec(&self) -> &SourceSpec {
-        &self.object.spec
-    }
-}
-
-impl Selectable for CatalogEntry<Recipient> {
-    type Spec = RecipientSpec;
-
-    fn object_name(&self) -> &str {
-        self.name()
-    }
-
-    fn label(&self, key: &str) -> Option<&str> {
-        self.labels.label(key)
-    }
-
-    fn spec(&self) -> &RecipientSpec {
-        &self.object.spec
+    fn spec(&self) -> &K::Spec {
+        self.object.spec_of()
     }
 }
 

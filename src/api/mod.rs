@@ -11,7 +11,7 @@ mod recipient;
 pub mod selector;
 mod source;
 
-pub use catalog_entry::{CatalogEntry, CompactLabels};
+pub use catalog_entry::{CatalogEntry, CompactLabels, StatusMemory, status_digest};
 pub use daily_report::*;
 pub use recipient::*;
 pub use source::*;

@@ -29,35 +29,42 @@ pub trait Selectable {
     fn spec(&self) -> &Self::Spec;
 }
 
-impl Selectable for super::Source {
+/// The kinds reports select (Source, Recipient), with their spec.
+pub trait SelectedKind: kube::Resource {
+    type Spec;
+    fn spec_of(&self) -> &Self::Spec;
+}
+
+impl SelectedKind for super::Source {
     type Spec = super::SourceSpec;
 
-    fn object_name(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or_default()
-    }
-
-    fn label(&self, key: &str) -> Option<&str> {
-        self.metadata.labels.as_ref()?.label(key)
-    }
-
-    fn spec(&self) -> &Self::Spec {
+    fn spec_of(&self) -> &Self::Spec {
         &self.spec
     }
 }
 
-impl Selectable for super::Recipient {
+impl SelectedKind for super::Recipient {
     type Spec = super::RecipientSpec;
 
+    fn spec_of(&self) -> &Self::Spec {
+        &self.spec
+    }
+}
+
+/// A whole object selects by the labels in its metadata.
+impl<K: SelectedKind> Selectable for K {
+    type Spec = K::Spec;
+
     fn object_name(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or_default()
+        self.meta().name.as_deref().unwrap_or_default()
     }
 
     fn label(&self, key: &str) -> Option<&str> {
-        self.metadata.labels.as_ref()?.label(key)
+        self.meta().labels.as_ref()?.label(key)
     }
 
     fn spec(&self) -> &Self::Spec {
-        &self.spec
+        self.spec_of()
     }
 }
 

@@ -14,7 +14,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 
 use super::objects::Settings;
-use crate::api::{CatalogEntry, Recipient, Source};
+use crate::api::{CatalogEntry, Recipient, Source, StatusMemory};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::store::{RecipientDeliveries, SourceHealthRow, StoreError};
@@ -49,7 +49,7 @@ impl Catalog {
 
 fn fixed_store<K>(objects: Vec<K>) -> Store<CatalogEntry<K>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    K: kube::Resource<DynamicType = ()> + StatusMemory + Clone + 'static,
 {
     let (store, mut writer) = reflector::store();
     for object in objects {

@@ -373,4 +373,77 @@ mod tests {
         assert_eq!(lifted.conditions[1].status, "True");
         assert_eq!(lifted.handled_unblock.as_deref(), Some("2026-11-23"));
     }
+
+    /// The controller's cache keeps a thinned status and a digest (`api::CatalogEntry`): what
+    /// a reconcile computes from it, and whether it writes, must be what it would be with the
+    /// whole status.
+    #[test]
+    fn a_cached_status_gives_the_same_next_status_and_write_decision() {
+        use crate::api::{CatalogEntry, Recipient, Source};
+        let then = at("2026-11-23T00:00:00Z");
+        let now = at("2026-11-24T00:00:00Z");
+        let bounced = DeliveryRecord {
+            last: Some((
+                "2026-11-23".parse().unwrap(),
+                "brief".into(),
+                DeliveryStatus::Bounced,
+            )),
+            delivered: 4,
+            bounced: 1,
+            blacklisted: Some(mark("550 no such user", then)),
+        };
+        let mut written = recipient_status(None, Some(2), true, &bounced, &[], then);
+        written.handled_unblock = Some("1".into());
+        let mut r: Recipient = serde_json::from_value(serde_json::json!({
+            "apiVersion": "finrep.io/v1alpha1", "kind": "Recipient",
+            "metadata": {"name": "r", "namespace": "desk", "generation": 2},
+            "spec": {"email": "a@example.com"},
+        }))
+        .unwrap();
+        r.status = Some(written.clone());
+        let entry = CatalogEntry::new(r);
+        let cached = entry.object().status.as_ref();
+        assert!(cached.unwrap().conditions[0].message.is_empty());
+        for (record, enabled) in [
+            (bounced.clone(), true),
+            (bounced.clone(), false),
+            (DeliveryRecord::default(), true),
+        ] {
+            let from_whole = recipient_status(Some(&written), Some(2), enabled, &record, &[], now);
+            let from_cache = recipient_status(cached, Some(2), enabled, &record, &[], now);
+            assert_eq!(from_cache, from_whole);
+            assert_eq!(entry.status_is(&from_cache), from_whole == written);
+        }
+        assert!(entry.status_is(&written));
+        assert_eq!(unblock_request(Some("1"), cached), None);
+        assert_eq!(unblock_request(Some("2"), cached), Some("2"));
+
+        let fetched = FetchState {
+            last_fetch: Some(then),
+            last_success: Some(then),
+            items_last_fetch: 7,
+            ..Default::default()
+        };
+        let written = source_status(None, Some(1), Some(&fetched), &[], then);
+        let mut s: Source = serde_json::from_value(serde_json::json!({
+            "apiVersion": "finrep.io/v1alpha1", "kind": "Source",
+            "metadata": {"name": "s", "namespace": "desk", "generation": 1},
+            "spec": {"kind": "feed", "url": "https://example.com/feed.xml", "category": "宏观"},
+        }))
+        .unwrap();
+        s.status = Some(written.clone());
+        let entry = CatalogEntry::new(s);
+        let cached = entry.object().status.as_ref();
+        let failing = FetchState {
+            consecutive_failures: 3,
+            last_error: Some("timeout".into()),
+            ..fetched.clone()
+        };
+        for state in [&fetched, &failing] {
+            let from_whole = source_status(Some(&written), Some(1), Some(state), &[], now);
+            let from_cache = source_status(cached, Some(1), Some(state), &[], now);
+            assert_eq!(from_cache, from_whole);
+            assert_eq!(entry.status_is(&from_cache), from_whole == written);
+        }
+    }
 }

@@ -46,7 +46,7 @@ pub async fn reconcile_source_status(
         &problems(check_source(&source.spec), entry.labels()),
         ctx.clock.now(),
     );
-    if source.status.as_ref() == Some(&status) {
+    if entry.status_is(&status) {
         return Ok(false);
     }
     apply_status(
@@ -95,7 +95,7 @@ pub async fn reconcile_recipient_status(
     if let Some(value) = request {
         status.handled_unblock = Some(value.to_string());
     }
-    if recipient.status.as_ref() == Some(&status) {
+    if entry.status_is(&status) {
         return Ok(false);
     }
     apply_status(
