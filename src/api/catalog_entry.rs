@@ -263,10 +263,6 @@ impl<K: Resource> Resource for CatalogEntry<K> {
 impl<K: SelectedKind> Selectable for CatalogEntry<K> {
     type Spec = K::Spec;
 
-    fn object_name(&self) -> &str {
-        self.name()
-    }
-
     fn label(&self, key: &str) -> Option<&str> {
         self.labels.label(key)
     }

@@ -24,7 +24,6 @@ impl LabelLookup for BTreeMap<String, String> {
 /// manifests hold it, or as the controller caches it (`CatalogEntry`).
 pub trait Selectable {
     type Spec;
-    fn object_name(&self) -> &str;
     fn label(&self, key: &str) -> Option<&str>;
     fn spec(&self) -> &Self::Spec;
 }
@@ -54,10 +53,6 @@ impl SelectedKind for super::Recipient {
 /// A whole object selects by the labels in its metadata.
 impl<K: SelectedKind> Selectable for K {
     type Spec = K::Spec;
-
-    fn object_name(&self) -> &str {
-        self.meta().name.as_deref().unwrap_or_default()
-    }
 
     fn label(&self, key: &str) -> Option<&str> {
         self.meta().labels.as_ref()?.label(key)
