@@ -1,5 +1,6 @@
 //! A Source or Recipient as the controller keeps it in its caches: what `lean::lean_catalog`
-//! leaves of the object, with its labels moved out of `ObjectMeta` into one compact buffer.
+//! leaves of the object, with its labels moved out of `ObjectMeta` into one compact buffer
+//! and its status reduced to what the next reconcile reads (`StatusMemory`).
 //!
 //! Labels are what reports select by, so every cached object keeps them, but as a
 //! `BTreeMap<String, String>` five labels cost a whole eleven-slot B-tree node and ten
@@ -97,8 +98,8 @@ pub struct CatalogEntry<K> {
 
 /// What the controller keeps of a status it wrote: the next reconcile reads only condition
 /// types, states and transition times (and a Recipient's handled unblock value), and compares
-/// the status it computes with the one written — which a digest answers. Messages, counts
-/// and times are two thirds of a cached Recipient's status.
+/// the status it computes with the one written — which a digest answers. Messages, reasons,
+/// counts and dates are most of a cached status's strings.
 pub trait StatusMemory {
     /// Reduces the status to what the next reconcile reads; returns the whole one's digest.
     fn thin_status(&mut self) -> u64;
@@ -107,8 +108,7 @@ pub trait StatusMemory {
 /// A digest of a status as written: equal statuses have equal digests.
 pub fn status_digest<S: Serialize>(status: Option<&S>) -> u64 {
     let mut hasher = DefaultHasher::new();
-    // These types always serialise; were one not to, the digest would match nothing and the
-    // status would be written again.
+    // serde_json fails only on maps with non-string keys, which no status type has.
     serde_json::to_vec(&status)
         .unwrap_or_default()
         .hash(&mut hasher);
