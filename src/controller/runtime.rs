@@ -12,7 +12,7 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{Config, Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -432,6 +432,61 @@ where
     .boxed()
 }
 
+/// The DailyReport controller: its own watch, the Jobs and ConfigMaps it owns, and the
+/// Sources and Recipients its reports select.
+fn report_loop(
+    client: &Client,
+    opts: &ControllerOptions,
+    ctx: Arc<Context>,
+    (report_store, report_writer): (Store<DailyReport>, reflector::store::Writer<DailyReport>),
+    (sources, recipients): (
+        ReflectHandle<CatalogEntry<Source>>,
+        ReflectHandle<CatalogEntry<Recipient>>,
+    ),
+    stop: &CancellationToken,
+) -> impl Future<Output = ()> + use<> {
+    let report_feed = tenant_objects::<DailyReport>(client, opts.namespace.as_deref(), lean::lean)
+        .reflect(report_writer)
+        .applied_objects();
+    // A report reads every Source and Recipient of its namespace: a burst of their changes (an
+    // apply of thousands, their first statuses) is one reconcile, not one per change.
+    let config = Config::default()
+        .concurrency(opts.concurrency)
+        .debounce(REPORT_DEBOUNCE);
+    let (for_sources, for_recipients) = (report_store.clone(), report_store.clone());
+    Controller::for_stream(report_feed, report_store)
+        .with_config(config)
+        .owns_stream(owned_objects::<Job>(client, opts))
+        .owns_stream(owned_objects::<ConfigMap>(client, opts))
+        .watches_shared_stream(sources, move |s: Arc<CatalogEntry<Source>>| {
+            selecting(&for_sources, s.as_ref(), |r| {
+                r.spec.source_selector.as_ref()
+            })
+        })
+        .watches_shared_stream(recipients, move |r: Arc<CatalogEntry<Recipient>>| {
+            selecting(&for_recipients, r.as_ref(), |d| {
+                d.spec.recipient_selector.as_ref()
+            })
+        })
+        .graceful_shutdown_on(stop.clone().cancelled_owned())
+        .run(reports::reconcile, reports::error_policy, ctx)
+        .for_each(log_errors("DailyReport"))
+}
+
+/// Says ready on the admin port once every cache has synced.
+async fn ready_when_synced(reports: &Store<DailyReport>, catalog: &Catalog, admin: &AdminState) {
+    let (a, b, c) = futures_util::future::join3(
+        reports.wait_until_ready(),
+        catalog.sources.wait_until_ready(),
+        catalog.recipients.wait_until_ready(),
+    )
+    .await;
+    if a.is_ok() && b.is_ok() && c.is_ok() {
+        info!("caches synced; ready");
+        admin.set_ready(true);
+    }
+}
+
 async fn run_controllers(
     client: &Client,
     opts: &ControllerOptions,
@@ -468,33 +523,14 @@ async fn run_controllers(
             .for_each(log_errors("Recipient watch"));
 
     let (report_store, report_writer) = reflector::store();
-    let report_feed = tenant_objects::<DailyReport>(client, ns, lean::lean)
-        .reflect(report_writer)
-        .applied_objects();
-    // A report reads every Source and Recipient of its namespace: a burst of their changes (an
-    // apply of thousands, their first statuses) is one reconcile, not one per change.
-    let report_controller = Controller::for_stream(report_feed, report_store.clone())
-        .with_config(config.clone().debounce(REPORT_DEBOUNCE));
-    let (for_sources, for_recipients) = (report_store.clone(), report_store.clone());
-    let report_loop = report_controller
-        .owns_stream(owned_objects::<Job>(client, opts))
-        .owns_stream(owned_objects::<ConfigMap>(client, opts))
-        .watches_shared_stream(sources_for_reports, move |s: Arc<CatalogEntry<Source>>| {
-            selecting(&for_sources, s.as_ref(), |r| {
-                r.spec.source_selector.as_ref()
-            })
-        })
-        .watches_shared_stream(
-            recipients_for_reports,
-            move |r: Arc<CatalogEntry<Recipient>>| {
-                selecting(&for_recipients, r.as_ref(), |d| {
-                    d.spec.recipient_selector.as_ref()
-                })
-            },
-        )
-        .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(reports::reconcile, reports::error_policy, ctx.clone())
-        .for_each(log_errors("DailyReport"));
+    let report_loop = report_loop(
+        client,
+        opts,
+        ctx.clone(),
+        (report_store.clone(), report_writer),
+        (sources_for_reports, recipients_for_reports),
+        stop,
+    );
     let source_loop = Controller::for_shared_stream(sources_for_self, ctx.catalog.sources.clone())
         .with_config(config.clone())
         .reconcile_all_on(every(health::REFRESH))
@@ -517,18 +553,7 @@ async fn run_controllers(
             )
             .for_each(log_errors("Recipient"));
 
-    let ready = async {
-        let caches = futures_util::future::join3(
-            report_store.wait_until_ready(),
-            ctx.catalog.sources.wait_until_ready(),
-            ctx.catalog.recipients.wait_until_ready(),
-        );
-        let (a, b, c) = caches.await;
-        if a.is_ok() && b.is_ok() && c.is_ok() {
-            info!("caches synced; ready");
-            admin.set_ready(true);
-        }
-    };
+    let ready = ready_when_synced(&report_store, &ctx.catalog, admin);
     let loops = futures_util::future::join4(report_loop, source_loop, recipient_loop, ready);
     // The feeds never end on their own: they stop when the controllers have.
     tokio::select! {
