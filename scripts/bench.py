@@ -449,10 +449,16 @@ def bench_w1(args):
         ratios, walls, rss = [], [], []
         step_seconds = {}
         env = dict(os.environ, DATABASE_URL=args.database_url, FINREP_LOG_FORMAT="json", RUST_LOG="warn")
+        pipeline = str(Path(args.finrep).with_name("finrep-pipeline"))
+        whole_rss = []
         for run in range(args.runs):
-            # Collect, extract and compose are measured here; delivery by w1-send.
-            cmd = [args.finrep, "run", "--config", str(config), "--report", "w1", "--allow-private-networks",
-                   "--recompose", "--no-send", "--date", report_date(run)]
+            # Collect, extract and compose are measured here; delivery by w1-send. The run is
+            # what a report's Job runs: `finrep plan` writes the day's plan as the controller
+            # mounts it, `finrep-pipeline` runs it.
+            plan = config / f"plan-{run}.yaml.gz"
+            run_measured([args.finrep, "plan", "--config", str(config / "w1.yaml"), "--report", "w1",
+                          "--date", report_date(run), "--output", str(plan)], env)
+            cmd = [pipeline, "--plan", str(plan), "--allow-private-networks", "--recompose", "--no-send"]
             out, _, _ = run_measured(cmd, env)
             outcome = json.loads(out.strip().splitlines()[-1])
             # VmHWM as the process saw it (a child's ru_maxrss would include this Python
@@ -468,6 +474,12 @@ def bench_w1(args):
                 step_seconds.setdefault(name, []).append(took)
             ratios.append(wall / critical)
             rss.append(peak)
+            # The same day again through `finrep run` (the whole binary, manifests loaded and
+            # validated in the process): the peak the pipeline-only executable is compared with.
+            whole, _, _ = run_measured([args.finrep, "run", "--config", str(config / "w1.yaml"), "--report", "w1",
+                                        "--allow-private-networks", "--recompose", "--no-send",
+                                        "--date", report_date(run)], env)
+            whole_rss.append(json.loads(whole.strip().splitlines()[-1])["peakRssKib"] / 1024)
         record("W1-compose", {
             "workload": "W1 collect+extract+compose: 200 sources (150 feed, 30 json, 20 html) x 50 items on 20 loopback "
                         "addresses, 50-500 ms delays, 5% never answer (3 s timeout), 3% HTTP 500, 2% malformed, "
@@ -476,6 +488,7 @@ def bench_w1(args):
             "wall_seconds": summary(walls),
             "ratio_to_critical_path": summary(ratios),
             "peak_rss_mib": summary(rss),
+            "peak_rss_mib_finrep_run": summary(whole_rss),
             "step_seconds_median": {k: round(statistics.median(v), 3) for k, v in step_seconds.items()},
             "last_outcome": {k: outcome[k] for k in ("articles", "sourcesOk", "sourcesFailed", "extract")},
         })

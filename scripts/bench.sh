@@ -23,7 +23,7 @@ else
   smoke=() build=(cargo build --release --locked) finrep=$target_dir/release/finrep db=finrep_bench_w1
 fi
 ensure_venv feedparser aiosmtpd
-"${build[@]}" --bin finrep --bin finrep-controller
+"${build[@]}" --bin finrep --bin finrep-controller --bin finrep-pipeline
 # The path of a bench executable, built in the profile of this mode.
 bench_exe() {
   local name=$1 build

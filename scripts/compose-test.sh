@@ -101,9 +101,10 @@ base_image() {
 
 build_images() {
   local base=$1
-  cargo build --locked --quiet --bin finrep --bin finrep-controller
+  cargo build --locked --quiet --bin finrep --bin finrep-controller --bin finrep-pipeline
   mkdir -p "$work/image/prebuilt"
-  cp "$target_dir/debug/finrep" "$target_dir/debug/finrep-controller" "$work/image/prebuilt/"
+  cp "$target_dir/debug/finrep" "$target_dir/debug/finrep-controller" "$target_dir/debug/finrep-pipeline" \
+    "$work/image/prebuilt/"
   export DOCKER_BUILDKIT=1
   "$DOCKER" build -q -f deploy/Dockerfile --build-arg "RUNTIME_IMAGE=$base" \
     --build-arg BINARIES=prebuilt -t "$FINREP_IMAGE" "$work/image" >/dev/null
@@ -136,7 +137,7 @@ build_previous() {
   cp "$target_dir/debug/finrep" "$target_dir/debug/finrep-controller" "$work/previous-image/prebuilt/"
   git worktree remove --force "$work/previous"
   # This tree's binaries back in place (nothing to compile: only copied again).
-  cargo build --locked --quiet --bin finrep --bin finrep-controller
+  cargo build --locked --quiet --bin finrep --bin finrep-controller --bin finrep-pipeline
   DOCKER_BUILDKIT=1 "$DOCKER" build -q -f deploy/Dockerfile --build-arg "RUNTIME_IMAGE=$base" \
     --build-arg BINARIES=prebuilt -t "$PREVIOUS_IMAGE" "$work/previous-image" >/dev/null
   echo "previous release: $(git log -1 --format='%h %s' "$rev" | cut -c1-80)"

@@ -10,16 +10,15 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use finrep::api::ResourceKind;
-use finrep::delivery::{DeliveryOptions, Unsubscribe};
-use finrep::guard::NetworkPolicy;
+use finrep::delivery::DeliveryOptions;
 use finrep::manifest::{self, LoadOptions};
-use finrep::pipeline::PipelineOptions;
-use finrep::pipeline::fetch::FetchConfig;
+use finrep::pipeline::cli::{
+    DatabaseArgs, PipelineArgs, RunArgs, run_plan, run_plan_file, runtime,
+};
 use finrep::plan::{RunAt, RunPlan, find_report, plan_for};
-use finrep::run::RunExit;
 use finrep::store::{Store, redact_url};
 use finrep::telemetry::{self, LogFormat};
-use finrep::window::WindowMode;
+use finrep::validation::ResourceSet;
 
 /// finrep builds a financial-intelligence daily report from news feeds, JSON APIs and web
 /// pages, and mails it to its subscribers inside a morning delivery window.
@@ -173,14 +172,32 @@ enum Command {
     ///
     /// Collects every source, extracts and ranks the items, composes the report and stores
     /// it in PostgreSQL. Secrets come from FINREP_SECRET_<SECRET>_<KEY> variables.
-    Pipeline {
-        /// The run plan as mounted from the run's ConfigMap (plan.yaml.gz), or plain YAML/JSON.
-        #[arg(long, value_name = "FILE")]
-        plan: PathBuf,
+    Pipeline(Box<PipelineArgs>),
+
+    /// Build today's plan of a report from manifests and write it, without running it.
+    ///
+    /// The plan is what `finrep pipeline` (and a report's Job) runs: the report, its sources
+    /// and its recipients as resolved for one day. Reads the database's blacklist (blacklisted
+    /// addresses are left out) and applies pending migrations first.
+    Plan {
+        /// Directory (or file) of Source, Recipient and DailyReport manifests.
+        #[arg(long, value_name = "DIR")]
+        config: PathBuf,
+        /// Name of the DailyReport to plan.
+        #[arg(long, value_name = "NAME")]
+        report: String,
+        /// Namespace of manifests that name none.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Local date of the run (YYYY-MM-DD); default today in the report's time zone.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        /// Write the plan here (gzip-compressed when the name ends in .gz, as a Job mounts
+        /// it); standard output when absent.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
         #[command(flatten)]
         db: DatabaseArgs,
-        #[command(flatten)]
-        run: RunArgs,
     },
 
     /// Build today's plan of a report from manifests and run it once, now.
@@ -250,147 +267,6 @@ enum StatusFormat {
     Json,
 }
 
-#[derive(Args, Debug)]
-struct RunArgs {
-    /// Also write report.html, report.txt and outcome.json into this directory.
-    #[arg(long, value_name = "DIR")]
-    output: Option<PathBuf>,
-
-    /// Allow sources on loopback and private networks (tests, local demos, internal mirrors).
-    #[arg(long, env = "FINREP_ALLOW_PRIVATE_NETWORKS", default_value_t = false)]
-    allow_private_networks: bool,
-
-    /// Host trusted whatever address it resolves to (an in-cluster feed mirror); repeatable.
-    #[arg(
-        long = "trusted-host",
-        env = "FINREP_TRUSTED_HOSTS",
-        value_delimiter = ','
-    )]
-    trusted_hosts: Vec<String>,
-
-    /// Directory with override templates (the mounted template ConfigMap).
-    #[arg(long, env = "FINREP_TEMPLATE_DIR", value_name = "DIR")]
-    template_dir: Option<PathBuf>,
-
-    /// Rebuild the report even when today's was already composed.
-    #[arg(long)]
-    recompose: bool,
-
-    /// Compose and store the report, but send nothing.
-    #[arg(long)]
-    no_send: bool,
-
-    /// Keep a manual run inside the mail window (wait for it to open, stop at its end).
-    #[arg(long)]
-    respect_window: bool,
-
-    /// Post again to the chat groups whose post of this day is `uncertain` (the process died
-    /// after the request went out): only once someone has checked that the group did not get
-    /// it, as a second post would be a second message.
-    #[arg(long)]
-    resend_uncertain: bool,
-
-    /// Open a new SMTP connection for every message (diagnostics and benchmarks only).
-    #[arg(long, hide = true)]
-    no_connection_reuse: bool,
-
-    /// Public base URL of the console, for one-click unsubscribe links
-    /// (with FINREP_UNSUBSCRIBE_KEY, a signing key from a Secret).
-    #[arg(long, env = "FINREP_PUBLIC_URL")]
-    public_url: Option<String>,
-
-    /// Seconds to wait while another attempt at the same report and day runs (a retried Job
-    /// whose old pod still runs, `finrep run` beside the scheduler) before exiting 75.
-    #[arg(long, default_value_t = 10.0, value_parser = non_negative_seconds)]
-    lock_wait_seconds: f64,
-
-    /// Most sources fetched at once.
-    #[arg(long, default_value_t = 32)]
-    max_concurrency: usize,
-
-    /// Most requests at once to one host.
-    #[arg(long, default_value_t = 4)]
-    max_per_host: usize,
-}
-
-impl RunArgs {
-    fn network(&self) -> NetworkPolicy {
-        if self.allow_private_networks {
-            NetworkPolicy::permissive()
-        } else {
-            NetworkPolicy::strict(self.trusted_hosts.clone())
-        }
-    }
-
-    fn options(&self) -> PipelineOptions {
-        PipelineOptions {
-            fetch: FetchConfig {
-                max_concurrency: self.max_concurrency,
-                max_per_host: self.max_per_host,
-                policy: self.network(),
-                ..Default::default()
-            },
-            template_dir: self.template_dir.clone(),
-            output_dir: self.output.clone(),
-            now: chrono::Utc::now(),
-            recompose: self.recompose,
-            lock_wait: Duration::from_secs_f64(self.lock_wait_seconds),
-        }
-    }
-
-    /// How delivery runs for `plan`; `None` with --no-send.
-    fn delivery(&self, plan: &RunPlan) -> anyhow::Result<Option<DeliveryOptions>> {
-        if self.no_send {
-            return Ok(None);
-        }
-        self.delivery_for(plan.slot.manual).map(Some)
-    }
-
-    /// How delivery runs for a manual or a scheduled run.
-    fn delivery_for(&self, manual: bool) -> anyhow::Result<DeliveryOptions> {
-        let unsubscribe = match (std::env::var("FINREP_UNSUBSCRIBE_KEY"), &self.public_url) {
-            (Ok(key), Some(url)) if key.len() >= finrep::unsubscribe::MIN_KEY_BYTES => {
-                Some(Unsubscribe {
-                    key: key.into_bytes(),
-                    public_url: url.clone(),
-                })
-            }
-            (Ok(_), Some(_)) => anyhow::bail!(
-                "FINREP_UNSUBSCRIBE_KEY must be at least {} bytes",
-                finrep::unsubscribe::MIN_KEY_BYTES
-            ),
-            _ => None,
-        };
-        Ok(DeliveryOptions {
-            mode: WindowMode::for_run(manual, self.respect_window),
-            unsubscribe,
-            reuse_connections: !self.no_connection_reuse,
-            network: self.network(),
-            console_url: self.public_url.clone(),
-            resend_uncertain_posts: self.resend_uncertain,
-            ..Default::default()
-        })
-    }
-}
-
-fn non_negative_seconds(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v >= 0.0 && v.is_finite() && v < 86_400.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a number of seconds from 0 to 86400")),
-    }
-}
-
-#[derive(Args, Debug)]
-struct DatabaseArgs {
-    /// PostgreSQL URL, e.g. postgres://finrep@localhost:5432/finrep.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: String,
-
-    /// Seconds to wait for a connection.
-    #[arg(long, default_value_t = 10)]
-    connect_timeout: u64,
-}
-
 fn main() -> ExitCode {
     allocator::configure();
     let cli = Cli::parse();
@@ -403,23 +279,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-impl DatabaseArgs {
-    async fn connect(&self) -> anyhow::Result<Store> {
-        Ok(Store::connect(
-            &self.database_url,
-            4,
-            Duration::from_secs(self.connect_timeout),
-        )
-        .await?)
-    }
-}
-
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?)
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -464,7 +323,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Probe { url, timeout } => probe(&url, Duration::from_secs(timeout)),
         Command::Controller(args) => finrep::controller::cli::run(&args),
         Command::Web(args) => finrep::web::cli::run(&args),
-        Command::Pipeline { plan, db, run } => pipeline(&plan, &db, &run),
+        Command::Pipeline(args) => run_plan_file(&args.plan, &args.db, &args.run),
+        Command::Plan {
+            config,
+            report,
+            namespace,
+            date,
+            output,
+            db,
+        } => plan(&config, &namespace, &report, date, output.as_deref(), &db),
         Command::Run {
             config,
             report,
@@ -663,22 +530,6 @@ fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// What a report's Job runs: the plan mounted from its ConfigMap.
-fn pipeline(plan: &Path, db: &DatabaseArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let bytes = std::fs::read(plan).with_context(|| format!("reading plan {}", plan.display()))?;
-    let plan = match RunPlan::from_bytes(&bytes).and_then(|p| p.validate().map(|()| p)) {
-        Ok(plan) => plan,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return Ok(ExitCode::from(RunExit::Invalid.code()));
-        }
-    };
-    runtime()?.block_on(async {
-        let store = db.connect().await?;
-        run_plan(&plan, &store, args).await
-    })
-}
-
 /// Today's plan of a report from manifests, run once now.
 fn run_report(
     config: &Path,
@@ -688,6 +539,46 @@ fn run_report(
     db: &DatabaseArgs,
     args: &RunArgs,
 ) -> anyhow::Result<ExitCode> {
+    let set = load_report(config, namespace, report)?;
+    runtime()?.block_on(async {
+        let store = db.connect().await?;
+        let plan = plan_of_day(&set, namespace, report, date, &store).await?;
+        run_plan(&plan, &store, args).await
+    })
+}
+
+/// `finrep plan`: today's plan of a report from manifests, written for `finrep pipeline`.
+fn plan(
+    config: &Path,
+    namespace: &str,
+    report: &str,
+    date: Option<chrono::NaiveDate>,
+    output: Option<&Path>,
+    db: &DatabaseArgs,
+) -> anyhow::Result<ExitCode> {
+    let set = load_report(config, namespace, report)?;
+    let plan = runtime()?.block_on(async {
+        let store = db.connect().await?;
+        plan_of_day(&set, namespace, report, date, &store).await
+    })?;
+    let gzip = output.is_some_and(|p| p.extension().is_some_and(|e| e == "gz"));
+    let bytes = if gzip {
+        plan.to_gzip()?
+    } else {
+        plan.to_yaml()?.into_bytes()
+    };
+    match output {
+        Some(path) => {
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manifests under `config`, which must hold `report`; any invalid manifest stops here,
+/// before any database is asked.
+fn load_report(config: &Path, namespace: &str, report: &str) -> anyhow::Result<ResourceSet> {
     let loaded = manifest::load_valid(
         &[config.to_path_buf()],
         &LoadOptions {
@@ -695,38 +586,26 @@ fn run_report(
             complete: Some(true),
         },
     )?;
-    // A missing report is known before any database is asked.
     if let Err(e) = find_report(&loaded.set, namespace, report) {
         anyhow::bail!("{e} (manifests under {})", config.display());
     }
-    runtime()?.block_on(async {
-        let store = db.connect().await?;
-        store.migrate().await?;
-        let blacklist = store.blacklisted_emails(namespace).await?;
-        let when = RunAt::Manual {
-            date,
-            now: chrono::Utc::now(),
-        };
-        let plan = plan_for(&loaded.set, namespace, report, when, &blacklist)?;
-        run_plan(&plan, &store, args).await
-    })
+    Ok(loaded.set)
 }
 
-/// Runs a plan and prints its outcome as one JSON line on stdout; the exit code tells a Job
-/// what to do next.
-async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let delivery = args.delivery(plan)?;
-    match finrep::pipeline::run(plan, store, &args.options(), delivery.as_ref()).await {
-        Ok(mut outcome) => {
-            outcome.peak_rss_kib = finrep::telemetry::peak_rss_kib();
-            println!("{}", serde_json::to_string(&outcome)?);
-            Ok(ExitCode::from(RunExit::for_outcome(&outcome).code()))
-        }
-        Err(e) => {
-            let exit = RunExit::for_failure(e.is_transient());
-            tracing::error!(error = %e, category = %e.category(), exit_code = exit.code(), "run failed");
-            eprintln!("error: {e}");
-            Ok(ExitCode::from(exit.code()))
-        }
-    }
+/// The plan of `report` for `date` (default today), as a manual run makes it: the schema
+/// migrated first, blacklisted addresses left out.
+async fn plan_of_day(
+    set: &ResourceSet,
+    namespace: &str,
+    report: &str,
+    date: Option<chrono::NaiveDate>,
+    store: &Store,
+) -> anyhow::Result<RunPlan> {
+    store.migrate().await?;
+    let blacklist = store.blacklisted_emails(namespace).await?;
+    let when = RunAt::Manual {
+        date,
+        now: chrono::Utc::now(),
+    };
+    Ok(plan_for(set, namespace, report, when, &blacklist)?)
 }

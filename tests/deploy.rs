@@ -300,7 +300,7 @@ fn the_dockerfile_passes_hadolint_and_copies_what_the_build_needs() {
     }
     // Every binary the image ships is a target of the crate, built in the profile asked for
     // (release unless CARGO_PROFILE names another of Cargo.toml's).
-    for bin in ["finrep", "finrep-controller"] {
+    for bin in ["finrep", "finrep-controller", "finrep-pipeline"] {
         assert!(
             text.contains(&format!("target/${{CARGO_PROFILE}}/{bin}")),
             "{bin}"

@@ -523,6 +523,89 @@ fn run_command_writes_the_report() {
     );
 }
 
+/// What a report's Job runs: `finrep plan` writes the day's plan gzipped, as the controller
+/// mounts it, and the pipeline-only binary runs it to the same report `finrep run` makes.
+#[test]
+fn the_pipeline_binary_runs_a_plan_written_by_finrep_plan() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (s, url) = rt.block_on(async {
+        let s = setup(|_| String::new()).await;
+        let url = common::scratch_database().await;
+        (s, url)
+    });
+    let plan = s.dir.path().join("plan.yaml.gz");
+    let planned = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .args(["plan", "--config"])
+        .arg(s.dir.path())
+        .args(["--report", "brief", "--date", "2026-11-23", "--output"])
+        .arg(&plan)
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        planned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&planned.stderr)
+    );
+    let bytes = std::fs::read(&plan).unwrap();
+    assert_eq!(bytes[..2], [0x1f, 0x8b], "gzip, as a Job mounts it");
+    let read = finrep::plan::RunPlan::from_bytes(&bytes).unwrap();
+    assert_eq!(
+        (read.report.as_str(), read.slot.date.to_string()),
+        ("brief", "2026-11-23".to_string())
+    );
+
+    let out = s.dir.path().join("out");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep-pipeline"))
+        .args(["--log-format", "json", "--plan"])
+        .arg(&plan)
+        .args([
+            "--trusted-host",
+            &s.server.host_port(),
+            "--no-send",
+            "--output",
+        ])
+        .arg(&out)
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    drop(rt);
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    assert!(
+        child.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&child.stderr)
+    );
+    let outcome: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(outcome["report"], "brief");
+    assert!(outcome["articles"].as_u64().unwrap() > 0);
+    assert!(
+        std::fs::read_to_string(out.join("report.txt"))
+            .unwrap()
+            .contains("金融情报日报")
+    );
+}
+
+/// A plan file that is not a plan: the pipeline binary exits with the code of an invalid
+/// configuration (a Job does not retry it), naming the problem, before any database is asked.
+#[test]
+fn the_pipeline_binary_refuses_a_broken_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.yaml");
+    std::fs::write(&plan, "planVersion: 999\nreport: [\n").unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep-pipeline"))
+        .arg("--plan")
+        .arg(&plan)
+        .env("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+        .output()
+        .unwrap();
+    assert_eq!(
+        child.status.code(),
+        Some(i32::from(finrep::run::RunExit::Invalid.code()))
+    );
+    assert!(String::from_utf8_lossy(&child.stderr).contains("error:"));
+}
+
 /// An RSS 2.0 feed of `(title, published)` items, dated by the test rather than by a file.
 fn rss_dated(items: &[(&str, DateTime<Utc>)]) -> String {
     let mut xml = String::from(

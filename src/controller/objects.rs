@@ -43,6 +43,9 @@ pub mod labels {
 
 /// The pipeline container's name (podFailurePolicy rules name it).
 pub const PIPELINE_CONTAINER: &str = "pipeline";
+/// What a run's container executes: the pipeline-only binary of the image, which maps a
+/// fraction of `finrep`'s code (docs/benchmarks.md, W1).
+pub const PIPELINE_PROGRAM: &str = "finrep-pipeline";
 /// Where the plan is mounted.
 pub const PLAN_DIR: &str = "/etc/finrep/plan";
 /// Where a report's template ConfigMap is mounted.
@@ -384,11 +387,7 @@ fn pipeline_files(run_name: &str, plan: &RunPlan) -> (Vec<Volume>, Vec<VolumeMou
         tmp_volume,
     ];
     let mut mounts = vec![mount("plan", PLAN_DIR), tmp_mount];
-    let mut args = vec![
-        "pipeline".to_string(),
-        "--plan".to_string(),
-        format!("{PLAN_DIR}/{PLAN_FILE}"),
-    ];
+    let mut args = vec!["--plan".to_string(), format!("{PLAN_DIR}/{PLAN_FILE}")];
     if let Some(t) = &plan.content.template {
         volumes.push(config_map_volume(
             "templates",
@@ -418,6 +417,7 @@ pub fn run_job(
         name: PIPELINE_CONTAINER.to_string(),
         image: Some(spec.image.clone().unwrap_or_else(|| settings.image.clone())),
         image_pull_policy: settings.image_pull_policy.clone(),
+        command: Some(vec![PIPELINE_PROGRAM.to_string()]),
         args: Some(args),
         env: Some(pipeline_env(plan, settings)),
         resources: Some(
@@ -556,11 +556,9 @@ spec:
                 "{secret}"
             );
         }
+        assert_eq!(c.command, Some(vec!["finrep-pipeline".to_string()]));
         let args = c.args.clone().unwrap();
-        assert_eq!(
-            args[..3],
-            ["pipeline", "--plan", "/etc/finrep/plan/plan.yaml.gz"]
-        );
+        assert_eq!(args[..2], ["--plan", "/etc/finrep/plan/plan.yaml.gz"]);
         assert!(args.contains(&"--template-dir".to_string()));
         let json = serde_json::to_string(&job).unwrap();
         assert!(!json.contains("value\":\"s3cret"), "no secret values");

@@ -5,6 +5,7 @@
 //! (phases, outcomes, exit codes) in `crate::run`.
 
 pub mod canonical;
+pub mod cli;
 pub mod collect;
 pub mod compose;
 pub mod copies;
