@@ -357,7 +357,7 @@ fn planned_recipients(
         planned.push(PlannedRecipient {
             name,
             address,
-            chat: r.spec.chat.clone(),
+            chat: r.spec.chat.as_deref().cloned(),
             display_name: r.spec.display_name.clone(),
             categories: r.spec.categories.clone(),
             format: r.spec.format,
@@ -445,7 +445,7 @@ where
         .into_iter()
         .filter(|r| r.spec().enabled)
         .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), *r))
-        .filter_map(|r| r.spec().chat.as_ref())
+        .filter_map(|r| r.spec().chat.as_deref())
 }
 
 /// The slot of a manual run on `date` (the report's local date): the instant the schedule
@@ -616,7 +616,7 @@ impl RunPlan {
         for r in &self.recipients {
             let spec = RecipientSpec {
                 email: r.chat.is_none().then(|| r.address.clone()),
-                chat: r.chat.clone(),
+                chat: r.chat.clone().map(Box::new),
                 display_name: r.display_name.clone(),
                 enabled: true,
                 categories: r.categories.clone(),

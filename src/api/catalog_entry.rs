@@ -1,6 +1,7 @@
 //! A Source or Recipient as the controller keeps it in its caches: what `lean::lean_catalog`
 //! leaves of the object, with its labels moved out of `ObjectMeta` into one compact buffer
-//! and its status reduced to what the next reconcile reads (`StatusMemory`).
+//! and its status out of the object, reduced to what the next reconcile reads
+//! (`StatusMemory`, `KeptStatus`).
 //!
 //! Labels are what reports select by, so every cached object keeps them, but as a
 //! `BTreeMap<String, String>` five labels cost a whole eleven-slot B-tree node and ten
@@ -15,6 +16,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Resource;
 use kube::api::ObjectMeta;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -89,8 +91,11 @@ impl LabelLookup for CompactLabels {
 /// A cached Source or Recipient (see the module's comment).
 #[derive(Clone, Debug)]
 pub struct CatalogEntry<K> {
+    /// The object without labels and without status (`kept` has what is left of it).
     object: K,
     labels: CompactLabels,
+    /// What the next reconcile reads of the status; `None` when the object has none.
+    kept: Option<KeptStatus>,
     /// A digest of the status as the API server holds it (`StatusMemory`); `None` until the
     /// entry is compacted.
     written_status: Option<u64>,
@@ -99,10 +104,19 @@ pub struct CatalogEntry<K> {
 /// What the controller keeps of a status it wrote: the next reconcile reads only condition
 /// types, states and transition times (and a Recipient's handled unblock value), and compares
 /// the status it computes with the one written — which a digest answers. Messages, reasons,
-/// counts and dates are most of a cached status's strings.
-pub trait StatusMemory {
-    /// Reduces the status to what the next reconcile reads; returns the whole one's digest.
-    fn thin_status(&mut self) -> u64;
+/// counts and dates are most of a cached status's strings, and the typed status's own layout
+/// (five strings and a vector per condition) most of the rest.
+pub trait StatusMemory: Sized {
+    type Status: Serialize;
+
+    /// Takes the status out of the object.
+    fn take_status(&mut self) -> Option<Self::Status>;
+
+    /// What the next reconcile reads of `status`.
+    fn keep(status: &Self::Status) -> KeptStatus;
+
+    /// A status holding only what `kept` holds: what the reconcile that reads it sees.
+    fn thin_status(kept: &KeptStatus) -> Self::Status;
 }
 
 /// A digest of a status as written: equal statuses have equal digests.
@@ -115,58 +129,123 @@ pub fn status_digest<S: Serialize>(status: Option<&S>) -> u64 {
     hasher.finish()
 }
 
-/// Conditions as `status::condition` reads them: type, state, transition time.
-fn thin_conditions(conditions: Vec<Condition>) -> Vec<Condition> {
-    conditions
-        .into_iter()
-        .map(|c| Condition {
-            type_: c.type_,
-            status: c.status,
-            last_transition_time: c.last_transition_time,
-            reason: String::new(),
-            message: String::new(),
-            observed_generation: None,
-        })
-        .collect()
+/// The part of a status a reconcile reads: its conditions' types, states and transition
+/// times, and a Recipient's handled unblock value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeptStatus {
+    conditions: Box<[KeptCondition]>,
+    handled_unblock: Option<Box<str>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct KeptCondition {
+    type_: Cow<'static, str>,
+    status: Cow<'static, str>,
+    last_transition_time: Time,
+}
+
+/// The words conditions are made of, shared instead of copied into every cached object.
+const CONDITION_WORDS: [&str; 6] = [
+    super::conditions::READY,
+    super::conditions::DELIVERABLE,
+    super::conditions::LAST_RUN_SUCCEEDED,
+    "True",
+    "False",
+    "Unknown",
+];
+
+fn shared_word(word: &str) -> Cow<'static, str> {
+    match CONDITION_WORDS.iter().find(|w| **w == word) {
+        Some(w) => Cow::Borrowed(w),
+        None => Cow::Owned(word.to_string()),
+    }
+}
+
+impl KeptStatus {
+    fn new(conditions: &[Condition], handled_unblock: Option<&str>) -> Self {
+        Self {
+            conditions: conditions
+                .iter()
+                .map(|c| KeptCondition {
+                    type_: shared_word(&c.type_),
+                    status: shared_word(&c.status),
+                    last_transition_time: c.last_transition_time.clone(),
+                })
+                .collect(),
+            handled_unblock: handled_unblock.map(Box::from),
+        }
+    }
+
+    /// The conditions as `status::condition` reads them: type, state, transition time.
+    fn conditions(&self) -> Vec<Condition> {
+        self.conditions
+            .iter()
+            .map(|c| Condition {
+                type_: c.type_.to_string(),
+                status: c.status.to_string(),
+                last_transition_time: c.last_transition_time.clone(),
+                reason: String::new(),
+                message: String::new(),
+                observed_generation: None,
+            })
+            .collect()
+    }
 }
 
 impl StatusMemory for Source {
-    fn thin_status(&mut self) -> u64 {
-        let digest = status_digest(self.status.as_ref());
-        self.status = self.status.take().map(|s| SourceStatus {
-            conditions: thin_conditions(s.conditions),
+    type Status = SourceStatus;
+
+    fn take_status(&mut self) -> Option<SourceStatus> {
+        self.status.take()
+    }
+
+    fn keep(status: &SourceStatus) -> KeptStatus {
+        KeptStatus::new(&status.conditions, None)
+    }
+
+    fn thin_status(kept: &KeptStatus) -> SourceStatus {
+        SourceStatus {
+            conditions: kept.conditions(),
             ..SourceStatus::default()
-        });
-        digest
+        }
     }
 }
 
 impl StatusMemory for Recipient {
-    fn thin_status(&mut self) -> u64 {
-        let digest = status_digest(self.status.as_ref());
-        self.status = self.status.take().map(|s| RecipientStatus {
-            conditions: thin_conditions(s.conditions),
-            handled_unblock: s.handled_unblock,
+    type Status = RecipientStatus;
+
+    fn take_status(&mut self) -> Option<RecipientStatus> {
+        self.status.take()
+    }
+
+    fn keep(status: &RecipientStatus) -> KeptStatus {
+        KeptStatus::new(&status.conditions, status.handled_unblock.as_deref())
+    }
+
+    fn thin_status(kept: &KeptStatus) -> RecipientStatus {
+        RecipientStatus {
+            conditions: kept.conditions(),
+            handled_unblock: kept.handled_unblock.as_deref().map(String::from),
             ..RecipientStatus::default()
-        });
-        digest
+        }
     }
 }
 
 impl<K: Resource + StatusMemory> CatalogEntry<K> {
-    /// Keeps `object` as the caches do: leaned, its labels compacted, its status thinned.
+    /// Keeps `object` as the caches do: leaned, its labels compacted, its status reduced.
     pub fn new(object: K) -> Self {
         let mut entry = Self {
             object,
             labels: CompactLabels::default(),
+            kept: None,
             written_status: None,
         };
         entry.compact();
         entry
     }
 
-    /// Leans the object, moves its labels into the compact form and thins its status; once
-    /// (a compacted entry stays as it is).
+    /// Leans the object, moves its labels into the compact form and reduces its status to
+    /// what is kept of it; once (a compacted entry stays as it is).
     pub fn compact(&mut self) {
         if self.written_status.is_some() {
             return;
@@ -175,7 +254,15 @@ impl<K: Resource + StatusMemory> CatalogEntry<K> {
         if let Some(map) = self.object.meta_mut().labels.take() {
             self.labels = CompactLabels::from_map(&map);
         }
-        self.written_status = Some(self.object.thin_status());
+        let status = self.object.take_status();
+        self.written_status = Some(status_digest(status.as_ref()));
+        self.kept = status.as_ref().map(K::keep);
+    }
+
+    /// The status as the next reconcile reads it: conditions' types, states and transition
+    /// times (and a Recipient's handled unblock value), nothing else.
+    pub fn previous_status(&self) -> Option<K::Status> {
+        self.kept.as_ref().map(K::thin_status)
     }
 }
 
@@ -185,8 +272,8 @@ impl<K: Resource> CatalogEntry<K> {
         self.written_status == Some(status_digest(Some(status)))
     }
 
-    /// The object without its labels (`labels()` has them) and with its status thinned
-    /// (`StatusMemory`): spec, name, what a status reconcile reads.
+    /// The object without its labels (`labels()` has them) and without its status
+    /// (`previous_status()`): spec, name, generation, `finrep.io/` annotations.
     pub fn object(&self) -> &K {
         &self.object
     }
@@ -196,6 +283,7 @@ impl<K: Resource> CatalogEntry<K> {
     }
 
     /// The object with its labels back in place, for code that takes whole objects (a plan).
+    /// Its status stays out: nothing that takes whole objects reads it.
     pub fn to_object(&self) -> K
     where
         K: Clone,
@@ -225,6 +313,7 @@ impl<'de, K: Resource + Deserialize<'de>> Deserialize<'de> for CatalogEntry<K> {
         K::deserialize(deserializer).map(|object| Self {
             object,
             labels: CompactLabels::default(),
+            kept: None,
             written_status: None,
         })
     }
@@ -316,6 +405,61 @@ mod tests {
         assert_eq!(entry.labels().len(), 1);
         assert!(!matches(None, entry.labels()));
         assert!(crate::api::lean::label_problem(entry.labels()).is_some());
+    }
+
+    #[test]
+    fn the_kept_status_gives_back_conditions_and_the_unblock_value_and_nothing_else() {
+        let mut r = recipient(serde_json::json!({}));
+        let since = |s: &str| Time(s.parse().unwrap());
+        let condition = |type_: &str, status: &str, at: &str| Condition {
+            type_: type_.into(),
+            status: status.into(),
+            last_transition_time: since(at),
+            reason: "Why".into(),
+            message: "a long message".into(),
+            observed_generation: Some(3),
+        };
+        r.status = Some(RecipientStatus {
+            delivered_count: 12,
+            handled_unblock: Some("2026-11-23".into()),
+            conditions: vec![
+                condition("Deliverable", "True", "2026-11-20T06:00:00Z"),
+                // Written by somebody else: kept as it is, not only the words finrep uses.
+                condition("Audited", "Maybe", "2026-11-21T06:00:00Z"),
+            ],
+            ..RecipientStatus::default()
+        });
+        let whole = r.status.clone();
+        let entry = CatalogEntry::new(r);
+        assert!(entry.object().status.is_none());
+        assert!(entry.status_is(whole.as_ref().unwrap()));
+        let previous = entry.previous_status().unwrap();
+        assert_eq!(previous.delivered_count, 0);
+        assert_eq!(previous.handled_unblock.as_deref(), Some("2026-11-23"));
+        let kept: Vec<_> = previous
+            .conditions
+            .iter()
+            .map(|c| {
+                (
+                    c.type_.as_str(),
+                    c.status.as_str(),
+                    c.last_transition_time.clone(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("Deliverable", "True", since("2026-11-20T06:00:00Z")),
+                ("Audited", "Maybe", since("2026-11-21T06:00:00Z")),
+            ]
+        );
+        assert!(previous.conditions.iter().all(|c| c.message.is_empty()));
+        assert!(
+            CatalogEntry::new(recipient(serde_json::json!({})))
+                .previous_status()
+                .is_none()
+        );
     }
 
     proptest! {

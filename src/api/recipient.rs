@@ -52,8 +52,9 @@ pub struct RecipientSpec {
 
     /// A chat group the report is posted to by its group bot (WeCom, DingTalk, Feishu or
     /// Lark). Exactly one of `email` and `chat`.
+    // Boxed: most Recipients are addresses, and the controller caches thousands of specs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chat: Option<ChatGroup>,
+    pub chat: Option<Box<ChatGroup>>,
 
     /// Name used in the To: header and the greeting, e.g. 张伟.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -402,7 +402,9 @@ mod tests {
         .unwrap();
         r.status = Some(written.clone());
         let entry = CatalogEntry::new(r);
-        let cached = entry.object().status.as_ref();
+        assert!(entry.object().status.is_none());
+        let previous = entry.previous_status();
+        let cached = previous.as_ref();
         assert!(cached.unwrap().conditions[0].message.is_empty());
         for (record, enabled) in [
             (bounced.clone(), true),
@@ -433,7 +435,8 @@ mod tests {
         .unwrap();
         s.status = Some(written.clone());
         let entry = CatalogEntry::new(s);
-        let cached = entry.object().status.as_ref();
+        let previous = entry.previous_status();
+        let cached = previous.as_ref();
         let failing = FetchState {
             consecutive_failures: 3,
             last_error: Some("timeout".into()),

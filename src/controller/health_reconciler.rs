@@ -40,7 +40,7 @@ pub async fn reconcile_source_status(
     let source = entry.object();
     let fetched = ctx.snapshots.sources(&ctx.store, ns).await?;
     let status = source_status(
-        source.status.as_ref(),
+        entry.previous_status().as_ref(),
         source.meta().generation,
         fetched.get(name).map(FetchState::from).as_ref(),
         &problems(check_source(&source.spec), entry.labels()),
@@ -67,12 +67,13 @@ pub async fn reconcile_recipient_status(
     let (ns, name) = (entry.namespace(), entry.name());
     let recipient = entry.object();
     let email = recipient.spec.address(name);
+    let previous = entry.previous_status();
     let request = unblock_request(
         recipient
             .annotations()
             .get(annotations::UNBLOCK)
             .map(String::as_str),
-        recipient.status.as_ref(),
+        previous.as_ref(),
     );
     if let Some(value) = request {
         let lifted = ctx.store.unblock(ns, &email).await?;
@@ -85,7 +86,7 @@ pub async fn reconcile_recipient_status(
         .map(DeliveryRecord::from)
         .unwrap_or_default();
     let mut status = recipient_status(
-        recipient.status.as_ref(),
+        previous.as_ref(),
         recipient.meta().generation,
         recipient.spec.enabled,
         &record,

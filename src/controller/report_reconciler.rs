@@ -313,7 +313,7 @@ fn trust_problems(
         .iter()
         .filter(|r| r.spec().enabled)
         .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), r.as_ref()))
-        .filter_map(|r| Some((r.name(), r.spec().chat.as_ref()?)));
+        .filter_map(|r| Some((r.name(), r.spec().chat.as_deref()?)));
     let mut out = reserved_secret_problems(
         &report.spec,
         selected,
