@@ -30,7 +30,7 @@ pub trait Selectable {
 
 /// The kinds reports select (Source, Recipient), with their spec.
 pub trait SelectedKind: kube::Resource {
-    type Spec;
+    type Spec: Clone + std::fmt::Debug;
     fn spec_of(&self) -> &Self::Spec;
 }
 

@@ -60,7 +60,7 @@ where
 
 fn of_namespace<K>(store: &Store<CatalogEntry<K>>, namespace: &str) -> Vec<Arc<CatalogEntry<K>>>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+    K: StatusMemory<DynamicType = ()> + 'static,
 {
     store
         .state()

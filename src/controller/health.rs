@@ -402,7 +402,7 @@ mod tests {
         .unwrap();
         r.status = Some(written.clone());
         let entry = CatalogEntry::new(r);
-        assert!(entry.object().status.is_none());
+        assert!(entry.to_object().status.is_none());
         let previous = entry.previous_status();
         let cached = previous.as_ref();
         assert!(cached.unwrap().conditions[0].message.is_empty());

@@ -14,6 +14,7 @@ use super::cluster::apply_status;
 use super::context::{Context, object_key};
 use super::error::{ReconcileError, retry_after};
 use super::health::{DeliveryRecord, FetchState, recipient_status, source_status, unblock_request};
+use crate::api::selector::Selectable;
 use crate::api::{CatalogEntry, CompactLabels, Recipient, Source, annotations};
 use crate::validation::{FieldProblem, Severity, check_recipient, check_source};
 
@@ -37,13 +38,12 @@ pub async fn reconcile_source_status(
     ctx: &Context,
 ) -> Result<bool, ReconcileError> {
     let (ns, name) = (entry.namespace(), entry.name());
-    let source = entry.object();
     let fetched = ctx.snapshots.sources(&ctx.store, ns).await?;
     let status = source_status(
         entry.previous_status().as_ref(),
-        source.meta().generation,
+        entry.meta().generation,
         fetched.get(name).map(FetchState::from).as_ref(),
-        &problems(check_source(&source.spec), entry.labels()),
+        &problems(check_source(entry.spec()), entry.labels()),
         ctx.clock.now(),
     );
     if entry.status_is(&status) {
@@ -65,11 +65,11 @@ pub async fn reconcile_recipient_status(
     ctx: &Context,
 ) -> Result<bool, ReconcileError> {
     let (ns, name) = (entry.namespace(), entry.name());
-    let recipient = entry.object();
-    let email = recipient.spec.address(name);
+    let spec = entry.spec();
+    let email = spec.address(name);
     let previous = entry.previous_status();
     let request = unblock_request(
-        recipient
+        entry
             .annotations()
             .get(annotations::UNBLOCK)
             .map(String::as_str),
@@ -87,10 +87,10 @@ pub async fn reconcile_recipient_status(
         .unwrap_or_default();
     let mut status = recipient_status(
         previous.as_ref(),
-        recipient.meta().generation,
-        recipient.spec.enabled,
+        entry.meta().generation,
+        spec.enabled,
         &record,
-        &problems(check_recipient(&recipient.spec), entry.labels()),
+        &problems(check_recipient(spec), entry.labels()),
         ctx.clock.now(),
     );
     if let Some(value) = request {

@@ -334,8 +334,7 @@ fn selecting<K>(
     pick: fn(&DailyReport) -> Option<&crate::api::LabelSelector>,
 ) -> Vec<ObjectRef<DailyReport>>
 where
-    K: Resource,
-    CatalogEntry<K>: selector::Selectable,
+    K: crate::api::StatusMemory,
 {
     let ns = entry.namespace();
     reports
