@@ -69,10 +69,12 @@ where
         .collect()
 }
 
-type Cached<T> = tokio::sync::Mutex<HashMap<String, (Instant, Arc<T>)>>;
+type Cached<T> = Arc<tokio::sync::Mutex<HashMap<String, (Instant, Arc<T>)>>>;
 
 /// Fetch and delivery records of a namespace, read once for all its Sources and Recipients and
-/// reused for a while: a resync of 5,000 Recipients is one query, not 5,000.
+/// reused for a while: a resync of 5,000 Recipients is one query, not 5,000. A namespace's
+/// records are dropped once they are too old to be reused, rather than held until the next
+/// burst of reconciles ten minutes later (5,000 addresses' records are about a megabyte).
 pub struct HealthSnapshots {
     ttl: Duration,
     sources: Cached<HashMap<String, SourceHealthRow>>,
@@ -101,6 +103,7 @@ impl HealthSnapshots {
         load: F,
     ) -> Result<Arc<T>, StoreError>
     where
+        T: Send + Sync + 'static,
         F: Future<Output = Result<T, StoreError>>,
     {
         let mut guard = map.lock().await;
@@ -111,7 +114,10 @@ impl HealthSnapshots {
             return Ok(value.clone());
         }
         let value = Arc::new(load.await?);
-        guard.insert(namespace.to_string(), (Instant::now(), value.clone()));
+        let loaded = Instant::now();
+        guard.insert(namespace.to_string(), (loaded, value.clone()));
+        drop(guard);
+        tokio::spawn(expire(map.clone(), namespace.to_string(), loaded, self.ttl));
         Ok(value)
     }
 
@@ -149,6 +155,16 @@ impl HealthSnapshots {
     /// Drops the namespace's delivery records (after lifting a blacklist entry).
     pub async fn forget_recipients(&self, namespace: &str) {
         self.recipients.lock().await.remove(namespace);
+    }
+}
+
+/// Drops `namespace`'s records loaded at `loaded` once they are `ttl` old (records loaded
+/// again since stay).
+async fn expire<T>(map: Cached<T>, namespace: String, loaded: Instant, ttl: Duration) {
+    tokio::time::sleep(ttl).await;
+    let mut guard = map.lock().await;
+    if guard.get(&namespace).is_some_and(|(at, _)| *at == loaded) {
+        guard.remove(&namespace);
     }
 }
 
@@ -235,4 +251,44 @@ pub fn object_key(kind: &str, obj: &impl ResourceExt) -> String {
         obj.namespace().unwrap_or_default(),
         obj.name_any()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Records are reused while fresh, and dropped once too old to be reused: a namespace's
+    /// snapshot is not held between bursts of reconciles.
+    #[tokio::test]
+    async fn a_snapshot_is_reused_while_fresh_and_then_dropped() {
+        let snapshots = HealthSnapshots::new(Duration::from_millis(200));
+        let loads = std::sync::atomic::AtomicUsize::new(0);
+        let load = || async {
+            loads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(HashMap::<String, SourceHealthRow>::new())
+        };
+        let first = snapshots
+            .cached(&snapshots.sources, "desk", load())
+            .await
+            .unwrap();
+        let again = snapshots
+            .cached(&snapshots.sources, "desk", load())
+            .await
+            .unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 1);
+        assert!(snapshots.sources.lock().await.contains_key("desk"));
+
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert!(
+            snapshots.sources.lock().await.is_empty(),
+            "dropped when stale"
+        );
+        let fresh = snapshots
+            .cached(&snapshots.sources, "desk", load())
+            .await
+            .unwrap();
+        assert!(!Arc::ptr_eq(&first, &fresh));
+        assert_eq!(loads.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
 }
