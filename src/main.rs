@@ -180,18 +180,8 @@ enum Command {
     /// and its recipients as resolved for one day. Reads the database's blacklist (blacklisted
     /// addresses are left out) and applies pending migrations first.
     Plan {
-        /// Directory (or file) of Source, Recipient and DailyReport manifests.
-        #[arg(long, value_name = "DIR")]
-        config: PathBuf,
-        /// Name of the DailyReport to plan.
-        #[arg(long, value_name = "NAME")]
-        report: String,
-        /// Namespace of manifests that name none.
-        #[arg(short, long, default_value = "default")]
-        namespace: String,
-        /// Local date of the run (YYYY-MM-DD); default today in the report's time zone.
-        #[arg(long)]
-        date: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        day: ReportDay,
         /// Write the plan here (gzip-compressed when the name ends in .gz, as a Job mounts
         /// it); standard output when absent.
         #[arg(long, short, value_name = "FILE")]
@@ -206,23 +196,30 @@ enum Command {
     /// migrations, and runs the report for --date (default: today in the report's time
     /// zone). A second run of the same day reuses what the first one composed.
     Run {
-        /// Directory (or file) of Source, Recipient and DailyReport manifests.
-        #[arg(long, value_name = "DIR")]
-        config: PathBuf,
-        /// Name of the DailyReport to run.
-        #[arg(long, value_name = "NAME")]
-        report: String,
-        /// Namespace of manifests that name none.
-        #[arg(short, long, default_value = "default")]
-        namespace: String,
-        /// Local date of the run (YYYY-MM-DD); default today in the report's time zone.
-        #[arg(long)]
-        date: Option<chrono::NaiveDate>,
+        #[command(flatten)]
+        day: ReportDay,
         #[command(flatten)]
         db: DatabaseArgs,
         #[command(flatten)]
         run: RunArgs,
     },
+}
+
+/// Which report and day `finrep plan` and `finrep run` plan, from which manifests.
+#[derive(Args, Debug)]
+struct ReportDay {
+    /// Directory (or file) of Source, Recipient and DailyReport manifests.
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// Name of the DailyReport.
+    #[arg(long, value_name = "NAME")]
+    report: String,
+    /// Namespace of manifests that name none.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// Local date of the run (YYYY-MM-DD); default today in the report's time zone.
+    #[arg(long)]
+    date: Option<chrono::NaiveDate>,
 }
 
 #[derive(Args, Debug)]
@@ -271,14 +268,7 @@ fn main() -> ExitCode {
     allocator::configure();
     let cli = Cli::parse();
     telemetry::init(cli.log_format, &cli.log_level);
-    match run(cli.command) {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "finrep failed");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    telemetry::exit_code("finrep", run(cli.command))
 }
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
@@ -324,22 +314,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Controller(args) => finrep::controller::cli::run(&args),
         Command::Web(args) => finrep::web::cli::run(&args),
         Command::Pipeline(args) => run_plan_file(&args.plan, &args.db, &args.run),
-        Command::Plan {
-            config,
-            report,
-            namespace,
-            date,
-            output,
-            db,
-        } => plan(&config, &namespace, &report, date, output.as_deref(), &db),
-        Command::Run {
-            config,
-            report,
-            namespace,
-            date,
-            db,
-            run,
-        } => run_report(&config, &namespace, &report, date, &db, &run),
+        Command::Plan { day, output, db } => plan(&day, output.as_deref(), &db),
+        Command::Run { day, db, run } => run_report(&day, &db, &run),
     }
 }
 
@@ -531,35 +507,21 @@ fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Today's plan of a report from manifests, run once now.
-fn run_report(
-    config: &Path,
-    namespace: &str,
-    report: &str,
-    date: Option<chrono::NaiveDate>,
-    db: &DatabaseArgs,
-    args: &RunArgs,
-) -> anyhow::Result<ExitCode> {
-    let set = load_report(config, namespace, report)?;
+fn run_report(day: &ReportDay, db: &DatabaseArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    let set = load_report(day)?;
     runtime()?.block_on(async {
         let store = db.connect().await?;
-        let plan = plan_of_day(&set, namespace, report, date, &store).await?;
+        let plan = plan_of_day(&set, day, &store).await?;
         run_plan(&plan, &store, args).await
     })
 }
 
 /// `finrep plan`: today's plan of a report from manifests, written for `finrep pipeline`.
-fn plan(
-    config: &Path,
-    namespace: &str,
-    report: &str,
-    date: Option<chrono::NaiveDate>,
-    output: Option<&Path>,
-    db: &DatabaseArgs,
-) -> anyhow::Result<ExitCode> {
-    let set = load_report(config, namespace, report)?;
+fn plan(day: &ReportDay, output: Option<&Path>, db: &DatabaseArgs) -> anyhow::Result<ExitCode> {
+    let set = load_report(day)?;
     let plan = runtime()?.block_on(async {
         let store = db.connect().await?;
-        plan_of_day(&set, namespace, report, date, &store).await
+        plan_of_day(&set, day, &store).await
     })?;
     let gzip = output.is_some_and(|p| p.extension().is_some_and(|e| e == "gz"));
     let bytes = if gzip {
@@ -576,36 +538,36 @@ fn plan(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The manifests under `config`, which must hold `report`; any invalid manifest stops here,
+/// The manifests of `day`, which must hold its report; any invalid manifest stops here,
 /// before any database is asked.
-fn load_report(config: &Path, namespace: &str, report: &str) -> anyhow::Result<ResourceSet> {
+fn load_report(day: &ReportDay) -> anyhow::Result<ResourceSet> {
     let loaded = manifest::load_valid(
-        &[config.to_path_buf()],
+        std::slice::from_ref(&day.config),
         &LoadOptions {
-            default_namespace: namespace.to_string(),
+            default_namespace: day.namespace.clone(),
             complete: Some(true),
         },
     )?;
-    if let Err(e) = find_report(&loaded.set, namespace, report) {
-        anyhow::bail!("{e} (manifests under {})", config.display());
+    if let Err(e) = find_report(&loaded.set, &day.namespace, &day.report) {
+        anyhow::bail!("{e} (manifests under {})", day.config.display());
     }
     Ok(loaded.set)
 }
 
-/// The plan of `report` for `date` (default today), as a manual run makes it: the schema
-/// migrated first, blacklisted addresses left out.
-async fn plan_of_day(
-    set: &ResourceSet,
-    namespace: &str,
-    report: &str,
-    date: Option<chrono::NaiveDate>,
-    store: &Store,
-) -> anyhow::Result<RunPlan> {
+/// The plan of `day` (default today), as a manual run makes it: the schema migrated first,
+/// blacklisted addresses left out.
+async fn plan_of_day(set: &ResourceSet, day: &ReportDay, store: &Store) -> anyhow::Result<RunPlan> {
     store.migrate().await?;
-    let blacklist = store.blacklisted_emails(namespace).await?;
+    let blacklist = store.blacklisted_emails(&day.namespace).await?;
     let when = RunAt::Manual {
-        date,
+        date: day.date,
         now: chrono::Utc::now(),
     };
-    Ok(plan_for(set, namespace, report, when, &blacklist)?)
+    Ok(plan_for(
+        set,
+        &day.namespace,
+        &day.report,
+        when,
+        &blacklist,
+    )?)
 }

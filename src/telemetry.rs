@@ -15,6 +15,39 @@ pub enum LogFormat {
     Json,
 }
 
+/// The logging flags of the single-purpose binaries (`finrep-controller`, `finrep-pipeline`);
+/// `finrep` has the same ones for every subcommand.
+#[derive(clap::Args, Debug)]
+pub struct LogArgs {
+    /// Log format: auto (text on a terminal, JSON otherwise), text or json.
+    #[arg(long, env = "FINREP_LOG_FORMAT", value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+    /// Log filter (e.g. info, finrep=debug); RUST_LOG takes precedence.
+    #[arg(long, env = "FINREP_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl LogArgs {
+    pub fn init(&self) {
+        init(self.log_format, &self.log_level);
+    }
+}
+
+/// The exit code of a binary's `main`: a failure is logged and printed, as `program failed`.
+pub fn exit_code(
+    program: &str,
+    result: anyhow::Result<std::process::ExitCode>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "{program} failed");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Installs the global subscriber. `RUST_LOG` overrides `default_level`.
 pub fn init(format: LogFormat, default_level: &str) {
     let filter =

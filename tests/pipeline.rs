@@ -478,20 +478,26 @@ fn run_without_sending(
     out: &Path,
     database_url: &str,
 ) -> serde_json::Value {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(config)
-        .args(["--report", "brief", "--date", date])
-        .args([
-            "--trusted-host",
-            &feeds.host_port(),
-            "--no-send",
-            "--output",
-        ])
-        .arg(out)
-        .env("DATABASE_URL", database_url)
-        .output()
-        .unwrap();
+    outcome_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+            .args(["--log-format", "json", "run", "--config"])
+            .arg(config)
+            .args(["--report", "brief", "--date", date])
+            .args([
+                "--trusted-host",
+                &feeds.host_port(),
+                "--no-send",
+                "--output",
+            ])
+            .arg(out)
+            .env("DATABASE_URL", database_url)
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The outcome line a run printed, once it exited 0.
+fn outcome_of(child: std::process::Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&child.stdout);
     assert!(
         child.status.success(),
@@ -501,18 +507,20 @@ fn run_without_sending(
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
-#[test]
-fn run_command_writes_the_report() {
+/// The feeds and manifests of `setup` (no summariser) and a scratch database, on a runtime
+/// that must live while a child process fetches from the feeds.
+fn brief_and_database() -> (tokio::runtime::Runtime, Setup, String) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (s, url) = rt.block_on(async {
         let s = setup(|_| String::new()).await;
         let url = common::scratch_database().await;
         (s, url)
     });
-    let out = s.dir.path().join("out");
-    let outcome = run_without_sending(s.dir.path(), "2026-11-23", &s.server, &out, &url);
-    // The test server lived on this runtime while the child ran.
-    drop(rt);
+    (rt, s, url)
+}
+
+/// The brief of 2026-11-23 was made, with articles, and written into `out`.
+fn assert_brief_written(outcome: &serde_json::Value, out: &Path) {
     assert_eq!(outcome["report"], "brief");
     assert_eq!(outcome["date"], "2026-11-23");
     assert!(outcome["articles"].as_u64().unwrap() > 0);
@@ -523,16 +531,21 @@ fn run_command_writes_the_report() {
     );
 }
 
+#[test]
+fn run_command_writes_the_report() {
+    let (rt, s, url) = brief_and_database();
+    let out = s.dir.path().join("out");
+    let outcome = run_without_sending(s.dir.path(), "2026-11-23", &s.server, &out, &url);
+    // The test server lived on this runtime while the child ran.
+    drop(rt);
+    assert_brief_written(&outcome, &out);
+}
+
 /// What a report's Job runs: `finrep plan` writes the day's plan gzipped, as the controller
 /// mounts it, and the pipeline-only binary runs it to the same report `finrep run` makes.
 #[test]
 fn the_pipeline_binary_runs_a_plan_written_by_finrep_plan() {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (s, url) = rt.block_on(async {
-        let s = setup(|_| String::new()).await;
-        let url = common::scratch_database().await;
-        (s, url)
-    });
+    let (rt, s, url) = brief_and_database();
     let plan = s.dir.path().join("plan.yaml.gz");
     let planned = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
         .args(["plan", "--config"])
@@ -550,40 +563,27 @@ fn the_pipeline_binary_runs_a_plan_written_by_finrep_plan() {
     let bytes = std::fs::read(&plan).unwrap();
     assert_eq!(bytes[..2], [0x1f, 0x8b], "gzip, as a Job mounts it");
     let read = finrep::plan::RunPlan::from_bytes(&bytes).unwrap();
-    assert_eq!(
-        (read.report.as_str(), read.slot.date.to_string()),
-        ("brief", "2026-11-23".to_string())
-    );
+    assert_eq!(read.report, "brief");
+    assert_eq!(read.slot.date.to_string(), "2026-11-23");
 
     let out = s.dir.path().join("out");
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_finrep-pipeline"))
-        .args(["--log-format", "json", "--plan"])
-        .arg(&plan)
-        .args([
-            "--trusted-host",
-            &s.server.host_port(),
-            "--no-send",
-            "--output",
-        ])
-        .arg(&out)
-        .env("DATABASE_URL", &url)
-        .output()
-        .unwrap();
+    let outcome = outcome_of(
+        std::process::Command::new(env!("CARGO_BIN_EXE_finrep-pipeline"))
+            .args(["--log-format", "json", "--plan"])
+            .arg(&plan)
+            .args([
+                "--trusted-host",
+                &s.server.host_port(),
+                "--no-send",
+                "--output",
+            ])
+            .arg(&out)
+            .env("DATABASE_URL", &url)
+            .output()
+            .unwrap(),
+    );
     drop(rt);
-    let stdout = String::from_utf8_lossy(&child.stdout);
-    assert!(
-        child.status.success(),
-        "{}\n{stdout}",
-        String::from_utf8_lossy(&child.stderr)
-    );
-    let outcome: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
-    assert_eq!(outcome["report"], "brief");
-    assert!(outcome["articles"].as_u64().unwrap() > 0);
-    assert!(
-        std::fs::read_to_string(out.join("report.txt"))
-            .unwrap()
-            .contains("金融情报日报")
-    );
+    assert_brief_written(&outcome, &out);
 }
 
 /// A plan file that is not a plan: the pipeline binary exits with the code of an invalid

@@ -10,17 +10,13 @@ mod allocator;
 
 use clap::Parser;
 use finrep::controller::cli::{ControllerArgs, run};
-use finrep::telemetry::{self, LogFormat};
+use finrep::telemetry::{self, LogArgs};
 
 #[derive(Parser, Debug)]
 #[command(version = finrep::build::VERSION, about = "finrep's operator: reconciles DailyReports, Sources and Recipients")]
 struct Cli {
-    /// Log format: auto (text on a terminal, JSON otherwise), text or json.
-    #[arg(long, env = "FINREP_LOG_FORMAT", value_enum, default_value = "auto")]
-    log_format: LogFormat,
-    /// Log filter (e.g. info, finrep=debug); RUST_LOG takes precedence.
-    #[arg(long, env = "FINREP_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(flatten)]
     args: ControllerArgs,
 }
@@ -28,13 +24,6 @@ struct Cli {
 fn main() -> ExitCode {
     allocator::configure();
     let cli = Cli::parse();
-    telemetry::init(cli.log_format, &cli.log_level);
-    match run(&cli.args) {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "finrep-controller failed");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli.log.init();
+    telemetry::exit_code("finrep-controller", run(&cli.args))
 }

@@ -11,17 +11,13 @@ mod allocator;
 
 use clap::Parser;
 use finrep::pipeline::cli::{PipelineArgs, run_plan_file};
-use finrep::telemetry::{self, LogFormat};
+use finrep::telemetry::{self, LogArgs};
 
 #[derive(Parser, Debug)]
 #[command(version = finrep::build::VERSION, about = "Runs one finrep run plan: collect, extract, compose, deliver")]
 struct Cli {
-    /// Log format: auto (text on a terminal, JSON otherwise), text or json.
-    #[arg(long, env = "FINREP_LOG_FORMAT", value_enum, default_value = "auto")]
-    log_format: LogFormat,
-    /// Log filter (e.g. info, finrep=debug); RUST_LOG takes precedence.
-    #[arg(long, env = "FINREP_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(flatten)]
     args: PipelineArgs,
 }
@@ -29,14 +25,7 @@ struct Cli {
 fn main() -> ExitCode {
     allocator::configure();
     let cli = Cli::parse();
-    telemetry::init(cli.log_format, &cli.log_level);
+    cli.log.init();
     let PipelineArgs { plan, db, run } = &cli.args;
-    match run_plan_file(plan, db, run) {
-        Ok(code) => code,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "finrep-pipeline failed");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    telemetry::exit_code("finrep-pipeline", run_plan_file(plan, db, run))
 }
