@@ -8,9 +8,10 @@
 //! separate strings — about 860 bytes, a quarter of what a cached Recipient held at W2
 //! (docs/benchmarks.md). Here they cost two allocations.
 //!
-//! An entry gives its object only as `object()` — without labels — or as `to_object()`, the
-//! labels put back; selecting goes through `Selectable`, so code that selects cannot read the
-//! emptied map by mistake.
+//! An entry gives its metadata without labels (`Resource::meta`), its spec
+//! (`Selectable::spec`), the status as a reconcile reads it (`previous_status`), or the whole
+//! object with its labels put back (`to_object`); selecting goes through `Selectable`, so
+//! code that selects cannot read the emptied label map by mistake.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
