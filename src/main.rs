@@ -313,7 +313,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Probe { url, timeout } => probe(&url, Duration::from_secs(timeout)),
         Command::Controller(args) => finrep::controller::cli::run(&args),
         Command::Web(args) => finrep::web::cli::run(&args),
-        Command::Pipeline(args) => run_plan_file(&args.plan, &args.db, &args.run),
+        Command::Pipeline(args) => run_plan_file(&args),
         Command::Plan { day, output, db } => plan(&day, output.as_deref(), &db),
         Command::Run { day, db, run } => run_report(&day, &db, &run),
     }

@@ -26,6 +26,5 @@ fn main() -> ExitCode {
     allocator::configure();
     let cli = Cli::parse();
     cli.log.init();
-    let PipelineArgs { plan, db, run } = &cli.args;
-    telemetry::exit_code("finrep-pipeline", run_plan_file(plan, db, run))
+    telemetry::exit_code("finrep-pipeline", run_plan_file(&cli.args))
 }

@@ -49,7 +49,7 @@ impl Catalog {
 
 fn fixed_store<K>(objects: Vec<K>) -> Store<CatalogEntry<K>>
 where
-    K: kube::Resource<DynamicType = ()> + StatusMemory + Clone + 'static,
+    K: StatusMemory<DynamicType = ()> + 'static,
 {
     let (store, mut writer) = reflector::store();
     for object in objects {

@@ -2,7 +2,7 @@
 //! links the pipeline alone and is what a report's Job runs), `finrep run` and the standalone
 //! scheduler share these flags.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -188,7 +188,8 @@ pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 /// What a report's Job runs: the plan mounted from its ConfigMap.
-pub fn run_plan_file(plan: &Path, db: &DatabaseArgs, args: &RunArgs) -> anyhow::Result<ExitCode> {
+pub fn run_plan_file(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
+    let PipelineArgs { plan, db, run } = args;
     let bytes = std::fs::read(plan).with_context(|| format!("reading plan {}", plan.display()))?;
     let plan = match RunPlan::from_bytes(&bytes).and_then(|p| p.validate().map(|()| p)) {
         Ok(plan) => plan,
@@ -199,7 +200,7 @@ pub fn run_plan_file(plan: &Path, db: &DatabaseArgs, args: &RunArgs) -> anyhow::
     };
     runtime()?.block_on(async {
         let store = db.connect().await?;
-        run_plan(&plan, &store, args).await
+        run_plan(&plan, &store, run).await
     })
 }
 
