@@ -1,7 +1,8 @@
 //! Benchmark P (../shared/BENCHMARKS.md): finrep's parse-and-normalise path over a corpus of
 //! feed files — bytes → items with canonical URL, decoded plain text and published time.
 //!
-//! Usage: cargo bench --bench parse -- CORPUS_DIR [RUNS]
+//! Usage: cargo bench --bench parse -- CORPUS_DIR [RUNS] [feed-rs]
+//! (`feed-rs`: every feed read by feed-rs, as before RSS and Atom had a reader of their own)
 //! Prints one JSON object per run: {"files", "items", "seconds", "items_per_second"}.
 //! `scripts/bench.sh` generates the corpus and compares with Python feedparser.
 
@@ -14,10 +15,14 @@ use finrep::pipeline::{decode, parse, text};
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
     let Some(dir) = args.next().map(PathBuf::from) else {
-        eprintln!("usage: cargo bench --bench parse -- CORPUS_DIR [RUNS]");
+        eprintln!("usage: cargo bench --bench parse -- CORPUS_DIR [RUNS] [feed-rs]");
         std::process::exit(2);
     };
     let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let read = match args.next().as_deref() {
+        Some("feed-rs") => parse::parse_feed_rs,
+        _ => parse::parse_feed,
+    };
     let mut files: Vec<(Vec<u8>, Option<String>)> = Vec::new();
     let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -41,7 +46,7 @@ fn main() {
             let t0 = Instant::now();
             let decoded = decode::decode(bytes, content_type.as_deref(), None);
             let t1 = Instant::now();
-            let parsed = parse::parse_feed(&decoded.text, &base);
+            let parsed = read(&decoded.text, &base);
             t_decode += (t1 - t0).as_secs_f64();
             t_parse += t1.elapsed().as_secs_f64();
             let Ok(parsed) = parsed else {

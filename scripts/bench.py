@@ -237,9 +237,10 @@ def feedparser_run(files):
     return items, seconds
 
 
-def finrep_parse_run(bench_cmd, files_dir):
-    """One run of benchmark P's finrep side over a directory of feeds: its JSON line."""
-    out = subprocess.run(bench_cmd + [str(files_dir), "1"], check=True, capture_output=True, text=True)
+def finrep_parse_run(bench_cmd, files_dir, *reader):
+    """One run of benchmark P's finrep side over a directory of feeds: its JSON line
+    (`reader` "feed-rs": every feed through feed-rs, the reader of RSS and Atom before)."""
+    out = subprocess.run(bench_cmd + [str(files_dir), "1", *reader], check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -251,12 +252,17 @@ def bench_parse(args):
         for shape_dir in sorted(d for d in corpus.iterdir() if d.is_dir()):
             shapes[shape_dir.name] = [(p.read_bytes(), p.with_suffix(".meta").read_text())
                                       for p in sorted(shape_dir.iterdir()) if p.suffix != ".meta"]
-        per_shape = {s: {"finrep": [], "feedparser": [], "xml": []} for s in shapes}
+        per_shape = {s: {"finrep": [], "feedparser": [], "xml": [], "feed_rs": []} for s in shapes}
         finrep_rates, fp_rates, finrep_items, fp_items, xml_shares = [], [], 0, 0, []
+        feed_rs_rates = []
         for _ in range(sized(args.runs, 1)):
             # Alternate the two, shape by shape, so that machine noise hits both alike.
-            f_items = f_secs = p_items = p_secs = parse_secs = 0.0
+            f_items = f_secs = p_items = p_secs = parse_secs = r_items = r_secs = 0.0
             for shape, files in shapes.items():
+                before = finrep_parse_run(args.finrep_bench, corpus / shape, "feed-rs")
+                per_shape[shape]["feed_rs"].append(before["items_per_second"])
+                r_items += before["items"]
+                r_secs += before["seconds"]
                 run = finrep_parse_run(args.finrep_bench, corpus / shape)
                 per_shape[shape]["finrep"].append(run["items_per_second"])
                 per_shape[shape]["xml"].append(run["parse_seconds"] / run["seconds"])
@@ -269,6 +275,7 @@ def bench_parse(args):
                 p_items += items
                 p_secs += seconds
             finrep_rates.append(f_items / f_secs)
+            feed_rs_rates.append(r_items / r_secs)
             fp_rates.append(p_items / p_secs)
             xml_shares.append(parse_secs / f_secs)
             finrep_items, fp_items = int(f_items), int(p_items)
@@ -282,6 +289,7 @@ def bench_parse(args):
                 "feedparser_items_per_second": round(statistics.median(r["feedparser"])) if r["feedparser"] else None,
                 "ratio": round(statistics.median(r["finrep"]) / statistics.median(r["feedparser"]), 1) if r["feedparser"] else None,
                 "feed_parser_share": round(statistics.median(r["xml"]), 2),
+                "finrep_feed_rs_items_per_second": round(statistics.median(r["feed_rs"])),
             }
         record("P", {
             "workload": "P: 500 feeds x 50 items (60% RSS 2.0, half with content:encoded; 25% Atom, half with "
@@ -289,6 +297,7 @@ def bench_parse(args):
             "corpus": info,
             "finrep_items": finrep_items, "feedparser_items": fp_items,
             "finrep_items_per_second": summary(finrep_rates),
+            "finrep_feed_rs_items_per_second": summary(feed_rs_rates),
             "feedparser_items_per_second": summary(fp_rates),
             "feedparser_version": feedparser.__version__,
             "ratio_median": round(ratio, 1),

@@ -24,6 +24,12 @@ else
 fi
 ensure_venv feedparser aiosmtpd
 "${build[@]}" --bin finrep --bin finrep-controller --bin finrep-pipeline
+# W2 measures the controller as the image ships it: built in its own profile.
+controller=$target_dir/debug/finrep-controller
+if [ "${SMOKE:-0}" != 1 ]; then
+  cargo build --profile controller --locked --bin finrep-controller
+  controller=$target_dir/controller/finrep-controller
+fi
 # The path of a bench executable, built in the profile of this mode.
 bench_exe() {
   local name=$1 build
@@ -72,7 +78,7 @@ if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = w3 
   if [ "$what" = w2 ] || [ "$what" = all ]; then
     psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists ${db}_w2" -c "create database ${db}_w2" >/dev/null
     "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w2-controller --finrep-bench "$(bench_exe controller)" \
-      --finrep "$finrep-controller" --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w2" --runs "${RUNS:-3}" \
+      --finrep "$controller" --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w2" --runs "${RUNS:-3}" \
       --annotation-bytes "${W2_ANNOTATION_BYTES:-0}" --labels "${W2_LABELS:-0}" --steady-seconds "${W2_STEADY_SECONDS:-0}"
   fi
 fi

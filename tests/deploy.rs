@@ -299,16 +299,22 @@ fn the_dockerfile_passes_hadolint_and_copies_what_the_build_needs() {
         }
     }
     // Every binary the image ships is a target of the crate, built in the profile asked for
-    // (release unless CARGO_PROFILE names another of Cargo.toml's).
-    for bin in ["finrep", "finrep-controller", "finrep-pipeline"] {
+    // (release unless CARGO_PROFILE names another of Cargo.toml's; the controller in its own).
+    for (bin, profile) in [
+        ("finrep", "CARGO_PROFILE"),
+        ("finrep-controller", "CONTROLLER_PROFILE"),
+        ("finrep-pipeline", "CARGO_PROFILE"),
+    ] {
         assert!(
-            text.contains(&format!("target/${{CARGO_PROFILE}}/{bin}")),
+            text.contains(&format!("target/${{{profile}}}/{bin}")),
             "{bin}"
         );
     }
     assert!(text.contains("ARG CARGO_PROFILE=release"));
+    assert!(text.contains("ARG CONTROLLER_PROFILE=controller"));
     let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
     assert!(manifest.contains("[profile.small-host]"));
+    assert!(manifest.contains("[profile.controller]"));
     assert!(
         text.contains("USER 10001:10001"),
         "the runtime runs as non-root"

@@ -369,7 +369,6 @@ mod tests {
             link: Some(link.to_string()),
             published: Some(now - chrono::Duration::hours(hours_ago)),
             summary: Some(format!("<p>{title}的详细内容</p>")),
-            guid: None,
         })
     }
 

@@ -19,6 +19,7 @@ pub mod parse;
 pub mod report;
 pub mod selection;
 pub mod summarize;
+pub mod syndication;
 pub mod text;
 
 use std::path::PathBuf;

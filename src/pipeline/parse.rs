@@ -19,15 +19,23 @@ pub struct RawItem {
     pub published: Option<DateTime<Utc>>,
     /// Summary as the source gave it: text or an HTML fragment (sanitised later).
     pub summary: Option<String>,
-    pub guid: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
 pub struct ParseError(pub String);
 
-/// Parses a feed of any supported format.
+/// Parses a feed of any supported format: RSS and Atom by `syndication` where it can,
+/// everything else by feed-rs.
 pub fn parse_feed(text: &str, base: &Url) -> Result<Vec<RawItem>, ParseError> {
+    match super::syndication::read(text, base) {
+        Some(items) => Ok(items),
+        None => parse_feed_rs(text, base),
+    }
+}
+
+/// Parses a feed of any format feed-rs reads.
+pub fn parse_feed_rs(text: &str, base: &Url) -> Result<Vec<RawItem>, ParseError> {
     let parser = feed_rs::parser::Builder::new()
         .base_uri(Some(base.as_str()))
         .sanitize_content(false)
@@ -48,13 +56,13 @@ pub fn parse_feed(text: &str, base: &Url) -> Result<Vec<RawItem>, ParseError> {
             let summary = e
                 .summary
                 .map(|t| t.content)
+                .filter(|s| !s.trim().is_empty())
                 .or_else(|| e.content.and_then(|c| c.body));
             RawItem {
                 title: e.title.map(|t| t.content).unwrap_or_default(),
                 link,
                 published: e.published.or(e.updated),
                 summary,
-                guid: (!e.id.is_empty()).then_some(e.id),
             }
         })
         .collect())
@@ -92,7 +100,6 @@ pub fn parse_json(
                 .and_then(|p| p.text(item))
                 .and_then(|t| parse_time(&t, tz)),
             summary: summary.as_ref().and_then(|p| p.text(item)),
-            guid: None,
         })
         .collect())
 }
@@ -144,7 +151,6 @@ pub fn parse_html(
                 .as_ref()
                 .and_then(|s| item.select(s).next())
                 .map(element_text),
-            guid: None,
         });
     }
     if out.is_empty() {
