@@ -3,10 +3,9 @@
 //! `finrep.io/unblock` request carried out once per value.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use kube::api::Api;
-use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
@@ -113,7 +112,7 @@ async fn timed<F>(
     key: String,
     ctx: &Context,
     work: F,
-) -> Result<Action, ReconcileError>
+) -> Result<(), ReconcileError>
 where
     F: std::future::Future<Output = Result<bool, ReconcileError>>,
 {
@@ -123,16 +122,16 @@ where
         .reconciled(kind, started.elapsed().as_secs_f64());
     result?;
     ctx.succeeded(&key);
-    // Refreshed with every other object of its kind every `REFRESH_SECONDS` (the runtime's
-    // `reconcile_all_on`), not by a timer of its own: thousands of pending timers were a
-    // tenth of the controller's memory.
-    Ok(Action::await_change())
+    // Refreshed with every other object of its kind every `REFRESH_SECONDS`
+    // (`health_loop`), not by a timer of its own: thousands of pending timers were a tenth
+    // of the controller's memory.
+    Ok(())
 }
 
 pub async fn reconcile_source(
     source: Arc<CatalogEntry<Source>>,
     ctx: Arc<Context>,
-) -> Result<Action, ReconcileError> {
+) -> Result<(), ReconcileError> {
     let key = object_key(SOURCE_KIND, source.as_ref());
     timed(
         SOURCE_KIND,
@@ -146,7 +145,7 @@ pub async fn reconcile_source(
 pub async fn reconcile_recipient(
     recipient: Arc<CatalogEntry<Recipient>>,
     ctx: Arc<Context>,
-) -> Result<Action, ReconcileError> {
+) -> Result<(), ReconcileError> {
     let key = object_key(RECIPIENT_KIND, recipient.as_ref());
     timed(
         RECIPIENT_KIND,
@@ -157,18 +156,18 @@ pub async fn reconcile_recipient(
     .await
 }
 
-fn policy(kind: &'static str, key: String, error: &ReconcileError, ctx: &Context) -> Action {
+fn policy(kind: &'static str, key: String, error: &ReconcileError, ctx: &Context) -> Duration {
     let failures = ctx.failed(&key);
     ctx.metrics.failed(kind, error.category());
     warn!(object = %key, category = error.category().as_str(), failures, error = %error, "reconcile failed");
-    Action::requeue(retry_after(error.is_transient(), failures))
+    retry_after(error.is_transient(), failures)
 }
 
 pub fn source_error_policy(
     source: Arc<CatalogEntry<Source>>,
     error: &ReconcileError,
     ctx: Arc<Context>,
-) -> Action {
+) -> Duration {
     policy(
         SOURCE_KIND,
         object_key(SOURCE_KIND, source.as_ref()),
@@ -181,7 +180,7 @@ pub fn recipient_error_policy(
     recipient: Arc<CatalogEntry<Recipient>>,
     error: &ReconcileError,
     ctx: Arc<Context>,
-) -> Action {
+) -> Duration {
     policy(
         RECIPIENT_KIND,
         object_key(RECIPIENT_KIND, recipient.as_ref()),

@@ -17,6 +17,7 @@ pub mod context;
 pub mod desired;
 pub mod error;
 pub mod health;
+pub mod health_loop;
 pub mod health_reconciler;
 pub mod history;
 pub mod image_policy;

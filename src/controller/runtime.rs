@@ -13,6 +13,8 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
+
+use super::health_loop::HealthLoop;
 use kube::runtime::{Config, Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -380,14 +382,6 @@ where
         .modify(trim)
 }
 
-/// A tick every `period`, the first one `period` from now.
-fn every(period: std::time::Duration) -> impl futures_util::Stream<Item = ()> + Send + 'static {
-    futures_util::stream::unfold((), move |()| async move {
-        tokio::time::sleep(period).await;
-        Some(((), ()))
-    })
-}
-
 /// The Jobs or ConfigMaps the controller made (by their label), as one stream of changes: one
 /// watch per served report namespace when it serves a list (its Roles are granted there only),
 /// otherwise one watch of its namespace (or of all). Only their metadata is read: the owner
@@ -495,7 +489,6 @@ async fn run_controllers(
     stop: &CancellationToken,
 ) {
     let ns = opts.namespace.as_deref();
-    let config = Config::default().concurrency(opts.concurrency);
     let subscribe_sources = feeds.source_writer.subscribe();
     let subscribe_recipients = feeds.recipient_writer.subscribe();
     let (
@@ -530,27 +523,24 @@ async fn run_controllers(
         (sources_for_reports, recipients_for_reports),
         stop,
     );
-    let source_loop = Controller::for_shared_stream(sources_for_self, ctx.catalog.sources.clone())
-        .with_config(config.clone())
-        .reconcile_all_on(every(health::REFRESH))
-        .graceful_shutdown_on(stop.clone().cancelled_owned())
-        .run(
-            health::reconcile_source,
-            health::source_error_policy,
-            ctx.clone(),
-        )
-        .for_each(log_errors("Source"));
-    let recipient_loop =
-        Controller::for_shared_stream(recipients_for_self, ctx.catalog.recipients.clone())
-            .with_config(config)
-            .reconcile_all_on(every(health::REFRESH))
-            .graceful_shutdown_on(stop.clone().cancelled_owned())
-            .run(
-                health::reconcile_recipient,
-                health::recipient_error_policy,
-                ctx.clone(),
-            )
-            .for_each(log_errors("Recipient"));
+    let source_loop = HealthLoop {
+        store: ctx.catalog.sources.clone(),
+        refresh: health::REFRESH,
+        concurrency: opts.concurrency,
+        reconcile: |source| health::reconcile_source(source, ctx.clone()),
+        retry_after: |source, error: &_| health::source_error_policy(source, error, ctx.clone()),
+    }
+    .run(sources_for_self, stop.clone());
+    let recipient_loop = HealthLoop {
+        store: ctx.catalog.recipients.clone(),
+        refresh: health::REFRESH,
+        concurrency: opts.concurrency,
+        reconcile: |recipient| health::reconcile_recipient(recipient, ctx.clone()),
+        retry_after: |recipient, error: &_| {
+            health::recipient_error_policy(recipient, error, ctx.clone())
+        },
+    }
+    .run(recipients_for_self, stop.clone());
 
     let ready = ready_when_synced(&report_store, &ctx.catalog, admin);
     let loops = futures_util::future::join4(report_loop, source_loop, recipient_loop, ready);
