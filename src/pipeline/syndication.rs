@@ -8,6 +8,7 @@
 
 use atom_syndication::{Feed, TextType};
 use chrono::{DateTime, Utc};
+use memchr::memmem;
 use rss::Channel;
 use url::Url;
 
@@ -19,13 +20,13 @@ const RSS_0_90: &str = "http://my.netscape.com/rdf/simple/0.9/";
 /// The items of an RSS or Atom document, or `None` when feed-rs is to read it.
 pub fn read(text: &str, base: &Url) -> Option<Vec<RawItem>> {
     // feed-rs resolves links against `xml:base`; these crates do not.
-    if text.contains("xml:base") {
+    if memmem::find(text.as_bytes(), b"xml:base").is_some() {
         return None;
     }
     // Each refuses a document of another root element at its first tag.
     if let Ok(channel) = Channel::read_from(text.as_bytes()) {
         let rdf = root_element(text) == Some("rdf:RDF");
-        if rdf && text.contains(RSS_0_90) {
+        if rdf && memmem::find(text.as_bytes(), RSS_0_90.as_bytes()).is_some() {
             // RSS 0.90: feed-rs reads it with rules of its own.
             return None;
         }
@@ -129,7 +130,8 @@ fn root_element(text: &str) -> Option<&str> {
 /// Atom allows and both readers read alike.
 fn atom_dates_are_rfc3339(text: &str) -> bool {
     ["<published", "<updated"].iter().all(|tag| {
-        text.match_indices(tag).all(|(at, _)| {
+        memmem::find_iter(text.as_bytes(), tag).all(|at| {
+            // `at` starts an ASCII tag, so `at + tag.len()` is a character boundary.
             let rest = &text[at + tag.len()..];
             let Some(body) = rest.strip_prefix('>') else {
                 // Another element whose name begins the same (`<updatedBy>`), or attributes.

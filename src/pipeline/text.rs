@@ -115,16 +115,27 @@ pub fn to_plain_text(fragment: &str) -> String {
 pub fn fold_whitespace(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
-    for c in s.chars() {
-        if crate::untrusted::is_break(c) {
-            space = !out.is_empty();
-        } else if !crate::untrusted::is_dropped(c) {
+    // Runs of kept characters are copied whole: this runs over every item's summary.
+    let mut run: Option<usize> = None;
+    for (at, c) in s.char_indices() {
+        let is_break = crate::untrusted::is_break(c);
+        if is_break || crate::untrusted::is_dropped(c) {
+            if let Some(start) = run.take() {
+                out.push_str(&s[start..at]);
+            }
+            if is_break {
+                space = !out.is_empty();
+            }
+        } else if run.is_none() {
             if space {
                 out.push(' ');
                 space = false;
             }
-            out.push(c);
+            run = Some(at);
         }
+    }
+    if let Some(start) = run {
+        out.push_str(&s[start..]);
     }
     out
 }
@@ -152,6 +163,45 @@ pub use crate::matching::normalise_for_matching;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The folding written plainly, character by character.
+    fn folded_plainly(s: &str) -> String {
+        let mut out = String::new();
+        let mut space = false;
+        for c in s.chars() {
+            if crate::untrusted::is_break(c) {
+                space = !out.is_empty();
+            } else if !crate::untrusted::is_dropped(c) {
+                if space {
+                    out.push(' ');
+                    space = false;
+                }
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn folding_copies_runs_as_the_plain_rule_says(
+            chars in prop::collection::vec(
+                prop_oneof![
+                    Just(' '),
+                    Just('\u{3000}'),
+                    Just('\0'),
+                    Just('\u{202e}'),
+                    Just('\u{feff}'),
+                    any::<char>(),
+                ],
+                0..60,
+            )
+        ) {
+            let s: String = chars.into_iter().collect();
+            prop_assert_eq!(fold_whitespace(&s), folded_plainly(&s));
+        }
+    }
 
     #[test]
     fn hostile_html_becomes_plain_text() {
