@@ -7,7 +7,7 @@
 //! 5,000 Recipients (docs/benchmarks.md). The work waiting here is in ordered sets, which
 //! give their memory back as they empty.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,27 +32,41 @@ fn key_of<K: StatusMemory<DynamicType = ()> + 'static>(entry: &CatalogEntry<K>) 
 pub struct WorkQueue {
     /// Due now; a key is here at most once.
     due: BTreeSet<ObjectKey>,
-    /// Retries, by the time they fall due.
+    /// Retries, by the time they fall due; at most one per key (`retry_of`).
     retries: BTreeSet<(Instant, ObjectKey)>,
+    retry_of: BTreeMap<ObjectKey, Instant>,
     /// Being reconciled: a key that changes meanwhile waits in `due` until it is done.
     running: BTreeSet<ObjectKey>,
 }
 
 impl WorkQueue {
-    /// The object changed, or is due again.
+    /// The object changed, or is due again: a retry it waited for is taken by this.
     pub fn due(&mut self, key: ObjectKey) {
+        if let Some(at) = self.retry_of.remove(&key) {
+            self.retries.remove(&(at, key.clone()));
+        }
         self.due.insert(key);
     }
 
-    /// The object failed: due again at `at`.
+    /// The object failed: due again at `at`, or earlier if a retry was already set earlier.
     pub fn retry_at(&mut self, key: ObjectKey, at: Instant) {
-        self.retries.insert((at, key));
+        match self.retry_of.get(&key) {
+            Some(set) if *set <= at => {}
+            set => {
+                if let Some(set) = set.copied() {
+                    self.retries.remove(&(set, key.clone()));
+                }
+                self.retry_of.insert(key.clone(), at);
+                self.retries.insert((at, key));
+            }
+        }
     }
 
     /// Makes the retries that fall due by `now` due.
     pub fn promote(&mut self, now: Instant) {
         while self.retries.first().is_some_and(|(at, _)| *at <= now) {
             if let Some((_, key)) = self.retries.pop_first() {
+                self.retry_of.remove(&key);
                 self.due.insert(key);
             }
         }
@@ -214,6 +228,20 @@ mod tests {
         assert_eq!(q.start(4), Some(key("a")));
         assert_eq!(q.start(4), None);
         assert_eq!(q.next_retry(), Some(now + Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn one_retry_per_object_and_a_change_takes_its_place() {
+        let now = Instant::now();
+        let mut q = WorkQueue::default();
+        q.retry_at(key("a"), now + Duration::from_secs(10));
+        q.retry_at(key("a"), now + Duration::from_secs(60));
+        q.retry_at(key("a"), now + Duration::from_secs(5));
+        assert_eq!(q.retries.len(), 1, "the earliest is kept");
+        assert_eq!(q.next_retry(), Some(now + Duration::from_secs(5)));
+        q.due(key("a"));
+        assert_eq!(q.next_retry(), None, "the change is reconciled now instead");
+        assert_eq!(q.start(4), Some(key("a")));
     }
 
     fn entry(name: &str) -> Arc<CatalogEntry<Recipient>> {

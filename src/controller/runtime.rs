@@ -13,8 +13,6 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
-
-use super::health_loop::HealthLoop;
 use kube::runtime::{Config, Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
@@ -23,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::context::{Catalog, Context};
+use super::health_loop::HealthLoop;
 use super::health_reconciler as health;
 use super::objects::{Settings, labels};
 use super::report_reconciler as reports;

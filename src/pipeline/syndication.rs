@@ -1,6 +1,6 @@
-//! RSS (0.9x, 1.0, 2.0) and Atom read with the rust-syndication crates (`rss`,
+//! RSS (0.91 – 2.0, 1.0) and Atom read with the rust-syndication crates (`rss`,
 //! `atom_syndication`), which map quick-xml's events straight to items; feed-rs builds an
-//! element tree first and takes about three times as long on the benchmark corpus.
+//! element tree first and takes two to three times as long on the benchmark corpus.
 //! `parse::parse_feed` tries this first and gives feed-rs whatever it declines: JSON Feed,
 //! XML these crates refuse, `xml:base`, XHTML text, links only in `atom:link`, and dates that
 //! only feed-rs' lenient reader understands. A property test holds the items of both paths
