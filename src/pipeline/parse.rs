@@ -1,6 +1,6 @@
-//! Decoded text to raw items, per Source kind: feeds with feed-rs (RSS 0.9x/1.0/2.0, Atom,
-//! JSON Feed, detected from content), JSON APIs by the Source's paths, HTML pages by its CSS
-//! selectors. Links are made absolute against the fetched URL; only http(s) links survive.
+//! Decoded text to raw items, per Source kind: feeds (RSS 0.9x/1.0/2.0, Atom, JSON Feed,
+//! detected from content) with `syndication`'s readers or feed-rs, JSON APIs by the Source's
+//! paths, HTML pages by its CSS selectors. Links are made absolute against the fetched URL; only http(s) links survive.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
