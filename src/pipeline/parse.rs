@@ -53,11 +53,8 @@ pub fn parse_feed_rs(text: &str, base: &Url) -> Result<Vec<RawItem>, ParseError>
                 .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
                 .or(e.links.first())
                 .and_then(|l| absolute_link(base, &l.href));
-            let summary = e
-                .summary
-                .map(|t| t.content)
-                .filter(|s| !s.trim().is_empty())
-                .or_else(|| e.content.and_then(|c| c.body));
+            let summary =
+                not_blank(e.summary.map(|t| t.content)).or_else(|| e.content.and_then(|c| c.body));
             RawItem {
                 title: e.title.map(|t| t.content).unwrap_or_default(),
                 link,
@@ -164,6 +161,12 @@ pub fn parse_html(
 
 fn element_text(el: ElementRef<'_>) -> String {
     el.text().collect::<Vec<_>>().join(" ")
+}
+
+/// A summary of only whitespace gives way to the content, as no summary does (both feed
+/// readers).
+pub(super) fn not_blank(text: Option<String>) -> Option<String> {
+    text.filter(|t| !t.trim().is_empty())
 }
 
 /// An absolute http(s) URL for `href`, resolved against `base`.

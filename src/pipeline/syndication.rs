@@ -12,7 +12,7 @@ use memchr::memmem;
 use rss::Channel;
 use url::Url;
 
-use super::parse::{RawItem, absolute_link};
+use super::parse::{RawItem, absolute_link, not_blank};
 
 /// RSS 0.90's namespace: an `rdf:RDF` document without it is RSS 1.0.
 const RSS_0_90: &str = "http://my.netscape.com/rdf/simple/0.9/";
@@ -141,11 +141,6 @@ fn atom_dates_are_rfc3339(text: &str) -> bool {
             value.is_empty() || DateTime::parse_from_rfc3339(value).is_ok()
         })
     })
-}
-
-/// A summary of only whitespace gives way to the content, as no summary does.
-fn not_blank(text: Option<String>) -> Option<String> {
-    text.filter(|t| !t.trim().is_empty())
 }
 
 /// A publication time as feed-rs reads the common forms (RFC 3339, then RFC 2822): the outer
