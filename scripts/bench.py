@@ -839,7 +839,7 @@ SELECT 'desk', 'brief-' || r, current_date + time '22:00' FROM generate_series(1
 INSERT INTO backups (name, file, bytes, ok, started_at) VALUES ('database', '/backups/finrep_database.sql.gz', 123456, true, now());
 """
 
-# The console's heaviest queries as src/store/console.rs issues them, for the plans quoted in
+# The console's heaviest queries as src/core/store/console.rs issues them, for the plans quoted in
 # docs/benchmarks.md.
 W3_EXPLAIN = {
     "archive page": "SELECT id, namespace, report, report_date, phase, manual, subject, article_count, started_at, "

@@ -471,7 +471,7 @@ pub fn legacy_backup_name(report: &DailyReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::controller::pod_security;
+    use crate::pod_security;
     use chrono::NaiveDate;
     use std::collections::BTreeSet;
 

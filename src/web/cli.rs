@@ -79,10 +79,12 @@ impl ServeArgs {
             }
         };
         let unsubscribe_key = match std::env::var("FINREP_UNSUBSCRIBE_KEY") {
-            Ok(key) if key.len() >= crate::unsubscribe::MIN_KEY_BYTES => Some(key.into_bytes()),
+            Ok(key) if key.len() >= finrep_core::unsubscribe::MIN_KEY_BYTES => {
+                Some(key.into_bytes())
+            }
             Ok(_) => anyhow::bail!(
                 "FINREP_UNSUBSCRIBE_KEY must be at least {} bytes",
-                crate::unsubscribe::MIN_KEY_BYTES
+                finrep_core::unsubscribe::MIN_KEY_BYTES
             ),
             Err(_) => {
                 tracing::warn!("no FINREP_UNSUBSCRIBE_KEY: unsubscribe links cannot be verified");

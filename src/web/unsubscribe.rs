@@ -15,7 +15,7 @@ use axum::response::IntoResponse;
 use super::render::Chrome;
 use super::{AppState, WebResponse};
 use crate::run::BlacklistReason;
-use crate::unsubscribe::{Subscriber, verify};
+use finrep_core::unsubscribe::{Subscriber, verify};
 
 #[derive(serde::Deserialize)]
 pub struct TokenQuery {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{dingtalk, feishu, refused, wecom};
 use crate::api::ChatPlatform;
-use crate::delivery::outcome::{Outcome, Reply};
 use crate::guard::find_blocked;
+use crate::outcome::{Outcome, Reply};
 use crate::untrusted::{self, MAX_ERROR_CHARS};
 
 /// The most of a platform's answer read.

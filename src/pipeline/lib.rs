@@ -4,6 +4,15 @@
 //! ones (`extract`, `near_dup`, `entities`, `canonical`, `compose`), and the run's vocabulary
 //! (phases, outcomes, exit codes) in `crate::run`.
 
+#![forbid(unsafe_code)]
+
+// The core's modules, reachable as `crate::api` and so on from every module here.
+use finrep_core::{
+    api, build, guard, jsonpath, matching, plan, run, schedule, store, telemetry, text_layout, tls,
+    unsubscribe, untrusted, window,
+};
+use finrep_delivery as delivery;
+
 pub mod canonical;
 pub mod cli;
 pub mod collect;

@@ -23,7 +23,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 pub use crate::untrusted::redact_url;
 
 /// The embedded migrations of `migrations/`.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -151,7 +151,7 @@ impl Store {
     /// only add (expand, then contract a release later), so this build keeps working.
     pub async fn migrate(&self) -> Result<MigrationReport, StoreError> {
         let before: Vec<i64> = applied_versions(&self.pool).await?;
-        let mut migrator = sqlx::migrate!("./migrations");
+        let mut migrator = sqlx::migrate!("../../migrations");
         migrator.set_ignore_missing(true);
         migrator.run(&self.pool).await?;
         let mut report = MigrationReport::default();

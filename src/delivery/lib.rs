@@ -14,6 +14,13 @@
 //! inside the window; a permanent refusal of the address or bot blacklists it in the report's
 //! namespace; an unreachable SMTP server fails the run with rows left `pending` for the retry.
 
+#![forbid(unsafe_code)]
+
+// The core's modules, reachable as `crate::api` and so on from every module here.
+use finrep_core::{
+    api, clock, guard, plan, run, schedule, store, text_layout, tls, untrusted, window,
+};
+
 pub mod chat;
 mod lane;
 pub mod letter;

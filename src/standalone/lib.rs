@@ -4,6 +4,16 @@
 //! slot, keeping its scheduling state in PostgreSQL so a restart neither repeats nor forgets
 //! a slot.
 
+#![forbid(unsafe_code)]
+
+// The core's modules, reachable as `crate::api` and so on from every module here.
+use finrep_core::{
+    admin, api, backup, clock, manifest, metrics, plan, run, schedule, signals, store, validation,
+    window,
+};
+use finrep_delivery as delivery;
+use finrep_pipeline as pipeline;
+
 pub mod config;
 pub mod error;
 pub mod file_clock;

@@ -11,6 +11,14 @@
 //! election, the admin port and shutdown. This module may use `api`, `schedule`, `plan`,
 //! `run` and `store` — never `pipeline`.
 
+#![forbid(unsafe_code)]
+
+// The core's modules, reachable as `crate::api` and so on from every module here.
+use finrep_core::{
+    admin, api, build, clock, metrics, plan, run, schedule, signals, store, tls, untrusted,
+    validation, window,
+};
+
 pub mod cli;
 pub mod cluster;
 pub mod context;

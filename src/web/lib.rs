@@ -4,6 +4,12 @@
 //! Public: `/unsubscribe` (the token is the authority), `/healthz`, `/readyz`, `/metrics`,
 //! `/static/*`. Everything under `/console` needs a session from `/login`.
 
+#![forbid(unsafe_code)]
+
+// The core's modules, reachable as `crate::store` and so on from every module here (the core's
+// `unsubscribe` links are named in full: this crate has an `unsubscribe` page of its own).
+use finrep_core::{run, signals, store, untrusted};
+
 mod auth;
 pub mod cli;
 mod console;
