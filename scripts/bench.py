@@ -701,6 +701,28 @@ class PssSampler:
         self.thread.join()
 
 
+# RUSTC_WRAPPER of the build benchmark: runs rustc and appends its crate's name and the
+# peak resident memory of rustc (and the linker it ran) to $FINREP_RUSTC_PEAKS.
+RUSTC_PEAK_WRAPPER = """import os, resource, subprocess, sys
+rustc, args = sys.argv[1], sys.argv[2:]
+code = subprocess.call([rustc, *args])
+if "--crate-name" in args:
+    name = args[args.index("--crate-name") + 1]
+    with open(os.environ["FINREP_RUSTC_PEAKS"], "a") as out:
+        out.write(f"{name} {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}\\n")
+sys.exit(code)
+"""
+
+
+def largest_compilations(peaks_file, count=5):
+    """The crates whose compilation held the most memory (MiB, highest first)."""
+    peaks = {}
+    for line in peaks_file.read_text().splitlines() if peaks_file.exists() else []:
+        name, kib = line.rsplit(" ", 1)
+        peaks[name] = max(peaks.get(name, 0.0), int(kib) / 1024)
+    return dict(sorted(((n, round(m, 1)) for n, m in peaks.items()), key=lambda p: -p[1])[:count])
+
+
 def bench_build(args):
     """A clean build of the two binaries in a profile, in a target directory of its own: wall
     time, the peak proportional set size of cargo and every rustc and linker under it (what a
@@ -710,6 +732,14 @@ def bench_build(args):
     if not SMOKE:
         shutil.rmtree(target, ignore_errors=True)
     env = {**os.environ, "CARGO_TARGET_DIR": str(target)}
+    wrapper_dir = Path(tempfile.mkdtemp(prefix="finrep-rustc-peaks-"))
+    peaks_file = wrapper_dir / "peaks"
+    if not SMOKE:
+        # Which compilation is the build's largest (a smoke run builds nothing to measure).
+        wrapper = wrapper_dir / "rustc-peak"
+        wrapper.write_text(f"#!{sys.executable}\n{RUSTC_PEAK_WRAPPER}")
+        wrapper.chmod(0o755)
+        env |= {"RUSTC_WRAPPER": str(wrapper), "FINREP_RUSTC_PEAKS": str(peaks_file)}
     cmd = ["cargo", "build", "--locked", "--profile", args.profile, "--bin", "finrep", "--bin", "finrep-controller"]
     if args.jobs:
         cmd += ["--jobs", str(args.jobs)]
@@ -745,8 +775,10 @@ def bench_build(args):
         "workload": f"clean build of finrep and finrep-controller, profile {args.profile}, jobs {args.jobs or os.cpu_count()}",
         "profile": args.profile, "jobs": args.jobs or os.cpu_count(),
         "seconds": round(seconds, 1), "peak_pss_mib": round(sampler.peak, 1), "binary_mib": sizes,
+        "largest_compilations_rss_mib": largest_compilations(peaks_file),
         "parse_items_per_second": summary(rates),
     })
+    shutil.rmtree(wrapper_dir, ignore_errors=True)
     if not (args.keep or SMOKE):
         shutil.rmtree(target, ignore_errors=True)
 
