@@ -705,7 +705,8 @@ class PssSampler:
 # peak resident memory of rustc (and the linker it ran) to $FINREP_RUSTC_PEAKS.
 RUSTC_PEAK_WRAPPER = """import os, resource, subprocess, sys
 rustc, args = sys.argv[1], sys.argv[2:]
-code = subprocess.call([rustc, *args])
+# Inherited descriptors stay open: cargo's jobserver is passed to rustc through them.
+code = subprocess.call([rustc, *args], close_fds=False)
 if "--crate-name" in args:
     name = args[args.index("--crate-name") + 1]
     with open(os.environ["FINREP_RUSTC_PEAKS"], "a") as out:

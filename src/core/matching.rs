@@ -20,6 +20,7 @@ pub fn normalise_for_matching(s: &str) -> String {
 
 /// The characters of `normalise_for_matching(s)`, one at a time: a caller that needs only the
 /// start (a content hash) stops early and allocates nothing.
+#[inline]
 pub fn normalised_chars(s: &str) -> NormalisedChars<'_> {
     NormalisedChars {
         chars: s.chars(),
@@ -39,6 +40,8 @@ pub struct NormalisedChars<'a> {
 impl Iterator for NormalisedChars<'_> {
     type Item = char;
 
+    // Inline across crates (the pipeline hashes with it), as `untrusted::is_break`.
+    #[inline]
     fn next(&mut self) -> Option<char> {
         if let Some(lower) = &mut self.lower {
             if let Some(c) = lower.next() {

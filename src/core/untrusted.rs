@@ -11,6 +11,7 @@ pub const MAX_ERROR_CHARS: usize = 500;
 /// Characters dropped outright: bidirectional embeddings, overrides and isolates (they reorder
 /// what a reader sees), the byte-order mark, interlinear annotation controls and the
 /// noncharacters U+FFFE/U+FFFF.
+#[inline] // per character, from other crates (see `is_break`)
 pub fn is_dropped(c: char) -> bool {
     matches!(
         c,
@@ -25,6 +26,9 @@ pub fn is_dropped(c: char) -> bool {
 
 /// Characters that separate words: whitespace of any script (line and paragraph separators,
 /// the ideographic space included) and every control character, NUL among them.
+// Inline: the pipeline's crate calls it for every character of every item, and without
+// link-time optimisation (the small-host profile) only inline functions cross crates.
+#[inline]
 pub fn is_break(c: char) -> bool {
     c.is_whitespace() || c.is_control()
 }
