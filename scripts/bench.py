@@ -724,6 +724,45 @@ def largest_compilations(peaks_file, count=5):
     return dict(sorted(((n, round(m, 1)) for n, m in peaks.items()), key=lambda p: -p[1])[:count])
 
 
+class MemoryLimit:
+    """A memory cgroup of its own, `limit_mib` with no swap (cgroup v2, or v1's memory
+    controller): a build run in it has no more memory than a small host has free, and is
+    killed, not swapped, past it. Needs root and a writable cgroup file system."""
+
+    def __init__(self, limit_mib):
+        self.limit_mib = limit_mib
+        limit = str(limit_mib * 2**20)
+        self.v2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        root = Path("/sys/fs/cgroup") if self.v2 else Path("/sys/fs/cgroup/memory")
+        self.dir = root / f"finrep-build-{os.getpid()}"
+        self.dir.mkdir()
+        files = ("memory.max", "memory.swap.max") if self.v2 else (
+            "memory.limit_in_bytes", "memory.memsw.limit_in_bytes")
+        (self.dir / files[0]).write_text(limit)
+        # Without swap accounting the file is missing and there is no swap to limit.
+        if (self.dir / files[1]).exists():
+            (self.dir / files[1]).write_text("0" if self.v2 else limit)
+
+    def join(self):
+        """The calling process joins the cgroup (a child's `preexec_fn`, before its exec)."""
+        (self.dir / "cgroup.procs").write_text(str(os.getpid()))
+
+    def summary(self):
+        """Peak usage (MiB, page cache included) and the number of processes the kernel killed."""
+        if self.v2:
+            peak_file = self.dir / "memory.peak"
+            peak = int(peak_file.read_text()) if peak_file.exists() else 0
+            events = (self.dir / "memory.events").read_text()
+        else:
+            peak = int((self.dir / "memory.max_usage_in_bytes").read_text())
+            events = (self.dir / "memory.oom_control").read_text()
+        kills = sum(int(line.split()[1]) for line in events.splitlines() if line.startswith("oom_kill "))
+        return {"memory_limit_mib": self.limit_mib, "cgroup_peak_mib": round(peak / 2**20, 1), "oom_kills": kills}
+
+    def close(self):
+        self.dir.rmdir()
+
+
 def bench_build(args):
     """A clean build of the two binaries in a profile, in a target directory of its own: wall
     time, the peak proportional set size of cargo and every rustc and linker under it (what a
@@ -744,13 +783,17 @@ def bench_build(args):
     cmd = ["cargo", "build", "--locked", "--profile", args.profile, "--bin", "finrep", "--bin", "finrep-controller"]
     if args.jobs:
         cmd += ["--jobs", str(args.jobs)]
+    limit = MemoryLimit(args.memory_limit_mib) if args.memory_limit_mib and not SMOKE else None
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=limit.join if limit else None)
     with PssSampler(lambda: tree_pss_mib(proc.pid)) as sampler:
         code = proc.wait()
     seconds = time.perf_counter() - started
+    limited = limit.summary() if limit else {}
+    if limit:
+        limit.close()
     if code != 0:
-        sys.exit(f"cargo build --profile {args.profile} failed ({code})")
+        sys.exit(f"cargo build --profile {args.profile} failed ({code}) {limited}")
     out_dir = target / ("debug" if args.profile == "dev" else args.profile)
     sizes = {b: round((out_dir / b).stat().st_size / 2**20, 1) for b in ("finrep", "finrep-controller")}
     # The code's speed in this profile: benchmark P's parse path, built the same way.
@@ -776,7 +819,7 @@ def bench_build(args):
         "workload": f"clean build of finrep and finrep-controller, profile {args.profile}, jobs {args.jobs or os.cpu_count()}",
         "profile": args.profile, "jobs": args.jobs or os.cpu_count(),
         "seconds": round(seconds, 1), "peak_pss_mib": round(sampler.peak, 1), "binary_mib": sizes,
-        "largest_compilations_rss_mib": largest_compilations(peaks_file),
+        "largest_compilations_rss_mib": largest_compilations(peaks_file), **limited,
         "parse_items_per_second": summary(rates),
     })
     shutil.rmtree(wrapper_dir, ignore_errors=True)
@@ -1053,6 +1096,8 @@ def main():
     pb.add_argument("--profile", default="release")
     pb.add_argument("--jobs", type=int, default=0)
     pb.add_argument("--keep", action="store_true", help="keep the target directory")
+    pb.add_argument("--memory-limit-mib", type=int, default=0,
+                    help="build in a memory cgroup of this size without swap (root)")
     pb.add_argument("--target-dir", default=str(ROOT / "target"), help="with --smoke: where to build")
     p3 = sub.add_parser("w3")
     p3.add_argument("--finrep", required=True)

@@ -4,6 +4,8 @@
 #   W2_ANNOTATION_BYTES=250000 W2_LABELS=64 scripts/bench.sh w2   tenants' bloat on 650 objects
 #   W2_STEADY_SECONDS=600 scripts/bench.sh w2                     memory again 10 minutes later
 #   BUILD_PROFILES="release small-host" scripts/bench.sh build     clean builds, peak memory
+#   BUILD_PROFILES=small-host BUILD_MEMORY_LIMIT_MIB=1600 scripts/bench.sh build
+#                                 the same in a memory cgroup of 1.6 GiB without swap (root)
 # Builds release binaries, makes a Python venv with feedparser, starts PostgreSQL when none
 # runs, and appends results to docs/bench-results/.
 #
@@ -88,7 +90,8 @@ if [ "$what" = build ] || [ "$what" = all ]; then
     "$VENV/bin/python" scripts/bench.py --smoke build --profile dev --target-dir "$target_dir"
   else
     for profile in ${BUILD_PROFILES:-release small-host}; do
-      "$VENV/bin/python" scripts/bench.py build --profile "$profile" --jobs "${BUILD_JOBS:-0}"
+      "$VENV/bin/python" scripts/bench.py build --profile "$profile" --jobs "${BUILD_JOBS:-0}" \
+        --memory-limit-mib "${BUILD_MEMORY_LIMIT_MIB:-0}"
     done
   fi
 fi
