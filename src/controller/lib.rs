@@ -8,8 +8,8 @@
 //!
 //! Thin I/O around them: the reconcilers (`report_reconciler`, `health_reconciler`) observe,
 //! call the pure decision and apply it through `cluster`; `runtime` wires the watches, leader
-//! election, the admin port and shutdown. This module may use `api`, `schedule`, `plan`,
-//! `run` and `store` — never `pipeline`.
+//! election, the admin port and shutdown. This crate depends on `finrep-core` alone (`api`,
+//! `schedule`, `plan`, `run`, `store`, …): never on the pipeline, delivery or the console.
 
 #![forbid(unsafe_code)]
 
