@@ -784,14 +784,19 @@ def bench_build(args):
     if args.jobs:
         cmd += ["--jobs", str(args.jobs)]
     limit = MemoryLimit(args.memory_limit_mib) if args.memory_limit_mib and not SMOKE else None
-    started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=limit.join if limit else None)
-    with PssSampler(lambda: tree_pss_mib(proc.pid)) as sampler:
-        code = proc.wait()
-    seconds = time.perf_counter() - started
-    limited = limit.summary() if limit else {}
-    if limit:
-        limit.close()
+    try:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, preexec_fn=limit.join if limit else None)
+        with PssSampler(lambda: tree_pss_mib(proc.pid)) as sampler:
+            code = proc.wait()
+        seconds = time.perf_counter() - started
+        limited = limit.summary() if limit else {}
+        peaks = largest_compilations(peaks_file)
+    finally:
+        # Neither the cgroup nor the wrapper outlives the build, whatever ends it.
+        if limit:
+            limit.close()
+        shutil.rmtree(wrapper_dir, ignore_errors=True)
     if code != 0:
         sys.exit(f"cargo build --profile {args.profile} failed ({code}) {limited}")
     out_dir = target / ("debug" if args.profile == "dev" else args.profile)
@@ -819,10 +824,9 @@ def bench_build(args):
         "workload": f"clean build of finrep and finrep-controller, profile {args.profile}, jobs {args.jobs or os.cpu_count()}",
         "profile": args.profile, "jobs": args.jobs or os.cpu_count(),
         "seconds": round(seconds, 1), "peak_pss_mib": round(sampler.peak, 1), "binary_mib": sizes,
-        "largest_compilations_rss_mib": largest_compilations(peaks_file), **limited,
+        "largest_compilations_rss_mib": peaks, **limited,
         "parse_items_per_second": summary(rates),
     })
-    shutil.rmtree(wrapper_dir, ignore_errors=True)
     if not (args.keep or SMOKE):
         shutil.rmtree(target, ignore_errors=True)
 
