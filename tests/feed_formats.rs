@@ -193,7 +193,12 @@ fn seen(items: Result<Vec<RawItem>, ParseError>) -> Result<Vec<Seen>, ParseError
         .into_iter()
         .map(|i| {
             let summary = plain(i.summary.as_deref().unwrap_or_default());
-            (plain(&i.title), i.link, i.published, summary)
+            (
+                plain(&i.title),
+                i.link.map(String::from),
+                i.published,
+                summary,
+            )
         })
         .collect())
 }

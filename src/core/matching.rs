@@ -63,6 +63,8 @@ impl Iterator for NormalisedChars<'_> {
                 }
             } else if matches!(c as u32, 0x4e00..=0x9fff) {
                 return Some(c);
+            } else if is_common_punctuation(c) {
+                continue;
             } else if c.is_alphanumeric() {
                 let mut lower = c.to_lowercase();
                 let first = lower.next();
@@ -73,6 +75,13 @@ impl Iterator for NormalisedChars<'_> {
             }
         }
     }
+}
+
+/// General punctuation (dashes, quotes, ellipsis) and CJK punctuation (`。`, `、`, `《》`,
+/// `【】`): never alphanumeric, and told so without the Unicode tables.
+#[inline]
+fn is_common_punctuation(c: char) -> bool {
+    matches!(c, '\u{2000}'..='\u{206f}' | '\u{3000}'..='\u{3004}' | '\u{3008}'..='\u{3020}')
 }
 
 /// One compiled include or exclude entry.
@@ -171,6 +180,13 @@ impl Filters {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_punctuation_is_not_alphanumeric() {
+        for c in ('\0'..=char::MAX).filter(|&c| is_common_punctuation(c)) {
+            assert!(!c.is_alphanumeric(), "{c:?}");
+        }
+    }
 
     #[test]
     fn normalisation() {

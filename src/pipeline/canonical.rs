@@ -48,30 +48,75 @@ const TRACKING_PARAMS: &[&str] = &[
 ];
 
 fn is_tracking(key: &str) -> bool {
-    let k = key.to_ascii_lowercase();
-    k.starts_with("utm_") || k.starts_with("pk_") || TRACKING_PARAMS.contains(&k.as_str())
+    let prefixed = |prefix: &str| {
+        key.as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|start| start.eq_ignore_ascii_case(prefix.as_bytes()))
+    };
+    prefixed("utm_")
+        || prefixed("pk_")
+        || TRACKING_PARAMS.iter().any(|t| t.eq_ignore_ascii_case(key))
+}
+
+/// An article's URL in canonical form, as `canonical_url` makes it: an item's identity from
+/// the moment it is read (a feed's link is made canonical as it is resolved, so that it is
+/// parsed once).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CanonicalUrl(String);
+
+impl CanonicalUrl {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for CanonicalUrl {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<CanonicalUrl> for String {
+    fn from(url: CanonicalUrl) -> String {
+        url.0
+    }
+}
+
+impl std::fmt::Display for CanonicalUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 /// The canonical form of an article URL, or `None` for a URL that is not http(s).
-pub fn canonical_url(raw: &str) -> Option<String> {
-    let mut url = Url::parse(raw.trim()).ok()?;
+pub fn canonical_url(raw: &str) -> Option<CanonicalUrl> {
+    canonical(Url::parse(raw.trim()).ok()?)
+}
+
+/// The canonical form of a parsed URL: http(s) only, without fragment and tracking
+/// parameters, the other parameters sorted.
+pub fn canonical(mut url: Url) -> Option<CanonicalUrl> {
     if !matches!(url.scheme(), "http" | "https") {
         return None;
     }
     url.set_fragment(None);
-    let mut pairs: Vec<(String, String)> = url
-        .query_pairs()
-        .filter(|(k, _)| !is_tracking(k))
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect();
-    pairs.sort();
-    if pairs.is_empty() {
-        url.set_query(None);
-    } else {
-        url.query_pairs_mut().clear().extend_pairs(pairs);
+    if url.query().is_some() {
+        let mut pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| !is_tracking(k))
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        pairs.sort();
+        if pairs.is_empty() {
+            url.set_query(None);
+        } else {
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
     }
     // Url already lower-cases the host and drops default ports.
-    Some(url.to_string())
+    Some(CanonicalUrl(url.into()))
 }
 
 /// Hash of a canonical URL; http and https forms of one page are one article.
@@ -115,6 +160,10 @@ mod tests {
     #[test]
     fn tracking_removed_and_params_sorted() {
         assert_eq!(
+            canonical_url("https://e.com/x?UTM_Campaign=a&Spm=b&keep=1&fromage=2").as_deref(),
+            Some("https://e.com/x?fromage=2&keep=1")
+        );
+        assert_eq!(
             canonical_url(
                 "HTTPS://News.Example.com:443/a/1.html?utm_source=wx&id=7&spm=a.b&b=2#comments"
             )
@@ -126,6 +175,27 @@ mod tests {
             Some("http://e.com/x")
         );
         assert_eq!(canonical_url("javascript:alert(1)"), None);
+    }
+
+    proptest::proptest! {
+        /// A link made canonical as it is resolved is the link resolved, written out and then
+        /// made canonical (the two steps the pipeline took before), and canonical stays
+        /// canonical.
+        #[test]
+        fn resolving_and_canonicalising_in_one_step_changes_no_link(
+            href in "(https?://[a-zA-Z0-9.]{1,12}(:[0-9]{1,5})?)?[/a-zA-Z0-9._~%!$'()*+,;:@-]{0,24}(\\?[a-zA-Z0-9_%.+=&;/?-]{0,40})?(#[a-z0-9#?]{0,8})?"
+        ) {
+            let base = Url::parse("https://news.example.com/list/index.html?page=2").unwrap();
+            let two_steps = base
+                .join(href.trim())
+                .ok()
+                .and_then(|u| canonical_url(u.as_str()));
+            let one_step = base.join(href.trim()).ok().and_then(canonical);
+            proptest::prop_assert_eq!(&one_step, &two_steps);
+            if let Some(url) = one_step {
+                proptest::prop_assert_eq!(canonical_url(&url), Some(url));
+            }
+        }
     }
 
     #[test]

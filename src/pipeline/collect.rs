@@ -13,6 +13,7 @@ use tokio::task::{Id, JoinSet};
 use tracing::warn;
 use url::Url;
 
+use super::canonical::canonical_url;
 use super::extract::{self, CleanItem, Filters, SourceBatch};
 use super::fetch::{FetchError, FetchOutcome, FetchRequest, Fetcher};
 use super::isolate::isolate;
@@ -344,7 +345,8 @@ async fn remembered_items(
         .into_iter()
         .map(|a| CleanItem {
             title: a.title,
-            link: Some(a.canonical_url),
+            // Canonical when stored; read again as any link is.
+            link: canonical_url(&a.canonical_url),
             published: a.published_at,
             summary: a.summary.unwrap_or_default(),
         })

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use super::canonical::{canonical_url, content_hash, url_hash};
+use super::canonical::{CanonicalUrl, content_hash, url_hash};
 use super::entities::{WatchEntry, tickers, watch_hits};
 use super::isolate::isolate;
 use super::near_dup;
@@ -33,7 +33,7 @@ const CLOCK_SKEW_HOURS: i64 = 2;
 #[derive(Clone, Debug, PartialEq)]
 pub struct CleanItem {
     pub title: String,
-    pub link: Option<String>,
+    pub link: Option<CanonicalUrl>,
     pub published: Option<DateTime<Utc>>,
     pub summary: String,
 }
@@ -199,7 +199,7 @@ fn candidate(
 ) -> Verdict {
     let spec = &source.spec;
     let title = raw.title;
-    let url = raw.link.as_deref().and_then(canonical_url);
+    let url = raw.link.map(String::from);
     let (Some(url), false) = (url, title.is_empty()) else {
         return Verdict::Invalid;
     };
@@ -366,7 +366,7 @@ mod tests {
     fn item(title: &str, link: &str, hours_ago: i64, now: DateTime<Utc>) -> CleanItem {
         clean(RawItem {
             title: title.to_string(),
-            link: Some(link.to_string()),
+            link: super::super::canonical::canonical_url(link),
             published: Some(now - chrono::Duration::hours(hours_ago)),
             summary: Some(format!("<p>{title}的详细内容</p>")),
         })

@@ -27,6 +27,7 @@ pub mod near_dup;
 pub mod parse;
 pub mod report;
 pub mod selection;
+mod simple_markup;
 pub mod summarize;
 pub mod syndication;
 pub mod text;

@@ -1,6 +1,7 @@
 //! Decoded text to raw items, per Source kind: feeds (RSS 0.9x/1.0/2.0, Atom, JSON Feed,
 //! detected from content) with `syndication`'s readers or feed-rs, JSON APIs by the Source's
-//! paths, HTML pages by its CSS selectors. Links are made absolute against the fetched URL; only http(s) links survive.
+//! paths, HTML pages by its CSS selectors. Links are resolved against the fetched URL and made
+//! canonical as they are read; only http(s) links survive.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -8,6 +9,7 @@ use scraper::{ElementRef, Html, Selector};
 use serde_json::Value;
 use url::Url;
 
+use super::canonical::{CanonicalUrl, canonical};
 use crate::api::{HtmlMapping, JsonMapping};
 use crate::jsonpath::JsonPath;
 
@@ -15,7 +17,8 @@ use crate::jsonpath::JsonPath;
 #[derive(Clone, Debug, PartialEq)]
 pub struct RawItem {
     pub title: String,
-    pub link: Option<String>,
+    /// The item's link, absolute and canonical: its identity.
+    pub link: Option<CanonicalUrl>,
     pub published: Option<DateTime<Utc>>,
     /// Summary as the source gave it: text or an HTML fragment (sanitised later).
     pub summary: Option<String>,
@@ -52,7 +55,7 @@ pub fn parse_feed_rs(text: &str, base: &Url) -> Result<Vec<RawItem>, ParseError>
                 .iter()
                 .find(|l| l.rel.as_deref().is_none_or(|r| r == "alternate"))
                 .or(e.links.first())
-                .and_then(|l| absolute_link(base, &l.href));
+                .and_then(|l| canonical_link(base, &l.href));
             let summary =
                 not_blank(e.summary.map(|t| t.content)).or_else(|| e.content.and_then(|c| c.body));
             RawItem {
@@ -91,7 +94,7 @@ pub fn parse_json(
         .into_iter()
         .map(|item| RawItem {
             title: title.text(item).unwrap_or_default(),
-            link: link.text(item).and_then(|l| absolute_link(base, &l)),
+            link: link.text(item).and_then(|l| canonical_link(base, &l)),
             published: published
                 .as_ref()
                 .and_then(|p| p.text(item))
@@ -142,7 +145,7 @@ pub fn parse_html(
             title,
             link: link_el
                 .and_then(|a| a.value().attr("href"))
-                .and_then(|h| absolute_link(base, h)),
+                .and_then(|h| canonical_link(base, h)),
             published,
             summary: summary_sel
                 .as_ref()
@@ -169,14 +172,13 @@ pub(super) fn not_blank(text: Option<String>) -> Option<String> {
     text.filter(|t| !t.trim().is_empty())
 }
 
-/// An absolute http(s) URL for `href`, resolved against `base`.
-pub fn absolute_link(base: &Url, href: &str) -> Option<String> {
+/// The canonical http(s) URL of `href`, resolved against `base`.
+pub fn canonical_link(base: &Url, href: &str) -> Option<CanonicalUrl> {
     let href = href.trim();
     if href.is_empty() {
         return None;
     }
-    let url = base.join(href).ok()?;
-    matches!(url.scheme(), "http" | "https").then(|| url.to_string())
+    canonical(base.join(href).ok()?)
 }
 
 /// Parses the publication times sources write: RFC 3339, RFC 2822, Unix seconds or

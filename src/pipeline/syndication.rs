@@ -12,7 +12,7 @@ use memchr::memmem;
 use rss::Channel;
 use url::Url;
 
-use super::parse::{RawItem, absolute_link, not_blank};
+use super::parse::{RawItem, canonical_link, not_blank};
 
 /// RSS 0.90's namespace: an `rdf:RDF` document without it is RSS 1.0.
 const RSS_0_90: &str = "http://my.netscape.com/rdf/simple/0.9/";
@@ -73,7 +73,7 @@ fn rss_item(item: rss::Item, base: &Url) -> Option<RawItem> {
     let published = timestamp(published)?;
     Some(RawItem {
         title: item.title.unwrap_or_default(),
-        link: item.link.and_then(|l| absolute_link(base, &l)),
+        link: item.link.and_then(|l| canonical_link(base, &l)),
         published,
         summary: not_blank(item.description).or(item.content),
     })
@@ -96,7 +96,7 @@ fn atom_entry(entry: atom_syndication::Entry, base: &Url) -> Option<RawItem> {
         .iter()
         .find(|l| l.rel == "alternate")
         .or(entry.links.first())
-        .and_then(|l| absolute_link(base, &l.href));
+        .and_then(|l| canonical_link(base, &l.href));
     // The crate fills a missing `updated` with the epoch.
     let updated = Some(entry.updated).filter(|u| u.timestamp() != 0);
     let summary =

@@ -12,13 +12,13 @@ use html5ever::tokenizer::{
 };
 
 /// Elements whose content is code or invisible, never text a reader should see.
-const HIDDEN: &[&str] = &[
+pub(super) const HIDDEN: &[&str] = &[
     "script", "style", "noscript", "template", "iframe", "object", "svg", "math", "head", "title",
     "textarea", "select",
 ];
 
 /// Elements that separate words when they start or end.
-const BREAKS: &[&str] = &[
+pub(super) const BREAKS: &[&str] = &[
     "br",
     "p",
     "div",
@@ -46,7 +46,7 @@ const BREAKS: &[&str] = &[
 ];
 
 struct TextSink {
-    out: RefCell<String>,
+    out: RefCell<FoldedText>,
     hidden_depth: Cell<u32>,
 }
 
@@ -82,7 +82,7 @@ impl TokenSink for TextSink {
                         TagKind::StartTag => {}
                     }
                 } else if BREAKS.contains(&name) {
-                    self.out.borrow_mut().push(' ');
+                    self.out.borrow_mut().push_break();
                 }
             }
             _ => {}
@@ -96,8 +96,14 @@ pub fn to_plain_text(fragment: &str) -> String {
     if !fragment.contains(['<', '&']) {
         return fold_whitespace(fragment);
     }
+    // Most summaries are text, tags and a few character references: read in one pass.
+    super::simple_markup::plain_text(fragment).unwrap_or_else(|| tokenized_text(fragment))
+}
+
+/// The readable text of any HTML fragment, by html5ever's tokenizer.
+pub(super) fn tokenized_text(fragment: &str) -> String {
     let sink = TextSink {
-        out: RefCell::new(String::with_capacity(fragment.len())),
+        out: RefCell::new(FoldedText::with_capacity(fragment.len())),
         hidden_depth: Cell::new(0),
     };
     let tokenizer = Tokenizer::new(sink, TokenizerOpts::default());
@@ -105,39 +111,89 @@ pub fn to_plain_text(fragment: &str) -> String {
     input.push_back(fragment.into());
     let _ = tokenizer.feed(&input);
     tokenizer.end();
-    let text = tokenizer.sink.out.take();
-    fold_whitespace(&text)
+    tokenizer.sink.out.into_inner().finish()
 }
 
 /// Collapses runs of whitespace (including full-width spaces) and control characters into
 /// one space, and drops the characters `untrusted::is_dropped` names (bidirectional
 /// overrides and the like).
 pub fn fold_whitespace(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut space = false;
-    // Runs of kept characters are copied whole: this runs over every item's summary.
-    let mut run: Option<usize> = None;
-    for (at, c) in s.char_indices() {
-        let is_break = crate::untrusted::is_break(c);
-        if is_break || crate::untrusted::is_dropped(c) {
-            if let Some(start) = run.take() {
-                out.push_str(&s[start..at]);
-            }
-            if is_break {
-                space = !out.is_empty();
-            }
-        } else if run.is_none() {
-            if space {
-                out.push(' ');
-                space = false;
-            }
-            run = Some(at);
+    let mut text = FoldedText::with_capacity(s.len());
+    text.push_str(s);
+    text.finish()
+}
+
+/// Text folded as it is written (`fold_whitespace` of everything pushed), so that markup
+/// readers fold the text of a fragment in the same pass as they read it.
+pub(super) struct FoldedText {
+    out: String,
+    /// A break was seen after some text: a space comes before the next kept character.
+    space: bool,
+}
+
+impl FoldedText {
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        FoldedText {
+            out: String::with_capacity(capacity),
+            space: false,
         }
     }
-    if let Some(start) = run {
-        out.push_str(&s[start..]);
+
+    pub(super) fn push_str(&mut self, s: &str) {
+        // Runs of kept characters are copied whole: this runs over every item's summary.
+        let mut run: Option<usize> = None;
+        for (at, c) in s.char_indices() {
+            if is_plainly_kept(c) {
+                self.start_run(&mut run, at);
+                continue;
+            }
+            let is_break = crate::untrusted::is_break(c);
+            if is_break || crate::untrusted::is_dropped(c) {
+                if let Some(start) = run.take() {
+                    self.out.push_str(&s[start..at]);
+                }
+                if is_break {
+                    self.push_break();
+                }
+            } else {
+                self.start_run(&mut run, at);
+            }
+        }
+        if let Some(start) = run {
+            self.out.push_str(&s[start..]);
+        }
     }
-    out
+
+    fn start_run(&mut self, run: &mut Option<usize>, at: usize) {
+        if run.is_none() {
+            if self.space {
+                self.out.push(' ');
+                self.space = false;
+            }
+            *run = Some(at);
+        }
+    }
+
+    /// A break between words (whitespace, or an element such as `<p>`).
+    pub(super) fn push_break(&mut self) {
+        self.space = !self.out.is_empty();
+    }
+
+    pub(super) fn push_char(&mut self, c: char) {
+        let mut buf = [0u8; 4];
+        self.push_str(c.encode_utf8(&mut buf));
+    }
+
+    pub(super) fn finish(self) -> String {
+        self.out
+    }
+}
+
+/// Printable ASCII and the CJK, kana and full-width blocks: neither breaks nor dropped
+/// characters (`untrusted::is_break`, `is_dropped`), decided without Unicode tables.
+#[inline]
+fn is_plainly_kept(c: char) -> bool {
+    matches!(c, '!'..='~' | '\u{3001}'..='\u{FEFE}')
 }
 
 /// At most `max` characters, cut at a sentence end when one is near, with an ellipsis when
@@ -200,6 +256,16 @@ mod tests {
         ) {
             let s: String = chars.into_iter().collect();
             prop_assert_eq!(fold_whitespace(&s), folded_plainly(&s));
+        }
+    }
+
+    #[test]
+    fn plainly_kept_characters_are_neither_breaks_nor_dropped() {
+        for c in ('\0'..=char::MAX).filter(|&c| is_plainly_kept(c)) {
+            assert!(
+                !crate::untrusted::is_break(c) && !crate::untrusted::is_dropped(c),
+                "{c:?}"
+            );
         }
     }
 
