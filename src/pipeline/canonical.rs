@@ -64,12 +64,6 @@ fn is_tracking(key: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CanonicalUrl(String);
 
-impl CanonicalUrl {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 impl std::ops::Deref for CanonicalUrl {
     type Target = str;
 
@@ -81,12 +75,6 @@ impl std::ops::Deref for CanonicalUrl {
 impl From<CanonicalUrl> for String {
     fn from(url: CanonicalUrl) -> String {
         url.0
-    }
-}
-
-impl std::fmt::Display for CanonicalUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
     }
 }
 

@@ -366,7 +366,7 @@ mod tests {
     fn item(title: &str, link: &str, hours_ago: i64, now: DateTime<Utc>) -> CleanItem {
         clean(RawItem {
             title: title.to_string(),
-            link: super::super::canonical::canonical_url(link),
+            link: crate::canonical::canonical_url(link),
             published: Some(now - chrono::Duration::hours(hours_ago)),
             summary: Some(format!("<p>{title}的详细内容</p>")),
         })
