@@ -183,7 +183,7 @@ fn numeric_reference(s: &[u8]) -> Option<(char, usize)> {
         .iter()
         .take_while(|b| b.is_ascii_hexdigit() && (radix == 16 || b.is_ascii_digit()))
         .count();
-    // At most six hex or seven decimal digits: no overflow, no leading-zero games.
+    // At most seven digits, so the value cannot overflow; longer runs are html5ever's.
     if digits == 0 || digits > 7 || s.get(digits_at + digits) != Some(&b';') {
         return None;
     }
