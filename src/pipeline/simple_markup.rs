@@ -9,7 +9,7 @@
 
 use memchr::{memchr, memchr2};
 
-use super::text::{BREAKS, FoldedText, HIDDEN};
+use super::text::{ElementRole, FoldedText, element_role};
 
 /// The folded plain text of `fragment`, or `None` when it needs the full tokenizer.
 pub(super) fn plain_text(fragment: &str) -> Option<String> {
@@ -35,16 +35,10 @@ pub(super) fn plain_text(fragment: &str) -> Option<String> {
                 }
                 Markup::Nothing(len) => mark + len,
                 Markup::Tag { name, len } => {
-                    let is = |names: &[&str]| {
-                        names
-                            .iter()
-                            .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
-                    };
-                    if is(HIDDEN) {
-                        return None;
-                    }
-                    if is(BREAKS) {
-                        text.push_break();
+                    match element_role(name) {
+                        ElementRole::Hidden => return None,
+                        ElementRole::Break => text.push_break(),
+                        ElementRole::Inline => {}
                     }
                     mark + len
                 }

@@ -12,13 +12,13 @@ use html5ever::tokenizer::{
 };
 
 /// Elements whose content is code or invisible, never text a reader should see.
-pub(super) const HIDDEN: &[&str] = &[
+const HIDDEN: &[&str] = &[
     "script", "style", "noscript", "template", "iframe", "object", "svg", "math", "head", "title",
     "textarea", "select",
 ];
 
 /// Elements that separate words when they start or end.
-pub(super) const BREAKS: &[&str] = &[
+const BREAKS: &[&str] = &[
     "br",
     "p",
     "div",
@@ -45,6 +45,34 @@ pub(super) const BREAKS: &[&str] = &[
     "dt",
 ];
 
+/// What an element is to the text of a fragment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ElementRole {
+    /// Its content is never text (`HIDDEN`).
+    Hidden,
+    /// It separates words (`BREAKS`).
+    Break,
+    /// Its content runs on with the text around it.
+    Inline,
+}
+
+/// The role of the element named `name`, ASCII case ignored (the tokenizer lower-cases tag
+/// names; the one-pass reader of `simple_markup` does not): the one rule both readers follow.
+pub(super) fn element_role(name: &[u8]) -> ElementRole {
+    let is = |names: &[&str]| {
+        names
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+    };
+    if is(HIDDEN) {
+        ElementRole::Hidden
+    } else if is(BREAKS) {
+        ElementRole::Break
+    } else {
+        ElementRole::Inline
+    }
+}
+
 struct TextSink {
     out: RefCell<FoldedText>,
     hidden_depth: Cell<u32>,
@@ -60,8 +88,8 @@ impl TokenSink for TextSink {
             }
             Token::TagToken(tag) => {
                 let name: &str = &tag.name;
-                if HIDDEN.contains(&name) {
-                    match tag.kind {
+                match element_role(name.as_bytes()) {
+                    ElementRole::Hidden => match tag.kind {
                         TagKind::StartTag if !tag.self_closing => {
                             self.hidden_depth.set(self.hidden_depth.get() + 1);
                             // Read their content as the standard does (raw text up to the
@@ -80,9 +108,9 @@ impl TokenSink for TextSink {
                                 .set(self.hidden_depth.get().saturating_sub(1));
                         }
                         TagKind::StartTag => {}
-                    }
-                } else if BREAKS.contains(&name) {
-                    self.out.borrow_mut().push_break();
+                    },
+                    ElementRole::Break => self.out.borrow_mut().push_break(),
+                    ElementRole::Inline => {}
                 }
             }
             _ => {}
