@@ -372,6 +372,24 @@ mod tests {
         })
     }
 
+    /// A source's batch fetched at `now`, of items (title, link, hours before `now`).
+    fn batch<'a>(
+        source: &'a PlannedSource,
+        now: DateTime<Utc>,
+        items: &[(&str, &str, i64)],
+    ) -> SourceBatch<'a> {
+        SourceBatch {
+            failed: 0,
+            filters: Filters::default(),
+            source,
+            items: items
+                .iter()
+                .map(|&(title, link, hours_ago)| item(title, link, hours_ago, now))
+                .collect(),
+            fetched_at: now,
+        }
+    }
+
     fn config(now: DateTime<Utc>) -> ExtractConfig {
         ExtractConfig {
             now,
@@ -397,57 +415,43 @@ mod tests {
         let sina = source("sina", "A股", 1.0);
         let fed = source("fed", "宏观", 1.0);
         let batches = vec![
-            SourceBatch {
-                failed: 0,
-                filters: Filters::default(),
-                source: &cls,
-                items: vec![
-                    item(
+            batch(
+                &cls,
+                now,
+                &[
+                    (
                         "央行宣布下调存款准备金率0.5个百分点",
                         "https://cls.example.com/1?utm_source=rss",
                         1,
-                        now,
                     ),
-                    item(
+                    (
                         "贵州茅台(600519)三季度净利增长15%",
                         "https://cls.example.com/2",
                         3,
-                        now,
                     ),
-                    item("某券商招聘分析师", "https://cls.example.com/3", 1, now),
-                    item("三天前的旧闻", "https://cls.example.com/4", 72, now),
+                    ("某券商招聘分析师", "https://cls.example.com/3", 1),
+                    ("三天前的旧闻", "https://cls.example.com/4", 72),
                 ],
-                fetched_at: now,
-            },
-            SourceBatch {
-                failed: 0,
-                filters: Filters::default(),
-                source: &sina,
-                items: vec![
-                    item(
+            ),
+            batch(
+                &sina,
+                now,
+                &[
+                    (
                         "【快讯】央行宣布下调存款准备金率0.5个百分点",
                         "https://sina.example.com/a",
                         2,
-                        now,
                     ),
-                    item("沪指午间收涨0.3%", "https://sina.example.com/b", 2, now),
-                    item("创业板指震荡", "https://sina.example.com/c", 5, now),
-                    item("两市成交额回落", "https://sina.example.com/d", 6, now),
+                    ("沪指午间收涨0.3%", "https://sina.example.com/b", 2),
+                    ("创业板指震荡", "https://sina.example.com/c", 5),
+                    ("两市成交额回落", "https://sina.example.com/d", 6),
                 ],
-                fetched_at: now,
-            },
-            SourceBatch {
-                failed: 0,
-                filters: Filters::default(),
-                source: &fed,
-                items: vec![item(
-                    "Fed holds rates steady",
-                    "https://fed.example.com/x#top",
-                    8,
-                    now,
-                )],
-                fetched_at: now,
-            },
+            ),
+            batch(
+                &fed,
+                now,
+                &[("Fed holds rates steady", "https://fed.example.com/x#top", 8)],
+            ),
         ];
         let cfg = config(now);
         let mut stats = ExtractStats::default();
@@ -496,21 +500,19 @@ mod tests {
             .unwrap()
             .to_utc();
         let cls = source("cls", "A股", 1.0);
-        let batch = || {
-            vec![SourceBatch {
-                failed: 0,
-                filters: Filters::default(),
-                source: &cls,
-                items: vec![
-                    item("昨日收盘综述", "https://cls.example.com/1", 10, end),
+        let batches = || {
+            vec![batch(
+                &cls,
+                end,
+                &[
+                    ("昨日收盘综述", "https://cls.example.com/1", 10),
                     // Three days after the window's end.
-                    item("三天后的新闻", "https://cls.example.com/2", -72, end),
+                    ("三天后的新闻", "https://cls.example.com/2", -72),
                 ],
-                fetched_at: end,
-            }]
+            )]
         };
         let mut today = ExtractStats::default();
-        let kept = candidates(batch(), &config(end), &mut today);
+        let kept = candidates(batches(), &config(end), &mut today);
         assert_eq!(kept.len(), 2);
         assert_eq!(kept[0].published, end, "a future date counts as now");
 
@@ -519,7 +521,7 @@ mod tests {
             ..config(end)
         };
         let mut stats = ExtractStats::default();
-        let kept = candidates(batch(), &earlier_day, &mut stats);
+        let kept = candidates(batches(), &earlier_day, &mut stats);
         let titles: Vec<&str> = kept.iter().map(|c| &*c.title).collect();
         assert_eq!(titles, ["昨日收盘综述"]);
         assert_eq!(stats.too_new, 1);
