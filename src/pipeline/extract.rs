@@ -390,6 +390,53 @@ mod tests {
         }
     }
 
+    /// One morning's batches of three sources: a story carried by two of them, a watch-list
+    /// hit, a filtered job ad, an old item and more items than the caps let through.
+    fn morning_news<'a>(
+        [cls, sina, fed]: [&'a PlannedSource; 3],
+        now: DateTime<Utc>,
+    ) -> Vec<SourceBatch<'a>> {
+        vec![
+            batch(
+                cls,
+                now,
+                &[
+                    (
+                        "央行宣布下调存款准备金率0.5个百分点",
+                        "https://cls.example.com/1?utm_source=rss",
+                        1,
+                    ),
+                    (
+                        "贵州茅台(600519)三季度净利增长15%",
+                        "https://cls.example.com/2",
+                        3,
+                    ),
+                    ("某券商招聘分析师", "https://cls.example.com/3", 1),
+                    ("三天前的旧闻", "https://cls.example.com/4", 72),
+                ],
+            ),
+            batch(
+                sina,
+                now,
+                &[
+                    (
+                        "【快讯】央行宣布下调存款准备金率0.5个百分点",
+                        "https://sina.example.com/a",
+                        2,
+                    ),
+                    ("沪指午间收涨0.3%", "https://sina.example.com/b", 2),
+                    ("创业板指震荡", "https://sina.example.com/c", 5),
+                    ("两市成交额回落", "https://sina.example.com/d", 6),
+                ],
+            ),
+            batch(
+                fed,
+                now,
+                &[("Fed holds rates steady", "https://fed.example.com/x#top", 8)],
+            ),
+        ]
+    }
+
     fn config(now: DateTime<Utc>) -> ExtractConfig {
         ExtractConfig {
             now,
@@ -414,45 +461,7 @@ mod tests {
         let cls = source("cls", "A股", 1.5);
         let sina = source("sina", "A股", 1.0);
         let fed = source("fed", "宏观", 1.0);
-        let batches = vec![
-            batch(
-                &cls,
-                now,
-                &[
-                    (
-                        "央行宣布下调存款准备金率0.5个百分点",
-                        "https://cls.example.com/1?utm_source=rss",
-                        1,
-                    ),
-                    (
-                        "贵州茅台(600519)三季度净利增长15%",
-                        "https://cls.example.com/2",
-                        3,
-                    ),
-                    ("某券商招聘分析师", "https://cls.example.com/3", 1),
-                    ("三天前的旧闻", "https://cls.example.com/4", 72),
-                ],
-            ),
-            batch(
-                &sina,
-                now,
-                &[
-                    (
-                        "【快讯】央行宣布下调存款准备金率0.5个百分点",
-                        "https://sina.example.com/a",
-                        2,
-                    ),
-                    ("沪指午间收涨0.3%", "https://sina.example.com/b", 2),
-                    ("创业板指震荡", "https://sina.example.com/c", 5),
-                    ("两市成交额回落", "https://sina.example.com/d", 6),
-                ],
-            ),
-            batch(
-                &fed,
-                now,
-                &[("Fed holds rates steady", "https://fed.example.com/x#top", 8)],
-            ),
-        ];
+        let batches = morning_news([&cls, &sina, &fed], now);
         let cfg = config(now);
         let mut stats = ExtractStats::default();
         let cands = candidates(batches.clone(), &cfg, &mut stats);
