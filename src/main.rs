@@ -190,6 +190,28 @@ enum Command {
         db: DatabaseArgs,
     },
 
+    /// Lift a recipient's unsubscribe, with their consent, recorded with who did it and why.
+    ///
+    /// An unsubscribe is the recipient's: only their own re-subscribe link or this recorded
+    /// operator action lifts it (`finrep.io/unblock` and the console's unblock lift bounces
+    /// only). The Recipient's status and the console show who lifted it and when.
+    Resubscribe {
+        /// The address (or chat group, `<platform>:<name>`) that unsubscribed; its `+tag`
+        /// variants share the one unsubscribe.
+        address: String,
+        /// The namespace whose reports the address left.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+        /// Who lifts it (a person's name, recorded).
+        #[arg(long, value_name = "NAME")]
+        by: String,
+        /// The recipient's consent: how and when they asked to be mailed again (recorded).
+        #[arg(long, value_name = "WHY")]
+        reason: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+
     /// Build today's plan of a report from manifests and run it once, now.
     ///
     /// Loads the manifests like `validate` (any error stops it), applies pending database
@@ -316,6 +338,53 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Pipeline(args) => run_plan_file(&args),
         Command::Plan { day, output, db } => plan(&day, output.as_deref(), &db),
         Command::Run { day, db, run } => run_report(&day, &db, &run),
+        Command::Resubscribe {
+            address,
+            namespace,
+            by,
+            reason,
+            db,
+        } => resubscribe(&address, &namespace, &by, &reason, &db),
+    }
+}
+
+fn resubscribe(
+    address: &str,
+    namespace: &str,
+    by: &str,
+    reason: &str,
+    db: &DatabaseArgs,
+) -> anyhow::Result<ExitCode> {
+    let (by, reason) = (by.trim(), reason.trim());
+    anyhow::ensure!(
+        !by.is_empty() && !reason.is_empty(),
+        "--by and --reason are required: who lifts the unsubscribe and the recipient's consent"
+    );
+    let lifted = runtime()?.block_on(async {
+        let store = db.connect().await?;
+        let lifted = store
+            .resubscribe(
+                namespace,
+                address,
+                finrep::store::Resubscriber::Operator,
+                Some(by),
+                Some(reason),
+            )
+            .await?;
+        anyhow::Ok(lifted)
+    })?;
+    if lifted {
+        println!(
+            "{} re-subscribed in namespace {namespace} by {by}",
+            finrep::unsubscribe::address_key(address)
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!(
+            "{} has no unsubscribe in namespace {namespace}: nothing lifted",
+            finrep::unsubscribe::address_key(address)
+        );
+        Ok(ExitCode::from(3))
     }
 }
 

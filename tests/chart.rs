@@ -353,7 +353,6 @@ fn other_value_sets_render_valid_restricted_objects() {
             json!({
                 "database": {"external": true},
                 "secrets": {"create": true, "databaseUrl": "postgres://finrep:pw@db.internal:5432/finrep",
-                            "smtp": {"username": "brief@example.com", "password": "pw"},
                             "unsubscribeKey": "0123456789abcdef0123456789abcdef"},
                 "reportNamespaces": ["desk-a", "desk-b"],
             }),
@@ -417,10 +416,37 @@ fn other_value_sets_render_valid_restricted_objects() {
                     "finrep-system/finrep-database",
                     "desk-a/finrep-database",
                     "desk-b/finrep-database",
-                    "desk-a/finrep-smtp",
                     "desk-b/finrep-unsubscribe",
+                    "finrep-system/finrep-unsubscribe",
                 ] {
                     assert!(secrets.contains(expected), "{expected} in {secrets:?}");
+                }
+                // No operator credential is copied into a report namespace.
+                assert!(
+                    secrets.iter().all(|s| !s.ends_with("/finrep-smtp") && !s.ends_with("/finrep-summarizer")),
+                    "{secrets:?}"
+                );
+                // A report namespace holds its own derived unsubscribe key, never the master
+                // key, and it is the key finrep derives for that namespace.
+                let master = b"0123456789abcdef0123456789abcdef";
+                for ns in ["desk-a", "desk-b"] {
+                    let s = r
+                        .of_kind("Secret")
+                        .into_iter()
+                        .find(|s| {
+                            s["metadata"]["namespace"] == ns
+                                && s["metadata"]["name"] == "finrep-unsubscribe"
+                        })
+                        .unwrap();
+                    let value = s["stringData"]["key"].as_str().unwrap();
+                    let expected = finrep::unsubscribe::Signer::parse(value).unwrap();
+                    let derived = finrep::unsubscribe::Signer::for_namespace(master, ns);
+                    let token = expected.sign(ns, "brief", 1, "a@example.com").unwrap();
+                    assert_eq!(
+                        token,
+                        derived.sign(ns, "brief", 1, "a@example.com").unwrap()
+                    );
+                    assert!(!value.contains("0123456789abcdef"), "{value}");
                 }
                 // Created before the migration hook that reads it.
                 let db = r
@@ -586,6 +612,15 @@ fn mistakes_in_values_are_refused_with_a_message() {
         "{}",
         missing.raw
     );
+    // The operator's SMTP login and summariser key are never copied into report namespaces.
+    for values in [
+        json!({"secrets": {"smtp": {"username": "relay@example.com", "password": "pw"}}}),
+        json!({"secrets": {"summarizerApiKey": "sk-operator"}}),
+    ] {
+        let refused = render(values);
+        let err = refused.raw["renderError"].as_str().unwrap_or_default();
+        assert!(err.contains("no longer supported"), "{}", refused.raw);
+    }
     let two_active = render(json!({"controller": {"replicas": 2, "leaderElection": false}}));
     let err = two_active.raw["renderError"].as_str().unwrap_or_default();
     assert!(err.contains("leaderElection"), "{}", two_active.raw);

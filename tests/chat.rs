@@ -280,12 +280,14 @@ impl World {
             retry_base: Duration::from_millis(50),
             smtp_timeout: Duration::from_secs(5),
             chat_timeout: Duration::from_secs(2),
-            // The stand-ins and the SMTP server are trusted hosts, as an operator would trust
-            // an in-cluster relay; everything else keeps the guard's rules.
-            network: NetworkPolicy::strict(vec![
-                self.bots.host_port(),
-                format!("127.0.0.1:{}", self.smtp.port),
-            ]),
+            // The SMTP server is a trusted host and the stand-ins are trusted for webhooks (in
+            // plaintext), as an operator would trust an in-cluster relay; everything else keeps
+            // the guard's rules.
+            network: NetworkPolicy::with_hosts(
+                false,
+                &[format!("127.0.0.1:{}", self.smtp.port)],
+                &[format!("http://{}", self.bots.host_port())],
+            ),
             ..Default::default()
         }
     }
@@ -612,7 +614,10 @@ fn killed_mid_run_every_group_and_address_gets_one_copy() {
                 .args(["--report", "brief", "--date", &date().to_string()])
                 .args(["--trusted-host", &w.feed.host_port()])
                 .args(["--trusted-host", &format!("127.0.0.1:{}", w.smtp.port)])
-                .args(["--trusted-host", &w.bots.host_port()])
+                .args([
+                    "--trusted-webhook-host",
+                    &format!("http://{}", w.bots.host_port()),
+                ])
                 .envs(w.env.iter().map(|(k, v)| (k, v)))
                 .env("DATABASE_URL", &w.db_url)
                 .stdout(std::process::Stdio::null())

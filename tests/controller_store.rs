@@ -87,5 +87,6 @@ async fn deliveries(store: &Store, namespace: &str, email: &str) -> RecipientDel
             delivered: 0,
             bounced: 0,
             blacklisted: None,
+            resubscribed: None,
         })
 }

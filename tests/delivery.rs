@@ -78,7 +78,9 @@ fn delivery(mode: WindowMode, clock: Arc<dyn Clock>) -> DeliveryOptions {
         mode,
         clock,
         unsubscribe: Some(Unsubscribe {
-            key: b"test-signing-key-0123456789abcdef".to_vec(),
+            signer: finrep::unsubscribe::Signer::Master(
+                b"test-signing-key-0123456789abcdef".to_vec(),
+            ),
             public_url: "https://finrep.example.com".into(),
         }),
         max_attempts: 4,
@@ -202,7 +204,7 @@ async fn delivers_once_with_bulk_headers_and_per_recipient_content() {
         );
         let unsub = m["list_unsubscribe"].as_str().unwrap();
         assert!(
-            unsub.contains("<https://finrep.example.com/unsubscribe?token=v1."),
+            unsub.contains("<https://finrep.example.com/unsubscribe?token=v2."),
             "{unsub}"
         );
         assert!(
@@ -224,8 +226,29 @@ async fn delivers_once_with_bulk_headers_and_per_recipient_content() {
             .split('>')
             .next()
             .unwrap();
-        let who = finrep::unsubscribe::verify(b"test-signing-key-0123456789abcdef", token).unwrap();
+        // The token names neither the address nor the namespace; it unsubscribes exactly this
+        // recipient, from the row it names.
+        assert!(
+            !token.contains("example") && !token.contains("default"),
+            "{token}"
+        );
+        let ring =
+            finrep::unsubscribe::KeyRing::new([b"test-signing-key-0123456789abcdef"]).unwrap();
+        let parsed = finrep::unsubscribe::ParsedToken::parse(token).unwrap();
+        let finrep::unsubscribe::ParsedToken::V2 { delivery_id, .. } = parsed else {
+            panic!("a v2 token: {token}");
+        };
+        let target = w
+            .store
+            .unsubscribe_target(delivery_id)
+            .await
+            .unwrap()
+            .unwrap();
+        let who = ring
+            .verify_v2(&parsed, &target.namespace, &target.report, &target.email)
+            .unwrap();
         assert_eq!(who.email, rcpt);
+        assert_eq!(who.report.as_deref(), Some("brief"));
     }
     let by = |email: &str| {
         messages

@@ -380,6 +380,38 @@ fn the_image_builds_with_a_rust_new_enough_for_the_lock_file() {
 
 /// The k3s installer runs nothing unpinned as root: versions are fixed, no download is piped
 /// into a shell, and Helm's archive is checked against its published SHA-256 before use.
+/// Without the install script's checksum the installer refuses before it downloads anything
+/// (where k3s is not installed yet; tests run as root, like the installer).
+#[test]
+fn the_k3s_installer_refuses_to_run_unchecked() {
+    if Command::new("sh")
+        .args(["-c", "command -v k3s"])
+        .status()
+        .unwrap()
+        .success()
+        || !Command::new("id")
+            .arg("-u")
+            .output()
+            .unwrap()
+            .stdout
+            .starts_with(b"0")
+    {
+        eprintln!("k3s is installed here or this is not root: the refusal is not reachable");
+        return;
+    }
+    for value in ["", "not-a-checksum"] {
+        let out = Command::new("bash")
+            .arg(root().join("deploy/k3s/install.sh"))
+            .env("K3S_INSTALL_SHA256", value)
+            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("K3S_INSTALL_SHA256 is required"), "{err}");
+    }
+}
+
 #[test]
 fn the_k3s_installer_pins_what_it_runs() {
     let script = std::fs::read_to_string(root().join("deploy/k3s/install.sh")).unwrap();

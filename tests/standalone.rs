@@ -712,7 +712,10 @@ async fn a_chat_group_gets_each_days_report_once() {
     }));
     docs.push(report("brief", BRIEF, w.smtp.port, 900, false));
     write_config(w.config.path(), &docs);
-    let trusted = ["--trusted-host".to_string(), bots.host_port()];
+    let trusted = [
+        "--trusted-webhook-host".to_string(),
+        format!("http://{}", bots.host_port()),
+    ];
 
     w.set_clock(0, "05:59:00");
     let mut p = w.start_with(&trusted);

@@ -21,6 +21,8 @@ use common::http::{Response, TestServer};
 use common::smtp::SmtpServer;
 
 const KEY: &[u8] = b"web-test-signing-key-0123456789";
+/// A key rotated out, kept by the web so that links signed with it still work.
+const OLD_KEY: &[u8] = b"the-previous-signing-key-0123456789";
 const PASSWORD: &str = "a long console password";
 const HOSTILE_TITLE: &str = "<script>alert(1)</script><img src=x onerror=alert(2)>央行降准";
 
@@ -115,6 +117,31 @@ impl Site {
             .collect()
     }
 
+    /// The delivery row of `email` in the run.
+    async fn row_of(&self, email: &str) -> i64 {
+        sqlx::query_scalar("SELECT id FROM delivery_log WHERE email = $1")
+            .bind(email)
+            .fetch_one(self.store.pool())
+            .await
+            .unwrap()
+    }
+
+    /// POSTs a form to `/unsubscribe?token=…` and returns the outcome the page states.
+    async fn post_unsubscribe(&self, token: &str, form: &[(&str, &str)]) -> String {
+        let r = self
+            .http
+            .post(self.url(&format!("/unsubscribe?token={token}")))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(form))
+            .send()
+            .await
+            .unwrap();
+        let body = r.text().await.unwrap();
+        let marker = "data-outcome=\"";
+        let start = body.find(marker).expect("an outcome") + marker.len();
+        body[start..][..body[start..].find('"').unwrap()].to_string()
+    }
+
     async fn unsubscribed(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .blacklist()
@@ -172,7 +199,8 @@ async fn site(account: bool) -> Site {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
     let settings = WebSettings {
-        unsubscribe_key: Some(KEY.to_vec()),
+        // The current key and a previous one, whose links must keep working.
+        unsubscribe_keys: finrep::unsubscribe::KeyRing::new([KEY, OLD_KEY]).unwrap(),
         account: account.then(|| Account {
             user: "admin".into(),
             password_hash: password_hash().to_string(),
@@ -192,7 +220,8 @@ async fn site(account: bool) -> Site {
         network: NetworkPolicy::permissive(),
         retry_base: Duration::from_millis(10),
         unsubscribe: Some(Unsubscribe {
-            key: KEY.to_vec(),
+            // What a pipeline pod of the namespace holds: the namespace's derived key only.
+            signer: finrep::unsubscribe::Signer::for_namespace(KEY, "default"),
             public_url: base.clone(),
         }),
         ..Default::default()
@@ -316,23 +345,39 @@ async fn forged_truncated_and_retargeted_tokens_change_nothing() {
     let (url, _) = link_for(&site.smtp, "a@example.com");
     let token = url.split("token=").nth(1).unwrap().to_string();
     let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts[0], "v2");
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let retargeted = format!(
+    // This MAC on another delivery row (b's), and a v1 token built from a's MAC.
+    let b_row = site.row_of("b@example.com").await;
+    let retargeted = format!("v2.{}.{b_row}.{}", parts[1], parts[3]);
+    let as_v1 = format!(
         "v1.{}.{}.{}",
-        parts[1],
+        b64.encode("default"),
         b64.encode("b@example.com"),
         parts[3]
     );
-    let other_namespace = format!("v1.{}.{}.{}", b64.encode("other"), parts[2], parts[3]);
-    let forged =
-        finrep::unsubscribe::sign(b"some-other-key-0123456789", "default", "b@example.com")
+    // Another key; another namespace's derived key used on this namespace's row.
+    let forged = finrep::unsubscribe::Signer::Master(b"some-other-key-0123456789".to_vec())
+        .sign("default", "brief", b_row, "b@example.com")
+        .unwrap();
+    let other_namespace = finrep::unsubscribe::Signer::Namespace {
+        key_id: finrep::unsubscribe::key_id(KEY),
+        namespace: None,
+        key: finrep::unsubscribe::namespace_key(KEY, "other"),
+    }
+    .sign("default", "brief", b_row, "b@example.com")
+    .unwrap();
+    let v1_forged =
+        finrep::unsubscribe::sign_v1(b"some-other-key-0123456789", "default", "b@example.com")
             .unwrap();
     let truncated = token[..token.len() - 5].to_string();
     for bad in [
         retargeted,
-        other_namespace,
+        as_v1,
         forged,
+        other_namespace,
+        v1_forged,
         truncated,
         String::new(),
         "x".repeat(5000),
@@ -360,6 +405,117 @@ async fn forged_truncated_and_retargeted_tokens_change_nothing() {
     let r = site.http.post(&url).body("").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert!(site.unsubscribed().await.is_empty());
+}
+
+/// Consent in every order: an unsubscribe outranks a bounce, survives the bounce's unblock,
+/// covers the address's `+tag` variants, and is lifted only by the recipient's own link or an
+/// operator's recorded action; links signed with a rotated-out key (v1 too) still work.
+#[tokio::test]
+async fn an_unsubscribe_outranks_a_bounce_and_only_its_owner_or_a_recorded_operator_lifts_it() {
+    let site = site(false).await;
+    assert_eq!(
+        site.blacklist().await,
+        vec![("gone@example.com".to_string(), "bounce".to_string())]
+    );
+    // The bounced address's own link: the unsubscribe is recorded as one, not "already".
+    let signer = finrep::unsubscribe::Signer::for_namespace(KEY, "default");
+    let gone_row = site.row_of("gone@example.com").await;
+    let gone = signer
+        .sign("default", "brief", gone_row, "gone@example.com")
+        .unwrap();
+    let one_click = [("List-Unsubscribe", "One-Click")];
+    assert_eq!(site.post_unsubscribe(&gone, &one_click).await, "done");
+    assert_eq!(site.unsubscribed().await, vec!["gone@example.com"]);
+    // Lifting "the bounce" (the annotation, the console's unblock) leaves the unsubscribe.
+    assert!(
+        !site
+            .store
+            .unblock("default", "gone@example.com")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        site.store
+            .blacklist_reason("default", "gone@example.com")
+            .await
+            .unwrap(),
+        Some(finrep::run::BlacklistReason::Unsubscribe)
+    );
+    // A `+tag` variant of an unsubscribed address is unsubscribed too, in any case.
+    assert_eq!(
+        site.store
+            .blacklist_reason("default", "Gone+Again@Example.com")
+            .await
+            .unwrap(),
+        Some(finrep::run::BlacklistReason::Unsubscribe)
+    );
+    // A bounce after the unsubscribe does not replace it.
+    site.store
+        .blacklist_bounce("gone@example.com", Some(550), Some("no such user"), 1)
+        .await
+        .unwrap();
+    assert_eq!(site.unsubscribed().await, vec!["gone@example.com"]);
+
+    // The recipient takes it back with the same link.
+    assert_eq!(
+        site.post_unsubscribe(&gone, &[("action", "resubscribe")])
+            .await,
+        "resubscribed"
+    );
+    assert!(site.unsubscribed().await.is_empty());
+    let lifted = site.store.resubscriptions_in("default").await.unwrap();
+    assert_eq!(
+        lifted["gone@example.com"].by,
+        finrep::store::Resubscriber::Recipient
+    );
+
+    // A link signed with the previous key (v2, and a v1 link of before) still works.
+    let b_row = site.row_of("b@example.com").await;
+    let old = finrep::unsubscribe::Signer::Master(OLD_KEY.to_vec())
+        .sign("default", "brief", b_row, "b@example.com")
+        .unwrap();
+    let page = site.get(&format!("/unsubscribe?token={old}"), None).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("data-outcome=\"confirm\""), "{body}");
+    // The page names the report, never the namespace or the whole address.
+    assert!(
+        body.contains("brief") && !body.contains("b@example.com"),
+        "{body}"
+    );
+    let v1 = finrep::unsubscribe::sign_v1(OLD_KEY, "default", "b@example.com").unwrap();
+    assert_eq!(site.post_unsubscribe(&v1, &one_click).await, "done");
+
+    // An operator lifts it only with a name and a reason, which the Recipient's status shows.
+    assert!(
+        site.store
+            .resubscribe(
+                "default",
+                "B+news@example.com",
+                finrep::store::Resubscriber::Operator,
+                Some("wang.fang"),
+                Some("asked by phone on 2026-12-05"),
+            )
+            .await
+            .unwrap()
+    );
+    let records = site.store.recipient_deliveries_in("default").await.unwrap();
+    let record = finrep::controller::health::DeliveryRecord::of(&records, "b@example.com");
+    let status = finrep::controller::health::recipient_status(
+        None,
+        Some(1),
+        true,
+        &record,
+        &[],
+        chrono::Utc::now(),
+    );
+    assert_eq!(status.conditions[1].status, "True");
+    assert!(
+        status.conditions[1].message.contains("operator wang.fang")
+            && status.conditions[1].message.contains("asked by phone"),
+        "{:?}",
+        status.conditions[1]
+    );
 }
 
 const CONSOLE_PAGES: &[&str] = &[

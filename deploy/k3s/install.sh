@@ -40,9 +40,12 @@ K3S_FLAGS=(
 # Pinned versions: what this script was tried with. Override on purpose, never by accident.
 K3S_VERSION=${K3S_VERSION:-v1.33.3+k3s1}
 HELM_VERSION=${HELM_VERSION:-v3.18.4}
-# Optional: the SHA-256 of k3s' install script at that tag, checked before it runs (take it
-# from a machine you trust: sha256sum install.sh). The script itself verifies the k3s binary
-# against the release's sha256sum file.
+# Required when k3s is not installed yet: the SHA-256 of k3s' install script at that tag,
+# checked before it runs. k3s publishes no checksum of its install script, so take it where
+# you trust the copy: download https://raw.githubusercontent.com/k3s-io/k3s/<tag>/install.sh
+# on a machine you trust, read it, and run `sha256sum install.sh` there (or compare with the
+# copy your organisation keeps). The script itself verifies the k3s binary against the
+# release's sha256sum file.
 K3S_INSTALL_SHA256=${K3S_INSTALL_SHA256:-}
 
 arch() {
@@ -60,11 +63,13 @@ trap 'rm -rf "$work"' EXIT
 fetch() { curl --proto '=https' --tlsv1.2 -fsSL -o "$2" "$1"; }
 
 if ! command -v k3s >/dev/null 2>&1; then
+  if ! [[ "$K3S_INSTALL_SHA256" =~ ^[0-9a-f]{64}$ ]]; then
+    echo "K3S_INSTALL_SHA256 is required (64 hex digits): the SHA-256 of k3s' install.sh at ${K3S_VERSION}, taken on a machine you trust (see the comment above it in this script). The installer is never run unchecked." >&2
+    exit 2
+  fi
   # The install script of the pinned tag, saved and checked, never piped into a shell.
   fetch "https://raw.githubusercontent.com/k3s-io/k3s/${K3S_VERSION}/install.sh" "$work/k3s-install.sh"
-  if [ -n "$K3S_INSTALL_SHA256" ]; then
-    echo "$K3S_INSTALL_SHA256  $work/k3s-install.sh" | sha256sum -c --quiet -
-  fi
+  echo "$K3S_INSTALL_SHA256  $work/k3s-install.sh" | sha256sum -c --quiet -
   INSTALL_K3S_VERSION="$K3S_VERSION" INSTALL_K3S_EXEC="${K3S_FLAGS[*]}" sh "$work/k3s-install.sh"
 else
   echo "k3s is already installed; its flags are in /etc/systemd/system/k3s.service" >&2

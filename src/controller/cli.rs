@@ -54,6 +54,10 @@ pub struct ControllerArgs {
     /// Hosts pipeline pods trust whatever they resolve to; repeatable.
     #[arg(long = "trusted-host", value_delimiter = ',')]
     trusted_hosts: Vec<String>,
+    /// Hosts pipeline pods may post chat webhooks to besides the platforms' own
+    /// (`host:port` over https, `http://host:port` in plaintext); repeatable.
+    #[arg(long = "trusted-webhook-host", value_delimiter = ',')]
+    trusted_webhook_hosts: Vec<String>,
     /// Namespace whose reports this controller runs; repeatable. Its Jobs, plans, Events and
     /// Secret lookups stay in these namespaces (namespaced Roles suffice); a report elsewhere
     /// is Ready=False (NamespaceNotServed). Default: every namespace.
@@ -104,6 +108,7 @@ impl ControllerArgs {
                 .transpose()?,
             public_url: self.public_url.clone(),
             trusted_hosts: self.trusted_hosts.clone(),
+            trusted_webhook_hosts: self.trusted_webhook_hosts.clone(),
             allowed_images: self.allowed_images.clone(),
             report_namespaces: self.report_namespaces.clone(),
         };

@@ -113,6 +113,8 @@ pub struct DeliveryRecord {
     pub bounced: u64,
     /// The blacklist entry of the address in the recipient's namespace.
     pub blacklisted: Option<BlacklistMark>,
+    /// Who lifted this identity's last unsubscribe, and when.
+    pub resubscribed: Option<crate::store::Resubscription>,
 }
 
 impl From<&crate::store::RecipientDeliveries> for DeliveryRecord {
@@ -122,7 +124,40 @@ impl From<&crate::store::RecipientDeliveries> for DeliveryRecord {
             delivered: u64::try_from(r.delivered).unwrap_or(0),
             bounced: u64::try_from(r.bounced).unwrap_or(0),
             blacklisted: r.blacklisted.clone(),
+            resubscribed: r.resubscribed.clone(),
         }
+    }
+}
+
+impl DeliveryRecord {
+    /// The record of `email` in its namespace's records: its own deliveries, and the
+    /// unsubscribe of its identity (`alice+news@` is covered by `alice@`'s), which outranks
+    /// any entry of its own.
+    pub fn of(
+        records: &std::collections::HashMap<String, crate::store::RecipientDeliveries>,
+        email: &str,
+    ) -> Self {
+        let mut record = records.get(email).map(Self::from).unwrap_or_default();
+        let key = crate::unsubscribe::address_key(email);
+        let unsubscribe = crate::run::BlacklistReason::Unsubscribe.as_str();
+        let own_unsubscribe = record
+            .blacklisted
+            .as_ref()
+            .is_some_and(|m| m.reason == unsubscribe);
+        let identity = records.get(&key).filter(|_| key != email && !own_unsubscribe);
+        if let Some(identity) = identity {
+            if let Some(mark) = identity
+                .blacklisted
+                .as_ref()
+                .filter(|m| m.reason == unsubscribe)
+            {
+                record.blacklisted = Some(mark.clone());
+            }
+            if record.resubscribed.is_none() {
+                record.resubscribed = identity.resubscribed.clone();
+            }
+        }
+        record
     }
 }
 
@@ -134,7 +169,7 @@ fn deliverability(record: &DeliveryRecord, enabled: bool) -> (bool, &'static str
             false,
             reasons::UNSUBSCRIBED,
             format!(
-                "the recipient unsubscribed on {}; with their consent, set the annotation finrep.io/unblock to a new value to re-subscribe",
+                "the recipient unsubscribed on {}; only they can undo it (the re-subscribe button of their unsubscribe page) or an operator with their consent (finrep resubscribe ADDRESS --by NAME --reason WHY); finrep.io/unblock lifts bounces only",
                 mark.since.format("%Y-%m-%d")
             ),
         ),
@@ -142,7 +177,7 @@ fn deliverability(record: &DeliveryRecord, enabled: bool) -> (bool, &'static str
             false,
             reasons::BLACKLISTED,
             format!(
-                "blacklisted ({}{}); fix the cause (for a chat group: the bot, its webhook or signing Secret), then set the annotation finrep.io/unblock to a new value to lift it",
+                "blacklisted ({}{}); fix the cause (for a chat group: the bot, its webhook or signing Secret), then set the annotation finrep.io/unblock to a new value to lift the bounce",
                 mark.reason,
                 refusal(mark)
             ),
@@ -155,7 +190,23 @@ fn deliverability(record: &DeliveryRecord, enabled: bool) -> (bool, &'static str
         (None, true) => (
             true,
             reasons::DELIVERABLE,
-            "reports are delivered".to_string(),
+            match &record.resubscribed {
+                None => "reports are delivered".to_string(),
+                Some(r) => format!(
+                    "reports are delivered; re-subscribed on {} by {}{}",
+                    r.at.format("%Y-%m-%d"),
+                    match (r.by, r.actor.as_deref()) {
+                        (crate::store::Resubscriber::Recipient, _) => "the recipient".to_string(),
+                        (crate::store::Resubscriber::Operator, Some(who)) =>
+                            format!("operator {}", crate::untrusted::clean(who, 80)),
+                        (crate::store::Resubscriber::Operator, None) => "an operator".to_string(),
+                    },
+                    r.reason
+                        .as_deref()
+                        .map(|w| format!(" ({})", crate::untrusted::clean(w, 200)))
+                        .unwrap_or_default()
+                ),
+            },
         ),
     }
 }
@@ -310,6 +361,7 @@ mod tests {
             delivered: 3,
             bounced: 0,
             blacklisted: Some(mark("unsubscribe", now)),
+            resubscribed: None,
         };
         let st = recipient_status(None, Some(1), true, &record, &[], now);
         let d = &st.conditions[1];
@@ -317,7 +369,14 @@ mod tests {
             (d.status.as_str(), d.reason.as_str()),
             ("False", reasons::UNSUBSCRIBED)
         );
-        assert!(d.message.contains("finrep.io/unblock"), "{}", d.message);
+        // The way back is the recipient's or a recorded operator's, never the unblock
+        // annotation.
+        assert!(d.message.contains("finrep resubscribe"), "{}", d.message);
+        assert!(
+            d.message.contains("finrep.io/unblock lifts bounces only"),
+            "{}",
+            d.message
+        );
     }
 
     #[test]
@@ -336,6 +395,7 @@ mod tests {
                 reply: Some("HTTP 200: invalid webhook url".into()),
                 ..mark("bounce", now)
             }),
+            resubscribed: None,
         };
         let st = recipient_status(None, Some(2), true, &record, &[], now);
         assert!(st.blacklisted);
@@ -391,6 +451,7 @@ mod tests {
             delivered: 4,
             bounced: 1,
             blacklisted: Some(mark("550 no such user", then)),
+            resubscribed: None,
         };
         let mut written = recipient_status(None, Some(2), true, &bounced, &[], then);
         written.handled_unblock = Some("1".into());

@@ -80,10 +80,7 @@ pub async fn reconcile_recipient_status(
         info!(recipient = %name, namespace = %ns, value, lifted, "unblock requested");
     }
     let deliveries = ctx.snapshots.recipients(&ctx.store, ns).await?;
-    let record = deliveries
-        .get(&email)
-        .map(DeliveryRecord::from)
-        .unwrap_or_default();
+    let record = DeliveryRecord::of(&deliveries, &email);
     let mut status = recipient_status(
         previous.as_ref(),
         entry.meta().generation,

@@ -15,8 +15,8 @@
 
 // The core's modules, reachable as `crate::api` and so on from every module here.
 use finrep_core::{
-    admin, api, build, clock, metrics, plan, run, schedule, signals, store, tls, untrusted,
-    validation, window,
+    admin, api, build, clock, metrics, plan, run, schedule, signals, store, tls, unsubscribe,
+    untrusted, validation, window,
 };
 
 pub mod cli;

@@ -81,6 +81,9 @@ pub struct Settings {
     pub public_url: Option<String>,
     /// Hosts the pipeline trusts (`FINREP_TRUSTED_HOSTS`), e.g. an in-cluster mail relay.
     pub trusted_hosts: Vec<String>,
+    /// Hosts the pipeline may post chat webhooks to besides the platforms' own
+    /// (`FINREP_TRUSTED_WEBHOOK_HOSTS`).
+    pub trusted_webhook_hosts: Vec<String>,
     /// Repositories `spec.job.image` may name (`registry/team/*` for a prefix); empty: only
     /// `image`'s repository.
     pub allowed_images: Vec<String>,
@@ -144,6 +147,7 @@ impl Default for Settings {
             unsubscribe_key: None,
             public_url: None,
             trusted_hosts: Vec::new(),
+            trusted_webhook_hosts: Vec::new(),
             allowed_images: Vec::new(),
             report_namespaces: Vec::new(),
         }
@@ -252,6 +256,12 @@ fn pipeline_env(plan: &RunPlan, settings: &Settings) -> Vec<EnvVar> {
         env.push(plain_env(
             "FINREP_TRUSTED_HOSTS",
             &settings.trusted_hosts.join(","),
+        ));
+    }
+    if !settings.trusted_webhook_hosts.is_empty() {
+        env.push(plain_env(
+            "FINREP_TRUSTED_WEBHOOK_HOSTS",
+            &settings.trusted_webhook_hosts.join(","),
         ));
     }
     for s in &plan.secrets {

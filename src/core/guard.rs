@@ -37,6 +37,33 @@ pub struct NetworkPolicy {
     /// feed mirror such as `rsshub.feeds.svc:1200`. Redirects away from them are checked as
     /// usual.
     pub trusted_hosts: Arc<Vec<TrustedHost>>,
+    /// Hosts trusted for chat webhooks alone (an in-cluster relay, a test stand-in): the
+    /// feeds' trusted hosts are not, so a tenant cannot post a signed webhook to a host the
+    /// operator trusted for feeds. Over https unless the entry asks for `http://`.
+    pub webhook_hosts: Arc<Vec<WebhookHost>>,
+}
+
+/// A host trusted for chat webhooks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookHost {
+    pub host: TrustedHost,
+    /// The operator wrote `http://host:port`: plaintext allowed to it (an in-cluster relay).
+    pub plaintext: bool,
+}
+
+impl WebhookHost {
+    /// Parses `host[:port]`, `https://host[:port]` or `http://host[:port]`.
+    pub fn parse(entry: &str) -> Option<Self> {
+        let entry = entry.trim();
+        let lower = entry.to_ascii_lowercase();
+        let (plaintext, rest) = if let Some(rest) = lower.strip_prefix("http://") {
+            (true, rest)
+        } else {
+            (false, lower.strip_prefix("https://").unwrap_or(&lower))
+        };
+        let host = TrustedHost::parse(rest.trim_end_matches('/'))?;
+        Some(Self { host, plaintext })
+    }
 }
 
 /// A trusted host and the ports it is trusted on.
@@ -81,22 +108,60 @@ impl NetworkPolicy {
     pub fn permissive() -> Self {
         Self {
             allow_private: true,
-            trusted_hosts: Arc::default(),
+            ..Self::default()
         }
     }
 
-    /// Public addresses only, apart from `trusted_hosts` (entries that do not parse are
-    /// ignored).
-    pub fn strict(trusted_hosts: Vec<String>) -> Self {
+    /// `trusted_hosts` for feeds, SMTP and the summariser, `webhook_hosts` for chat webhooks
+    /// alone, and loopback and private addresses when `allow_private` (which keeps both lists:
+    /// a trusted host stays trusted). Entries that do not parse are ignored.
+    pub fn with_hosts(
+        allow_private: bool,
+        trusted_hosts: &[String],
+        webhook_hosts: &[String],
+    ) -> Self {
         Self {
-            allow_private: false,
+            allow_private,
             trusted_hosts: Arc::new(
                 trusted_hosts
                     .iter()
                     .filter_map(|h| TrustedHost::parse(h))
                     .collect(),
             ),
+            webhook_hosts: Arc::new(
+                webhook_hosts
+                    .iter()
+                    .filter_map(|h| WebhookHost::parse(h))
+                    .collect(),
+            ),
         }
+    }
+
+    /// The policy chat webhooks are posted under: the hosts trusted for webhooks are its only
+    /// trusted hosts.
+    pub fn for_webhooks(&self) -> Self {
+        Self {
+            allow_private: self.allow_private,
+            trusted_hosts: Arc::new(self.webhook_hosts.iter().map(|w| w.host.clone()).collect()),
+            webhook_hosts: self.webhook_hosts.clone(),
+        }
+    }
+
+    /// Whether a webhook may be posted to `host`:`port` with `scheme` as a host trusted for
+    /// webhooks (https, or http when its entry says so).
+    pub fn trusts_webhook(&self, scheme: &str, host: &str, port: u16) -> bool {
+        let host = host.trim_matches(['[', ']']);
+        self.webhook_hosts.iter().any(|w| {
+            w.host.host.eq_ignore_ascii_case(host)
+                && w.host.allows_port(port)
+                && (scheme == "https" || (scheme == "http" && w.plaintext))
+        })
+    }
+
+    /// Public addresses only, apart from `trusted_hosts` (entries that do not parse are
+    /// ignored).
+    pub fn strict(trusted_hosts: Vec<String>) -> Self {
+        Self::with_hosts(false, &trusted_hosts, &[])
     }
 
     /// The entries naming `host`, whatever their port.

@@ -350,7 +350,11 @@ fn planned_recipients(
     {
         let name = r.name_any();
         let address = r.spec.address(&name);
-        if blacklist.contains(&address) {
+        // An unsubscribe is recorded under the address's identity (no `+tag`): every variant
+        // of an address that left stays out.
+        if blacklist.contains(&address)
+            || blacklist.contains(&crate::unsubscribe::address_key(&address))
+        {
             excluded.push(name);
             continue;
         }
@@ -774,6 +778,19 @@ spec:
                 "FINREP_SECRET_SMTP_USERNAME"
             ]
         );
+    }
+
+    #[test]
+    fn an_unsubscribed_identity_covers_its_plus_tag_variants() {
+        let recipients = vec![
+            recipient("again", "Alice+Again@example.com", "{brief: morning}"),
+            recipient("bob", "bob@example.com", "{brief: morning}"),
+        ];
+        // `alice@example.com` unsubscribed: the tagged address stays out, bob does not.
+        let blacklist = BTreeSet::from(["alice@example.com".to_string()]);
+        let plan = build_plan(&report(), &[], &recipients, &blacklist, slot());
+        assert_eq!(plan.excluded_recipients, ["again"]);
+        assert_eq!(plan.recipients.len(), 1);
     }
 
     #[test]

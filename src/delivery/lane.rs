@@ -170,7 +170,7 @@ async fn deliver_one(
         return Ok(record_unsent(run, &row, None, why).await?);
     };
     let id = run.render.delivery_id(recipient);
-    let copy = match run.render.render(recipient, &id) {
+    let copy = match run.render.render(recipient, &id, row.id) {
         Ok(c) => c,
         Err(e) => return Ok(record_unsent(run, &row, Some(&id), &e).await?),
     };

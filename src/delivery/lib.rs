@@ -48,7 +48,7 @@ pub use crate::clock::{Clock, SystemClock};
 /// console that honours the link.
 #[derive(Clone)]
 pub struct Unsubscribe {
-    pub key: Vec<u8>,
+    pub signer: finrep_core::unsubscribe::Signer,
     pub public_url: String,
 }
 
@@ -137,8 +137,9 @@ pub enum Copy {
 pub trait Render: Sync {
     /// The delivery's id, claimed with its row: an e-mail's Message-ID.
     fn delivery_id(&self, r: &PlannedRecipient) -> String;
-    /// The copy, or why there is none (recorded as the delivery's failure).
-    fn render(&self, r: &PlannedRecipient, id: &str) -> Result<Copy, String>;
+    /// The copy of delivery row `row` (its id signs the unsubscribe link), or why there is
+    /// none (recorded as the delivery's failure).
+    fn render(&self, r: &PlannedRecipient, id: &str, row: i64) -> Result<Copy, String>;
 }
 
 /// What the loop shares about the run.

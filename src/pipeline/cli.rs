@@ -47,6 +47,15 @@ pub struct RunArgs {
     )]
     pub trusted_hosts: Vec<String>,
 
+    /// Host trusted for chat webhooks alone (an in-cluster relay): `host:port` over https,
+    /// `http://host:port` to allow plaintext; repeatable. Hosts trusted for feeds are not.
+    #[arg(
+        long = "trusted-webhook-host",
+        env = "FINREP_TRUSTED_WEBHOOK_HOSTS",
+        value_delimiter = ','
+    )]
+    pub trusted_webhook_hosts: Vec<String>,
+
     /// Directory with override templates (the mounted template ConfigMap).
     #[arg(long, env = "FINREP_TEMPLATE_DIR", value_name = "DIR")]
     pub template_dir: Option<PathBuf>,
@@ -94,11 +103,11 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub fn network(&self) -> NetworkPolicy {
-        if self.allow_private_networks {
-            NetworkPolicy::permissive()
-        } else {
-            NetworkPolicy::strict(self.trusted_hosts.clone())
-        }
+        NetworkPolicy::with_hosts(
+            self.allow_private_networks,
+            &self.trusted_hosts,
+            &self.trusted_webhook_hosts,
+        )
     }
 
     pub fn options(&self) -> PipelineOptions {
@@ -127,17 +136,18 @@ impl RunArgs {
 
     /// How delivery runs for a manual or a scheduled run.
     pub fn delivery_for(&self, manual: bool) -> anyhow::Result<DeliveryOptions> {
+        // A master key (standalone, `finrep run`) or one namespace's derived key (a pipeline
+        // pod: `v2:<key id>:<hex>`, as the chart writes it into the namespace's Secret).
         let unsubscribe = match (std::env::var("FINREP_UNSUBSCRIBE_KEY"), &self.public_url) {
-            (Ok(key), Some(url)) if key.len() >= crate::unsubscribe::MIN_KEY_BYTES => {
-                Some(Unsubscribe {
-                    key: key.into_bytes(),
-                    public_url: url.clone(),
-                })
-            }
-            (Ok(_), Some(_)) => anyhow::bail!(
-                "FINREP_UNSUBSCRIBE_KEY must be at least {} bytes",
-                crate::unsubscribe::MIN_KEY_BYTES
-            ),
+            (Ok(key), Some(url)) => Some(Unsubscribe {
+                signer: crate::unsubscribe::Signer::parse(key.trim()).map_err(|_| {
+                    anyhow::anyhow!(
+                        "FINREP_UNSUBSCRIBE_KEY must be at least {} bytes (or a namespace key v2:<key id>:<key>)",
+                        crate::unsubscribe::MIN_KEY_BYTES
+                    )
+                })?,
+                public_url: url.clone(),
+            }),
             _ => None,
         };
         Ok(DeliveryOptions {

@@ -38,9 +38,10 @@ impl<'a> Copies<'a> {
         })
     }
 
-    fn letter(&self, r: &PlannedRecipient, id: &str) -> Result<Copy, String> {
+    fn letter(&self, r: &PlannedRecipient, id: &str, row: i64) -> Result<Copy, String> {
         let unsubscribe_url = self.unsubscribe.and_then(|u| {
-            crate::unsubscribe::sign(&u.key, &self.plan.namespace, &r.address)
+            u.signer
+                .sign(&self.plan.namespace, &self.plan.report, row, &r.address)
                 .ok()
                 .map(|t| {
                     format!(
@@ -122,9 +123,9 @@ impl Render for Copies<'_> {
         letter::message_id(self.plan, &r.address, &self.letterhead.domain)
     }
 
-    fn render(&self, r: &PlannedRecipient, id: &str) -> Result<Copy, String> {
+    fn render(&self, r: &PlannedRecipient, id: &str, row: i64) -> Result<Copy, String> {
         match &r.chat {
-            None => self.letter(r, id),
+            None => self.letter(r, id, row),
             Some(bot) => self.post(r, bot),
         }
     }

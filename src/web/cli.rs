@@ -78,21 +78,9 @@ impl ServeArgs {
                 })
             }
         };
-        let unsubscribe_key = match std::env::var("FINREP_UNSUBSCRIBE_KEY") {
-            Ok(key) if key.len() >= finrep_core::unsubscribe::MIN_KEY_BYTES => {
-                Some(key.into_bytes())
-            }
-            Ok(_) => anyhow::bail!(
-                "FINREP_UNSUBSCRIBE_KEY must be at least {} bytes",
-                finrep_core::unsubscribe::MIN_KEY_BYTES
-            ),
-            Err(_) => {
-                tracing::warn!("no FINREP_UNSUBSCRIBE_KEY: unsubscribe links cannot be verified");
-                None
-            }
-        };
+        let unsubscribe_keys = unsubscribe_keys()?;
         Ok(WebSettings {
-            unsubscribe_key,
+            unsubscribe_keys,
             account,
             manage_subscriptions: self.manage_subscriptions,
             session_ttl: Duration::from_secs(self.session_hours.clamp(1, 24 * 30) * 3600),
@@ -100,6 +88,28 @@ impl ServeArgs {
             trust_forwarded_for: self.trust_forwarded_for,
         })
     }
+}
+
+/// The current unsubscribe key (FINREP_UNSUBSCRIBE_KEY) and the previous ones
+/// (FINREP_UNSUBSCRIBE_PREVIOUS_KEYS, separated by commas or new lines), which keep links
+/// already sent working after a rotation.
+fn unsubscribe_keys() -> anyhow::Result<finrep_core::unsubscribe::KeyRing> {
+    let current = std::env::var("FINREP_UNSUBSCRIBE_KEY").ok();
+    let previous = std::env::var("FINREP_UNSUBSCRIBE_PREVIOUS_KEYS").unwrap_or_default();
+    if current.is_none() {
+        tracing::warn!("no FINREP_UNSUBSCRIBE_KEY: unsubscribe links cannot be verified");
+    }
+    let keys: Vec<String> = current
+        .into_iter()
+        .chain(previous.split([',', '\n']).map(str::trim).map(String::from))
+        .filter(|k| !k.is_empty())
+        .collect();
+    finrep_core::unsubscribe::KeyRing::new(&keys).map_err(|_| {
+        anyhow::anyhow!(
+            "FINREP_UNSUBSCRIBE_KEY and each of FINREP_UNSUBSCRIBE_PREVIOUS_KEYS must be at least {} bytes",
+            finrep_core::unsubscribe::MIN_KEY_BYTES
+        )
+    })
 }
 
 pub fn run(args: &WebArgs) -> anyhow::Result<ExitCode> {

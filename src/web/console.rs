@@ -189,10 +189,14 @@ pub struct ResubscribeForm {
     csrf: String,
     namespace: String,
     email: String,
+    /// Why an unsubscribe may be lifted (the recipient's consent); required for one.
+    #[serde(default)]
+    reason: String,
 }
 
-/// `POST /console/recipients/resubscribe`: lifts an address's blacklist entry (standalone
-/// mode; in Kubernetes the Recipient's annotation does it, with its audit trail).
+/// `POST /console/recipients/resubscribe`: lifts a bounce, or — with the recipient's consent
+/// written as the reason — an unsubscribe, recorded with the console account (standalone mode;
+/// in Kubernetes the Recipient's annotation lifts bounces and `finrep resubscribe` the rest).
 pub async fn resubscribe(
     State(state): State<Arc<AppState>>,
     viewer: Viewer,
@@ -204,11 +208,33 @@ pub async fn resubscribe(
             "this console does not change subscriptions; annotate the Recipient with finrep.io/unblock".into(),
         ));
     }
-    let lifted = state
+    let email = form.email.to_lowercase();
+    let reason = crate::untrusted::clean(form.reason.trim(), 200);
+    let lifted = match state
         .store
-        .unblock(&form.namespace, &form.email.to_lowercase())
-        .await?;
-    tracing::info!(account = %viewer.session.account, namespace = %form.namespace, lifted, "re-subscribed from the console");
+        .blacklist_reason(&form.namespace, &email)
+        .await?
+    {
+        Some(crate::run::BlacklistReason::Unsubscribe) if reason.is_empty() => {
+            return Err(WebError::BadRequest(
+                "lifting an unsubscribe needs the recipient's consent written as the reason".into(),
+            ));
+        }
+        Some(crate::run::BlacklistReason::Unsubscribe) => {
+            state
+                .store
+                .resubscribe(
+                    &form.namespace,
+                    &email,
+                    finrep_core::store::Resubscriber::Operator,
+                    Some(&viewer.session.account),
+                    Some(&reason),
+                )
+                .await?
+        }
+        _ => state.store.unblock(&form.namespace, &email).await?,
+    };
+    tracing::info!(account = %viewer.session.account, namespace = %form.namespace, lifted, "a blacklist entry lifted from the console");
     Ok(Redirect::to("/console/recipients").into_response())
 }
 

@@ -186,14 +186,35 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("unsubscribe_title", "退订", "Unsubscribe"),
     (
         "unsubscribe_confirm",
-        "确认后，此地址将不再收到该命名空间的任何日报：",
-        "Once you confirm, this address receives no more reports of this namespace:",
+        "确认后，此地址将不再收到该发件方的任何日报（包括上面这份和它发送的其他所有日报）：",
+        "Once you confirm, this address receives no more reports from this sender (this report and every other report it sends):",
+    ),
+    (
+        "unsubscribe_from_report",
+        "您收到此链接的日报：",
+        "The report this link came with:",
     ),
     ("unsubscribe_button", "确认退订", "Unsubscribe"),
     (
         "unsubscribe_done",
         "已退订。此地址不会再收到这些日报。",
         "You are unsubscribed. This address will receive no more of these reports.",
+    ),
+    (
+        "resubscribe_offer",
+        "误点了？可以用同一链接重新订阅：",
+        "Clicked by mistake? The same link subscribes you again:",
+    ),
+    (
+        "resubscribe_reason",
+        "收件人同意的依据（必填）",
+        "The recipient's consent (required)",
+    ),
+    ("resubscribe_button", "重新订阅", "Subscribe again"),
+    (
+        "resubscribe_done",
+        "已重新订阅。此地址将再次收到该发件方的日报。",
+        "You are subscribed again. This address will receive this sender's reports again.",
     ),
     (
         "unsubscribe_already",

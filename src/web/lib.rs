@@ -55,9 +55,10 @@ impl std::fmt::Debug for Account {
 /// How `finrep web` runs.
 #[derive(Clone, Debug)]
 pub struct WebSettings {
-    /// The key unsubscribe tokens are signed with (the pipeline's FINREP_UNSUBSCRIBE_KEY);
-    /// `None`: every link is refused as not verifiable.
-    pub unsubscribe_key: Option<Vec<u8>>,
+    /// The master keys unsubscribe links are verified with: the current one (the chart's
+    /// FINREP_UNSUBSCRIBE_KEY) and the previous ones kept after a rotation; empty: every link
+    /// is refused as not verifiable.
+    pub unsubscribe_keys: finrep_core::unsubscribe::KeyRing,
     /// `None`: the console is off (only unsubscribe and the probes are served).
     pub account: Option<Account>,
     /// The console may lift blacklist entries (standalone mode; in Kubernetes the Recipient's
@@ -75,7 +76,7 @@ pub struct WebSettings {
 impl Default for WebSettings {
     fn default() -> Self {
         Self {
-            unsubscribe_key: None,
+            unsubscribe_keys: Default::default(),
             account: None,
             manage_subscriptions: false,
             session_ttl: Duration::from_secs(8 * 3600),

@@ -3,7 +3,10 @@
 //! `GET` only shows a confirmation (link scanners fetch every URL of a mail); `POST` with
 //! `List-Unsubscribe=One-Click` unsubscribes at once and answers 200, however often it comes.
 //! A token that does not verify changes nothing, and no page names anybody but the holder of
-//! the token (and them only masked).
+//! the token (and them only masked). The page names the report whose mail carried the link and
+//! says that the unsubscribe covers every report of that sender; the same token lets its holder
+//! take the unsubscribe back (`action=resubscribe`), the only way besides an operator's recorded
+//! action that an unsubscribe is ever lifted.
 
 use std::sync::Arc;
 
@@ -15,7 +18,8 @@ use axum::response::IntoResponse;
 use super::render::Chrome;
 use super::{AppState, WebResponse};
 use crate::run::BlacklistReason;
-use finrep_core::unsubscribe::{Subscriber, verify};
+use finrep_core::store::{Resubscriber, UnsubscribeOutcome};
+use finrep_core::unsubscribe::{ParsedToken, Subscriber};
 
 #[derive(serde::Deserialize)]
 pub struct TokenQuery {
@@ -30,6 +34,7 @@ enum Outcome {
     Confirm,
     Done,
     Already,
+    Resubscribed,
     Invalid,
     Unavailable,
 }
@@ -37,7 +42,7 @@ enum Outcome {
 impl Outcome {
     fn status(self) -> StatusCode {
         match self {
-            Self::Confirm | Self::Done | Self::Already => StatusCode::OK,
+            Self::Confirm | Self::Done | Self::Already | Self::Resubscribed => StatusCode::OK,
             Self::Invalid => StatusCode::BAD_REQUEST,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -48,6 +53,7 @@ impl Outcome {
             Self::Confirm => "confirm",
             Self::Done => "done",
             Self::Already => "already",
+            Self::Resubscribed => "resubscribed",
             Self::Invalid => "invalid",
             Self::Unavailable => "unavailable",
         }
@@ -65,16 +71,39 @@ fn masked(email: &str) -> String {
     }
 }
 
-fn subscriber(state: &AppState, token: Option<&str>) -> Result<Subscriber, Outcome> {
-    let key = state
-        .settings
-        .unsubscribe_key
-        .as_deref()
-        .ok_or(Outcome::Unavailable)?;
+/// Whom a token unsubscribes. A v2 token's key is picked by its id before anything is read;
+/// its delivery row is then read and the MAC checked against it.
+async fn subscriber(state: &AppState, token: Option<&str>) -> Result<Subscriber, Outcome> {
+    let ring = &state.settings.unsubscribe_keys;
+    if ring.is_empty() {
+        return Err(Outcome::Unavailable);
+    }
     let token = token
         .filter(|t| !t.is_empty() && t.len() <= 2048)
         .ok_or(Outcome::Invalid)?;
-    verify(key, token).map_err(|_| Outcome::Invalid)
+    let parsed = ParsedToken::parse(token).map_err(|_| Outcome::Invalid)?;
+    match &parsed {
+        ParsedToken::V1 { .. } => ring.verify_v1(&parsed).map_err(|_| Outcome::Invalid),
+        ParsedToken::V2 {
+            key_id,
+            delivery_id,
+            ..
+        } => {
+            if !ring.holds(key_id) {
+                return Err(Outcome::Invalid);
+            }
+            let target = match state.store.unsubscribe_target(*delivery_id).await {
+                Ok(Some(t)) => t,
+                Ok(None) => return Err(Outcome::Invalid),
+                Err(e) => {
+                    tracing::warn!(error = %e, "unsubscribe: the database did not answer");
+                    return Err(Outcome::Unavailable);
+                }
+            };
+            ring.verify_v2(&parsed, &target.namespace, &target.report, &target.email)
+                .map_err(|_| Outcome::Invalid)
+        }
+    }
 }
 
 fn page(
@@ -96,7 +125,7 @@ fn page(
         minijinja::context! {
             outcome => outcome.metric(),
             address => who.map(|s| masked(&s.email)),
-            namespace => who.map(|s| s.namespace.clone()),
+            report => who.and_then(|s| s.report.clone()),
             token => token,
         },
     )?;
@@ -116,7 +145,7 @@ pub async fn confirm(
     headers: HeaderMap,
 ) -> WebResponse {
     let lang = q.lang.as_deref();
-    let who = match subscriber(&state, q.token.as_deref()) {
+    let who = match subscriber(&state, q.token.as_deref()).await {
         Ok(who) => who,
         Err(outcome) => return page(&state, &headers, lang, outcome, None, None),
     };
@@ -165,7 +194,8 @@ fn is_one_click(headers: &HeaderMap, body: &[u8]) -> bool {
     url::form_urlencoded::parse(body).any(|(k, v)| k == "List-Unsubscribe" && v == "One-Click")
 }
 
-/// `POST /unsubscribe?token=…` with `List-Unsubscribe=One-Click`: unsubscribed, 200.
+/// `POST /unsubscribe?token=…` with `List-Unsubscribe=One-Click`: unsubscribed, 200. With
+/// `action=resubscribe` from the page instead: the holder of the link takes it back.
 pub async fn one_click(
     State(state): State<Arc<AppState>>,
     Query(q): Query<TokenQuery>,
@@ -173,31 +203,72 @@ pub async fn one_click(
     body: Bytes,
 ) -> WebResponse {
     let lang = q.lang.as_deref();
-    let from_page = url::form_urlencoded::parse(&body).any(|(k, v)| k == "from" && v == "page");
-    if !is_one_click(&headers, &body) {
+    let form = |key: &str, value: &str| {
+        url::form_urlencoded::parse(&body).any(|(k, v)| k == key && v == value)
+    };
+    let resubscribing = form("action", "resubscribe");
+    if !resubscribing && !is_one_click(&headers, &body) {
         return page(&state, &headers, lang, Outcome::Invalid, None, None);
     }
-    let who = match subscriber(&state, q.token.as_deref()) {
+    let who = match subscriber(&state, q.token.as_deref()).await {
         Ok(who) => who,
         Err(outcome) => return page(&state, &headers, lang, outcome, None, None),
     };
-    let via = if from_page { "page" } else { "one-click" };
-    let outcome = match state
+    let outcome = if resubscribing {
+        resubscribe(&state, &who).await
+    } else {
+        let via = if form("from", "page") {
+            "page"
+        } else {
+            "one-click"
+        };
+        unsubscribe(&state, &who, via).await
+    };
+    let token = (outcome == Outcome::Done)
+        .then_some(q.token.as_deref())
+        .flatten();
+    page(&state, &headers, lang, outcome, Some(&who), token)
+}
+
+async fn unsubscribe(state: &AppState, who: &Subscriber, via: &str) -> Outcome {
+    let done = state
         .store
-        .unsubscribe(&who.namespace, &who.email, via)
-        .await
-    {
-        Ok(true) => {
+        .unsubscribe(&who.namespace, &who.email, via, who.report.as_deref())
+        .await;
+    match done {
+        Ok(UnsubscribeOutcome::Done) => {
             tracing::info!(namespace = %who.namespace, via, "a recipient unsubscribed");
             Outcome::Done
         }
-        Ok(false) => Outcome::Already,
+        Ok(UnsubscribeOutcome::Already) => Outcome::Already,
         Err(e) => {
             tracing::warn!(error = %e, "unsubscribe: the database did not answer");
             Outcome::Unavailable
         }
-    };
-    page(&state, &headers, lang, outcome, Some(&who), None)
+    }
+}
+
+async fn resubscribe(state: &AppState, who: &Subscriber) -> Outcome {
+    let done = state
+        .store
+        .resubscribe(
+            &who.namespace,
+            &who.email,
+            Resubscriber::Recipient,
+            None,
+            Some("the recipient's own link"),
+        )
+        .await;
+    match done {
+        Ok(_) => {
+            tracing::info!(namespace = %who.namespace, "a recipient re-subscribed with their link");
+            Outcome::Resubscribed
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "re-subscribe: the database did not answer");
+            Outcome::Unavailable
+        }
+    }
 }
 
 #[cfg(test)]

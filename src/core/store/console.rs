@@ -702,46 +702,6 @@ impl Store {
         Ok(Paged::from_rows(rows, page))
     }
 
-    /// Unsubscribes `email` from every report of `namespace`; true when this call did it
-    /// (false: it already was, or the address is blacklisted for another reason).
-    pub async fn unsubscribe(
-        &self,
-        namespace: &str,
-        email: &str,
-        via: &str,
-    ) -> Result<bool, StoreError> {
-        let done = sqlx::query(
-            "INSERT INTO blacklist (namespace, email, reason, via) VALUES ($1, lower($2), $3, $4)
-             ON CONFLICT (namespace, email) DO NOTHING",
-        )
-        .bind(namespace)
-        .bind(email)
-        .bind(BlacklistReason::Unsubscribe.as_str())
-        .bind(via)
-        .execute(self.pool())
-        .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// Whether `email` is on `namespace`'s blacklist, and why.
-    pub async fn blacklist_reason(
-        &self,
-        namespace: &str,
-        email: &str,
-    ) -> Result<Option<BlacklistReason>, StoreError> {
-        let reason: Option<String> = sqlx::query_scalar(
-            "SELECT reason FROM blacklist WHERE namespace = $1 AND email = lower($2)",
-        )
-        .bind(namespace)
-        .bind(email)
-        .fetch_optional(self.pool())
-        .await?;
-        reason
-            .map(|s| s.parse())
-            .transpose()
-            .map_err(|e| StoreError::Query(sqlx::Error::Decode(Box::new(e))))
-    }
-
     /// Each report's last delivered run and last attempted slot.
     pub async fn report_freshness(&self) -> Result<Vec<ReportFreshness>, StoreError> {
         let rows = sqlx::query(

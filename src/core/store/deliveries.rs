@@ -135,7 +135,8 @@ impl Store {
                     message_id = $3, updated_at = now()
              WHERE id = $1 AND status = ANY($2)
                AND NOT EXISTS (SELECT 1 FROM blacklist b JOIN reports r ON r.namespace = b.namespace
-                               WHERE r.id = d.report_id AND b.email = d.email)",
+                               WHERE r.id = d.report_id
+                                 AND b.email IN (d.email, finrep_address_key(d.email)))",
         )
         .bind(id)
         .bind(names(from))
@@ -296,6 +297,8 @@ pub struct RecipientDeliveries {
     pub bounced: i64,
     /// The blacklist entry.
     pub blacklisted: Option<BlacklistMark>,
+    /// The latest lifting of this identity's unsubscribe, when no unsubscribe followed it.
+    pub resubscribed: Option<super::Resubscription>,
 }
 
 impl Store {
@@ -354,20 +357,19 @@ impl Store {
                     delivered: row.try_get::<Option<i64>, _>("delivered")?.unwrap_or(0),
                     bounced: row.try_get::<Option<i64>, _>("bounced")?.unwrap_or(0),
                     blacklisted,
+                    resubscribed: None,
                 },
             );
         }
+        let resubscriptions = self.resubscriptions_in(namespace).await?;
+        if !resubscriptions.is_empty() {
+            for (email, entry) in &mut out {
+                entry.resubscribed = resubscriptions
+                    .get(&crate::unsubscribe::address_key(email))
+                    .cloned();
+            }
+        }
         Ok(out)
-    }
-
-    /// Lifts the blacklist entry of `email` in `namespace`; true when there was one.
-    pub async fn unblock(&self, namespace: &str, email: &str) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM blacklist WHERE namespace = $1 AND email = $2")
-            .bind(namespace)
-            .bind(email)
-            .execute(self.pool())
-            .await?;
-        Ok(done.rows_affected() > 0)
     }
 }
 

@@ -1,6 +1,7 @@
 //! PostgreSQL through sqlx. All SQL lives under this module.
 
 mod articles;
+mod consent;
 mod console;
 mod deliveries;
 mod run_lock;
@@ -9,6 +10,7 @@ mod schedule;
 mod sources;
 
 pub use articles::*;
+pub use consent::*;
 pub use console::*;
 pub use deliveries::*;
 pub use run_lock::*;

@@ -33,6 +33,10 @@ use crate::guard::{GuardedResolver, NetworkPolicy};
 use crate::plan::RunPlan;
 use crate::untrusted::{self, MAX_ERROR_CHARS};
 
+/// How much of a platform's words is kept until the bot's credentials are scrubbed from them:
+/// the cut to [`MAX_ERROR_CHARS`] comes after, so no cut-off prefix of a token survives.
+pub(crate) const MAX_UNSCRUBBED_CHARS: usize = 8 * MAX_ERROR_CHARS;
+
 pub(crate) fn hmac_base64(key: &[u8], message: &[u8]) -> String {
     // HMAC takes keys of any length.
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key)
@@ -82,8 +86,9 @@ pub fn documented_hosts(platform: ChatPlatform) -> &'static [&'static str] {
 }
 
 /// Whether a webhook URL may be posted to: the platform's documented host over https, or a
-/// host the operator trusts (an in-cluster relay, a test stand-in). Says why not, without the
-/// URL (it is a credential).
+/// host the operator trusts *for webhooks* (an in-cluster relay, a test stand-in; over https
+/// unless its entry says `http://`) — never a host trusted only for feeds. Says why not,
+/// without the URL (it is a credential).
 pub fn webhook_problem(
     platform: ChatPlatform,
     url: &Url,
@@ -92,14 +97,14 @@ pub fn webhook_problem(
     let host = url.host_str().unwrap_or_default();
     let port = url.port_or_known_default().unwrap_or(0);
     let documented = documented_hosts(platform).contains(&host) && url.scheme() == "https";
-    if !documented && !network.trusts(host, port) {
+    if !documented && !network.trusts_webhook(url.scheme(), host, port) {
         return Some(format!(
-            "the webhook must be an https URL on {} (or a host in the operator's trusted hosts), not {}://{host}",
+            "the webhook must be an https URL on {} (or a host the operator trusts for webhooks: --trusted-webhook-host), not {}://{host}",
             documented_hosts(platform).join(", "),
             url.scheme()
         ));
     }
-    network.check_url(url).err().map(|b| b.0)
+    network.for_webhooks().check_url(url).err().map(|b| b.0)
 }
 
 /// Rates per bot: WeCom and DingTalk 20 a minute; Feishu/Lark 100 a minute and 5 a second.
@@ -147,6 +152,9 @@ pub struct ChatTransport {
 impl ChatTransport {
     pub fn new(network: NetworkPolicy, timeout: Duration) -> Result<Self, String> {
         crate::tls::install_crypto_provider();
+        // Resolved addresses are checked against the hosts trusted for webhooks, never the
+        // feeds' trusted hosts.
+        let network = network.for_webhooks();
         let client = reqwest::Client::builder()
             .dns_resolver(GuardedResolver::new(network.clone()))
             .no_proxy()
@@ -247,6 +255,7 @@ impl Secrets {
             for s in secrets.iter().filter(|s| s.len() >= 8) {
                 r.text = r.text.replace(s.as_str(), "[redacted]");
             }
+            r.text = untrusted::clean(&r.text, MAX_ERROR_CHARS);
             r
         };
         match outcome {
@@ -299,7 +308,7 @@ pub fn request(
 
 pub(super) fn refused(code: Option<i32>, text: String) -> Outcome {
     Outcome::Refused {
-        reply: Reply::new(code, untrusted::clean(&text, MAX_ERROR_CHARS)),
+        reply: Reply::new(code, untrusted::clean(&text, MAX_UNSCRUBBED_CHARS)),
         recipient_gone: false,
     }
 }
@@ -330,8 +339,47 @@ mod tests {
     }
 
     #[test]
-    fn only_the_platforms_hosts_over_https_or_trusted_hosts() {
-        let strict = NetworkPolicy::strict(vec!["127.0.0.1:8099".into()]);
+    fn a_platforms_words_are_scrubbed_before_they_are_cut() {
+        let token = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6";
+        let secrets = Secrets {
+            webhook: format!("https://oapi.dingtalk.com/robot/send?access_token={token}"),
+            signing: Some("SECsigning0123456789".into()),
+        };
+        // The token straddles the cut: its prefix would survive a cut made first.
+        for lead in [480, 490, 495, 499] {
+            let text = format!("{} access_token={token} invalid", "x".repeat(lead));
+            let Outcome::Refused { reply, .. } = secrets.scrub(refused(Some(300005), text)) else {
+                panic!("still refused");
+            };
+            assert!(reply.text.chars().count() <= MAX_ERROR_CHARS);
+            assert!(!reply.text.contains(&token[..6]), "{}", reply.text);
+        }
+    }
+
+    #[test]
+    fn only_the_platforms_hosts_over_https_or_hosts_trusted_for_webhooks() {
+        // Trusted for feeds only: no webhook may go there, over http or https.
+        let feeds_only = NetworkPolicy::strict(vec!["127.0.0.1:8099".into()]);
+        for u in [
+            "http://127.0.0.1:8099/robot/send?access_token=t",
+            "https://127.0.0.1:8099/robot/send?access_token=t",
+        ] {
+            let u = Url::parse(u).unwrap();
+            assert!(webhook_problem(ChatPlatform::Dingtalk, &u, &feeds_only).is_some());
+        }
+        // Trusted for webhooks over https only: plain http is refused.
+        let https_only = NetworkPolicy::with_hosts(false, &[], &["127.0.0.1:8099".into()]);
+        let plain = Url::parse("http://127.0.0.1:8099/robot/send").unwrap();
+        assert!(webhook_problem(ChatPlatform::Dingtalk, &plain, &https_only).is_some());
+        // --allow-private-networks keeps the hosts trusted for webhooks.
+        let private = NetworkPolicy::with_hosts(true, &[], &["http://127.0.0.1:8099".into()]);
+        assert_eq!(
+            webhook_problem(ChatPlatform::Dingtalk, &plain, &private),
+            None
+        );
+        let elsewhere = Url::parse("http://127.0.0.1:8100/robot/send").unwrap();
+        assert!(webhook_problem(ChatPlatform::Dingtalk, &elsewhere, &private).is_some());
+        let strict = NetworkPolicy::with_hosts(false, &[], &["http://127.0.0.1:8099".into()]);
         let url = |u: &str| Url::parse(u).unwrap();
         let ok = url("https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k");
         assert_eq!(webhook_problem(ChatPlatform::Wecom, &ok, &strict), None);

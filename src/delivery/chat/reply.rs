@@ -4,11 +4,12 @@
 
 use std::time::Duration;
 
+use super::MAX_UNSCRUBBED_CHARS;
 use super::{dingtalk, feishu, refused, wecom};
 use crate::api::ChatPlatform;
 use crate::guard::find_blocked;
 use crate::outcome::{Outcome, Reply};
-use crate::untrusted::{self, MAX_ERROR_CHARS};
+use crate::untrusted;
 
 /// The most of a platform's answer read.
 const MAX_ANSWER_BYTES: usize = 64 << 10;
@@ -22,7 +23,7 @@ pub(super) fn failure(e: &reqwest::Error, timeout: Duration) -> Outcome {
             format!("webhook refused by the network guard: {}", blocked.0),
         );
     }
-    let text = untrusted::clean(&e_text(e), MAX_ERROR_CHARS);
+    let text = untrusted::clean(&e_text(e), MAX_UNSCRUBBED_CHARS);
     if e.is_connect() {
         Outcome::Deferred {
             reply: Reply::new(None, text),
@@ -112,7 +113,7 @@ pub fn read_answer(
             "HTTP {status}{}{message}",
             if message.is_empty() { "" } else { ": " }
         ),
-        MAX_ERROR_CHARS,
+        MAX_UNSCRUBBED_CHARS,
     );
     let reply = Reply::new(code.and_then(|c| i32::try_from(c).ok()), text);
     if status == 429 || (500..600).contains(&status) {
