@@ -34,3 +34,9 @@ CREATE INDEX consent_log_address_idx ON consent_log (namespace, address_key, at 
 INSERT INTO consent_log (namespace, address_key, action, via, at)
 SELECT namespace, email, 'unsubscribe', COALESCE(via, 'unknown'), created_at
   FROM blacklist WHERE reason = 'unsubscribe';
+
+-- A console session belongs to the credential it was opened with (a hash of the account name
+-- and password hash): changing either ends every session made with the old one. Sessions of
+-- before carry no credential and end at once.
+ALTER TABLE web_sessions ADD COLUMN credential_epoch text NOT NULL DEFAULT '';
+ALTER TABLE web_sessions ALTER COLUMN credential_epoch DROP DEFAULT;

@@ -187,6 +187,11 @@ fn hidden(body: &str, name: &str) -> String {
 
 /// A site over a database holding one real run whose messages carry unsubscribe links to it.
 async fn site(account: bool) -> Site {
+    site_with(account, |_| {}).await
+}
+
+/// A site whose web settings `tweak` changes.
+async fn site_with(account: bool, tweak: impl FnOnce(&mut WebSettings)) -> Site {
     let feeds = TestServer::start().await;
     feeds.route("/rss.xml", Response::ok("application/rss+xml", feed()));
     let smtp = SmtpServer::start(serde_json::json!({"reject": ["gone@example.com"]}));
@@ -208,6 +213,8 @@ async fn site(account: bool) -> Site {
         manage_subscriptions: true,
         ..Default::default()
     };
+    let mut settings = settings;
+    tweak(&mut settings);
     let state = AppState::new(store.clone(), settings).unwrap();
     tokio::spawn(finrep::web::serve(
         listener,
@@ -639,6 +646,143 @@ async fn logins_are_checked_and_limited() {
         .await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(r.headers().contains_key("retry-after"));
+    // One client over its limit does not lock the account: the operator, from another
+    // address, logs in (and right passwords never count against anybody).
+    let elsewhere = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let form = elsewhere.get(site.url("/login")).send().await.unwrap();
+        let cookie = set_cookie(&form, "finrep_login_csrf").unwrap();
+        let csrf = hidden(&form.text().await.unwrap(), "csrf");
+        let r = elsewhere
+            .post(site.url("/login"))
+            .header(COOKIE, cookie)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(encode(&[
+                ("user", "admin"),
+                ("password", PASSWORD),
+                ("csrf", &csrf),
+            ]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    }
+}
+
+/// A session ends when the credential changes, when it sits unused, and on revoke-sessions.
+#[tokio::test]
+async fn sessions_end_with_their_credential_idleness_or_a_revoke() {
+    let site = site(true).await;
+    let session = site.login().await;
+    assert_eq!(
+        site.get("/console", Some(&session)).await.status(),
+        StatusCode::OK
+    );
+    // The same database served with a new password: the old session is over.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://localhost:{}", listener.local_addr().unwrap().port());
+    let changed = WebSettings {
+        account: Some(Account {
+            user: "admin".into(),
+            password_hash: finrep::web::hash_password("a new console password").unwrap(),
+        }),
+        ..Default::default()
+    };
+    tokio::spawn(finrep::web::serve(
+        listener,
+        AppState::new(site.store.clone(), changed).unwrap(),
+        tokio_util::sync::CancellationToken::new(),
+    ));
+    let r = site
+        .http
+        .get(format!("{base}/console"))
+        .header(COOKIE, &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SEE_OTHER,
+        "the old credential's session"
+    );
+    // Unused past the idle limit: over, though not expired.
+    let idle = site.login().await;
+    sqlx::query("UPDATE web_sessions SET last_seen_at = now() - interval '2 hours'")
+        .execute(site.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        site.get("/console", Some(&idle)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+    // revoke-sessions ends every one.
+    let fresh = site.login().await;
+    assert!(site.store.revoke_sessions().await.unwrap() >= 1);
+    assert_eq!(
+        site.get("/console", Some(&fresh)).await.status(),
+        StatusCode::SEE_OTHER
+    );
+}
+
+/// Half-sent headers and idle connections are closed, and connections past the cap are closed
+/// on arrival.
+#[tokio::test]
+async fn half_open_connections_are_closed_and_capped() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let site = site_with(false, |s| {
+        s.header_read_timeout = Duration::from_millis(500);
+        s.max_connections = 8;
+    })
+    .await;
+    let addr = site
+        .base
+        .trim_start_matches("http://localhost:")
+        .to_string();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{addr}").parse().unwrap();
+    // Eight half-sent requests fill the cap; a ninth connection is closed at once.
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut ninth = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(2), ninth.read(&mut buf))
+        .await
+        .expect("closed at once")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "the connection past the cap is closed");
+    // The half-sent ones are closed after the header read timeout (a 408 or nothing).
+    for mut s in held {
+        let mut rest = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+            .await
+            .expect("closed by the server")
+            .ok();
+        let text = String::from_utf8_lossy(&rest);
+        assert!(rest.is_empty() || text.contains("408"), "{text}");
+    }
+    // An idle keep-alive connection after a full request is closed too.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("the idle connection is closed")
+        .ok();
+    assert!(String::from_utf8_lossy(&rest).contains("200 OK"));
+    // And the server still answers.
+    assert_eq!(site.get("/healthz", None).await.status(), StatusCode::OK);
 }
 
 #[tokio::test]

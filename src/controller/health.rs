@@ -144,7 +144,9 @@ impl DeliveryRecord {
             .blacklisted
             .as_ref()
             .is_some_and(|m| m.reason == unsubscribe);
-        let identity = records.get(&key).filter(|_| key != email && !own_unsubscribe);
+        let identity = records
+            .get(&key)
+            .filter(|_| key != email && !own_unsubscribe);
         if let Some(identity) = identity {
             if let Some(mark) = identity
                 .blacklisted

@@ -3,8 +3,8 @@
 //! attempts limited per client address and per account name.
 
 use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Instant;
 
 use argon2::{Argon2, PasswordHash, PasswordHasher as _, PasswordVerifier as _};
 use axum::extract::{ConnectInfo, Form, FromRequestParts, State};
@@ -14,9 +14,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use chrono::Utc;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest as _, Sha256};
 
+use super::login_limit::{LogDecision, LoginLimits, Refusal};
 use super::render::Chrome;
 use super::{AppState, WebError, WebResponse};
 
@@ -98,45 +98,63 @@ fn set_cookie(name: &str, value: &str, path: &str, max_age_secs: u64) -> HeaderV
     HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// Login attempts allowed: per client address and per account name, and one password hash
-/// checked at a time (argon2 holds its memory cost, 7 MiB for our hashes, while it runs).
+/// Failed logins allowed (see `login_limit`), and one password hash checked at a time (argon2
+/// holds its memory cost, 7 MiB for our hashes, while it runs).
 pub struct LoginGuard {
-    by_client: DefaultKeyedRateLimiter<IpAddr>,
-    by_account: DefaultKeyedRateLimiter<String>,
+    limits: std::sync::Mutex<LoginLimits>,
     hashing: tokio::sync::Semaphore,
 }
-
-const PER_CLIENT_PER_MINUTE: NonZeroU32 = NonZeroU32::new(5).expect("non-zero");
-const PER_ACCOUNT_PER_MINUTE: NonZeroU32 = NonZeroU32::new(10).expect("non-zero");
 
 impl LoginGuard {
     pub fn new() -> Self {
         Self {
-            by_client: RateLimiter::keyed(Quota::per_minute(PER_CLIENT_PER_MINUTE)),
-            by_account: RateLimiter::keyed(Quota::per_minute(PER_ACCOUNT_PER_MINUTE)),
+            limits: std::sync::Mutex::new(LoginLimits::new()),
             hashing: tokio::sync::Semaphore::new(1),
         }
     }
 
-    fn admit(&self, client: IpAddr, account: &str) -> Result<(), WebError> {
-        let account: String = account.to_lowercase().chars().take(64).collect();
-        // Both are charged: a client trying many names and many clients trying one name are
-        // each stopped.
-        let client_ok = self.by_client.check_key(&client).is_ok();
-        let account_ok = self.by_account.check_key(&account).is_ok();
-        if client_ok && account_ok {
-            Ok(())
-        } else {
-            Err(WebError::RateLimited)
+    fn limits(&self) -> std::sync::MutexGuard<'_, LoginLimits> {
+        // A panic while holding the lock leaves counts that are still counts.
+        self.limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn admit(&self, client: IpAddr) -> Result<(), Refusal> {
+        self.limits().admit(client, Instant::now())
+    }
+
+    fn failed(&self, client: IpAddr, for_account: bool) {
+        self.limits().failed(client, for_account, Instant::now());
+    }
+
+    fn succeeded(&self, client: IpAddr) {
+        self.limits().succeeded(client);
+    }
+
+    /// Logs `what` unless this window already logged its share (then it is counted).
+    fn log_sampled(&self, client: IpAddr, what: &str) {
+        if let LogDecision::Log { suppressed } = self.limits().log_sample(Instant::now()) {
+            tracing::warn!(%client, suppressed_since_last_window = suppressed, "{what}");
         }
+    }
+
+    pub fn prune(&self) {
+        self.limits().prune(Instant::now());
     }
 }
 
-/// The address a request came from: the peer, or behind a trusted ingress the last
-/// X-Forwarded-For entry (the one the ingress itself appended).
-fn client_address(parts_headers: &HeaderMap, peer: Option<SocketAddr>, trust_xff: bool) -> IpAddr {
+/// The address a request came from: the peer, or — when the peer is one of the configured
+/// proxies (an ingress) — the last X-Forwarded-For entry, the one that proxy appended. Any
+/// other peer's X-Forwarded-For is the client's word and ignored.
+fn client_address(
+    parts_headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    trusted_proxies: &[ipnet::IpNet],
+) -> IpAddr {
+    let from_proxy = peer.is_some_and(|p| trusted_proxies.iter().any(|n| n.contains(&p.ip())));
     // Only the entry the ingress appended counts: earlier ones are whatever the client sent.
-    let forwarded = trust_xff
+    let forwarded = from_proxy
         .then(|| {
             parts_headers
                 .get_all("x-forwarded-for")
@@ -201,7 +219,16 @@ impl FromRequestParts<Arc<AppState>> for Session {
             return Err(to_login());
         };
         let id_hash = session_hash(value);
-        match state.store.session(&id_hash, Utc::now()).await {
+        let Some(account) = state.settings.account.as_ref() else {
+            return Err(to_login());
+        };
+        let idle = chrono::Duration::from_std(state.settings.session_idle)
+            .unwrap_or(chrono::Duration::minutes(30));
+        let found = state
+            .store
+            .session(&id_hash, Utc::now(), idle, &account.credential_epoch())
+            .await;
+        match found {
             Ok(Some(row)) => Ok(Session {
                 account: row.account,
                 csrf: row.csrf_token,
@@ -278,17 +305,23 @@ pub async fn login(
     let Some(account) = state.settings.account.clone() else {
         return login_form(&state, &headers, None, StatusCode::FORBIDDEN, false);
     };
-    let client = client_address(&headers, peer, state.settings.trust_forwarded_for);
-    if let Err(e) = state.logins.admit(client, &form.user) {
+    let client = client_address(&headers, peer, &state.settings.trusted_proxies);
+    if let Err(why) = state.logins.admit(client) {
         state.metrics.login("rate-limited");
-        tracing::warn!(%client, "login attempts over the limit");
-        return Err(e);
+        state.logins.log_sampled(
+            client,
+            &format!("login attempts over the limit ({})", why.as_str()),
+        );
+        return Err(WebError::RateLimited);
     }
+    let names_account = form.user.eq_ignore_ascii_case(&account.user);
     if !credentials_match(&state, &account, form.user, form.password).await? {
+        state.logins.failed(client, names_account);
         state.metrics.login("refused");
-        tracing::info!(%client, "login refused");
+        state.logins.log_sampled(client, "login refused");
         return login_form(&state, &headers, None, StatusCode::UNAUTHORIZED, true);
     }
+    state.logins.succeeded(client);
     state.metrics.login("ok");
     let value = random_token()?;
     let ttl = state.settings.session_ttl;
@@ -301,6 +334,7 @@ pub async fn login(
             &account.user,
             &random_token()?,
             expires,
+            &account.credential_epoch(),
         )
         .await?;
     let mut response = Redirect::to("/console").into_response();
@@ -367,8 +401,7 @@ pub async fn prune_periodically(state: Arc<AppState>, stop: tokio_util::sync::Ca
             () = stop.cancelled() => return,
             () = tokio::time::sleep(std::time::Duration::from_secs(300)) => {}
         }
-        state.logins.by_client.retain_recent();
-        state.logins.by_account.retain_recent();
+        state.logins.prune();
         if let Err(e) = state.store.prune_sessions(Utc::now()).await {
             tracing::warn!(error = %e, "pruning expired sessions failed");
         }
@@ -402,24 +435,6 @@ mod tests {
     }
 
     #[test]
-    fn login_attempts_are_limited_per_client_and_per_account() {
-        let guard = LoginGuard::new();
-        let a = IpAddr::from([10, 0, 0, 1]);
-        for _ in 0..PER_CLIENT_PER_MINUTE.get() {
-            assert!(guard.admit(a, "admin").is_ok());
-        }
-        assert!(guard.admit(a, "someone-else").is_err());
-        // Other clients may still try the account until its own limit.
-        let mut refused = false;
-        for i in 0..PER_ACCOUNT_PER_MINUTE.get() {
-            refused |= guard
-                .admit(IpAddr::from([10, 0, 1, i as u8]), "ADMIN")
-                .is_err();
-        }
-        assert!(refused, "the account's limit held across clients");
-    }
-
-    #[test]
     fn forwarded_for_only_when_trusted() {
         let mut h = HeaderMap::new();
         h.insert(
@@ -427,10 +442,17 @@ mod tests {
             HeaderValue::from_static("1.2.3.4, 10.0.0.9"),
         );
         let peer = Some(SocketAddr::from(([127, 0, 0, 1], 1)));
+        assert_eq!(client_address(&h, peer, &[]), IpAddr::from([127, 0, 0, 1]));
+        let proxies: Vec<ipnet::IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
         assert_eq!(
-            client_address(&h, peer, false),
-            IpAddr::from([127, 0, 0, 1])
+            client_address(&h, peer, &proxies),
+            IpAddr::from([10, 0, 0, 9])
         );
-        assert_eq!(client_address(&h, peer, true), IpAddr::from([10, 0, 0, 9]));
+        // A peer outside the proxies' ranges is not believed.
+        let stranger = Some(SocketAddr::from(([10, 42, 0, 7], 1)));
+        assert_eq!(
+            client_address(&h, stranger, &proxies),
+            IpAddr::from([10, 42, 0, 7])
+        );
     }
 }

@@ -26,6 +26,13 @@ enum WebAction {
     /// Read a password from standard input (one line) and print its argon2 hash, for the
     /// console's Secret (FINREP_WEB_PASSWORD_HASH).
     HashPassword,
+    /// End every console session now (after a suspected leak; a changed password or account
+    /// name already ends the sessions made with the old one).
+    RevokeSessions {
+        /// PostgreSQL URL.
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+        database_url: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -59,9 +66,35 @@ struct ServeArgs {
     /// Rate-limit logins by the last X-Forwarded-For address (behind an ingress).
     #[arg(long, env = "FINREP_WEB_TRUST_FORWARDED_FOR", default_value_t = false)]
     trust_forwarded_for: bool,
+    /// Address ranges of the proxies (an ingress controller's pods) whose X-Forwarded-For is
+    /// believed, comma-separated CIDRs; required with --trust-forwarded-for.
+    #[arg(
+        long = "trusted-proxy",
+        env = "FINREP_WEB_TRUSTED_PROXIES",
+        value_delimiter = ','
+    )]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// Minutes a console session may sit unused before it ends.
+    #[arg(long, env = "FINREP_WEB_SESSION_IDLE_MINUTES", default_value_t = 30)]
+    session_idle_minutes: u64,
+    /// Client connections served at once (more are closed at once).
+    #[arg(long, env = "FINREP_WEB_MAX_CLIENT_CONNECTIONS", default_value_t = 256)]
+    max_client_connections: usize,
 }
 
 impl ServeArgs {
+    /// The proxies whose X-Forwarded-For is believed: with --trust-forwarded-for, the ranges
+    /// given (none given is a mistake: every peer the network admits would be believed).
+    fn proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        match (self.trust_forwarded_for, self.trusted_proxies.is_empty()) {
+            (true, true) => anyhow::bail!(
+                "--trust-forwarded-for needs --trusted-proxy CIDR (the ingress controller's address range): otherwise any client could choose the address its logins are counted under"
+            ),
+            (true, false) => Ok(self.trusted_proxies.clone()),
+            (false, _) => Ok(Vec::new()),
+        }
+    }
+
     fn settings(&self) -> anyhow::Result<WebSettings> {
         let account = match self.password_hash.as_deref().map(str::trim) {
             None | Some("") => {
@@ -85,7 +118,10 @@ impl ServeArgs {
             manage_subscriptions: self.manage_subscriptions,
             session_ttl: Duration::from_secs(self.session_hours.clamp(1, 24 * 30) * 3600),
             time_zone: self.time_zone,
-            trust_forwarded_for: self.trust_forwarded_for,
+            trusted_proxies: self.proxies()?,
+            session_idle: Duration::from_secs(self.session_idle_minutes.clamp(1, 24 * 60) * 60),
+            max_connections: self.max_client_connections.clamp(8, 65_536),
+            ..WebSettings::default()
         })
     }
 }
@@ -115,8 +151,21 @@ fn unsubscribe_keys() -> anyhow::Result<finrep_core::unsubscribe::KeyRing> {
 pub fn run(args: &WebArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         Some(WebAction::HashPassword) => hash_password(),
+        Some(WebAction::RevokeSessions { ref database_url }) => revoke_sessions(database_url),
         None => serve(&args.serve),
     }
+}
+
+fn revoke_sessions(database_url: &str) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let ended = runtime.block_on(async {
+        let store = Store::connect(database_url, 1, Duration::from_secs(10)).await?;
+        anyhow::Ok(store.revoke_sessions().await?)
+    })?;
+    println!("{ended} console session(s) ended");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn hash_password() -> anyhow::Result<ExitCode> {

@@ -16,11 +16,12 @@ mod console;
 mod download;
 mod error;
 mod i18n;
+mod login_limit;
 mod metrics;
 mod render;
+mod server;
 mod unsubscribe;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +43,22 @@ pub struct Account {
     pub user: String,
     /// An argon2 PHC string (`finrep web hash-password` prints one).
     pub password_hash: String,
+}
+
+impl Account {
+    /// What a session is bound to: a hash of the account name and password hash, so a new
+    /// password or name ends the sessions opened with the old one.
+    pub fn credential_epoch(&self) -> String {
+        use sha2::Digest as _;
+        let mut h = sha2::Sha256::new();
+        h.update(self.user.as_bytes());
+        h.update(b"\0");
+        h.update(self.password_hash.trim().as_bytes());
+        h.finalize()[..12]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
 }
 
 impl std::fmt::Debug for Account {
@@ -68,9 +85,16 @@ pub struct WebSettings {
     pub session_ttl: Duration,
     /// Times are shown in this zone.
     pub time_zone: chrono_tz::Tz,
-    /// Take the client address for login rate limits from the last X-Forwarded-For entry
-    /// (behind an ingress that appends it).
-    pub trust_forwarded_for: bool,
+    /// Peers (an ingress) whose last X-Forwarded-For entry is taken as the client address for
+    /// login limits; empty: the peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How long a console session may sit unused before it ends.
+    pub session_idle: Duration,
+    /// Connections served at once; more are closed at once (each holds memory).
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers, and how long an idle
+    /// keep-alive connection is kept.
+    pub header_read_timeout: Duration,
 }
 
 impl Default for WebSettings {
@@ -81,7 +105,10 @@ impl Default for WebSettings {
             manage_subscriptions: false,
             session_ttl: Duration::from_secs(8 * 3600),
             time_zone: chrono_tz::Asia::Shanghai,
-            trust_forwarded_for: false,
+            trusted_proxies: Vec::new(),
+            session_idle: Duration::from_secs(30 * 60),
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -206,10 +233,7 @@ pub async fn serve(
     stop: tokio_util::sync::CancellationToken,
 ) -> std::io::Result<()> {
     let pruner = tokio::spawn(auth::prune_periodically(state.clone(), stop.clone()));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await;
+    let result = server::serve(listener, state, stop).await;
     pruner.abort();
     result
 }

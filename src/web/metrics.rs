@@ -37,6 +37,7 @@ pub struct WebMetrics {
     duration: Family<RouteLabel, Histogram>,
     logins: Family<OutcomeLabel, Counter>,
     unsubscribes: Family<OutcomeLabel, Counter>,
+    connections_refused: Counter,
 }
 
 impl WebMetrics {
@@ -65,13 +66,24 @@ impl WebMetrics {
             "Unsubscribe requests by outcome (done, already, invalid)",
             unsubscribes.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections closed on arrival because the most connections were open",
+            connections_refused.clone(),
+        );
         Arc::new(Self {
+            connections_refused,
             registry,
             requests,
             duration,
             logins,
             unsubscribes,
         })
+    }
+
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     pub fn login(&self, outcome: &'static str) {

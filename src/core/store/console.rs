@@ -751,30 +751,41 @@ impl Store {
         account: &str,
         csrf_token: &str,
         expires_at: DateTime<Utc>,
+        credential_epoch: &str,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO web_sessions (id_hash, account, csrf_token, expires_at) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO web_sessions (id_hash, account, csrf_token, expires_at, credential_epoch)
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(id_hash)
         .bind(account)
         .bind(csrf_token)
         .bind(expires_at)
+        .bind(credential_epoch)
         .execute(self.pool())
         .await?;
         Ok(())
     }
 
-    /// The live session of a cookie's hash.
+    /// The live session of a cookie's hash, marked as used now: not expired, used within
+    /// `idle`, and opened with the current credential (`credential_epoch`).
     pub async fn session(
         &self,
         id_hash: &[u8],
         now: DateTime<Utc>,
+        idle: chrono::Duration,
+        credential_epoch: &str,
     ) -> Result<Option<SessionRow>, StoreError> {
         let row = sqlx::query(
-            "SELECT account, csrf_token, expires_at FROM web_sessions WHERE id_hash = $1 AND expires_at > $2",
+            "UPDATE web_sessions SET last_seen_at = $2
+              WHERE id_hash = $1 AND expires_at > $2 AND last_seen_at > $3
+                AND credential_epoch = $4
+             RETURNING account, csrf_token, expires_at",
         )
         .bind(id_hash)
         .bind(now)
+        .bind(now - idle)
+        .bind(credential_epoch)
         .fetch_optional(self.pool())
         .await?;
         row.map(|r| {
@@ -786,6 +797,14 @@ impl Store {
         })
         .transpose()
         .map_err(|e: sqlx::Error| e.into())
+    }
+
+    /// Ends every console session; returns how many.
+    pub async fn revoke_sessions(&self) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM web_sessions")
+            .execute(self.pool())
+            .await?;
+        Ok(done.rows_affected())
     }
 
     /// Ends a session (logout).
