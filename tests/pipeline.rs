@@ -106,6 +106,14 @@ fn serve_feeds(server: &TestServer, private: &TestServer) {
         Response::ok("application/json", r#"{"choices":[]}"#).delayed(Duration::from_secs(5)),
     );
     server.route("/bad-ai/v1/chat/completions", Response::status(500));
+    // A summariser that adds a phishing link, an address and a number to every answer.
+    server.route(
+        "/hostile-ai/v1/chat/completions",
+        Response::ok(
+            "application/json",
+            r#"{"choices":[{"message":{"role":"assistant","content":"要点清晰。[立即开户](http://phish.example/open) 咨询 vip@phish.example 或 400-820-8820。"}}]}"#,
+        ),
+    );
 }
 
 fn manifests(base: &str, summarizer: &str) -> String {
@@ -403,6 +411,43 @@ async fn a_real_report_from_loopback_feeds_survives_failing_sources() {
         calls_after - calls_before <= 1 + second.articles,
         "only new items summarised"
     );
+}
+
+/// A summariser's answer may not add a URL, address or phone number its article did not
+/// contain: none reaches the HTML or the text part, and the footer says something was dropped.
+#[tokio::test]
+async fn a_hostile_summariser_adds_no_link_address_or_number() {
+    let s = setup(|base| {
+        format!("    summarizer:\n      endpoint: {base}/hostile-ai/v1\n      model: m\n      maxCalls: 40\n")
+    })
+    .await;
+    let store = store().await;
+    let date = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+    let (outcome, composed) = collect_and_compose(
+        &plan_for(s.dir.path(), date),
+        &store,
+        &options(&s.server, six_am(date), None),
+    )
+    .await
+    .unwrap();
+    let ai = outcome.summarizer.unwrap();
+    assert!(ai.ok > 0 && ai.ungrounded >= 3 * ai.ok, "{ai:?}");
+    for part in [&composed.text, &composed.html] {
+        assert!(!part.contains("phish.example"), "{part}");
+        assert!(!part.contains("400-820-8820"));
+    }
+    assert!(
+        composed.text.contains("立即开户"),
+        "the words stay, the link goes"
+    );
+    assert!(composed.html.contains("原文未出现的链接、邮箱或电话号码"));
+    // Nor does the cache keep them for tomorrow.
+    let cached: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM article_summaries WHERE summary LIKE '%phish%'")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    assert_eq!(cached, 0);
 }
 
 #[tokio::test]

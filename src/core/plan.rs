@@ -499,6 +499,25 @@ pub fn local_date(report: &DailyReport, now: DateTime<Utc>) -> Result<NaiveDate,
 }
 
 impl RunPlan {
+    /// This plan as it may be stored or shown (the report row's record of its plan): each
+    /// source's URL with its credential query values and password replaced by `***`, and
+    /// credential-looking inline headers (`Authorization`, `X-Api-Key` …) the same. The
+    /// plan a run fetches with is never this one.
+    pub fn redacted(&self) -> Self {
+        let mut plan = self.clone();
+        for source in &mut plan.sources {
+            source.spec.url = crate::untrusted::redact_url(&source.spec.url);
+            for (name, value) in source.spec.fetch.headers.iter_mut() {
+                if crate::untrusted::is_secret_param(name) {
+                    *value = "***".to_string();
+                }
+            }
+        }
+        plan
+    }
+}
+
+impl RunPlan {
     /// Where the lookback window of a run started at `run_start` ends, and what that end is:
     /// the slot when the plan says so, or when the run starts on a later local date than its
     /// slot (a retried Job or a catch-up past midnight still makes that day's report);
@@ -791,6 +810,32 @@ spec:
         let plan = build_plan(&report(), &[], &recipients, &blacklist, slot());
         assert_eq!(plan.excluded_recipients, ["again"]);
         assert_eq!(plan.recipients.len(), 1);
+    }
+
+    #[test]
+    fn the_stored_plan_carries_no_credential_of_a_source_url_or_header() {
+        let mut s = source("a", "desk", "{desk: research}", true);
+        s.spec.url = "https://api.example.com/news?apikey=s3cr3t&lang=zh".into();
+        s.spec
+            .fetch
+            .headers
+            .insert("Authorization".into(), "Bearer tok3n".into());
+        s.spec
+            .fetch
+            .headers
+            .insert("Accept".into(), "application/json".into());
+        let plan = build_plan(&report(), &[s], &[], &BTreeSet::new(), slot());
+        let stored = serde_json::to_string(&plan.redacted()).unwrap();
+        assert!(
+            !stored.contains("s3cr3t") && !stored.contains("tok3n"),
+            "{stored}"
+        );
+        assert!(
+            stored.contains("lang=zh") && stored.contains("application/json"),
+            "{stored}"
+        );
+        // The plan a run fetches with keeps them.
+        assert!(plan.sources[0].spec.url.contains("s3cr3t"));
     }
 
     #[test]

@@ -513,6 +513,10 @@ pub struct SummarizerOutcome {
     /// Items that kept their extractive summary.
     pub extractive: usize,
     pub fell_back: bool,
+    /// URLs, e-mail addresses and phone numbers the model wrote that its article did not
+    /// contain, dropped from its answers.
+    #[serde(default)]
+    pub ungrounded: usize,
 }
 
 /// The record of a run, printed as one JSON line and stored with the report.

@@ -91,6 +91,8 @@ const SECRET_PARAMS: &[&str] = &[
 ];
 /// Parts of a parameter name that mark it as a credential.
 const SECRET_PARTS: &[&str] = &[
+    "authorization",
+    "cookie",
     "token",
     "secret",
     "password",
@@ -101,7 +103,9 @@ const SECRET_PARTS: &[&str] = &[
     "accesskey",
 ];
 
-fn is_secret_param(name: &str) -> bool {
+/// Whether a query parameter or header named `name` carries a credential (`apikey`,
+/// `access_token`, `Authorization`, `X-Api-Key` …).
+pub fn is_secret_param(name: &str) -> bool {
     let k: String = name
         .chars()
         .filter(|c| !matches!(c, '-' | '_'))

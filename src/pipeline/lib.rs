@@ -22,6 +22,7 @@ pub mod decode;
 pub mod entities;
 pub mod extract;
 pub mod fetch;
+pub mod grounding;
 pub mod isolate;
 pub mod near_dup;
 pub mod parse;

@@ -37,7 +37,8 @@ pub(crate) async fn begin<'p>(
 ) -> Result<(Attempt<'p>, ReportRow), RunError> {
     let tz = crate::schedule::parse_time_zone(&plan.time_zone)
         .map_err(|e| RunError::Plan(crate::plan::PlanError::Invalid(e.to_string())))?;
-    let plan_json = serde_json::to_value(plan)
+    // The report row keeps the plan without the credentials a source URL or header carries.
+    let plan_json = serde_json::to_value(plan.redacted())
         .map_err(|e| RunError::Plan(crate::plan::PlanError::Invalid(e.to_string())))?;
     let row = store
         .begin_run(&RunStart {
@@ -238,6 +239,16 @@ fn notes_for_readers(outcome: &RunOutcome) -> Vec<String> {
     }
     if outcome.summarizer.as_ref().is_some_and(|s| s.fell_back) {
         notes.push("部分摘要由原文节选生成（AI 摘要服务超时或不可用）。".to_string());
+    }
+    if let Some(n) = outcome
+        .summarizer
+        .as_ref()
+        .map(|s| s.ungrounded)
+        .filter(|n| *n > 0)
+    {
+        notes.push(format!(
+            "AI 摘要中有 {n} 处原文未出现的链接、邮箱或电话号码，已删除。"
+        ));
     }
     notes
 }

@@ -373,12 +373,20 @@ pub(crate) async fn summarise(
         ..Default::default()
     };
     let mut records: Vec<CallRecord> = Vec::new();
-    out.overview = overview(&summarizer, selected, &mut records).await;
+    out.overview = overview(&summarizer, selected, &mut records)
+        .await
+        .map(|(text, titles)| grounded(&text, &titles, &mut stats));
     let prompts: Vec<String> = selected
         .iter()
         .map(|c| Summarizer::item_prompt(&c.title, &c.summary))
         .collect();
     let uncached = apply_cache(attempt, &summarizer, &prompts, &mut out, &mut stats).await?;
+    // Cached answers pass the same rule (one cached before it may carry a link).
+    for (i, prompt) in prompts.iter().enumerate() {
+        if !uncached.contains(&i) {
+            out.items[i] = grounded(&out.items[i], prompt, &mut stats);
+        }
+    }
     let to_call: Vec<String> = uncached.iter().map(|&i| prompts[i].clone()).collect();
     let results = summarizer
         .summarise_items(to_call, Instant::now() + SUMMARY_DEADLINE)
@@ -390,14 +398,15 @@ pub(crate) async fn summarise(
         };
         match &rec.outcome {
             CallOutcome::Ok(text) => {
-                out.items[i] = text.clone();
+                let text = grounded(text, &prompts[i], &mut stats);
                 let ns = &attempt.plan.namespace;
                 let (provider, model) = (summarizer.provider(), summarizer.model());
                 let key = input_hash(&prompts[i]);
                 attempt
                     .store
-                    .store_summary(ns, &key, provider, model, text)
+                    .store_summary(ns, &key, provider, model, &text)
                     .await?;
+                out.items[i] = text;
             }
             _ => stats.extractive += 1,
         }
@@ -415,6 +424,13 @@ pub(crate) async fn summarise(
     }
     attempt.outcome.summarizer = Some(stats);
     Ok(out)
+}
+
+/// The answer without what its input did not say (see `grounding`), counted in `stats`.
+fn grounded(answer: &str, input: &str, stats: &mut SummarizerOutcome) -> String {
+    let g = crate::grounding::ground(answer, input);
+    stats.ungrounded += g.dropped;
+    g.text
 }
 
 fn provider_of(endpoint: &str) -> String {
@@ -442,7 +458,7 @@ async fn overview(
     summarizer: &Summarizer,
     selected: &[Candidate],
     records: &mut Vec<CallRecord>,
-) -> Option<String> {
+) -> Option<(String, String)> {
     let top: Vec<String> = selected
         .iter()
         .take(HIGHLIGHTS * 2)
@@ -450,7 +466,7 @@ async fn overview(
         .collect();
     let rec = summarizer.overview(&top).await?;
     let text = match &rec.outcome {
-        CallOutcome::Ok(t) => Some(t.clone()),
+        CallOutcome::Ok(t) => Some((t.clone(), top.join("\n"))),
         _ => None,
     };
     records.push(rec);
