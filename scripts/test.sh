@@ -60,9 +60,12 @@ stage "compose schema" "$VENV/bin/check-jsonschema" --builtin-schema vendor.comp
 echo "=== test"
 ensure_postgres
 trap stop_throwaway_postgres EXIT
-# Scratch databases of earlier runs.
+# Scratch databases of earlier runs, and the namespace roles their tenancy tests made (roles
+# are the cluster's, named finrep_<database tag>_…).
 psql "$FINREP_PG_ADMIN_URL" -Atqc "select datname from pg_database where datname like 'finrep_t_%'" |
   while read -r db; do psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists \"$db\"" >/dev/null; done
+psql "$FINREP_PG_ADMIN_URL" -Atqc "select rolname from pg_roles where rolname ~ '^finrep_[0-9a-f]{8}_' order by rolname like '%_tenants'" |
+  while read -r role; do psql "$FINREP_PG_ADMIN_URL" -qc "drop role if exists \"$role\"" >/dev/null || true; done
 # Every documented bench command, at tiny sizes (nothing is recorded).
 if [ $# -eq 0 ]; then
   SMOKE=1 stage "bench smoke run" scripts/bench.sh all

@@ -190,6 +190,28 @@ enum Command {
         db: DatabaseArgs,
     },
 
+    /// Create (or rotate) the PostgreSQL role of a served namespace and print its
+    /// `finrep-database` Secret.
+    ///
+    /// The role sees and writes only its namespace's rows (row-level security), holds at most a
+    /// few connections, runs no statement past a minute and creates nothing. Run it with a
+    /// connection that may create roles (the operator's: never a pipeline pod or the web);
+    /// running it again sets a new password. Pipe the output to `kubectl apply -f -`.
+    TenantRole {
+        /// The namespace whose role to make.
+        #[arg(short, long)]
+        namespace: String,
+        /// What to print: the Secret manifest, or only the URL.
+        #[arg(short, long, value_enum, default_value = "secret")]
+        output: TenantRoleOutput,
+        /// The URL the role's URL is built from (host, port, database, options), when it is
+        /// not the one connected with (e.g. the in-cluster Service's name).
+        #[arg(long, value_name = "URL")]
+        url_base: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+
     /// Lift a recipient's unsubscribe, with their consent, recorded with who did it and why.
     ///
     /// An unsubscribe is the recipient's: only their own re-subscribe link or this recorded
@@ -338,6 +360,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Pipeline(args) => run_plan_file(&args),
         Command::Plan { day, output, db } => plan(&day, output.as_deref(), &db),
         Command::Run { day, db, run } => run_report(&day, &db, &run),
+        Command::TenantRole {
+            namespace,
+            output,
+            url_base,
+            db,
+        } => tenant_role(&namespace, output, url_base.as_deref(), &db),
         Command::Resubscribe {
             address,
             namespace,
@@ -346,6 +374,50 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             db,
         } => resubscribe(&address, &namespace, &by, &reason, &db),
     }
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TenantRoleOutput {
+    Secret,
+    Url,
+}
+
+fn tenant_role(
+    namespace: &str,
+    output: TenantRoleOutput,
+    url_base: Option<&str>,
+    db: &DatabaseArgs,
+) -> anyhow::Result<ExitCode> {
+    // A namespace is a DNS label: at most 63 lower-case letters, digits and `-`.
+    anyhow::ensure!(
+        namespace.len() <= 63
+            && !namespace.contains('.')
+            && finrep::api::selector::is_dns_subdomain(namespace),
+        "--namespace {namespace:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"
+    );
+    let login = runtime()?.block_on(async {
+        let store = db.connect().await?;
+        anyhow::Ok(store.ensure_tenant_role(namespace).await?)
+    })?;
+    let url = login
+        .url(url_base.unwrap_or(&db.database_url))
+        .map_err(anyhow::Error::msg)?;
+    match output {
+        TenantRoleOutput::Url => println!("{url}"),
+        TenantRoleOutput::Secret => print!(
+            "# The database login of namespace {namespace}'s pipeline pods: role {role}, which\n\
+             # sees only this namespace's rows. Made by `finrep tenant-role`; run it again to rotate.\n\
+             apiVersion: v1\nkind: Secret\nmetadata:\n  name: finrep-database\n  namespace: {namespace}\n\
+             \x20 labels:\n    app.kubernetes.io/managed-by: finrep\n    finrep.io/tenant-role: {role}\n\
+             type: Opaque\nstringData:\n  url: {url:?}\n",
+            role = login.role,
+        ),
+    }
+    eprintln!(
+        "role {} of namespace {namespace}: a new password is set; apply the Secret before the next run",
+        login.role
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn resubscribe(

@@ -8,6 +8,7 @@ mod run_lock;
 mod runs;
 mod schedule;
 mod sources;
+mod tenant;
 
 pub use articles::*;
 pub use consent::*;
@@ -17,6 +18,7 @@ pub use run_lock::*;
 pub use runs::*;
 pub use schedule::*;
 pub use sources::*;
+pub use tenant::*;
 
 use std::time::Duration;
 

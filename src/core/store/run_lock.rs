@@ -5,21 +5,17 @@
 //! so a pooled one would go back to the pool still holding it (and the next attempt in this
 //! process would be let in by it). When the attempt ends — or its process dies — the
 //! connection closes and PostgreSQL releases the lock.
+//!
+//! The lock's key is computed inside the database (`finrep_try_run_lock`, a SECURITY DEFINER
+//! function of migrations/20261205000002_tenant_isolation.sql) from the report's namespace and
+//! a salt no tenant role can read: a namespace's role can take only its own reports' locks, and
+//! cannot compute another namespace's key to hold it hostage.
 
 use std::time::Duration;
 
 use sqlx::{ConnectOptions, Connection, PgConnection, Row};
 
 use super::{Store, StoreError};
-
-/// The lock's key, from the run's row: PostgreSQL's own 64-bit text hash, so another
-/// application's advisory locks (plain integers) are unlikely to meet it. A macro, so the
-/// queries stay literals.
-macro_rules! run_lock_key {
-    () => {
-        "hashtextextended('finrep.run:' || $1::text, 0)"
-    };
-}
 
 /// How often a waiting attempt asks again (a lock wait in SQL could not say who holds it).
 const LOCK_POLL: Duration = Duration::from_millis(250);
@@ -86,15 +82,11 @@ impl Store {
         let mut conn = options.connect().await?;
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            let got: bool = sqlx::query(concat!(
-                "SELECT pg_try_advisory_lock(",
-                run_lock_key!(),
-                ")"
-            ))
-            .bind(report_id)
-            .fetch_one(&mut conn)
-            .await?
-            .try_get(0)?;
+            let got: bool = sqlx::query("SELECT finrep_try_run_lock($1)")
+                .bind(report_id)
+                .fetch_one(&mut conn)
+                .await?
+                .try_get(0)?;
             if got {
                 return Ok(Ok(RunLock { conn: Some(conn) }));
             }
@@ -111,24 +103,13 @@ impl Store {
 
 /// The session holding run `report_id`'s lock, as pg_locks and pg_stat_activity show it.
 async fn lock_holder(conn: &mut PgConnection, report_id: i64) -> Result<LockHolder, StoreError> {
-    // The bigint form of an advisory lock shows its key split in two 32-bit halves.
-    let row = sqlx::query(concat!(
-        "WITH k AS (SELECT ",
-        run_lock_key!(),
-        " AS key)
-         SELECT a.application_name, to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS since
-         FROM k, pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-         WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
-           AND l.classid::bigint = ((k.key >> 32) & 4294967295)
-           AND l.objid::bigint = (k.key & 4294967295)
-         LIMIT 1"
-    ))
-    .bind(report_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let row = sqlx::query("SELECT application, since FROM finrep_run_lock_holder($1)")
+        .bind(report_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     let (application, since) = match row {
         Some(r) => (
-            r.try_get::<Option<String>, _>("application_name")?,
+            r.try_get::<Option<String>, _>("application")?,
             r.try_get::<Option<String>, _>("since")?,
         ),
         None => (None, None),
