@@ -198,9 +198,18 @@ enum Command {
     /// connection that may create roles (the operator's: never a pipeline pod or the web);
     /// running it again sets a new password. Pipe the output to `kubectl apply -f -`.
     TenantRole {
-        /// The namespace whose role to make.
-        #[arg(short, long)]
-        namespace: String,
+        /// The namespace whose role to make; repeatable.
+        #[arg(short, long = "namespace", required = true, value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// Write each namespace's `finrep-database` Secret through the Kubernetes API instead
+        /// of printing it (the chart's hook Job does; a Secret of that name that finrep
+        /// tenant-role did not make is left alone and reported).
+        #[arg(long)]
+        apply: bool,
+        /// The Secret and key pipeline pods read DATABASE_URL from (the controller's
+        /// --database-secret).
+        #[arg(long, value_name = "NAME/KEY", default_value = "finrep-database/url")]
+        secret: String,
         /// What to print: the Secret manifest, or only the URL.
         #[arg(short, long, value_enum, default_value = "secret")]
         output: TenantRoleOutput,
@@ -361,11 +370,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Plan { day, output, db } => plan(&day, output.as_deref(), &db),
         Command::Run { day, db, run } => run_report(&day, &db, &run),
         Command::TenantRole {
-            namespace,
+            namespaces,
+            apply,
+            secret,
             output,
             url_base,
             db,
-        } => tenant_role(&namespace, output, url_base.as_deref(), &db),
+        } => {
+            let target = TenantSecret::parse(&secret)?;
+            tenant_roles(
+                &namespaces,
+                apply.then_some(&target),
+                output,
+                url_base.as_deref(),
+                &db,
+            )
+        }
         Command::Resubscribe {
             address,
             namespace,
@@ -382,42 +402,104 @@ enum TenantRoleOutput {
     Url,
 }
 
-fn tenant_role(
-    namespace: &str,
+/// Where a namespace's database login goes.
+struct TenantSecret {
+    name: String,
+    key: String,
+}
+
+impl TenantSecret {
+    fn parse(s: &str) -> anyhow::Result<Self> {
+        let (name, key) = s
+            .split_once('/')
+            .filter(|(n, k)| !n.is_empty() && !k.is_empty())
+            .context("--secret is NAME/KEY, e.g. finrep-database/url")?;
+        Ok(Self {
+            name: name.to_string(),
+            key: key.to_string(),
+        })
+    }
+}
+
+fn tenant_roles(
+    namespaces: &[String],
+    apply: Option<&TenantSecret>,
     output: TenantRoleOutput,
     url_base: Option<&str>,
     db: &DatabaseArgs,
 ) -> anyhow::Result<ExitCode> {
-    // A namespace is a DNS label: at most 63 lower-case letters, digits and `-`.
-    anyhow::ensure!(
-        namespace.len() <= 63
-            && !namespace.contains('.')
-            && finrep::api::selector::is_dns_subdomain(namespace),
-        "--namespace {namespace:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"
-    );
-    let login = runtime()?.block_on(async {
+    for ns in namespaces {
+        // A namespace is a DNS label: at most 63 lower-case letters, digits and `-`.
+        anyhow::ensure!(
+            ns.len() <= 63 && !ns.contains('.') && finrep::api::selector::is_dns_subdomain(ns),
+            "--namespace {ns:?} is not a namespace name (lower-case letters, digits and '-', at most 63)"
+        );
+    }
+    runtime()?.block_on(async {
         let store = db.connect().await?;
-        anyhow::Ok(store.ensure_tenant_role(namespace).await?)
+        let client = if apply.is_some() {
+            finrep::tls::install_crypto_provider();
+            Some(kube::Client::try_default().await.context(
+                "--apply needs the Kubernetes API (in a pod, its service account; elsewhere a kubeconfig)",
+            )?)
+        } else {
+            None
+        };
+        for ns in namespaces {
+            let login = store.ensure_tenant_role(ns).await?;
+            let url = login
+                .url(url_base.unwrap_or(&db.database_url))
+                .map_err(anyhow::Error::msg)?;
+            match (&client, apply) {
+                (Some(client), Some(target)) => {
+                    let secret = finrep::controller::tenant_secret::SecretName {
+                        name: &target.name,
+                        key: &target.key,
+                    };
+                    let done = finrep::controller::tenant_secret::apply_database_secret(
+                        client.clone(),
+                        ns,
+                        secret,
+                        &login.role,
+                        &url,
+                    )
+                    .await?;
+                    eprintln!("namespace {ns}: role {}, Secret finrep-database {done:?}", login.role);
+                }
+                _ => {
+                    print_tenant_login(ns, &login.role, &url, output);
+                    eprintln!(
+                        "role {} of namespace {ns}: a new password is set; apply the Secret before the next run",
+                        login.role
+                    );
+                }
+            }
+        }
+        anyhow::Ok(())
     })?;
-    let url = login
-        .url(url_base.unwrap_or(&db.database_url))
-        .map_err(anyhow::Error::msg)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_tenant_login(namespace: &str, role: &str, url: &str, output: TenantRoleOutput) {
     match output {
         TenantRoleOutput::Url => println!("{url}"),
-        TenantRoleOutput::Secret => print!(
-            "# The database login of namespace {namespace}'s pipeline pods: role {role}, which\n\
-             # sees only this namespace's rows. Made by `finrep tenant-role`; run it again to rotate.\n\
-             apiVersion: v1\nkind: Secret\nmetadata:\n  name: finrep-database\n  namespace: {namespace}\n\
-             \x20 labels:\n    app.kubernetes.io/managed-by: finrep\n    finrep.io/tenant-role: {role}\n\
-             type: Opaque\nstringData:\n  url: {url:?}\n",
-            role = login.role,
-        ),
+        TenantRoleOutput::Secret => {
+            let secret = finrep::controller::tenant_secret::database_secret(
+                namespace,
+                finrep::controller::tenant_secret::SecretName::default(),
+                role,
+                url,
+            );
+            println!(
+                "# The database login of namespace {namespace}'s pipeline pods: role {role}, which sees\n\
+                 # only this namespace's rows. Made by `finrep tenant-role`; run it again to rotate.\n---"
+            );
+            match serde_norway::to_string(&secret) {
+                Ok(yaml) => print!("{yaml}"),
+                Err(e) => eprintln!("cannot print the Secret: {e}"),
+            }
+        }
     }
-    eprintln!(
-        "role {} of namespace {namespace}: a new password is set; apply the Secret before the next run",
-        login.role
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 fn resubscribe(

@@ -414,18 +414,29 @@ fn other_value_sets_render_valid_restricted_objects() {
                     .collect();
                 for expected in [
                     "finrep-system/finrep-database",
-                    "desk-a/finrep-database",
-                    "desk-b/finrep-database",
                     "desk-b/finrep-unsubscribe",
                     "finrep-system/finrep-unsubscribe",
                 ] {
                     assert!(secrets.contains(expected), "{expected} in {secrets:?}");
                 }
-                // No operator credential is copied into a report namespace.
+                // No operator credential is copied into a report namespace: not the SMTP
+                // login or summariser key, and not the database URL (each namespace's
+                // finrep-database holds its own role, written by the tenant-roles hook Job).
                 assert!(
-                    secrets.iter().all(|s| !s.ends_with("/finrep-smtp") && !s.ends_with("/finrep-summarizer")),
+                    secrets
+                        .iter()
+                        .all(|s| s.starts_with("finrep-system/")
+                            || s.ends_with("/finrep-unsubscribe")),
                     "{secrets:?}"
                 );
+                let hook = r.named("Job", "finrep-tenant-roles");
+                assert_eq!(
+                    hook["metadata"]["annotations"]["helm.sh/hook"],
+                    "post-install,post-upgrade"
+                );
+                let args = hook["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+                assert!(args.contains("--namespace=desk-a,desk-b"), "{args}");
+                assert!(args.contains("--secret=finrep-database/url"), "{args}");
                 // A report namespace holds its own derived unsubscribe key, never the master
                 // key, and it is the key finrep derives for that namespace.
                 let master = b"0123456789abcdef0123456789abcdef";
@@ -467,6 +478,7 @@ fn other_value_sets_render_valid_restricted_objects() {
                     [
                         "finrep-controller",
                         "finrep-database-clients",
+                        "finrep-tenant-roles",
                         "finrep-pipeline",
                         "finrep-postgresql",
                         "finrep-web"
@@ -956,8 +968,13 @@ POSTGRES_PASSWORD='p a@s/s%' psql -X -q -v ON_ERROR_STOP=1 "$FINREP_PG_ADMIN_URL
 psql -X -Atq "$FINREP_PG_ADMIN_URL" -c "select rolname, rolsuper, rolcreatedb, rolcreaterole, rolpassword is not null from pg_authid where rolname in ('finrep', 'postgres') order by 1"
 psql -X -Atq "$FINREP_PG_ADMIN_URL" -c "select pg_get_userbyid(datdba) from pg_database where datname = 'finrep'"
 psql -X -Atq "postgres://finrep@127.0.0.1:{port}/finrep" -c "create table t (x int)" -c "select 'created'"
+# The role migrates and makes a report namespace's role, as the hook Jobs do.
+export DATABASE_URL="postgres://finrep@127.0.0.1:{port}/finrep"
+'{finrep}' --log-format json migrate >/dev/null
+'{finrep}' --log-format json tenant-role --namespace desk-a --output url 2>/dev/null | sed -E 's/:[^:@]*@/:***@/'
 "#,
-        script = script.display()
+        script = script.display(),
+        finrep = env!("CARGO_BIN_EXE_finrep"),
     );
     let out = Command::new("bash")
         .args(["-c", &check])
@@ -973,9 +990,31 @@ psql -X -Atq "postgres://finrep@127.0.0.1:{port}/finrep" -c "create table t (x i
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines,
-        ["finrep|f|f|f|t", "postgres|t|t|t|f", "finrep", "created"],
+        [
+            "finrep|f|f|t|t",
+            "postgres|t|t|t|f",
+            "finrep",
+            "created",
+            &format!(
+                "postgres://finrep_{}_desk_a:***@127.0.0.1:{port}/finrep",
+                md5_tag("finrep")
+            ),
+        ],
         "{stdout}"
     );
+}
+
+/// The first 8 hex digits of md5(`db`): the database tag in namespace role names.
+fn md5_tag(db: &str) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib,sys; print(hashlib.md5(sys.argv[1].encode()).hexdigest()[:8])",
+            db,
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 /// The controller's work on Jobs, plans, Events and Secrets is granted by Roles in the report

@@ -413,12 +413,14 @@ async fn a_real_report_from_loopback_feeds_survives_failing_sources() {
     );
 }
 
-/// A summariser's answer may not add a URL, address or phone number its article did not
-/// contain: none reaches the HTML or the text part, and the footer says something was dropped.
-#[tokio::test]
-async fn a_hostile_summariser_adds_no_link_address_or_number() {
+/// The morning of 2026-11-23 collected and composed with the summariser at `path` of the
+/// test server (`extra`: more of its settings, as YAML lines).
+async fn morning_with_summariser(
+    path: &str,
+    extra: &str,
+) -> (Store, RunOutcome, finrep::pipeline::report::Composed) {
     let s = setup(|base| {
-        format!("    summarizer:\n      endpoint: {base}/hostile-ai/v1\n      model: m\n      maxCalls: 40\n")
+        format!("    summarizer:\n      endpoint: {base}{path}\n      model: m\n{extra}")
     })
     .await;
     let store = store().await;
@@ -430,6 +432,15 @@ async fn a_hostile_summariser_adds_no_link_address_or_number() {
     )
     .await
     .unwrap();
+    (store, outcome, composed)
+}
+
+/// A summariser's answer may not add a URL, address or phone number its article did not
+/// contain: none reaches the HTML or the text part, and the footer says something was dropped.
+#[tokio::test]
+async fn a_hostile_summariser_adds_no_link_address_or_number() {
+    let (store, outcome, composed) =
+        morning_with_summariser("/hostile-ai/v1", "      maxCalls: 40\n").await;
     let ai = outcome.summarizer.unwrap();
     assert!(ai.ok > 0 && ai.ungrounded >= 3 * ai.ok, "{ai:?}");
     for part in [&composed.text, &composed.html] {
@@ -453,19 +464,8 @@ async fn a_hostile_summariser_adds_no_link_address_or_number() {
 #[tokio::test]
 async fn summariser_timeouts_and_errors_fall_back_to_extractive() {
     for (path, expect) in [("/slow-ai/v1", "timeout"), ("/bad-ai/v1", "error")] {
-        let s = setup(|base| {
-            format!("    summarizer:\n      endpoint: {base}{path}\n      model: m\n      timeoutSeconds: 1\n      maxCalls: 10\n")
-        })
-        .await;
-        let store = store().await;
-        let date = NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
-        let (outcome, composed) = collect_and_compose(
-            &plan_for(s.dir.path(), date),
-            &store,
-            &options(&s.server, six_am(date), None),
-        )
-        .await
-        .unwrap();
+        let (store, outcome, composed) =
+            morning_with_summariser(path, "      timeoutSeconds: 1\n      maxCalls: 10\n").await;
         let ai = outcome.summarizer.unwrap();
         assert!(ai.fell_back, "{path}: {ai:?}");
         assert_eq!(ai.ok, 0);

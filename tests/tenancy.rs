@@ -235,3 +235,105 @@ async fn a_namespace_role_opens_only_its_own_rows() {
     .unwrap();
     assert!(!superuser);
 }
+
+/// `finrep tenant-role --apply` writes each namespace's Secret through the API: created, then
+/// replaced on rotation; a Secret of that name it did not make is left alone and reported.
+#[tokio::test]
+async fn tenant_role_apply_writes_only_its_own_secret() {
+    let url = common::scratch_database().await;
+    let operator = Store::connect(&url, 2, Duration::from_secs(5))
+        .await
+        .unwrap();
+    operator.migrate().await.unwrap();
+    let api = common::kube_api::FakeApi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, api.kubeconfig()).unwrap();
+    // An older install's Secret of that name, holding the operator's URL.
+    api.put_secret("desk-b", "finrep-database");
+    let run = |namespaces: &str| {
+        let kubeconfig = kubeconfig.clone();
+        let url = url.clone();
+        let namespaces = namespaces.to_string();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+                .args(["tenant-role", "--apply", "--namespace", &namespaces])
+                .env("KUBECONFIG", kubeconfig)
+                .env("DATABASE_URL", url)
+                .output()
+                .unwrap()
+        })
+    };
+    let out = run("desk-a,desk-b").await.unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not made by finrep tenant-role"), "{err}");
+    let stranger = api
+        .object("", "secrets", "desk-b", "finrep-database")
+        .unwrap();
+    assert!(
+        stranger.get("stringData").is_none(),
+        "left alone: {stranger}"
+    );
+    let url_of = || {
+        let s = api
+            .object("", "secrets", "desk-a", "finrep-database")
+            .unwrap();
+        assert!(
+            s["metadata"]["labels"]["finrep.io/tenant-role"].is_string(),
+            "{s}"
+        );
+        s["stringData"]["url"].as_str().unwrap().to_string()
+    };
+    let first = url_of();
+    assert!(
+        first.contains("finrep_") && first.contains("_desk_a:"),
+        "{first}"
+    );
+    let out = run("desk-a").await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(url_of(), first, "rotated");
+    // Nothing secret on standard output or error.
+    let password = url_of()
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('@')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(&password));
+    assert!(out.stdout.is_empty());
+
+    // Exactly the verbs manifests/rbac.yaml grants the hook Job, and only on Secrets.
+    let used: std::collections::BTreeSet<(String, String)> = api
+        .calls()
+        .into_iter()
+        .map(|c| (c.resource, c.verb.to_string()))
+        .collect();
+    let rbac = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/rbac.yaml"),
+    )
+    .unwrap();
+    let mut granted = std::collections::BTreeSet::new();
+    for doc in serde_norway::Deserializer::from_str(&rbac) {
+        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if v["kind"] == "Role" && v["metadata"]["name"] == "finrep-tenant-roles" {
+            for rule in v["rules"].as_array().unwrap() {
+                for r in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        granted.insert((
+                            r.as_str().unwrap().to_string(),
+                            verb.as_str().unwrap().to_string(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(used, granted);
+}

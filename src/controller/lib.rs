@@ -35,3 +35,4 @@ pub mod pod_security;
 pub mod report_reconciler;
 pub mod runtime;
 pub mod status;
+pub mod tenant_secret;

@@ -183,6 +183,16 @@ def recipient(c, base, link, address):
     assert page.get_attribute("data-outcome") == "done", page.text
     c.inert("unsubscribe")
     c.shot("unsubscribe-done")
+    # Clicked by mistake: the same page offers the way back, with the same signed link.
+    click_to(d, d.find_element(By.ID, "resubscribe"), "/unsubscribe")
+    page = d.find_element(By.ID, "unsubscribe")
+    assert page.get_attribute("data-outcome") == "resubscribed", page.text
+    c.shot("unsubscribe-resubscribed")
+    d.get(link)
+    page = d.find_element(By.ID, "unsubscribe")
+    assert page.get_attribute("data-outcome") == "confirm", page.text
+    click_to(d, d.find_element(By.ID, "confirm-unsubscribe"), "/unsubscribe")
+    assert d.find_element(By.ID, "unsubscribe").get_attribute("data-outcome") == "done"
     d.get(link)
     assert d.find_element(By.ID, "unsubscribe").get_attribute("data-outcome") == "already"
 
