@@ -485,9 +485,10 @@ async fn an_unsubscribe_outranks_a_bounce_and_only_its_owner_or_a_recorded_opera
     assert_eq!(page.status(), StatusCode::OK);
     let body = page.text().await.unwrap();
     assert!(body.contains("data-outcome=\"confirm\""), "{body}");
-    // The page names the report, never the namespace or the whole address.
+    // The page names the report by its title, never the namespace or the whole address.
     assert!(
-        body.contains("brief") && !body.contains("b@example.com"),
+        body.contains("<strong class=\"report-name\">日报</strong>")
+            && !body.contains("b@example.com"),
         "{body}"
     );
     let v1 = finrep::unsubscribe::sign_v1(OLD_KEY, "default", "b@example.com").unwrap();

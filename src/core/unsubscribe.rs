@@ -45,6 +45,8 @@ pub struct Subscriber {
     pub email: String,
     /// The report whose mail carried the link (v1 links do not say).
     pub report: Option<String>,
+    /// That report's title, as its mail showed it, for the page (filled in by the web).
+    pub report_title: Option<String>,
 }
 
 /// The opaque id of a master key: the first 8 hex digits of a hash of it (the chart computes
@@ -298,6 +300,7 @@ impl KeyRing {
             namespace: namespace.to_string(),
             email: email.to_string(),
             report: Some(report.to_string()),
+            report_title: None,
         })
     }
 
@@ -321,6 +324,7 @@ impl KeyRing {
                     namespace: namespace.clone(),
                     email: email.clone(),
                     report: None,
+                    report_title: None,
                 });
             }
         }

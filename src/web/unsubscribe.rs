@@ -100,8 +100,11 @@ async fn subscriber(state: &AppState, token: Option<&str>) -> Result<Subscriber,
                     return Err(Outcome::Unavailable);
                 }
             };
-            ring.verify_v2(&parsed, &target.namespace, &target.report, &target.email)
-                .map_err(|_| Outcome::Invalid)
+            let mut who = ring
+                .verify_v2(&parsed, &target.namespace, &target.report, &target.email)
+                .map_err(|_| Outcome::Invalid)?;
+            who.report_title = target.title.filter(|t| !t.trim().is_empty());
+            Ok(who)
         }
     }
 }
@@ -125,7 +128,7 @@ fn page(
         minijinja::context! {
             outcome => outcome.metric(),
             address => who.map(|s| masked(&s.email)),
-            report => who.and_then(|s| s.report.clone()),
+            report => who.and_then(|s| s.report_title.clone().or_else(|| s.report.clone())),
             token => token,
         },
     )?;
