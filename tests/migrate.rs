@@ -278,3 +278,92 @@ async fn a_newer_release_s_migration_does_not_stop_this_one() {
         String::from_utf8_lossy(&again.stderr)
     );
 }
+
+/// An install of the single application role upgrades: unsubscribes recorded under a tagged
+/// address move to the identity they cover (outranking a bounce there), sessions of before
+/// end, and a namespace role made afterwards sees its namespace's rows of before and no other.
+#[tokio::test]
+async fn the_consent_and_tenant_migrations_keep_what_was_there() {
+    let url = common::scratch_database().await;
+    let store = finrep::store::Store::connect(&url, 2, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let before = finrep::store::MIGRATOR
+        .iter()
+        .take_while(|m| m.description != "consent")
+        .count();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    for m in finrep::store::MIGRATOR.iter().take(before) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str().to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    sqlx::raw_sql(
+        "INSERT INTO reports (id, namespace, report, report_date, time_zone) VALUES
+              (7, 'desk-a', 'brief', '2026-11-20', 'Asia/Shanghai'),
+              (8, 'desk-b', 'brief', '2026-11-20', 'Asia/Shanghai');
+         INSERT INTO delivery_log (report_id, recipient, email, status) VALUES
+              (7, 'r', 'alice@example.com', 'bounced'), (8, 'r', 'bob@example.com', 'sent');
+         INSERT INTO blacklist (namespace, email, reason, report_id) VALUES
+              ('desk-a', 'alice@example.com', 'bounce', 7);
+         INSERT INTO blacklist (namespace, email, reason, via) VALUES
+              ('desk-a', 'alice+news@example.com', 'unsubscribe', 'one-click'),
+              ('desk-b', 'carol+x@example.com', 'unsubscribe', 'page');
+         INSERT INTO web_sessions (id_hash, account, csrf_token, expires_at)
+              VALUES ('\\x01', 'admin', 't', now() + interval '1 hour');",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // The new migrations, in order, as `finrep migrate` applies them.
+    for m in finrep::store::MIGRATOR.iter().skip(before) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str().to_string()))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    let rows: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT namespace, email, reason FROM blacklist ORDER BY 1, 2")
+            .fetch_all(&mut conn)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("desk-a", "alice@example.com", "unsubscribe"),
+            ("desk-b", "carol@example.com", "unsubscribe"),
+        ]
+        .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+    );
+    let consent: i64 = sqlx::query_scalar("SELECT count(*) FROM consent_log")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        consent, 2,
+        "the unsubscribes of before are in the consent log"
+    );
+    let session: bool = sqlx::query_scalar("SELECT credential_epoch = '' FROM web_sessions")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        session,
+        "a session of before matches no credential: it has ended"
+    );
+    // A namespace role made after the upgrade sees its rows of before, and no other.
+    let login = store.ensure_tenant_role("desk-a").await.unwrap();
+    let tenant = finrep::store::Store::connect(
+        &login.url(&url).unwrap(),
+        1,
+        std::time::Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let seen: Vec<String> = sqlx::query_scalar("SELECT email FROM delivery_log")
+        .fetch_all(tenant.pool())
+        .await
+        .unwrap();
+    assert_eq!(seen, ["alice@example.com"]);
+}
