@@ -1062,6 +1062,111 @@ def bench_w3(args):
     })
 
 
+# ---------------------------------------------------------------- A: the web under abuse
+
+async def login_flood(base_port, attempts, concurrency):
+    """`attempts` login POSTs with random user names (one client), `concurrency` at a time;
+    returns the answers by status."""
+    statuses = {}
+    queue = asyncio.Queue()
+    for i in range(attempts):
+        queue.put_nowait(i)
+
+    async def worker():
+        while True:
+            try:
+                i = queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            body = f"user=u{i}x{random.getrandbits(32)}&password=wrong&csrf=t".encode()
+            try:
+                reader, writer = await asyncio.open_connection("127.0.0.1", base_port)
+                writer.write(b"POST /login HTTP/1.1\r\nHost: x\r\nCookie: finrep_login_csrf=t\r\n"
+                             b"Content-Type: application/x-www-form-urlencoded\r\nConnection: close\r\n"
+                             + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+                await writer.drain()
+                line = await asyncio.wait_for(reader.readline(), 10)
+                status = line.split()[1].decode() if len(line.split()) > 1 else "none"
+                writer.close()
+            except (OSError, asyncio.TimeoutError):
+                status = "error"
+            statuses[status] = statuses.get(status, 0) + 1
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return statuses
+
+
+async def half_open(port, count, hold_s):
+    """`count` connections that send half a request; how many the server has closed after
+    `hold_s` seconds."""
+    conns = []
+    for _ in range(count):
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            conns.append((reader, writer))
+    await asyncio.sleep(hold_s)
+    closed = 0
+    for reader, writer in conns:
+        with contextlib.suppress(OSError, asyncio.TimeoutError):
+            data = await asyncio.wait_for(reader.read(1024), 0.05)
+            if data == b"" or b"408" in data:
+                closed += 1
+        writer.close()
+    return len(conns), closed
+
+
+def bench_abuse(args):
+    """The console's web process under a login flood of random names and under half-open
+    connections: resident memory before, during and after, read from /proc."""
+    import urllib.request
+    attempts, half, hold = sized(200_000, 300), sized(3_000, 50), sized(15, 12)
+    env = dict(os.environ, DATABASE_URL=args.database_url, FINREP_LOG_FORMAT="json", RUST_LOG="warn")
+    run_measured([args.finrep, "migrate"], env)
+    hashed = subprocess.run([args.finrep, "web", "hash-password"], input="abuse benchmark password\n",
+                            capture_output=True, text=True, check=True).stdout.strip()
+    port = free_port()
+    log = tempfile.NamedTemporaryFile(prefix="finrep-web-abuse-", suffix=".log")
+    web = subprocess.Popen([args.finrep, "web", "--listen", f"127.0.0.1:{port}"],
+                           env=dict(env, FINREP_WEB_PASSWORD_HASH=hashed, RUST_LOG="info"),
+                           stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(100):
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz").status == 200:
+                    break
+            time.sleep(0.1)
+        idle = rss_kib(web.pid, "VmRSS")
+        started = time.perf_counter()
+        statuses = asyncio.run(login_flood(port, attempts, 32))
+        flood_s = time.perf_counter() - started
+        after_flood = rss_kib(web.pid, "VmRSS")
+        opened, closed = asyncio.run(half_open(port, half, hold))
+        after_half_open = rss_kib(web.pid, "VmRSS")
+        peak = rss_kib(web.pid, "VmHWM")
+        healthy = urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").status == 200
+    finally:
+        web.terminate()
+        web.wait(timeout=10)
+    log_bytes = os.path.getsize(log.name)
+    if not healthy or closed < opened:
+        raise SystemExit(f"the web did not hold: healthy={healthy}, {closed} of {opened} half-open closed")
+    record("A", {
+        "workload": f"{attempts} login POSTs with random user names from one client (32 at a time), then "
+                    f"{half} connections sending half a request held {hold} s; finrep web and PostgreSQL "
+                    "on the same 2 cores, loopback",
+        "login_answers": statuses,
+        "flood_seconds": round(flood_s, 1),
+        "rss_idle_mib": round(idle / 1024, 1),
+        "rss_after_flood_mib": round(after_flood / 1024, 1),
+        "rss_after_half_open_mib": round(after_half_open / 1024, 1),
+        "rss_high_water_mib": round(peak / 1024, 1),
+        "half_open_opened": opened,
+        "half_open_closed_by_server": closed,
+        "log_bytes": log_bytes,
+    })
+
+
 def rss_kib(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -1112,6 +1217,9 @@ def main():
     pb.add_argument("--memory-limit-mib", type=int, default=0,
                     help="build in a memory cgroup of this size without swap (root)")
     pb.add_argument("--target-dir", default=str(ROOT / "target"), help="with --smoke: where to build")
+    pa = sub.add_parser("abuse")
+    pa.add_argument("--finrep", required=True)
+    pa.add_argument("--database-url", required=True)
     p3 = sub.add_parser("w3")
     p3.add_argument("--finrep", required=True)
     p3.add_argument("--database-url", required=True)
@@ -1121,7 +1229,8 @@ def main():
     global SMOKE
     SMOKE = args.smoke
     {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send, "w2-plan": bench_w2_plan,
-     "w2-controller": bench_w2_controller, "build": bench_build, "pg-memory": bench_pg_memory, "w3": bench_w3}[args.cmd](args)
+     "w2-controller": bench_w2_controller, "build": bench_build, "pg-memory": bench_pg_memory, "w3": bench_w3,
+     "abuse": bench_abuse}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -120,16 +120,12 @@ impl LoginGuard {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn admit(&self, client: IpAddr) -> Result<(), Refusal> {
-        self.limits().admit(client, Instant::now())
+    fn admit(&self, client: IpAddr, for_account: bool) -> Result<(), Refusal> {
+        self.limits().admit(client, for_account, Instant::now())
     }
 
-    fn failed(&self, client: IpAddr, for_account: bool) {
-        self.limits().failed(client, for_account, Instant::now());
-    }
-
-    fn succeeded(&self, client: IpAddr) {
-        self.limits().succeeded(client);
+    fn succeeded(&self, client: IpAddr, for_account: bool) {
+        self.limits().succeeded(client, for_account);
     }
 
     /// Logs `what` unless this window already logged its share (then it is counted).
@@ -306,7 +302,8 @@ pub async fn login(
         return login_form(&state, &headers, None, StatusCode::FORBIDDEN, false);
     };
     let client = client_address(&headers, peer, &state.settings.trusted_proxies);
-    if let Err(why) = state.logins.admit(client) {
+    let names_account = form.user.eq_ignore_ascii_case(&account.user);
+    if let Err(why) = state.logins.admit(client, names_account) {
         state.metrics.login("rate-limited");
         state.logins.log_sampled(
             client,
@@ -314,14 +311,12 @@ pub async fn login(
         );
         return Err(WebError::RateLimited);
     }
-    let names_account = form.user.eq_ignore_ascii_case(&account.user);
     if !credentials_match(&state, &account, form.user, form.password).await? {
-        state.logins.failed(client, names_account);
         state.metrics.login("refused");
         state.logins.log_sampled(client, "login refused");
         return login_form(&state, &headers, None, StatusCode::UNAUTHORIZED, true);
     }
-    state.logins.succeeded(client);
+    state.logins.succeeded(client, names_account);
     state.metrics.login("ok");
     let value = random_token()?;
     let ttl = state.settings.session_ttl;

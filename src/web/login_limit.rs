@@ -2,7 +2,8 @@
 //!
 //! Only failures count. A client (an address; an IPv6 /64) may fail [`PER_CLIENT`] times in a
 //! window and is then refused without its attempts being looked at — so it stops charging the
-//! account too. The account's limit ([`PER_ACCOUNT`]) counts failures for the real account name
+//! account too. An attempt is charged when it is admitted (so concurrent attempts cannot all
+//! pass the check before any is counted) and refunded when it succeeds. The account's limit ([`PER_ACCOUNT`]) counts failures for the real account name
 //! only (the console has one account; other names cannot log in anyway), and is larger than one
 //! client's share, so one address cannot lock the operator out. The client table holds at most
 //! [`MAX_CLIENTS`] entries: windows that ended are dropped first, and when every entry is live
@@ -92,8 +93,20 @@ impl LoginLimits {
         }
     }
 
-    /// Whether `client`'s attempt may be checked now.
-    pub fn admit(&mut self, client: IpAddr, now: Instant) -> Result<(), Refusal> {
+    /// Whether `client`'s attempt (`for_account`: naming the account) may be checked now; an
+    /// admitted attempt is charged as a failure until [`LoginLimits::succeeded`] refunds it.
+    pub fn admit(
+        &mut self,
+        client: IpAddr,
+        for_account: bool,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        self.check(client, now)?;
+        self.charge(client, for_account, now);
+        Ok(())
+    }
+
+    fn check(&mut self, client: IpAddr, now: Instant) -> Result<(), Refusal> {
         let key = client_key(client);
         match self.clients.get(&key) {
             Some(c) if c.live(now) && c.failures >= PER_CLIENT => return Err(Refusal::Client),
@@ -112,8 +125,7 @@ impl LoginLimits {
         }
     }
 
-    /// Records a failed attempt of `client`; `for_account`: it named the account.
-    pub fn failed(&mut self, client: IpAddr, for_account: bool, now: Instant) {
+    fn charge(&mut self, client: IpAddr, for_account: bool, now: Instant) {
         let key = client_key(client);
         if self.clients.len() >= MAX_CLIENTS && !self.clients.contains_key(&key) {
             self.prune(now);
@@ -126,9 +138,13 @@ impl LoginLimits {
         }
     }
 
-    /// A successful login clears its client's failures (its own typos, not the account's).
-    pub fn succeeded(&mut self, client: IpAddr) {
+    /// A successful login clears its client's failures (its typos before) and refunds its
+    /// charge to the account.
+    pub fn succeeded(&mut self, client: IpAddr, for_account: bool) {
         self.clients.remove(&client_key(client));
+        if let Some(a) = self.account.as_mut().filter(|_| for_account) {
+            a.failures = a.failures.saturating_sub(1);
+        }
     }
 
     /// Forgets windows that ended.
@@ -205,25 +221,21 @@ mod tests {
         let mut l = LoginLimits::new();
         let t = Instant::now();
         let attacker = ip(0, 1);
-        // 12 wrong passwords: the first 5 are checked and fail, the rest are refused unread.
-        let mut checked = 0;
-        for _ in 0..12 {
-            if l.admit(attacker, t).is_ok() {
-                checked += 1;
-                l.failed(attacker, true, t);
-            }
-        }
-        assert_eq!(checked, PER_CLIENT);
-        assert_eq!(l.admit(attacker, t), Err(Refusal::Client));
+        // Admitted attempts are charged at once: 12 at the same time still check only 5.
+        let checked = (0..12)
+            .filter(|_| l.admit(attacker, true, t).is_ok())
+            .count();
+        assert_eq!(checked, PER_CLIENT as usize);
+        assert_eq!(l.admit(attacker, true, t), Err(Refusal::Client));
         // The operator, from another address, is let in.
-        assert_eq!(l.admit(ip(0, 2), t), Ok(()));
-        // And successes never count: logins every 4 s from fresh addresses all pass.
-        for i in 0..6 {
-            assert_eq!(
-                l.admit(ip(1, i), t + Duration::from_secs(4 * u64::from(i))),
-                Ok(())
-            );
-            l.succeeded(ip(1, i));
+        assert_eq!(l.admit(ip(0, 2), true, t), Ok(()));
+        l.succeeded(ip(0, 2), true);
+        // And successes never count: many logins from fresh addresses all pass.
+        for i in 0..(2 * PER_ACCOUNT) {
+            let c = ip(1, u8::try_from(i).unwrap());
+            let at = t + Duration::from_secs(u64::from(i));
+            assert_eq!(l.admit(c, true, at), Ok(()));
+            l.succeeded(c, true);
         }
     }
 
@@ -232,18 +244,16 @@ mod tests {
         let mut l = LoginLimits::new();
         let t = Instant::now();
         for i in 0..PER_ACCOUNT {
-            let c = ip(2, u8::try_from(i).unwrap());
-            assert!(l.admit(c, t).is_ok());
-            l.failed(c, true, t);
+            assert!(l.admit(ip(2, u8::try_from(i).unwrap()), true, t).is_ok());
         }
-        assert_eq!(l.admit(ip(3, 1), t), Err(Refusal::Account));
-        assert_eq!(l.admit(ip(3, 1), t + WINDOW), Ok(()));
+        assert_eq!(l.admit(ip(3, 1), true, t), Err(Refusal::Account));
+        assert_eq!(l.admit(ip(3, 1), true, t + WINDOW), Ok(()));
         // Wrong names never charge the account.
         let mut l = LoginLimits::new();
         for i in 0..100u8 {
-            l.failed(ip(4, i), false, t);
+            assert!(l.admit(ip(4, i), false, t).is_ok());
         }
-        assert_eq!(l.admit(ip(5, 1), t), Ok(()));
+        assert_eq!(l.admit(ip(5, 1), true, t), Ok(()));
     }
 
     #[test]
@@ -251,17 +261,14 @@ mod tests {
         let mut l = LoginLimits::new();
         let t = Instant::now();
         for i in 0..(MAX_CLIENTS as u32 + 1000) {
-            let c = IpAddr::from(i.to_be_bytes());
-            if l.admit(c, t).is_ok() {
-                l.failed(c, false, t);
-            }
+            let _ = l.admit(IpAddr::from(i.to_be_bytes()), false, t);
         }
         assert_eq!(l.clients_remembered(), MAX_CLIENTS);
-        assert_eq!(l.admit(IpAddr::from([192, 0, 2, 1]), t), Err(Refusal::Full));
+        let late = IpAddr::from([192, 0, 2, 1]);
+        assert_eq!(l.admit(late, false, t), Err(Refusal::Full));
         // Once their windows end, new clients are admitted and the old ones forgotten.
-        let later = t + WINDOW;
-        assert_eq!(l.admit(IpAddr::from([192, 0, 2, 1]), later), Ok(()));
-        assert_eq!(l.clients_remembered(), 0);
+        assert_eq!(l.admit(late, false, t + WINDOW), Ok(()));
+        assert_eq!(l.clients_remembered(), 1);
     }
 
     #[test]
@@ -270,10 +277,10 @@ mod tests {
         let t = Instant::now();
         for i in 0..PER_CLIENT {
             let c: IpAddr = format!("2001:db8::{:x}", i + 1).parse().unwrap();
-            l.failed(c, false, t);
+            assert!(l.admit(c, false, t).is_ok());
         }
         let other: IpAddr = "2001:db8::ffff".parse().unwrap();
-        assert_eq!(l.admit(other, t), Err(Refusal::Client));
+        assert_eq!(l.admit(other, false, t), Err(Refusal::Client));
     }
 
     #[test]
