@@ -10,5 +10,6 @@ pub use finrep_controller as controller;
 pub use finrep_core::*;
 pub use finrep_delivery as delivery;
 pub use finrep_pipeline as pipeline;
+pub use finrep_relay as relay;
 pub use finrep_standalone as standalone;
 pub use finrep_web as web;

@@ -161,6 +161,10 @@ enum Command {
     /// unsubscribe links need FINREP_UNSUBSCRIBE_KEY, the key the runs sign them with.
     Web(Box<finrep::web::cli::WebArgs>),
 
+    /// Relay every report's mail and summariser calls through the operator's own login, which
+    /// no report holds (run in the release namespace; see docs/security.md).
+    Relay(Box<finrep::relay::cli::RelayArgs>),
+
     /// Run the operator: reconcile DailyReports, Sources and Recipients in the cluster.
     ///
     /// Starts a pipeline Job at each report's slot, keeps its backup CronJob and writes the
@@ -366,6 +370,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Probe { url, timeout } => probe(&url, Duration::from_secs(timeout)),
         Command::Controller(args) => finrep::controller::cli::run(&args),
         Command::Web(args) => finrep::web::cli::run(&args),
+        Command::Relay(args) => finrep::relay::cli::run(&args),
         Command::Pipeline(args) => run_plan_file(&args),
         Command::Plan { day, output, db } => plan(&day, output.as_deref(), &db),
         Command::Run { day, db, run } => run_report(&day, &db, &run),

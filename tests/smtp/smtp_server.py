@@ -11,6 +11,8 @@ subject, the list headers, the content types and the decoded text/plain part. Ru
     busy_once     answer the first MAIL FROM with 421 (server busy)
     drop_data     addresses whose first DATA is cut: the connection closes before any reply
     delay_ms      wait this long before accepting each message
+    auth          {"user": U, "password": P}: a login is required (any other is refused);
+                  each message's log line names the user that sent it ("auth_user")
 
 With --no-parse, only recipients, size and time are logged (benchmarks: the server must not
 be what is measured). With --maildir, each accepted message is also written there whole, as NNNN-<rcpt>.eml.
@@ -94,6 +96,9 @@ class Handler:
             "size": len(envelope.content),
         }
         record["ts"] = time.time()
+        login = getattr(session, "auth_data", None)
+        if login is not None:
+            record["auth_user"] = login.login.decode() if hasattr(login, "login") else str(login)
         line = json.dumps(record, ensure_ascii=False)
         with self.lock:
             self.count += 1
@@ -123,8 +128,19 @@ def main():
     rules = {k: ([a.lower() for a in v] if isinstance(v, list) else v) for k, v in rules.items()}
     if args.maildir:
         os.makedirs(args.maildir, exist_ok=True)
+    auth = {}
+    if isinstance(rules.get("auth"), dict):
+        want = rules["auth"]
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        def authenticator(server, session, envelope, mechanism, auth_data):
+            ok = (isinstance(auth_data, LoginPassword)
+                  and auth_data.login.decode() == want["user"] and auth_data.password.decode() == want["password"])
+            return AuthResult(success=ok, auth_data=auth_data if ok else None)
+
+        auth = {"auth_required": True, "auth_require_tls": False, "authenticator": authenticator}
     controller = Controller(Handler(args.log, rules, args.maildir, parse=not args.no_parse), hostname=args.host, port=args.port,
-                            data_size_limit=20 * 1024 * 1024)
+                            data_size_limit=20 * 1024 * 1024, **auth)
     controller.start()
     print("ready", flush=True)
     stop = threading.Event()
