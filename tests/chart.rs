@@ -375,6 +375,18 @@ fn other_value_sets_render_valid_restricted_objects() {
             json!({"secrets": {"create": true, "databasePassword": "s3cret/+pw"}}),
         ),
         (
+            "the operator's relay",
+            json!({
+                "networkPolicy": {"enabled": true},
+                "reportNamespaces": ["desk-a", "desk-b"],
+                "relay": {"enabled": true,
+                          "smtp": {"host": "smtp.operator.example", "existingSecret": "operator-smtp",
+                                   "senderDomains": ["operator.example"]},
+                          "summarizer": {"endpoint": "https://ai.operator.example/v1",
+                                         "existingSecret": "operator-ai"}},
+            }),
+        ),
+        (
             "another name, everything on",
             json!({
                 "fullnameOverride": "news-desk",
@@ -562,6 +574,31 @@ fn other_value_sets_render_valid_restricted_objects() {
                         .iter()
                         .all(|c| c["metadata"]["name"] == "finrep-controller-crds")
                 );
+            }
+            "the operator's relay" => {
+                // The login stays in the release namespace, read by the relay alone.
+                let relay = r.named("Deployment", "finrep-relay");
+                assert_eq!(relay["metadata"]["namespace"], NAMESPACE);
+                let text = relay.to_string();
+                assert!(text.contains("operator-smtp") && text.contains("operator-ai"));
+                for o in r.objects() {
+                    let refers = o.to_string().contains("operator-smtp");
+                    assert!(!refers || o["metadata"]["name"] == "finrep-relay", "{o}");
+                }
+                // Reports reach it: the controller trusts it, their NetworkPolicy admits it.
+                let controller = r.named("Deployment", "finrep-controller").to_string();
+                assert!(controller.contains("--trusted-host=finrep-relay.finrep-system.svc:2525"));
+                for p in r.of_kind("NetworkPolicy") {
+                    if p["metadata"]["name"] == "finrep-pipeline" {
+                        assert!(
+                            p.to_string()
+                                .contains("\"app.kubernetes.io/component\":\"relay\""),
+                            "{p}"
+                        );
+                    }
+                }
+                let ingress = r.named("NetworkPolicy", "finrep-relay").to_string();
+                assert!(ingress.contains("desk-a") && ingress.contains("desk-b"));
             }
             "another name, everything on" => {
                 let deployment = r.named("Deployment", "news-desk-controller");
