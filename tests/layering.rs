@@ -50,6 +50,7 @@ fn nothing_below_the_pipeline_uses_it() {
     for part in [
         "controller",
         "delivery",
+        "relay",
         "core/guard.rs",
         "core/run.rs",
         "core/plan.rs",
