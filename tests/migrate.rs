@@ -204,18 +204,8 @@ async fn tenancy_migration_keeps_existing_rows() {
         .await
         .unwrap();
     // The schema as it was before the tenancy migration.
-    let before = finrep::store::MIGRATOR
-        .iter()
-        .take_while(|m| m.description != "tenancy")
-        .count();
+    let (mut conn, before) = schema_before(&url, "tenancy").await;
     assert_eq!(before, 2);
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    for m in finrep::store::MIGRATOR.iter().take(before) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str().to_string()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
     sqlx::raw_sql(
         "INSERT INTO reports (id, namespace, report, report_date, time_zone) VALUES (7, 'acc', 'brief', '2026-11-20', 'Asia/Shanghai');
          INSERT INTO blacklist (email, reason, report_id) VALUES ('gone@example.com', 'bounce', 7), ('left@example.com', 'unsubscribe', NULL);
@@ -288,17 +278,7 @@ async fn the_consent_and_tenant_migrations_keep_what_was_there() {
     let store = finrep::store::Store::connect(&url, 2, std::time::Duration::from_secs(5))
         .await
         .unwrap();
-    let before = finrep::store::MIGRATOR
-        .iter()
-        .take_while(|m| m.description != "consent")
-        .count();
-    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
-    for m in finrep::store::MIGRATOR.iter().take(before) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str().to_string()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    let (mut conn, before) = schema_before(&url, "consent").await;
     sqlx::raw_sql(
         "INSERT INTO reports (id, namespace, report, report_date, time_zone) VALUES
               (7, 'desk-a', 'brief', '2026-11-20', 'Asia/Shanghai'),
@@ -317,12 +297,7 @@ async fn the_consent_and_tenant_migrations_keep_what_was_there() {
     .await
     .unwrap();
     // The new migrations, in order, as `finrep migrate` applies them.
-    for m in finrep::store::MIGRATOR.iter().skip(before) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str().to_string()))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    }
+    apply(&mut conn, finrep::store::MIGRATOR.iter().skip(before)).await;
     let rows: Vec<(String, String, String)> =
         sqlx::query_as("SELECT namespace, email, reason FROM blacklist ORDER BY 1, 2")
             .fetch_all(&mut conn)
@@ -366,4 +341,28 @@ async fn the_consent_and_tenant_migrations_keep_what_was_there() {
         .await
         .unwrap();
     assert_eq!(seen, ["alice@example.com"]);
+}
+
+/// A connection to `url` whose schema is as it was before the migration `description`, and
+/// how many migrations that is.
+async fn schema_before(url: &str, description: &str) -> (sqlx::PgConnection, usize) {
+    let before = finrep::store::MIGRATOR
+        .iter()
+        .take_while(|m| m.description != description)
+        .count();
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    apply(&mut conn, finrep::store::MIGRATOR.iter().take(before)).await;
+    (conn, before)
+}
+
+async fn apply<'m>(
+    conn: &mut sqlx::PgConnection,
+    migrations: impl Iterator<Item = &'m sqlx::migrate::Migration>,
+) {
+    for m in migrations {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str().to_string()))
+            .execute(&mut *conn)
+            .await
+            .unwrap();
+    }
 }

@@ -11,9 +11,7 @@ use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use finrep::delivery::DeliveryOptions;
 use finrep::guard::NetworkPolicy;
-use finrep::window::WindowMode;
 
 use common::http::{Response, TestServer};
 use common::smtp::{SmtpServer, free_port};
@@ -111,12 +109,7 @@ async fn a_report_sends_and_summarises_through_the_operators_login_without_holdi
         "the plan names no Secret: {:?}",
         plan.secrets
     );
-    let delivery = DeliveryOptions {
-        mode: WindowMode::Ignore,
-        network: NetworkPolicy::permissive(),
-        retry_base: Duration::from_millis(10),
-        ..Default::default()
-    };
+    let delivery = common::fill::deliver_at_once();
     let outcome = finrep::pipeline::run(&plan, &store, &opts, Some(&delivery))
         .await
         .unwrap();

@@ -7,10 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use finrep::delivery::DeliveryOptions;
 use finrep::guard::NetworkPolicy;
 use finrep::store::{Store, TENANT_CONNECTION_LIMIT};
-use finrep::window::WindowMode;
 use sqlx::Row;
 
 use common::http::{Response, TestServer};
@@ -80,12 +78,7 @@ async fn a_namespace_role_opens_only_its_own_rows() {
             .unwrap();
         let mut plan = plan.clone();
         plan.namespace = ns.to_string();
-        let delivery = DeliveryOptions {
-            mode: WindowMode::Ignore,
-            network: NetworkPolicy::permissive(),
-            retry_base: Duration::from_millis(10),
-            ..Default::default()
-        };
+        let delivery = common::fill::deliver_at_once();
         let outcome = finrep::pipeline::run(&plan, &store, &opts, Some(&delivery))
             .await
             .unwrap();

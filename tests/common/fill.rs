@@ -29,15 +29,21 @@ pub async fn filled_database() -> String {
     let yaml = desk_yaml(&feeds.url("/rss.xml"), smtp.port);
     std::fs::write(dir.path().join("all.yaml"), yaml).unwrap();
     let (plan, store, opts, url) = prepare(dir.path(), NetworkPolicy::permissive()).await;
-    let delivery = DeliveryOptions {
+    let outcome = run(&plan, &store, &opts, Some(&deliver_at_once()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.delivery.unwrap().sent, 2);
+    url
+}
+
+/// Delivery as a manual run does it, to servers on loopback, retrying quickly.
+pub fn deliver_at_once() -> DeliveryOptions {
+    DeliveryOptions {
         mode: WindowMode::Ignore,
         network: NetworkPolicy::permissive(),
         retry_base: Duration::from_millis(10),
         ..Default::default()
-    };
-    let outcome = run(&plan, &store, &opts, Some(&delivery)).await.unwrap();
-    assert_eq!(outcome.delivery.unwrap().sent, 2);
-    url
+    }
 }
 
 /// A desk of one feed source, three recipients (`gone@example.com` is refused by the SMTP
