@@ -320,17 +320,19 @@ pub async fn login(
     state.metrics.login("ok");
     let value = random_token()?;
     let ttl = state.settings.session_ttl;
-    let expires =
-        Utc::now() + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(8));
+    // Both ends of the session on this process's clock, as its checks are.
+    let now = Utc::now();
+    let expires = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::hours(8));
     state
         .store
-        .create_session(
-            &session_hash(&value),
-            &account.user,
-            &random_token()?,
-            expires,
-            &account.credential_epoch(),
-        )
+        .create_session(finrep_core::store::NewSession {
+            id_hash: &session_hash(&value),
+            account: &account.user,
+            csrf_token: &random_token()?,
+            started_at: now,
+            expires_at: expires,
+            credential_epoch: &account.credential_epoch(),
+        })
         .await?;
     let mut response = Redirect::to("/console").into_response();
     let h = response.headers_mut();

@@ -36,7 +36,7 @@ pub const API_VERSION: &str = "finrep.io/v1alpha1";
 pub mod annotations {
     /// On a DailyReport: a new value starts one manual run now (today's run of the report).
     pub const RUN_NOW: &str = "finrep.io/run-now";
-    /// On a Recipient: a new value lifts its blacklist entry.
+    /// On a Recipient: a new value lifts its bounce (never an unsubscribe).
     pub const UNBLOCK: &str = "finrep.io/unblock";
 }
 

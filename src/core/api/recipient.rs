@@ -182,8 +182,9 @@ pub struct RecipientStatus {
     /// Permanent rejections by the receiving server so far.
     #[serde(default)]
     pub bounce_count: u64,
-    /// True when a permanent rejection stopped deliveries; set the annotation
-    /// `finrep.io/unblock` to a new value to lift it.
+    /// True when the address is not mailed: a permanent rejection (set the annotation
+    /// `finrep.io/unblock` to a new value to lift it) or the recipient's unsubscribe (lifted
+    /// only by the recipient's own link or `finrep resubscribe`, never by the annotation).
     #[serde(default)]
     pub blacklisted: bool,
     /// Why the address was blacklisted (the SMTP reply).
@@ -192,8 +193,8 @@ pub struct RecipientStatus {
     /// When the address was blacklisted (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blacklisted_since: Option<String>,
-    /// The last value of the `finrep.io/unblock` annotation acted on: a value lifts the
-    /// blacklist entry once.
+    /// The last value of the `finrep.io/unblock` annotation acted on: a value lifts a bounce
+    /// once (never an unsubscribe).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_unblock: Option<String>,
     /// Standard conditions: `Ready` (the spec is valid) and `Deliverable`.

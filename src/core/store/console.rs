@@ -743,25 +743,34 @@ fn archived_run(r: &sqlx::postgres::PgRow) -> Result<ArchivedRun, sqlx::Error> {
     })
 }
 
+/// A console session to start.
+#[derive(Clone, Copy, Debug)]
+pub struct NewSession<'a> {
+    /// The hash of its cookie value (the value itself is never stored).
+    pub id_hash: &'a [u8],
+    pub account: &'a str,
+    pub csrf_token: &'a str,
+    /// When it starts, on the web's clock (its idle time counts from here).
+    pub started_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    /// The credential it belongs to (see `Account::credential_epoch`).
+    pub credential_epoch: &'a str,
+}
+
 impl Store {
-    /// Starts a console session: the hash of its cookie value, its CSRF token, its end.
-    pub async fn create_session(
-        &self,
-        id_hash: &[u8],
-        account: &str,
-        csrf_token: &str,
-        expires_at: DateTime<Utc>,
-        credential_epoch: &str,
-    ) -> Result<(), StoreError> {
+    /// Starts a console session.
+    pub async fn create_session(&self, s: NewSession<'_>) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO web_sessions (id_hash, account, csrf_token, expires_at, credential_epoch)
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO web_sessions
+                    (id_hash, account, csrf_token, created_at, last_seen_at, expires_at, credential_epoch)
+             VALUES ($1, $2, $3, $4, $4, $5, $6)",
         )
-        .bind(id_hash)
-        .bind(account)
-        .bind(csrf_token)
-        .bind(expires_at)
-        .bind(credential_epoch)
+        .bind(s.id_hash)
+        .bind(s.account)
+        .bind(s.csrf_token)
+        .bind(s.started_at)
+        .bind(s.expires_at)
+        .bind(s.credential_epoch)
         .execute(self.pool())
         .await?;
         Ok(())
