@@ -144,6 +144,16 @@ offline_advisories() {
     return 1
   fi
 }
+sbom() {
+  local file
+  file="$(cargo_target_dir)/finrep-image-sbom.cdx.json"
+  python3 - "$file" <<'PY'
+import json, sys
+components = json.load(open(sys.argv[1]))["components"]
+print(f"{sys.argv[1]}: {len(components)} components")
+sys.exit(0 if len(components) > 50 else 1)
+PY
+}
 stage "cargo deny (install when missing)" ensure_cargo_deny
 stage "cargo deny" deny
 stage "image SBOM" sbom
