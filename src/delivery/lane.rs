@@ -238,6 +238,23 @@ async fn send(run: &Run<'_>, lane: &Lane<'_>, copy: &Copy) -> (Ending, i32) {
                 );
             }
             Next::RetryAfter(wait) => {
+                // A retry that would start after the window's end (lateDelivery: skip) is
+                // deferred now, not waited for: a platform asking for ten minutes must not
+                // keep the run past its window.
+                let resume = chrono::Duration::from_std(wait)
+                    .ok()
+                    .and_then(|w| run.opts.clock.now().checked_add_signed(w));
+                if !resume.is_some_and(|at| run.open_at(at)) {
+                    let status = DeliveryStatus::Deferred;
+                    return (
+                        Ending::Settled {
+                            outcome,
+                            status,
+                            blacklist: false,
+                        },
+                        retries,
+                    );
+                }
                 run.opts.clock.sleep(wait).await;
                 if !run.window_open() {
                     let status = DeliveryStatus::Deferred;

@@ -174,7 +174,15 @@ impl Run<'_> {
 
     /// May deliveries still start?
     fn window_open(&self) -> bool {
-        matches!(self.gate(), Gate::Open | Gate::Closed { send_late: true })
+        self.open_at(self.opts.clock.now())
+    }
+
+    /// May deliveries still start at `at` (a retry's time)?
+    fn open_at(&self, at: chrono::DateTime<chrono::Utc>) -> bool {
+        matches!(
+            gate(&self.window, self.opts.mode, at),
+            Gate::Open | Gate::Closed { send_late: true }
+        )
     }
 
     fn recipient(&self, address: &str) -> Option<&PlannedRecipient> {
