@@ -505,6 +505,73 @@ async fn throttled_bots_are_retried_in_the_window_and_a_removed_bot_is_refused_f
     assert_eq!(next.excluded_recipients, ["old-lark"]);
 }
 
+/// A clock that, whenever the run waits, records how the delivery rows stand then.
+struct WatchingClock {
+    inner: Arc<FakeClock>,
+    store: Store,
+    seen: std::sync::Mutex<Vec<Vec<(String, String)>>>,
+}
+
+impl Clock for WatchingClock {
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.now()
+    }
+
+    fn sleep_until(
+        &self,
+        t: DateTime<Utc>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT email, status FROM delivery_log ORDER BY email")
+                    .fetch_all(self.store.pool())
+                    .await
+                    .unwrap();
+            self.seen.lock().unwrap().push(rows);
+            self.inner.sleep_until(t).await;
+        })
+    }
+}
+
+/// While a throttled post waits for its retry, its row is `pending` with the refusal recorded,
+/// not `sending`: a process killed in the wait leaves a row the next attempt posts (the
+/// platform refused it), never an `uncertain` one a person must check.
+#[tokio::test]
+async fn a_refusal_is_recorded_before_its_wait() {
+    let groups = [Group::new("desk-dingtalk", Platform::Dingtalk).signed()];
+    let w = world(&groups, &[], false).await;
+    w.export_secrets();
+    w.bots.throttle_next("tok-desk-dingtalk", 1);
+    let clock = Arc::new(WatchingClock {
+        inner: FakeClock::new(at("06:05"), Duration::ZERO),
+        store: w.store.clone(),
+        seen: Default::default(),
+    });
+    let counts = w
+        .run(
+            &w.plan(false, &BTreeSet::new()),
+            &w.delivery(WindowMode::Respect, clock.clone()),
+        )
+        .await;
+    assert_eq!(counts.sent, 1, "{counts:?}");
+    let seen = clock.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|rows| rows == &[("dingtalk:desk-dingtalk".to_string(), "pending".to_string())]),
+        "{seen:?}"
+    );
+    assert!(
+        seen.iter().flatten().all(|(_, status)| status != "sending"),
+        "nothing waits as sending: {seen:?}"
+    );
+    let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM delivery_log")
+        .fetch_one(w.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(attempts, 2, "the refused try and the one that went out");
+    assert_eq!(w.bots.shown("tok-desk-dingtalk").len(), 1);
+}
+
 #[tokio::test]
 async fn a_bot_throttled_near_the_window_end_is_deferred_and_an_uncertain_post_stays_so() {
     let groups = [

@@ -178,8 +178,8 @@ async fn deliver_one(
     if !claim(run, &row, &id).await? {
         return Ok(());
     }
-    let (ending, retries) = send(run, lane, &copy).await;
-    record(run, &row, recipient, &id, ending, retries).await
+    let ending = send(run, lane, &copy, &row, &id).await?;
+    record(run, &row, recipient, &id, ending).await
 }
 
 /// Claims the row, asking a database that went away again for a while.
@@ -203,22 +203,32 @@ enum Ending {
     },
     /// The server stopped answering: the row goes back to pending for the retried run.
     LeftPending(Outcome),
+    /// Released to wait for a retry and not claimed again (blacklisted or unsubscribed in
+    /// the meantime): the row stays as it is, nothing more to record.
+    Released,
 }
 
 /// Sends the copy, retrying what is worth retrying inside the window, with backoff (backon's
-/// schedule, slept on the injected clock) or the wait the other side asked for.
-async fn send(run: &Run<'_>, lane: &Lane<'_>, copy: &Copy) -> (Ending, i32) {
+/// schedule, slept on the injected clock) or the wait the other side asked for. The row is
+/// released (back to pending, the refusal recorded) while it waits and claimed again after:
+/// a process killed in a long wait leaves a row the next attempt sends, not an uncertain one.
+async fn send(
+    run: &Run<'_>,
+    lane: &Lane<'_>,
+    copy: &Copy,
+    row: &DeliveryRow,
+    id: &str,
+) -> Result<Ending, DeliveryError> {
     let mut delays = ExponentialBuilder::default()
         .with_min_delay(run.opts.retry_base)
         .with_max_delay(Duration::from_secs(60))
         .with_max_times(run.opts.max_attempts.saturating_sub(1) as usize)
         .with_jitter()
         .build();
-    let mut retries = 0;
     loop {
         let outcome = lane.transport.send(copy).await;
         if server_gone(lane, &outcome) {
-            return (Ending::LeftPending(outcome), retries);
+            return Ok(Ending::LeftPending(outcome));
         }
         // Only a deferral asks for the next wait or the window (each reading of an injected
         // clock may move it).
@@ -228,14 +238,12 @@ async fn send(run: &Run<'_>, lane: &Lane<'_>, copy: &Copy) -> (Ending, i32) {
         };
         match settle(&outcome, backoff, window_open) {
             Next::Record { status, blacklist } => {
-                return (
-                    Ending::Settled {
-                        outcome,
-                        status,
-                        blacklist,
-                    },
-                    retries,
-                );
+                let ending = Ending::Settled {
+                    outcome,
+                    status,
+                    blacklist,
+                };
+                return Ok(ending);
             }
             Next::RetryAfter(wait) => {
                 // A retry that would start after the window's end (lateDelivery: skip) is
@@ -244,30 +252,24 @@ async fn send(run: &Run<'_>, lane: &Lane<'_>, copy: &Copy) -> (Ending, i32) {
                 let resume = chrono::Duration::from_std(wait)
                     .ok()
                     .and_then(|w| run.opts.clock.now().checked_add_signed(w));
+                let deferred = |outcome| Ending::Settled {
+                    outcome,
+                    status: DeliveryStatus::Deferred,
+                    blacklist: false,
+                };
                 if !resume.is_some_and(|at| run.open_at(at)) {
-                    let status = DeliveryStatus::Deferred;
-                    return (
-                        Ending::Settled {
-                            outcome,
-                            status,
-                            blacklist: false,
-                        },
-                        retries,
-                    );
+                    return Ok(deferred(outcome));
                 }
+                let reply = outcome.reply().text.clone();
+                patiently("release", || run.store.release_delivery(row.id, id, &reply)).await?;
                 run.opts.clock.sleep(wait).await;
                 if !run.window_open() {
-                    let status = DeliveryStatus::Deferred;
-                    return (
-                        Ending::Settled {
-                            outcome,
-                            status,
-                            blacklist: false,
-                        },
-                        retries,
-                    );
+                    return Ok(deferred(outcome));
                 }
-                retries += 1;
+                // Claimed again: each try is one more of the row's attempts.
+                if !claim(run, row, id).await? {
+                    return Ok(Ending::Released);
+                }
             }
         }
     }
@@ -292,7 +294,6 @@ async fn record(
     recipient: &PlannedRecipient,
     id: &str,
     ending: Ending,
-    retries: i32,
 ) -> Result<(), DeliveryError> {
     let (outcome, status, blacklist) = match ending {
         Ending::Settled {
@@ -301,6 +302,7 @@ async fn record(
             blacklist,
         } => (outcome, status, blacklist),
         Ending::LeftPending(outcome) => (outcome, DeliveryStatus::Pending, false),
+        Ending::Released => return Ok(()),
     };
     let reply = outcome.reply();
     let answered = status != DeliveryStatus::Pending;
@@ -310,7 +312,6 @@ async fn record(
         reply: answered.then_some(reply.text.as_str()),
         message_id: Some(id),
         error: (!answered).then_some(reply.text.as_str()),
-        retries,
     };
     patiently("record", || run.store.finish_delivery(row.id, &result)).await?;
     if status == DeliveryStatus::Uncertain {
@@ -343,7 +344,6 @@ async fn record_unsent(
         reply: None,
         message_id: id,
         error: Some(&untrusted::clean(error, MAX_ERROR_CHARS)),
-        retries: 0,
     };
     run.store.finish_delivery(row.id, &result).await
 }

@@ -46,8 +46,6 @@ pub struct DeliveryResult<'a> {
     pub reply: Option<&'a str>,
     pub message_id: Option<&'a str>,
     pub error: Option<&'a str>,
-    /// Requests made after the one counted by the claim (retries).
-    pub retries: i32,
 }
 
 impl Store {
@@ -158,12 +156,35 @@ impl Store {
         Ok(mine == Some(true))
     }
 
+    /// Gives a claimed row back (to pending, with the refusal it waits on as its last error)
+    /// while its attempt waits to retry: a process killed in the wait leaves nothing
+    /// `sending`. Only the claim of message `message_id` is given back.
+    pub async fn release_delivery(
+        &self,
+        id: i64,
+        message_id: &str,
+        refusal: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE delivery_log SET status = $3, last_error = $4, updated_at = now()
+             WHERE id = $1 AND status = $5 AND message_id = $2",
+        )
+        .bind(id)
+        .bind(message_id)
+        .bind(DeliveryStatus::Pending.as_str())
+        .bind(refusal)
+        .bind(DeliveryStatus::Sending.as_str())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     /// Records how a claimed delivery ended.
     pub async fn finish_delivery(&self, id: i64, r: &DeliveryResult<'_>) -> Result<(), StoreError> {
         sqlx::query(
             "UPDATE delivery_log SET status = $2, smtp_code = $3, smtp_reply = $4,
-                    message_id = COALESCE($5, message_id), last_error = $6, attempts = attempts + $7,
-                    sent_at = CASE WHEN $2 = $8 THEN now() ELSE sent_at END, updated_at = now()
+                    message_id = COALESCE($5, message_id), last_error = $6,
+                    sent_at = CASE WHEN $2 = $7 THEN now() ELSE sent_at END, updated_at = now()
              WHERE id = $1",
         )
         .bind(id)
@@ -172,7 +193,6 @@ impl Store {
         .bind(r.reply)
         .bind(r.message_id)
         .bind(r.error)
-        .bind(r.retries)
         .bind(DeliveryStatus::Sent.as_str())
         .execute(self.pool())
         .await?;
