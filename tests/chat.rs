@@ -636,13 +636,59 @@ async fn a_hanging_bot_is_left_uncertain_and_not_posted_twice() {
     // Once someone has looked at the group and asks, it is posted (once).
     w.bots.hang_no_more("tok-slow-wecom");
     let asked = DeliveryOptions {
-        resend_uncertain_posts: true,
+        resend_uncertain: finrep::delivery::ResendUncertain::Groups(
+            ["wecom:slow-wecom".to_string()].into(),
+        ),
         ..opts
     };
     let after = w.run(&w.plan(true, &BTreeSet::new()), &asked).await;
     assert_eq!((after.sent, after.uncertain), (2, 0), "{after:?}");
     assert_eq!(w.bots.shown("tok-slow-wecom").len(), 1);
     assert_eq!(w.bots.shown("tok-desk-feishu").len(), 1);
+}
+
+/// `--resend-uncertain=GROUP` posts again only the groups a person checked: of two uncertain
+/// posts, the named one is posted once and the other stays uncertain until it is named too.
+#[tokio::test]
+async fn uncertain_posts_are_posted_again_one_group_at_a_time() {
+    let groups = [
+        Group::new("slow-wecom", Platform::Wecom),
+        Group::new("slow-feishu", Platform::Feishu),
+    ];
+    let w = world(&groups, &[], false).await;
+    w.export_secrets();
+    w.bots.hang("tok-slow-wecom");
+    w.bots.hang("tok-slow-feishu");
+    let opts = w.delivery(WindowMode::Ignore, manual_clock());
+    let first = w.run(&w.plan(true, &BTreeSet::new()), &opts).await;
+    assert_eq!(first.uncertain, 2, "{first:?}");
+    w.bots.hang_no_more("tok-slow-wecom");
+    w.bots.hang_no_more("tok-slow-feishu");
+    let resend = |groups: finrep::delivery::ResendUncertain| DeliveryOptions {
+        resend_uncertain: groups,
+        ..w.delivery(WindowMode::Ignore, manual_clock())
+    };
+    let named = ["wecom:slow-wecom".to_string()].into();
+    let one = w
+        .run(
+            &w.plan(true, &BTreeSet::new()),
+            &resend(finrep::delivery::ResendUncertain::Groups(named)),
+        )
+        .await;
+    assert_eq!((one.sent, one.uncertain), (1, 1), "{one:?}");
+    assert_eq!(w.bots.shown("tok-slow-wecom").len(), 1);
+    assert!(w.bots.shown("tok-slow-feishu").is_empty());
+    // By Recipient name, too.
+    let by_name = ["slow-feishu".to_string()].into();
+    let two = w
+        .run(
+            &w.plan(true, &BTreeSet::new()),
+            &resend(finrep::delivery::ResendUncertain::Groups(by_name)),
+        )
+        .await;
+    assert_eq!((two.sent, two.uncertain), (2, 0), "{two:?}");
+    assert_eq!(w.bots.shown("tok-slow-feishu").len(), 1);
+    assert_eq!(w.bots.shown("tok-slow-wecom").len(), 1, "never twice");
 }
 
 /// SIGKILL `finrep run` at random points (seeded) while it posts to 30 chat groups and mails

@@ -225,7 +225,10 @@ fn chat_lines(rows: &[ChatPostRow]) -> Vec<String> {
             let detail = match c.status {
                 crate::run::DeliveryStatus::Sent => String::new(),
                 crate::run::DeliveryStatus::Uncertain => {
-                    " — the platform may or may not have shown it: check the group; `finrep run --resend-uncertain` posts again".to_string()
+                    format!(
+                        " — the platform may or may not have shown it: check the group; if the message is not there, `finrep run --resend-uncertain={}` posts it again",
+                        c.address
+                    )
                 }
                 _ => format!(
                     " ({}{})",

@@ -163,6 +163,12 @@ async fn deliver_one(
     lane: &Lane<'_>,
     row: DeliveryRow,
 ) -> Result<(), DeliveryError> {
+    // An uncertain post is posted again only for the groups a person asked for.
+    let uncertain_post =
+        row.status == DeliveryStatus::Uncertain && !row.channel.resends_uncertain();
+    if uncertain_post && !run.opts.resend_uncertain.covers(&row) {
+        return Ok(());
+    }
     let Some(recipient) = run.recipient(&row.address) else {
         // An earlier attempt's recipient who left the plan since (disabled, unsubscribed,
         // blacklisted): recorded, not sent.

@@ -52,6 +52,32 @@ pub struct Unsubscribe {
     pub public_url: String,
 }
 
+/// Which uncertain chat posts a run posts again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum ResendUncertain {
+    /// None: a webhook has no idempotency key, so a second post is a second message.
+    #[default]
+    None,
+    /// Every group of the report whose post is uncertain.
+    All,
+    /// Only these groups (`<platform>:<name>` addresses, or Recipient names) — the ones a
+    /// person checked and found without the message.
+    Groups(std::collections::BTreeSet<String>),
+}
+
+impl ResendUncertain {
+    /// Whether the uncertain post of `row` is to be posted again.
+    pub fn covers(&self, row: &DeliveryRow) -> bool {
+        match self {
+            Self::None => false,
+            Self::All => true,
+            Self::Groups(groups) => {
+                groups.contains(&row.address) || groups.contains(&row.recipient)
+            }
+        }
+    }
+}
+
 /// How delivery runs.
 #[derive(Clone)]
 pub struct DeliveryOptions {
@@ -68,9 +94,9 @@ pub struct DeliveryOptions {
     pub smtp_timeout: Duration,
     /// How long a chat platform may take to answer a post.
     pub chat_timeout: Duration,
-    /// Post again to chat groups whose earlier post is `uncertain` (a person checked the
-    /// group and asks for it: `finrep run --resend-uncertain`).
-    pub resend_uncertain_posts: bool,
+    /// Which chat groups whose earlier post is `uncertain` to post again (a person checked
+    /// the group and asks for it: `finrep run --resend-uncertain[=GROUP,…]`).
+    pub resend_uncertain: ResendUncertain,
     /// Keep SMTP connections open between messages (off only to measure what it saves).
     pub reuse_connections: bool,
     /// Which SMTP hosts and webhooks may be reached (the sources' guard).
@@ -91,7 +117,7 @@ impl Default for DeliveryOptions {
             retry_base: Duration::from_secs(2),
             smtp_timeout: Duration::from_secs(30),
             chat_timeout: Duration::from_secs(15),
-            resend_uncertain_posts: false,
+            resend_uncertain: ResendUncertain::None,
             reuse_connections: true,
             network: NetworkPolicy::strict(Vec::new()),
             stop: CancellationToken::new(),
@@ -164,7 +190,7 @@ impl Run<'_> {
             self.start,
             self.opts.mode,
             self.plan.slot.manual,
-            self.opts.resend_uncertain_posts,
+            self.opts.resend_uncertain != ResendUncertain::None,
         )
     }
 

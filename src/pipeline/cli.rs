@@ -74,9 +74,10 @@ pub struct RunArgs {
 
     /// Post again to the chat groups whose post of this day is `uncertain` (the process died
     /// after the request went out): only once someone has checked that the group did not get
-    /// it, as a second post would be a second message.
-    #[arg(long)]
-    pub resend_uncertain: bool,
+    /// it, as a second post would be a second message. Name the groups checked
+    /// (`--resend-uncertain=wecom:desk,…`, by address or Recipient name); alone, every one.
+    #[arg(long, value_name = "GROUP", num_args = 0.., value_delimiter = ',', require_equals = true)]
+    pub resend_uncertain: Option<Vec<String>>,
 
     /// Open a new SMTP connection for every message (diagnostics and benchmarks only).
     #[arg(long, hide = true)]
@@ -156,7 +157,13 @@ impl RunArgs {
             reuse_connections: !self.no_connection_reuse,
             network: self.network(),
             console_url: self.public_url.clone(),
-            resend_uncertain_posts: self.resend_uncertain,
+            resend_uncertain: match &self.resend_uncertain {
+                None => crate::delivery::ResendUncertain::None,
+                Some(groups) if groups.is_empty() => crate::delivery::ResendUncertain::All,
+                Some(groups) => {
+                    crate::delivery::ResendUncertain::Groups(groups.iter().cloned().collect())
+                }
+            },
             ..Default::default()
         })
     }
