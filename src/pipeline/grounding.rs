@@ -11,36 +11,30 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+/// A pattern of this module: a constant, so a failure to compile it is a bug the unit tests
+/// catch, never input-dependent (as `entities`' patterns).
+fn pattern(re: &str) -> Regex {
+    Regex::new(re).unwrap_or_else(|e| panic!("grounding pattern {re}: {e}"))
+}
+
 /// A markdown link `[text](target)`: the text stays, the target goes unless grounded.
-static MARKDOWN_LINK: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"\[([^\]\n]{0,200})\]\(\s*([^)\s]{1,2000})\s*\)").unwrap_or_else(|_| unreachable())
-});
+static MARKDOWN_LINK: LazyLock<Regex> =
+    LazyLock::new(|| pattern(r"\[([^\]\n]{0,200})\]\(\s*([^)\s]{1,2000})\s*\)"));
 /// A URL with a scheme, a bare `www.` host, or a bare host with a path (mail clients make
 /// each of them a link).
 static URL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b(?:(?:https?|ftp)://|www\.|(?:[a-z0-9-]{1,63}\.)+[a-z]{2,24}/)[^\s<>()\[\]{}，。、；：！？“”‘’《》【】]*")
-        .unwrap_or_else(|_| unreachable())
+    pattern(
+        r"(?i)\b(?:(?:https?|ftp)://|www\.|(?:[a-z0-9-]{1,63}\.)+[a-z]{2,24}/)[^\s<>()\[\]{}，。、；：！？“”‘’《》【】]*",
+    )
 });
-static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?i)\b[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+\b")
-        .unwrap_or_else(|_| unreachable())
-});
-/// Seven or more digits, with the separators phone numbers are written with.
+static EMAIL: LazyLock<Regex> =
+    LazyLock::new(|| pattern(r"(?i)\b[a-z0-9._%+-]{1,64}@[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63})+\b"));
 /// A date written with digits only (`2026-12-05`): not a phone number.
-static DATE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[0-9０-９]{4}[-/.－][0-9０-９]{1,2}[-/.－][0-9０-９]{1,2}$")
-        .unwrap_or_else(|_| unreachable())
-});
-static PHONE: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"(?:[+＋]\s?)?[0-9０-９](?:[0-9０-９\s().\-－—]{5,24})[0-9０-９]")
-        .unwrap_or_else(|_| unreachable())
-});
-
-// The patterns above are fixed and valid; a failure to compile them is a bug caught by the
-// tests, never input-dependent.
-fn unreachable() -> Regex {
-    Regex::new("$^").unwrap_or_else(|_| std::process::abort())
-}
+static DATE: LazyLock<Regex> =
+    LazyLock::new(|| pattern(r"^[0-9０-９]{4}[-/.－][0-9０-９]{1,2}[-/.－][0-9０-９]{1,2}$"));
+/// Seven or more digits, with the separators phone numbers are written with.
+static PHONE: LazyLock<Regex> =
+    LazyLock::new(|| pattern(r"(?:[+＋]\s?)?[0-9０-９](?:[0-9０-９\s().\-－—]{5,24})[0-9０-９]"));
 
 /// An answer after grounding.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -373,20 +373,12 @@ pub(crate) async fn summarise(
         ..Default::default()
     };
     let mut records: Vec<CallRecord> = Vec::new();
-    out.overview = overview(&summarizer, selected, &mut records)
-        .await
-        .map(|(text, titles)| grounded(&text, &titles, &mut stats));
+    out.overview = overview(&summarizer, selected, &mut records, &mut stats).await;
     let prompts: Vec<String> = selected
         .iter()
         .map(|c| Summarizer::item_prompt(&c.title, &c.summary))
         .collect();
     let uncached = apply_cache(attempt, &summarizer, &prompts, &mut out, &mut stats).await?;
-    // Cached answers pass the same rule (one cached before it may carry a link).
-    for (i, prompt) in prompts.iter().enumerate() {
-        if !uncached.contains(&i) {
-            out.items[i] = grounded(&out.items[i], prompt, &mut stats);
-        }
-    }
     let to_call: Vec<String> = uncached.iter().map(|&i| prompts[i].clone()).collect();
     let results = summarizer
         .summarise_items(to_call, Instant::now() + SUMMARY_DEADLINE)
@@ -453,12 +445,13 @@ fn open(spec: &SummarizerSpec, policy: &NetworkPolicy) -> Result<Summarizer, Str
         .map_err(|e| format!("summarizer unavailable ({e}); extractive summaries were used"))
 }
 
-/// The overview from the day's top titles, when the budget allows.
+/// The overview from the day's top titles, when the budget allows, saying only what they say.
 async fn overview(
     summarizer: &Summarizer,
     selected: &[Candidate],
     records: &mut Vec<CallRecord>,
-) -> Option<(String, String)> {
+    stats: &mut SummarizerOutcome,
+) -> Option<String> {
     let top: Vec<String> = selected
         .iter()
         .take(HIGHLIGHTS * 2)
@@ -466,14 +459,15 @@ async fn overview(
         .collect();
     let rec = summarizer.overview(&top).await?;
     let text = match &rec.outcome {
-        CallOutcome::Ok(t) => Some((t.clone(), top.join("\n"))),
+        CallOutcome::Ok(t) => Some(grounded(t, &top.join("\n"), stats)),
         _ => None,
     };
     records.push(rec);
     text
 }
 
-/// Fills in cached summaries; returns the indexes still to summarise.
+/// Fills in cached summaries — through the grounding rule too, as one cached before the rule
+/// may carry a link — and returns the indexes still to summarise.
 async fn apply_cache(
     attempt: &Attempt<'_>,
     summarizer: &Summarizer,
@@ -495,7 +489,7 @@ async fn apply_cache(
     for (i, key) in keys.iter().enumerate() {
         match cached.get(key) {
             Some(s) => {
-                out.items[i] = s.clone();
+                out.items[i] = grounded(s, &prompts[i], stats);
                 stats.cached += 1;
             }
             None => uncached.push(i),
