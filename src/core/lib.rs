@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod matching;
 pub mod metrics;
 pub mod overview;
+pub mod pace;
 pub mod plan;
 pub mod run;
 pub mod schedule;

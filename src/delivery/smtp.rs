@@ -7,11 +7,10 @@
 //! sent over a plaintext connection unless the report says `allowPlaintextAuth: true`.
 
 use std::net::SocketAddr;
-use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use governor::{Quota, RateLimiter};
+use governor::RateLimiter;
 use lettre::Message;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
@@ -96,10 +95,7 @@ impl SmtpTransport {
             )),
             None => None,
         };
-        let per_minute = NonZeroU32::new(smtp.max_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(Duration::from_secs(60) / per_minute.get())
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
+        let quota = finrep_core::pace::even_per_minute(smtp.max_per_minute);
         let addrs = addresses(&opts.network, &smtp.host, smtp.port).await?;
         Ok(Self {
             host: smtp.host.clone(),

@@ -3,11 +3,10 @@
 //! the end of DATA with that server's reply. All runs through the relay share one pace
 //! (`max_per_minute`), the upstream's limit.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::{DefaultDirectRateLimiter, RateLimiter};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -102,10 +101,7 @@ impl Relay {
             }
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
-        let per_minute = NonZeroU32::new(max_per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
-        let quota = Quota::with_period(Duration::from_secs(60) / per_minute.get())
-            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
-            .allow_burst(NonZeroU32::MIN);
+        let quota = finrep_core::pace::even_per_minute(max_per_minute);
         Ok(Self {
             transport: builder.build(),
             pace: RateLimiter::direct(quota),
