@@ -305,10 +305,6 @@ struct StandaloneArgs {
     /// The pg_dump program backups run.
     #[arg(long, env = "FINREP_PG_DUMP", default_value = "pg_dump")]
     pg_dump: PathBuf,
-    /// Read the time from this file instead of the system clock (tests and demos: an RFC 3339
-    /// instant, optionally followed by a rate such as x60).
-    #[arg(long, env = "FINREP_CLOCK_FILE", value_name = "FILE", hide = true)]
-    clock_file: Option<PathBuf>,
     #[command(flatten)]
     db: DatabaseArgs,
     #[command(flatten)]
@@ -676,17 +672,11 @@ fn probe(url: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
 
 /// `finrep standalone`: schedules and runs every report until SIGTERM.
 fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
-    use finrep::clock::{Clock, SystemClock};
-    use finrep::standalone::{config::ConfigSource, file_clock::FileClock, runner};
+    use finrep::standalone::{config::ConfigSource, runner};
 
     let config = ConfigSource::open(args.config.clone(), &args.namespace)
         .with_context(|| format!("loading {}", args.config.display()))?;
-    let clock: std::sync::Arc<dyn Clock> = match &args.clock_file {
-        Some(path) => {
-            std::sync::Arc::new(FileClock::open(path.clone()).map_err(anyhow::Error::msg)?)
-        }
-        None => std::sync::Arc::new(SystemClock),
-    };
+    let clock = args.run.clock()?;
     if args.run.no_send {
         anyhow::bail!("standalone mode delivers every run; --no-send is for `finrep run`");
     }
@@ -698,15 +688,14 @@ fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
         store.migrate().await?;
         let stop = tokio_util::sync::CancellationToken::new();
         let delivery = DeliveryOptions {
-            clock: clock.clone(),
             stop: stop.clone(),
-            ..args.run.delivery_for(false)?
+            ..args.run.delivery_for(false, &clock)?
         };
         let runner = runner::Runner {
             store,
+            pipeline: args.run.options(&clock),
             clock,
             metrics: finrep::metrics::Metrics::new(),
-            pipeline: args.run.options(),
             delivery,
             backup: runner::BackupSettings {
                 dir: args.backup_dir.clone(),

@@ -267,6 +267,7 @@ impl World {
             template_dir: None,
             output_dir: None,
             now: at("06:00"),
+            clock: std::sync::Arc::new(finrep::clock::SystemClock),
             recompose: false,
             lock_wait: Duration::ZERO,
         }

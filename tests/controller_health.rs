@@ -87,6 +87,7 @@ async fn blacklist(store: &Store, email: &str) {
             scheduled_for: instant("2026-11-24T06:00:00+08:00"),
             manual: false,
             plan: serde_json::json!({}),
+            at: chrono::Utc::now(),
         })
         .await
         .unwrap();
@@ -95,7 +96,13 @@ async fn blacklist(store: &Store, email: &str) {
         .await
         .unwrap();
     store
-        .finish_run(run.id, RunPhase::Succeeded, &serde_json::json!({}), None)
+        .finish_run(
+            run.id,
+            RunPhase::Succeeded,
+            &serde_json::json!({}),
+            None,
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
 }

@@ -394,11 +394,18 @@ async fn record_run(store: &finrep::store::Store, phase: RunPhase) {
             scheduled_for: common::operator::instant("2026-11-24T06:00:00+08:00"),
             manual: false,
             plan: serde_json::json!({}),
+            at: chrono::Utc::now(),
         })
         .await
         .unwrap();
     store
-        .finish_run(row.id, phase, &serde_json::json!({}), None)
+        .finish_run(
+            row.id,
+            phase,
+            &serde_json::json!({}),
+            None,
+            chrono::Utc::now(),
+        )
         .await
         .unwrap();
 }

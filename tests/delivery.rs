@@ -68,6 +68,7 @@ fn pipeline_options(feed: &TestServer) -> PipelineOptions {
         template_dir: None,
         output_dir: None,
         now: at("06:00"),
+        clock: std::sync::Arc::new(finrep::clock::SystemClock),
         recompose: false,
         lock_wait: std::time::Duration::ZERO,
     }

@@ -218,6 +218,7 @@ fn options(trusted: &TestServer, now: DateTime<Utc>, output: Option<PathBuf>) ->
         template_dir: None,
         output_dir: output,
         now,
+        clock: std::sync::Arc::new(finrep::clock::SystemClock),
         recompose: false,
         lock_wait: std::time::Duration::ZERO,
     }

@@ -79,6 +79,11 @@ pub struct ControllerArgs {
     /// PostgreSQL URL the controller reads run, fetch and delivery records from.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     database_url: String,
+    /// Read the time from this file instead of the system clock, and hand it to the run
+    /// Jobs (tests and demos on one host: an RFC 3339 instant, optionally followed by a rate
+    /// such as x60).
+    #[arg(long, env = "FINREP_CLOCK_FILE", value_name = "FILE", hide = true)]
+    clock_file: Option<std::path::PathBuf>,
 }
 
 fn secret_ref(arg: &str) -> anyhow::Result<SecretRef> {
@@ -111,6 +116,10 @@ impl ControllerArgs {
             trusted_webhook_hosts: self.trusted_webhook_hosts.clone(),
             allowed_images: self.allowed_images.clone(),
             report_namespaces: self.report_namespaces.clone(),
+            clock_file: self
+                .clock_file
+                .as_ref()
+                .map(|p| p.to_string_lossy().into_owned()),
         };
         let identity = std::env::var("POD_NAME")
             .unwrap_or_else(|_| format!("finrep-controller-{}", std::process::id()));
@@ -132,6 +141,8 @@ impl ControllerArgs {
 /// `finrep controller`: runs until SIGTERM.
 pub fn run(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
     let opts = args.options()?;
+    let clock =
+        crate::clock::from_file_option(args.clock_file.as_deref()).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -142,14 +153,7 @@ pub fn run(args: &ControllerArgs) -> anyhow::Result<ExitCode> {
         let client = kube::Client::try_default().await.context(
             "no Kubernetes API to talk to (in a pod: its service account; elsewhere: KUBECONFIG)",
         )?;
-        super::runtime::run(
-            client,
-            store,
-            opts,
-            std::sync::Arc::new(crate::clock::SystemClock),
-            crate::signals::terminated(),
-        )
-        .await?;
+        super::runtime::run(client, store, opts, clock, crate::signals::terminated()).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

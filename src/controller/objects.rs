@@ -90,6 +90,9 @@ pub struct Settings {
     /// The namespaces whose reports this controller runs (its Roles are granted there only);
     /// empty: every namespace (a ClusterRole).
     pub report_namespaces: Vec<String>,
+    /// The clock file the controller reads (tests and demos on one host), handed to the runs
+    /// as `FINREP_CLOCK_FILE` so that what they record is on the controller's clock.
+    pub clock_file: Option<String>,
 }
 
 impl Settings {
@@ -150,6 +153,7 @@ impl Default for Settings {
             trusted_webhook_hosts: Vec::new(),
             allowed_images: Vec::new(),
             report_namespaces: Vec::new(),
+            clock_file: None,
         }
     }
 }
@@ -263,6 +267,9 @@ fn pipeline_env(plan: &RunPlan, settings: &Settings) -> Vec<EnvVar> {
             "FINREP_TRUSTED_WEBHOOK_HOSTS",
             &settings.trusted_webhook_hosts.join(","),
         ));
+    }
+    if let Some(path) = &settings.clock_file {
+        env.push(plain_env("FINREP_CLOCK_FILE", path));
     }
     for s in &plan.secrets {
         let r = SecretRef {

@@ -62,12 +62,11 @@ pub async fn reconcile(
         .reconciled(KIND, started.elapsed().as_secs_f64());
     let done = result?;
     ctx.succeeded(&key);
-    let wait = (done.wake_at - ctx.clock.now())
-        .num_milliseconds()
-        .max(1000);
-    Ok(Action::requeue(std::time::Duration::from_millis(
-        wait.unsigned_abs(),
-    )))
+    let wait = ctx
+        .clock
+        .wall_wait(done.wake_at)
+        .max(std::time::Duration::from_secs(1));
+    Ok(Action::requeue(wait))
 }
 
 /// Backs off per object: transient errors soon and longer each time, permanent ones late, with

@@ -12,6 +12,12 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
     fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>>;
 
+    /// How long to wait on the wall clock before this clock may have reached `t` (a
+    /// controller's requeue): the difference, for a clock that moves with the wall clock.
+    fn wall_wait(&self, t: DateTime<Utc>) -> Duration {
+        (t - self.now()).to_std().unwrap_or_default()
+    }
+
     /// Sleeps for `wait` on this clock.
     fn sleep(&self, wait: Duration) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
         let until = self.now() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
@@ -32,3 +38,5 @@ impl Clock for SystemClock {
         Box::pin(tokio::time::sleep(wait))
     }
 }
+
+pub use crate::file_clock::{FileClock, from_file_option};

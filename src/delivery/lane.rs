@@ -194,7 +194,8 @@ async fn claim(run: &Run<'_>, row: &DeliveryRow, id: &str) -> Result<bool, Store
     let asked = AtomicU32::new(0);
     let claim = || {
         let again = asked.fetch_add(1, Ordering::SeqCst) > 0;
-        run.store.claim_delivery(row.id, &claimable, id, again)
+        run.store
+            .claim_delivery(row.id, &claimable, id, again, run.opts.clock.now())
     };
     patiently("claim", claim).await
 }
@@ -318,6 +319,7 @@ async fn record(
         reply: answered.then_some(reply.text.as_str()),
         message_id: Some(id),
         error: (!answered).then_some(reply.text.as_str()),
+        at: run.opts.clock.now(),
     };
     patiently("record", || run.store.finish_delivery(row.id, &result)).await?;
     if status == DeliveryStatus::Uncertain {
@@ -350,6 +352,7 @@ async fn record_unsent(
         reply: None,
         message_id: id,
         error: Some(&untrusted::clean(error, MAX_ERROR_CHARS)),
+        at: run.opts.clock.now(),
     };
     run.store.finish_delivery(row.id, &result).await
 }

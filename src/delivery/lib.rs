@@ -331,7 +331,10 @@ async fn rows_to_send(run: &Run<'_>) -> Result<Vec<DeliveryRow>, StoreError> {
     run.store
         .ensure_deliveries(run.report_id, &owed(run.plan))
         .await?;
-    let interrupted = run.store.mark_interrupted(run.report_id).await?;
+    let interrupted = run
+        .store
+        .mark_interrupted(run.report_id, run.opts.clock.now())
+        .await?;
     if interrupted > 0 {
         tracing::warn!(
             interrupted,

@@ -4,12 +4,14 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 
 use super::PipelineOptions;
 use super::fetch::FetchConfig;
+use crate::clock::Clock;
 use crate::delivery::{DeliveryOptions, Unsubscribe};
 use crate::guard::NetworkPolicy;
 use crate::plan::RunPlan;
@@ -100,6 +102,12 @@ pub struct RunArgs {
     /// Most requests at once to one host.
     #[arg(long, default_value_t = 4)]
     pub max_per_host: usize,
+
+    /// Read the time from this file instead of the system clock (tests and demos: an RFC 3339
+    /// instant, optionally followed by a rate such as x60). Every time the run records comes
+    /// from it.
+    #[arg(long, env = "FINREP_CLOCK_FILE", value_name = "FILE", hide = true)]
+    pub clock_file: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -111,7 +119,12 @@ impl RunArgs {
         )
     }
 
-    pub fn options(&self) -> PipelineOptions {
+    /// The clock the run reads: `--clock-file`'s, or the wall clock.
+    pub fn clock(&self) -> anyhow::Result<Arc<dyn Clock>> {
+        crate::clock::from_file_option(self.clock_file.as_deref()).map_err(anyhow::Error::msg)
+    }
+
+    pub fn options(&self, clock: &Arc<dyn Clock>) -> PipelineOptions {
         PipelineOptions {
             fetch: FetchConfig {
                 max_concurrency: self.max_concurrency,
@@ -121,22 +134,31 @@ impl RunArgs {
             },
             template_dir: self.template_dir.clone(),
             output_dir: self.output.clone(),
-            now: chrono::Utc::now(),
+            now: clock.now(),
+            clock: Arc::clone(clock),
             recompose: self.recompose,
             lock_wait: Duration::from_secs_f64(self.lock_wait_seconds),
         }
     }
 
     /// How delivery runs for `plan`; `None` with --no-send.
-    pub fn delivery(&self, plan: &RunPlan) -> anyhow::Result<Option<DeliveryOptions>> {
+    pub fn delivery(
+        &self,
+        plan: &RunPlan,
+        clock: &Arc<dyn Clock>,
+    ) -> anyhow::Result<Option<DeliveryOptions>> {
         if self.no_send {
             return Ok(None);
         }
-        self.delivery_for(plan.slot.manual).map(Some)
+        self.delivery_for(plan.slot.manual, clock).map(Some)
     }
 
     /// How delivery runs for a manual or a scheduled run.
-    pub fn delivery_for(&self, manual: bool) -> anyhow::Result<DeliveryOptions> {
+    pub fn delivery_for(
+        &self,
+        manual: bool,
+        clock: &Arc<dyn Clock>,
+    ) -> anyhow::Result<DeliveryOptions> {
         // A master key (standalone, `finrep run`) or one namespace's derived key (a pipeline
         // pod: `v2:<key id>:<hex>`, as the chart writes it into the namespace's Secret).
         let unsubscribe = match (std::env::var("FINREP_UNSUBSCRIBE_KEY"), &self.public_url) {
@@ -153,6 +175,7 @@ impl RunArgs {
         };
         Ok(DeliveryOptions {
             mode: WindowMode::for_run(manual, self.respect_window),
+            clock: Arc::clone(clock),
             unsubscribe,
             reuse_connections: !self.no_connection_reuse,
             network: self.network(),
@@ -224,8 +247,9 @@ pub fn run_plan_file(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
 /// Runs a plan and prints its outcome as one JSON line on stdout; the exit code tells a Job
 /// what to do next.
 pub async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let delivery = args.delivery(plan)?;
-    match super::run(plan, store, &args.options(), delivery.as_ref()).await {
+    let clock = args.clock()?;
+    let delivery = args.delivery(plan, &clock)?;
+    match super::run(plan, store, &args.options(&clock), delivery.as_ref()).await {
         Ok(mut outcome) => {
             outcome.peak_rss_kib = crate::telemetry::peak_rss_kib();
             println!("{}", serde_json::to_string(&outcome)?);

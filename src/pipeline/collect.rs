@@ -20,6 +20,7 @@ use super::isolate::isolate;
 use super::parse::{self, RawItem};
 use super::{Attempt, decode};
 use crate::api::SourceKind;
+use crate::clock::Clock;
 use crate::plan::{PlannedSource, RunPlan};
 use crate::run::{ErrorCategory, FetchErrorKind, FetchStatus, SourceOutcome};
 use crate::store::{ConditionalState, FetchRecord, StoreError};
@@ -111,8 +112,9 @@ pub(crate) async fn collect<'p>(
     let plan = attempt.plan;
     let fetcher = Arc::new(Fetcher::new(attempt.opts.fetch.clone()).map_err(CollectError::Client)?);
     let states = attempt.store.conditional_states(&plan.namespace).await?;
-    let (mut tasks, index_of) = spawn_fetches(plan, &fetcher, &states, attempt.tz);
-    let spawned = (Utc::now(), Instant::now());
+    let clock = Arc::clone(&attempt.opts.clock);
+    let (mut tasks, index_of) = spawn_fetches(plan, &fetcher, &states, attempt.tz, &clock);
+    let spawned = (clock.now(), Instant::now());
     let mut settled = Vec::with_capacity(plan.sources.len());
     while let Some(joined) = tasks.join_next_with_id().await {
         let fetched = match joined {
@@ -157,6 +159,7 @@ fn spawn_fetches(
     fetcher: &Arc<Fetcher>,
     states: &HashMap<String, ConditionalState>,
     tz: Tz,
+    clock: &Arc<dyn Clock>,
 ) -> (JoinSet<Fetched>, HashMap<Id, usize>) {
     let mut tasks = JoinSet::new();
     let mut index_of = HashMap::new();
@@ -168,14 +171,15 @@ fn spawn_fetches(
             .filter(|s| s.url == untrusted::redact_url(&source.spec.url))
             .cloned();
         let source = source.clone();
+        let clock = Arc::clone(clock);
         let handle = tasks.spawn(async move {
-            let started = Utc::now();
-            let clock = Instant::now();
+            let started = clock.now();
+            let timer = Instant::now();
             let result = fetch_source(&fetcher, &source, state.as_ref(), tz).await;
             Fetched {
                 index,
                 started,
-                elapsed: clock.elapsed(),
+                elapsed: timer.elapsed(),
                 result,
             }
         });

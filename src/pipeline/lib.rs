@@ -8,8 +8,8 @@
 
 // The core's modules, reachable as `crate::api` and so on from every module here.
 use finrep_core::{
-    api, build, guard, jsonpath, matching, plan, run, schedule, store, telemetry, text_layout, tls,
-    unsubscribe, untrusted, window,
+    api, build, clock, guard, jsonpath, matching, plan, run, schedule, store, telemetry,
+    text_layout, tls, unsubscribe, untrusted, window,
 };
 use finrep_delivery as delivery;
 
@@ -51,7 +51,7 @@ use selection::SelectionError;
 use summarize::SummarizeError;
 
 /// How a run is carried out.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PipelineOptions {
     pub fetch: FetchConfig,
     /// Directory holding override templates (a mounted ConfigMap), used when the plan names
@@ -61,6 +61,8 @@ pub struct PipelineOptions {
     pub output_dir: Option<PathBuf>,
     /// The run's clock at start (a plan of an earlier day looks back from its slot instead).
     pub now: DateTime<Utc>,
+    /// The clock every time the run records is read from (`--clock-file` or the wall clock).
+    pub clock: std::sync::Arc<dyn crate::clock::Clock>,
     /// Rebuild the report even if today's was already composed.
     pub recompose: bool,
     /// How long to wait for another attempt at the same run to finish before giving up
@@ -146,7 +148,7 @@ pub async fn run(
     let (mut attempt, composed) = compose_today(plan, store, opts).await?;
     match delivery {
         Some(delivery) => send(&mut attempt, &composed, delivery).await?,
-        None => report::finish(store, &attempt.outcome, None).await?,
+        None => report::finish(&attempt, None).await?,
     }
     Ok(attempt.outcome)
 }
@@ -175,16 +177,16 @@ async fn compose_today<'p>(
         return Ok((attempt, composed));
     }
     store.set_phase(row.id, RunPhase::Collecting).await?;
-    let started = Utc::now();
+    let started = opts.clock.now();
     let batches = collect::collect(&mut attempt).await?;
     report::record_step(&mut attempt, Step::Collect, started).await?;
-    let started = Utc::now();
+    let started = opts.clock.now();
     let selected = selection::select(&mut attempt, batches).await?;
     report::record_step(&mut attempt, Step::Extract, started).await?;
-    let started = Utc::now();
+    let started = opts.clock.now();
     let summaries = summarize::summarise(&mut attempt, &selected).await?;
     report::record_step(&mut attempt, Step::Summarize, started).await?;
-    let started = Utc::now();
+    let started = opts.clock.now();
     let composed = report::compose(&mut attempt, &selected, summaries).await?;
     report::record_step(&mut attempt, Step::Compose, started).await?;
     report::write_outputs(opts, &composed, &attempt.outcome)?;
@@ -201,7 +203,7 @@ async fn send(
     store
         .set_phase(composed.report_id, RunPhase::Sending)
         .await?;
-    let started = Utc::now();
+    let started = delivery.clock.now();
     let delivered = match copies::Copies::new(attempt.plan, composed, delivery) {
         Ok(copies) => {
             deliver::deliver(attempt.plan, store, composed.report_id, &copies, delivery).await
@@ -219,14 +221,14 @@ async fn send(
             }
             attempt.outcome.phase = counts.final_phase();
             attempt.outcome.delivery = Some(counts);
-            report::finish(store, &attempt.outcome, None).await?;
+            report::finish(attempt, None).await?;
             Ok(())
         }
         Err(e) => {
             attempt.outcome.phase = RunPhase::Failed;
             attempt.outcome.delivery = store.delivery_counts(composed.report_id).await.ok();
             // Best effort: the error itself is what the caller must see.
-            let _ = report::finish(store, &attempt.outcome, Some(&e.to_string())).await;
+            let _ = report::finish(attempt, Some(&e.to_string())).await;
             Err(e.into())
         }
     }

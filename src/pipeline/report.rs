@@ -51,6 +51,7 @@ pub(crate) async fn begin<'p>(
             scheduled_for: plan.slot.scheduled_for.to_utc(),
             manual: plan.slot.manual,
             plan: plan_json,
+            at: opts.clock.now(),
         })
         .await?;
     // Everything from here on — marking interrupted deliveries above all — is for one attempt
@@ -254,17 +255,16 @@ fn notes_for_readers(outcome: &RunOutcome) -> Vec<String> {
 }
 
 /// Records how this attempt ended.
-pub(crate) async fn finish(
-    store: &Store,
-    outcome: &RunOutcome,
-    error: Option<&str>,
-) -> Result<(), StoreError> {
-    store
+pub(crate) async fn finish(attempt: &Attempt<'_>, error: Option<&str>) -> Result<(), StoreError> {
+    let outcome = &attempt.outcome;
+    attempt
+        .store
         .finish_run(
             outcome.report_id,
             outcome.phase,
             &serde_json::to_value(outcome).unwrap_or_default(),
             error,
+            attempt.opts.clock.now(),
         )
         .await
 }
@@ -275,7 +275,7 @@ pub(crate) async fn record_step(
     step: Step,
     started: chrono::DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    let finished = Utc::now();
+    let finished = attempt.opts.clock.now();
     attempt
         .store
         .record_step(attempt.report_id, step, started, finished, true, None)

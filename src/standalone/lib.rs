@@ -16,7 +16,6 @@ use finrep_pipeline as pipeline;
 
 pub mod config;
 pub mod error;
-pub mod file_clock;
 pub mod runner;
 pub mod scheduler;
 pub mod slots;

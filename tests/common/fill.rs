@@ -94,6 +94,7 @@ pub async fn prepare(
         template_dir: None,
         output_dir: None,
         now: six.with_timezone(&Utc),
+        clock: std::sync::Arc::new(finrep::clock::SystemClock),
         recompose: false,
         lock_wait: std::time::Duration::ZERO,
     };

@@ -6,6 +6,7 @@ pub mod chat_platforms;
 pub mod fake_clock;
 pub mod fill;
 pub mod http;
+pub mod job_runner;
 pub mod kube_api;
 pub mod operator;
 pub mod process_stats;

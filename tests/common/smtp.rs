@@ -69,6 +69,11 @@ impl SmtpServer {
             .collect()
     }
 
+    /// The file the server records accepted messages in, a JSON line each.
+    pub fn messages_path(&self) -> PathBuf {
+        self.log.clone()
+    }
+
     /// Copies accepted for one address.
     pub fn copies_for(&self, email: &str) -> usize {
         self.messages()
@@ -87,4 +92,11 @@ impl Drop for SmtpServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Messages recorded in a server's log so far (cheap enough to ask every 100 ms).
+pub fn count_lines(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }

@@ -2,6 +2,7 @@
 //! group), claimed before the transport's request and marked after it (docs/delivery.md has
 //! the state machine).
 
+use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::{Store, StoreError};
@@ -46,6 +47,8 @@ pub struct DeliveryResult<'a> {
     pub reply: Option<&'a str>,
     pub message_id: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// When it ended, on the run's clock (`sent_at` of a sent copy).
+    pub at: DateTime<Utc>,
 }
 
 impl Store {
@@ -72,15 +75,21 @@ impl Store {
         Ok(())
     }
 
-    /// Rows left in `sending` by an attempt that died become `uncertain`.
-    pub async fn mark_interrupted(&self, report_id: i64) -> Result<u64, StoreError> {
+    /// Rows left in `sending` by an attempt that died become `uncertain` (since `at`, on the
+    /// run's clock).
+    pub async fn mark_interrupted(
+        &self,
+        report_id: i64,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE delivery_log SET status = $2, uncertain_at = now(), updated_at = now()
+            "UPDATE delivery_log SET status = $2, uncertain_at = $4, updated_at = now()
              WHERE report_id = $1 AND status = $3",
         )
         .bind(report_id)
         .bind(DeliveryStatus::Uncertain.as_str())
         .bind(DeliveryStatus::Sending.as_str())
+        .bind(at)
         .execute(self.pool())
         .await?;
         Ok(done.rows_affected())
@@ -127,9 +136,10 @@ impl Store {
         from: &[DeliveryStatus],
         message_id: &str,
         again: bool,
+        at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "UPDATE delivery_log d SET status = $4, attempts = attempts + 1, claimed_at = now(),
+            "UPDATE delivery_log d SET status = $4, attempts = attempts + 1, claimed_at = $5,
                     message_id = $3, updated_at = now()
              WHERE id = $1 AND status = ANY($2)
                AND NOT EXISTS (SELECT 1 FROM blacklist b JOIN reports r ON r.namespace = b.namespace
@@ -140,6 +150,7 @@ impl Store {
         .bind(names(from))
         .bind(message_id)
         .bind(DeliveryStatus::Sending.as_str())
+        .bind(at)
         .execute(self.pool())
         .await?;
         if done.rows_affected() == 1 || !again {
@@ -184,7 +195,7 @@ impl Store {
         sqlx::query(
             "UPDATE delivery_log SET status = $2, smtp_code = $3, smtp_reply = $4,
                     message_id = COALESCE($5, message_id), last_error = $6,
-                    sent_at = CASE WHEN $2 = $7 THEN now() ELSE sent_at END, updated_at = now()
+                    sent_at = CASE WHEN $2 = $7 THEN $8 ELSE sent_at END, updated_at = now()
              WHERE id = $1",
         )
         .bind(id)
@@ -194,6 +205,7 @@ impl Store {
         .bind(r.message_id)
         .bind(r.error)
         .bind(DeliveryStatus::Sent.as_str())
+        .bind(r.at)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -23,6 +23,8 @@ pub struct RunStart<'a> {
     pub scheduled_for: DateTime<Utc>,
     pub manual: bool,
     pub plan: serde_json::Value,
+    /// When this attempt started, on the run's clock (kept from the first attempt).
+    pub at: DateTime<Utc>,
 }
 
 /// The composed report to store.
@@ -57,11 +59,11 @@ impl Store {
     pub async fn begin_run(&self, start: &RunStart<'_>) -> Result<ReportRow, StoreError> {
         let row = sqlx::query(
             "INSERT INTO reports (namespace, report, report_date, time_zone, scheduled_for, manual, plan, started_at, build_version, build_revision)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, now(), $8, $9)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $10, $8, $9)
              ON CONFLICT (namespace, report, report_date) DO UPDATE
                 SET plan = EXCLUDED.plan,
                     manual = reports.manual OR EXCLUDED.manual,
-                    started_at = COALESCE(reports.started_at, now()),
+                    started_at = COALESCE(reports.started_at, EXCLUDED.started_at),
                     updated_at = now()
              RETURNING id, phase, subject, html, text_body, article_count, started_at, view",
         )
@@ -74,6 +76,7 @@ impl Store {
         .bind(&start.plan)
         .bind(crate::build::VERSION)
         .bind(crate::build::REVISION)
+        .bind(start.at)
         .fetch_one(self.pool())
         .await?;
         Ok(report_row(&row)?)
@@ -114,22 +117,24 @@ impl Store {
         Ok(())
     }
 
-    /// Records the end of a run (or of this attempt at it).
+    /// Records the end of a run (or of this attempt at it) at `at`, on the run's clock.
     pub async fn finish_run(
         &self,
         report_id: i64,
         phase: RunPhase,
         outcome: &serde_json::Value,
         error: Option<&str>,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE reports SET phase = $2, outcome = $3, error = $4, finished_at = now(), updated_at = now()
+            "UPDATE reports SET phase = $2, outcome = $3, error = $4, finished_at = $5, updated_at = now()
              WHERE id = $1",
         )
         .bind(report_id)
         .bind(phase.as_str())
         .bind(outcome)
         .bind(error)
+        .bind(at)
         .execute(self.pool())
         .await?;
         Ok(())

@@ -1,6 +1,8 @@
 //! A clock read from a file, so tests and demos can make days pass in seconds with the real
-//! binary: the file holds an RFC 3339 instant, optionally followed by a rate (`x60` runs 60
-//! times faster than the wall clock from the moment the process saw that content).
+//! binaries: the file holds an RFC 3339 instant, optionally followed by a rate (`x60` runs 60
+//! times faster than the wall clock from the moment the process saw that content). Standalone
+//! mode, the controller and a run's pipeline all read it (`--clock-file`, `FINREP_CLOCK_FILE`),
+//! so every time they act on and record is the same clock's.
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -80,6 +82,16 @@ impl FileClock {
     }
 }
 
+/// The clock a process runs on: the file's when `--clock-file` names one, else the wall clock.
+pub fn from_file_option(
+    path: Option<&std::path::Path>,
+) -> Result<std::sync::Arc<dyn Clock>, String> {
+    Ok(match path {
+        Some(p) => std::sync::Arc::new(FileClock::open(p.to_path_buf())?),
+        None => std::sync::Arc::new(crate::clock::SystemClock),
+    })
+}
+
 impl Clock for FileClock {
     fn now(&self) -> DateTime<Utc> {
         match self.read() {
@@ -91,6 +103,15 @@ impl Clock for FileClock {
                 last.as_ref().map_or_else(Utc::now, |r| r.at)
             }
         }
+    }
+
+    /// At most a second: the file may jump at any moment (a test moving to the next slot), and
+    /// whoever waits must see it soon.
+    fn wall_wait(&self, t: DateTime<Utc>) -> Duration {
+        (t - self.now())
+            .to_std()
+            .unwrap_or_default()
+            .min(Duration::from_secs(1))
     }
 
     fn sleep_until(&self, t: DateTime<Utc>) -> Pin<Box<dyn Future<Output = ()> + Send + '_>> {
