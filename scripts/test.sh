@@ -69,6 +69,7 @@ psql "$FINREP_PG_ADMIN_URL" -Atqc "select rolname from pg_roles where rolname ~ 
 # Every documented bench command, at tiny sizes (nothing is recorded).
 if [ $# -eq 0 ]; then
   SMOKE=1 stage "bench smoke run" scripts/bench.sh all
+  stage "soak smoke run (two mornings)" scripts/soak.sh 2
 fi
 run_tests() {
   if cargo nextest --version >/dev/null 2>&1; then

@@ -817,3 +817,75 @@ async fn a_report_outside_the_served_namespaces_is_told_so_and_left_alone() {
         "{touched:?}"
     );
 }
+
+/// Five reports at one slot on a controller that runs two run Jobs at once: two start, three
+/// wait and say so (`Queued` in `kubectl get`, why in `status.waiting`, one RunQueued Event
+/// each); as Jobs end the next ones start, in order; one still waiting past its starting
+/// deadline is Missed, never started late.
+#[tokio::test]
+async fn runs_over_the_bound_wait_their_turn_and_say_so() {
+    let mut set = common::operator::examples();
+    let template = set.reports[0].clone();
+    set.reports = (1..=5)
+        .map(|i| {
+            let mut r = template.clone();
+            r.metadata.name = Some(format!("desk-{i}"));
+            r
+        })
+        .collect();
+    let cluster = Cluster::with(set.clone()).await;
+    let store = database().await;
+    let clock = TestClock::at(BEFORE);
+    let settings = finrep::controller::objects::Settings {
+        max_concurrent_runs: 2,
+        ..Default::default()
+    };
+    let ctx = cluster.context_with_settings(&store, clock.clone(), &set, settings);
+    let names: Vec<String> = (1..=5).map(|i| format!("desk-{i}")).collect();
+    let pass = async |names: &[String]| {
+        for n in names {
+            reconcile_report(&cluster.report(n), &ctx).await.unwrap();
+        }
+    };
+    pass(&names).await;
+    clock.set(AT_SLOT);
+    pass(&names).await;
+    assert_eq!(
+        cluster.job_names(),
+        ["desk-1-20261124", "desk-2-20261124"],
+        "two at once"
+    );
+    for n in &names[2..] {
+        let status = cluster.report(n).status.unwrap();
+        let last = status.last_run.clone().unwrap();
+        assert_eq!(
+            (last.date.as_str(), last.phase),
+            ("2026-11-24", RunPhase::Queued)
+        );
+        let why = status.waiting.unwrap();
+        assert!(why.contains("2 of 2 run Jobs"), "{why}");
+    }
+    assert_eq!(cluster.event_count("RunQueued"), 3);
+    pass(&names).await;
+    assert_eq!(cluster.event_count("RunQueued"), 3, "one Event per wait");
+
+    cluster.finish_job("desk-1-20261124", true);
+    clock.set("2026-11-24T06:03:00+08:00");
+    pass(&names).await;
+    assert_eq!(cluster.job_names().len(), 3, "{:?}", cluster.job_names());
+    assert!(cluster.job_names().contains(&"desk-3-20261124".to_string()));
+    assert_eq!(cluster.report("desk-3").status.unwrap().waiting, None);
+
+    // Nothing ends until past the example's 900 s starting deadline: the rest are missed.
+    clock.set("2026-11-24T06:16:00+08:00");
+    pass(&names).await;
+    cluster.finish_job("desk-2-20261124", true);
+    cluster.finish_job("desk-3-20261124", true);
+    pass(&names).await;
+    assert_eq!(cluster.job_names().len(), 3, "none started late");
+    for n in &names[3..] {
+        let status = cluster.report(n).status.unwrap();
+        assert_eq!(status.last_run.unwrap().phase, RunPhase::Missed, "{n}");
+        assert_eq!(status.waiting, None);
+    }
+}

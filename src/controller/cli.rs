@@ -30,6 +30,10 @@ pub struct ControllerArgs {
     /// Seconds a lease outlives its holder: the longest a standby waits.
     #[arg(long, default_value_t = 15)]
     lease_seconds: u64,
+    /// Most run Jobs at once across the served namespaces (0: no bound). Later runs wait in
+    /// order of slot, one namespace at a time, and say so in their status.
+    #[arg(long, env = "FINREP_MAX_CONCURRENT_RUNS", default_value_t = super::objects::DEFAULT_MAX_CONCURRENT_RUNS)]
+    max_concurrent_runs: usize,
     /// Reconciles at once per kind.
     #[arg(long, default_value_t = 4)]
     concurrency: u16,
@@ -116,6 +120,7 @@ impl ControllerArgs {
             trusted_webhook_hosts: self.trusted_webhook_hosts.clone(),
             allowed_images: self.allowed_images.clone(),
             report_namespaces: self.report_namespaces.clone(),
+            max_concurrent_runs: self.max_concurrent_runs,
             clock_file: self
                 .clock_file
                 .as_ref()

@@ -178,6 +178,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     pub snapshots: HealthSnapshots,
+    /// The run Jobs running and the runs waiting for a place.
+    pub runs: super::run_queue::RunQueue,
     failures: Mutex<HashMap<String, u32>>,
     /// Reports (by uid) this process has looked at once (for once-only clean-ups).
     seen: Mutex<std::collections::HashSet<String>>,
@@ -196,6 +198,7 @@ impl Context {
             controller: CONTROLLER_NAME.to_string(),
             instance: std::env::var("POD_NAME").ok(),
         };
+        let max_runs = settings.max_concurrent_runs;
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -205,6 +208,7 @@ impl Context {
             catalog,
             metrics,
             snapshots: HealthSnapshots::new(SNAPSHOT_TTL),
+            runs: super::run_queue::RunQueue::new(max_runs),
             failures: Mutex::new(HashMap::new()),
             seen: Mutex::new(std::collections::HashSet::new()),
         }

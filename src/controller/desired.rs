@@ -47,6 +47,19 @@ pub struct World {
     pub records: BTreeMap<NaiveDate, RunRecord>,
     /// Errors of the shared validation (spec, and references such as Secrets).
     pub problems: Vec<FieldProblem>,
+    /// The node runs as many run Jobs as it may: a due run waits its turn.
+    pub waiting: Option<Waiting>,
+}
+
+/// A due run's place in the queue of run Jobs (`run_queue`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Waiting {
+    /// Reports whose runs start before this one.
+    pub ahead: usize,
+    /// Run Jobs running now.
+    pub running: usize,
+    /// The most at once.
+    pub max: usize,
 }
 
 /// A run to start.
@@ -76,6 +89,7 @@ pub mod event_reasons {
     pub const RUN_PARTIALLY_DELIVERED: &str = "RunPartiallyDelivered";
     pub const RUN_FAILED: &str = "RunFailed";
     pub const RUN_MISSED: &str = "RunMissed";
+    pub const RUN_QUEUED: &str = "RunQueued";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const NAME_CONFLICT: &str = "NameConflict";
     pub const NAMESPACE_NOT_SERVED: &str = "NamespaceNotServed";
@@ -91,6 +105,8 @@ pub struct Desired {
     pub events: Vec<Event>,
     /// When to reconcile again without a change (`None`: only on changes).
     pub wake_at: Option<DateTime<Utc>>,
+    /// The local date of a due run that waits for its turn.
+    pub queued: Option<NaiveDate>,
 }
 
 /// The decision for `report` in `world`.
@@ -103,6 +119,7 @@ pub fn desired(report: &DailyReport, world: &World) -> Desired {
         status: previous.clone(),
         events: Vec::new(),
         wake_at: None,
+        queued: None,
     };
     out.status.observed_generation = report.metadata.generation;
     out.status.active_run = world
@@ -117,6 +134,7 @@ pub fn desired(report: &DailyReport, world: &World) -> Desired {
     }
     out.status.last_run = last_run(world, out.start.as_ref()).or(previous.last_run.clone());
     missed_run(&out.missed, &mut out.status);
+    queued_run(out.queued, &mut out.status);
     run_events(&previous, &out.status, &mut out.events);
     conditions_for(report, world, &previous, &mut out.status);
     out
@@ -173,7 +191,12 @@ fn schedule(report: &DailyReport, world: &World, previous: &DailyReportStatus, o
     let window_end = |slot: &DateTime<chrono_tz::Tz>| window_end(report, slot.date_naive());
     let decision = decide(&schedule, &state, window_end);
     let busy = out.status.active_run.is_some();
+    out.status.waiting = None;
     match decision {
+        SlotDecision::Start { slot, missed } if !busy && world.waiting.is_some() => {
+            record_missed(&missed, out);
+            wait_turn(slot.date_naive(), world, previous, out);
+        }
         SlotDecision::Start { slot, missed } if !busy => {
             let date = slot.date_naive();
             out.start = window_end(&slot).map(|end| StartRun {
@@ -193,14 +216,57 @@ fn schedule(report: &DailyReport, world: &World, previous: &DailyReportStatus, o
         }
         SlotDecision::Start { .. } | SlotDecision::Wait { .. } | SlotDecision::Suspended => {}
     }
-    if out.start.is_none() && !busy {
-        manual_run(report, world, out);
+    if out.start.is_none() && out.queued.is_none() && !busy {
+        manual_run(report, world, previous, out);
     }
     let next = schedule.next_after(world.now);
     out.status.next_schedule_time = next.map(|n| n.fixed_offset().to_rfc3339());
     let poll = (busy || out.start.is_some())
         .then(|| world.now + chrono::Duration::seconds(ACTIVE_POLL_SECONDS));
-    out.wake_at = [next.map(|n| n.to_utc()), poll].into_iter().flatten().min();
+    let turn = out
+        .queued
+        .map(|_| world.now + chrono::Duration::seconds(WAIT_POLL_SECONDS));
+    out.wake_at = [next.map(|n| n.to_utc()), poll, turn]
+        .into_iter()
+        .flatten()
+        .min();
+}
+
+/// How often a run waiting for its turn asks again.
+pub const WAIT_POLL_SECONDS: i64 = 3;
+
+/// The run of `date` is due but waits for a place: the status says so (and `lastRun` is that
+/// date's, `Queued`); one Event when it starts waiting. The slot stays unhandled, so the next
+/// pass starts it — or, past its starting deadline, records it missed.
+fn wait_turn(date: NaiveDate, world: &World, previous: &DailyReportStatus, out: &mut Desired) {
+    let Some(w) = world.waiting else {
+        return;
+    };
+    let message = format!(
+        "waiting for a place to run: {} of {} run Jobs are running on this node and {} report(s) go first (the controller's --max-concurrent-runs)",
+        w.running, w.max, w.ahead
+    );
+    if previous.waiting.is_none() {
+        out.events.push(Event {
+            warning: false,
+            reason: event_reasons::RUN_QUEUED,
+            message: format!("the run of {date} {message}"),
+        });
+    }
+    out.status.waiting = Some(message);
+    out.queued = Some(date);
+}
+
+/// A run waiting for its turn is the last run, in phase `Queued`.
+fn queued_run(queued: Option<NaiveDate>, status: &mut DailyReportStatus) {
+    let Some(date) = queued else {
+        return;
+    };
+    status.last_run = Some(RunSummary {
+        date: date.to_string(),
+        phase: RunPhase::Queued,
+        ..RunSummary::default()
+    });
 }
 
 /// The latest slot already handled: from status, or from the Jobs (a status lost or stale
@@ -237,8 +303,14 @@ fn record_missed(missed: &Missed, out: &mut Desired) {
     out.missed = missed.clone();
 }
 
-/// A new `finrep.io/run-now` value starts one manual run: today's run of the report.
-fn manual_run(report: &DailyReport, world: &World, out: &mut Desired) {
+/// A new `finrep.io/run-now` value starts one manual run: today's run of the report (or
+/// waits for its turn, like a slot).
+fn manual_run(
+    report: &DailyReport,
+    world: &World,
+    previous: &DailyReportStatus,
+    out: &mut Desired,
+) {
     let Some(value) = report.annotations().get(annotations::RUN_NOW) else {
         return;
     };
@@ -251,6 +323,9 @@ fn manual_run(report: &DailyReport, world: &World, out: &mut Desired) {
     let Some(end) = window_end(report, date) else {
         return;
     };
+    if world.waiting.is_some() {
+        return wait_turn(date, world, previous, out);
+    }
     out.start = Some(StartRun {
         name: run_name(&report.name_any(), date, Some(value)),
         date,
@@ -309,7 +384,12 @@ fn missed_run(missed: &Missed, status: &mut DailyReportStatus) {
         return;
     };
     let date = latest.date_naive().to_string();
-    if status.last_run.as_ref().is_some_and(|r| r.date >= date) {
+    // A run that waited for its turn until too late is missed, not queued.
+    if status
+        .last_run
+        .as_ref()
+        .is_some_and(|r| r.date >= date && r.phase != RunPhase::Queued)
+    {
         return;
     }
     status.last_run = Some(RunSummary {
@@ -352,7 +432,11 @@ fn run_events(previous: &DailyReportStatus, now: &DailyReportStatus, events: &mu
         RunPhase::Succeeded => (false, event_reasons::RUN_SUCCEEDED),
         RunPhase::PartiallyDelivered => (true, event_reasons::RUN_PARTIALLY_DELIVERED),
         RunPhase::Failed => (true, event_reasons::RUN_FAILED),
-        RunPhase::Missed | RunPhase::Collecting | RunPhase::Composing | RunPhase::Sending => {
+        RunPhase::Queued
+        | RunPhase::Missed
+        | RunPhase::Collecting
+        | RunPhase::Composing
+        | RunPhase::Sending => {
             return;
         }
     };

@@ -33,6 +33,7 @@ pub mod objects;
 pub mod observed;
 pub mod pod_security;
 pub mod report_reconciler;
+pub mod run_queue;
 pub mod runtime;
 pub mod status;
 pub mod tenant_secret;

@@ -53,6 +53,10 @@ pub const TEMPLATE_DIR: &str = "/etc/finrep/templates";
 /// Time a run's Job may run past the end of its mail window (a late-delivery report keeps
 /// sending; a stuck pod is stopped).
 pub const PAST_WINDOW_SECONDS: i64 = 2 * 3600;
+/// Run Jobs at once by default: four pipeline pods at their 256 MiB limit are 1 GiB, which
+/// leaves a 2 GB node room for PostgreSQL, the controller, the web and k3s itself
+/// (docs/benchmarks.md, W4).
+pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 4;
 /// The one non-root user finrep's image runs as.
 pub const RUN_AS_USER: i64 = 65532;
 
@@ -93,6 +97,9 @@ pub struct Settings {
     /// The clock file the controller reads (tests and demos on one host), handed to the runs
     /// as `FINREP_CLOCK_FILE` so that what they record is on the controller's clock.
     pub clock_file: Option<String>,
+    /// Most run Jobs at once across every served namespace (0: no bound); later ones wait
+    /// their turn (`run_queue`).
+    pub max_concurrent_runs: usize,
 }
 
 impl Settings {
@@ -154,6 +161,7 @@ impl Default for Settings {
             allowed_images: Vec::new(),
             report_namespaces: Vec::new(),
             clock_file: None,
+            max_concurrent_runs: DEFAULT_MAX_CONCURRENT_RUNS,
         }
     }
 }

@@ -17,11 +17,13 @@ use tracing::{info, warn};
 
 use super::cluster::{self, NameConflict, apply_status, create_owned, delete_owned};
 use super::context::{Context, object_key};
-use super::desired::{Desired, StartRun, World, desired, event_reasons};
+use super::desired::{Desired, StartRun, Waiting, World, desired, event_reasons};
 use super::error::{MAX_PLAN_BYTES, ReconcileError, retry_after};
 use super::image_policy::{self, image_allowed};
 use super::objects::{Settings, labels, legacy_backup_name, plan_config_map, run_job};
 use super::observed::observed_job;
+use super::run_queue::{ReportKey, Turn};
+use super::status::JobState;
 use super::status::RunRecord;
 use crate::api::selector::{self, Selectable};
 use crate::api::{CatalogEntry, DailyReport, Recipient, Source};
@@ -110,10 +112,19 @@ pub async fn reconcile_report(
     if !ctx.settings.serves(&namespace(report)) {
         return not_served(report, ctx).await;
     }
-    let world = observe(report, ctx).await?;
+    let mut world = observe(report, ctx).await?;
     let mut decision = desired(report, &world);
+    if let Some(waiting) = turn(report, &world, &decision, ctx) {
+        world.waiting = Some(waiting);
+        decision = desired(report, &world);
+    }
     let started = match act(report, &world, &decision, ctx).await {
-        Ok(started) => started,
+        Ok(started) => {
+            if started.is_some() {
+                ctx.runs.started(&report_key(report), Instant::now());
+            }
+            started
+        }
         Err(ReconcileError::NameConflict(conflict)) => {
             name_conflict(report, &world, &conflict, &mut decision);
             None
@@ -131,6 +142,38 @@ pub async fn reconcile_report(
         events: decision.events.iter().map(|e| e.reason).collect(),
         wake_at: wake_at(&decision, world.now),
     })
+}
+
+fn report_key(report: &DailyReport) -> ReportKey {
+    ReportKey {
+        namespace: namespace(report),
+        name: report.name_any(),
+    }
+}
+
+/// Tells the run queue what this pass saw, and asks it for a turn when a run is due: `None`
+/// when it may start (or none is due), else its place.
+fn turn(report: &DailyReport, world: &World, decision: &Desired, ctx: &Context) -> Option<Waiting> {
+    let key = report_key(report);
+    let running = world.jobs.iter().any(|j| j.state == JobState::Active);
+    ctx.runs.observe(&key, running, Instant::now());
+    let start = decision.start.as_ref()?;
+    let slot = match start.at {
+        crate::plan::RunAt::Slot(t) => t,
+        crate::plan::RunAt::Manual { now, .. } => now,
+    };
+    match ctx.runs.ask(&key, slot, Instant::now()) {
+        Turn::Go => None,
+        Turn::Wait {
+            ahead,
+            running,
+            max,
+        } => Some(Waiting {
+            ahead,
+            running,
+            max,
+        }),
+    }
 }
 
 /// A report outside the served namespaces: its status says so, and nothing in its namespace
@@ -216,6 +259,7 @@ async fn observe(report: &DailyReport, ctx: &Context) -> Result<World, Reconcile
         jobs,
         records,
         problems,
+        waiting: None,
     })
 }
 

@@ -171,7 +171,11 @@ pub fn last_run_condition(summary: Option<&RunSummary>) -> Option<(bool, &'stati
             reasons::MISSED,
             format!("the slot of {} was missed", s.date),
         )),
-        RunPhase::Pending | RunPhase::Collecting | RunPhase::Composing | RunPhase::Sending => None,
+        RunPhase::Queued
+        | RunPhase::Pending
+        | RunPhase::Collecting
+        | RunPhase::Composing
+        | RunPhase::Sending => None,
     }
 }
 

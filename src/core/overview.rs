@@ -70,7 +70,11 @@ fn health(run: Option<&LatestRun>) -> Health {
         Some(RunPhase::Failed | RunPhase::PartiallyDelivered) => Health::Failed,
         Some(RunPhase::Missed) => Health::Missed,
         Some(
-            RunPhase::Pending | RunPhase::Collecting | RunPhase::Composing | RunPhase::Sending,
+            RunPhase::Queued
+            | RunPhase::Pending
+            | RunPhase::Collecting
+            | RunPhase::Composing
+            | RunPhase::Sending,
         ) => Health::Running,
     }
 }

@@ -58,6 +58,7 @@ macro_rules! state_names {
 }
 
 state_names!(RunPhase, "run phase", {
+    Queued => "Queued",
     Pending => "Pending",
     Collecting => "Collecting",
     Composing => "Composing",
@@ -69,6 +70,12 @@ state_names!(RunPhase, "run phase", {
 });
 
 impl RunPhase {
+    /// The phases a run record holds: `Queued` is the controller's alone (a due run waiting
+    /// for its turn has no record yet).
+    pub fn recorded() -> impl Iterator<Item = RunPhase> {
+        Self::ALL.iter().copied().filter(|p| *p != Self::Queued)
+    }
+
     /// The run is over: nothing more will happen to it without a new attempt.
     pub const fn is_finished(self) -> bool {
         matches!(

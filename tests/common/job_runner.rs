@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use finrep::clock::Clock;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, Secret};
-use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
+use kube::api::{Api, ListParams, Patch, PatchParams};
 use serde_json::json;
 use tokio::process::{Child, Command};
 
@@ -220,11 +220,7 @@ impl Runner {
                 self.fail(jobs, key, "PodFailurePolicy").await
             }
             PodEnd::Failed(_) => {
-                let limit = job
-                    .spec
-                    .as_ref()
-                    .and_then(|s| s.backoff_limit)
-                    .unwrap_or(6);
+                let limit = job.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
                 if failures > limit {
                     self.fail(jobs, key, "BackoffLimitExceeded").await
                 } else {
@@ -276,15 +272,19 @@ impl Runner {
         }
     }
 
-    async fn complete(&mut self, jobs: &Api<Job>, key: &(String, String)) -> Result<(), kube::Error> {
+    async fn complete(
+        &mut self,
+        jobs: &Api<Job>,
+        key: &(String, String),
+    ) -> Result<(), kube::Error> {
         self.ended(key, "Complete");
         let now = self.opts.clock.now().to_rfc3339();
         let status = json!({"status": {
-            "active": 0, "succeeded": 1, "completionTime": now,
-            "conditions": [
-                {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "lastTransitionTime": now},
-                {"type": "Complete", "status": "True", "reason": "CompletionsReached", "lastTransitionTime": now},
-            ]}});
+        "active": 0, "succeeded": 1, "completionTime": now,
+        "conditions": [
+            {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached", "lastTransitionTime": now},
+            {"type": "Complete", "status": "True", "reason": "CompletionsReached", "lastTransitionTime": now},
+        ]}});
         patch_status(jobs, &key.1, status).await
     }
 
@@ -300,11 +300,11 @@ impl Runner {
         self.ended(key, reason);
         let now = self.opts.clock.now().to_rfc3339();
         let status = json!({"status": {
-            "active": 0,
-            "conditions": [
-                {"type": "FailureTarget", "status": "True", "reason": reason, "lastTransitionTime": now},
-                {"type": "Failed", "status": "True", "reason": reason, "lastTransitionTime": now},
-            ]}});
+        "active": 0,
+        "conditions": [
+            {"type": "FailureTarget", "status": "True", "reason": reason, "lastTransitionTime": now},
+            {"type": "Failed", "status": "True", "reason": reason, "lastTransitionTime": now},
+        ]}});
         patch_status(jobs, &key.1, status).await
     }
 
@@ -351,7 +351,11 @@ impl Runner {
             record.pods += 1;
             record.waiting = None;
         }
-        let first_start = job.status.as_ref().and_then(|s| s.start_time.clone()).is_none();
+        let first_start = job
+            .status
+            .as_ref()
+            .and_then(|s| s.start_time.clone())
+            .is_none();
         self.pods.insert(
             key.clone(),
             Pod {
@@ -374,15 +378,20 @@ impl Runner {
         ns: &str,
         job: &Job,
         dir: &Path,
-    ) -> Result<Result<(Container, Vec<(String, String)>, Vec<(String, PathBuf)>), String>, kube::Error>
-    {
+    ) -> Result<
+        Result<(Container, Vec<(String, String)>, Vec<(String, PathBuf)>), String>,
+        kube::Error,
+    > {
         let Some(pod) = job.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else {
             return Ok(Err("no pod template".into()));
         };
         let Some(container) = pod.containers.first().cloned() else {
             return Ok(Err("no container".into()));
         };
-        let env = match self.environment(ns, container.env.as_deref().unwrap_or_default()).await? {
+        let env = match self
+            .environment(ns, container.env.as_deref().unwrap_or_default())
+            .await?
+        {
             Ok(env) => env,
             Err(e) => return Ok(Err(e)),
         };
@@ -422,7 +431,11 @@ impl Runner {
                 env.push((var.name.clone(), value.clone()));
                 continue;
             }
-            let Some(r) = var.value_from.as_ref().and_then(|f| f.secret_key_ref.as_ref()) else {
+            let Some(r) = var
+                .value_from
+                .as_ref()
+                .and_then(|f| f.secret_key_ref.as_ref())
+            else {
                 continue;
             };
             let optional = r.optional == Some(true);
@@ -512,7 +525,11 @@ fn remount(arg: &str, mounts: &[(String, PathBuf)]) -> String {
     arg.to_string()
 }
 
-async fn patch_status(jobs: &Api<Job>, name: &str, status: serde_json::Value) -> Result<(), kube::Error> {
+async fn patch_status(
+    jobs: &Api<Job>,
+    name: &str,
+    status: serde_json::Value,
+) -> Result<(), kube::Error> {
     jobs.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
         .await
         .map(|_| ())

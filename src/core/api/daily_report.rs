@@ -454,6 +454,10 @@ pub struct DailyReportStatus {
     /// nor counted as missed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_since: Option<String>,
+    /// Why the due run has not started yet: it waits for a place among the run Jobs the node
+    /// runs at once (the controller's `--max-concurrent-runs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<String>,
     /// The last value of the `finrep.io/run-now` annotation that started a run: a manual
     /// run starts once per value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -500,6 +504,8 @@ pub struct RunSummary {
 /// Phase of a run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum RunPhase {
+    /// Due, waiting for a place among the run Jobs the node runs at once.
+    Queued,
     #[default]
     Pending,
     Collecting,

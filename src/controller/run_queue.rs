@@ -1,0 +1,230 @@
+//! How many run Jobs the node runs at once, and who waits for a turn. Twenty reports at 06:00
+//! on a 2 GB node must not start twenty pipeline pods together; the ones over the bound wait
+//! in order of slot and, within a slot, one namespace at a time (each namespace's first
+//! report before any namespace's second), so one tenant's ten reports cannot starve the
+//! others. Waiting never hides a slot: a report that waits past its starting deadline is
+//! `Missed` as any late slot is, and says so.
+//!
+//! The queue is this process's memory of what it saw: each reconcile tells it whether its
+//! report has a run Job going, and a report that has not been looked at for a while (deleted,
+//! or its run over while this process was not leading) stops counting.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+
+/// A report, as `namespace/name`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReportKey {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Whether a report's due run may start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Turn {
+    Go,
+    /// Wait: `ahead` reports go first, `running` run Jobs take every place of `max`.
+    Wait {
+        ahead: usize,
+        running: usize,
+        max: usize,
+    },
+}
+
+/// How long an entry counts without being looked at again: a waiting report is looked at
+/// every few seconds, a running one at least every `ACTIVE_POLL_SECONDS` of its clock.
+const STALE: Duration = Duration::from_secs(120);
+
+/// How soon a waiting report asks again.
+pub const WAIT_POLL: Duration = Duration::from_secs(3);
+
+#[derive(Default)]
+struct State {
+    running: HashMap<ReportKey, Instant>,
+    /// Waiting reports: the slot they wait to run and when they last asked.
+    waiting: HashMap<ReportKey, (DateTime<Utc>, Instant)>,
+}
+
+pub struct RunQueue {
+    /// Most run Jobs at once; 0: no bound.
+    max: usize,
+    state: Mutex<State>,
+}
+
+impl RunQueue {
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// What a reconcile saw: the report has a run Job going, or not.
+    pub fn observe(&self, key: &ReportKey, running: bool, now: Instant) {
+        let mut s = self.lock();
+        if running {
+            s.running.insert(key.clone(), now);
+            s.waiting.remove(key);
+        } else {
+            s.running.remove(key);
+        }
+    }
+
+    /// The report has a run due for `slot`: whether it may start it now. A report told to
+    /// wait keeps its place while it keeps asking.
+    pub fn ask(&self, key: &ReportKey, slot: DateTime<Utc>, now: Instant) -> Turn {
+        if self.max == 0 {
+            return Turn::Go;
+        }
+        let mut s = self.lock();
+        s.running
+            .retain(|_, seen| now.duration_since(*seen) < STALE);
+        s.waiting
+            .retain(|_, (_, seen)| now.duration_since(*seen) < STALE);
+        s.waiting.insert(key.clone(), (slot, now));
+        let running = s.running.len();
+        let free = self.max.saturating_sub(running);
+        let slots: Vec<(ReportKey, DateTime<Utc>)> = s
+            .waiting
+            .iter()
+            .map(|(k, (t, _))| (k.clone(), *t))
+            .collect();
+        let mut per_namespace: HashMap<&str, usize> = HashMap::new();
+        for k in s.running.keys() {
+            *per_namespace.entry(k.namespace.as_str()).or_default() += 1;
+        }
+        let ahead = fair_order(&slots, &per_namespace)
+            .iter()
+            .position(|k| k == key)
+            .unwrap_or(0);
+        if ahead < free {
+            Turn::Go
+        } else {
+            Turn::Wait {
+                ahead,
+                running,
+                max: self.max,
+            }
+        }
+    }
+
+    /// The report's run Job was created: it counts as running from now.
+    pub fn started(&self, key: &ReportKey, now: Instant) {
+        self.observe(key, true, now);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The order waiting reports start in: earlier slots first; within a slot, round-robin over
+/// namespaces (each one's reports by name), counting the runs each namespace already has
+/// going, namespaces by name.
+pub fn fair_order(
+    waiting: &[(ReportKey, DateTime<Utc>)],
+    running: &HashMap<&str, usize>,
+) -> Vec<ReportKey> {
+    let mut by_slot_ns: BTreeMap<(DateTime<Utc>, &str), Vec<&ReportKey>> = BTreeMap::new();
+    for (key, slot) in waiting {
+        by_slot_ns
+            .entry((*slot, key.namespace.as_str()))
+            .or_default()
+            .push(key);
+    }
+    let mut ranked: Vec<(DateTime<Utc>, usize, &str, &ReportKey)> = Vec::new();
+    for ((slot, ns), mut keys) in by_slot_ns {
+        keys.sort();
+        let going = running.get(ns).copied().unwrap_or(0);
+        for (rank, key) in keys.into_iter().enumerate() {
+            ranked.push((slot, going + rank, ns, key));
+        }
+    }
+    ranked.sort();
+    ranked.into_iter().map(|(_, _, _, k)| k.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(ns: &str, name: &str) -> ReportKey {
+        ReportKey {
+            namespace: ns.into(),
+            name: name.into(),
+        }
+    }
+
+    fn at(h: u32) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(&format!("2026-11-24T{h:02}:00:00Z"))
+            .unwrap()
+            .to_utc()
+    }
+
+    #[test]
+    fn one_tenants_many_reports_take_turns_with_the_others() {
+        let mut waiting: Vec<(ReportKey, DateTime<Utc>)> = (0..10)
+            .map(|i| (key("big", &format!("r{i}")), at(22)))
+            .collect();
+        waiting.push((key("small", "a"), at(22)));
+        waiting.push((key("other", "x"), at(22)));
+        waiting.push((key("late", "z"), at(23)));
+        let order = fair_order(&waiting, &HashMap::from([("small", 1)]));
+        let names: Vec<String> = order
+            .iter()
+            .map(|k| format!("{}/{}", k.namespace, k.name))
+            .collect();
+        // small has a run going already: its next waits behind the others' first.
+        assert_eq!(&names[..4], ["big/r0", "other/x", "big/r1", "small/a"]);
+        assert_eq!(names.last().unwrap(), "late/z", "a later slot waits");
+    }
+
+    #[test]
+    fn the_bound_holds_and_frees_as_runs_end() {
+        let q = RunQueue::new(2);
+        let now = Instant::now();
+        let slot = at(22);
+        assert_eq!(q.ask(&key("a", "1"), slot, now), Turn::Go);
+        q.started(&key("a", "1"), now);
+        assert_eq!(q.ask(&key("a", "2"), slot, now), Turn::Go);
+        q.started(&key("a", "2"), now);
+        assert_eq!(
+            q.ask(&key("b", "1"), slot, now),
+            Turn::Wait {
+                ahead: 0,
+                running: 2,
+                max: 2
+            }
+        );
+        assert!(matches!(
+            q.ask(&key("a", "3"), slot, now),
+            Turn::Wait { ahead: 1, .. }
+        ));
+        q.observe(&key("a", "1"), false, now);
+        assert!(
+            matches!(q.ask(&key("a", "3"), slot, now), Turn::Wait { .. }),
+            "b/1 is first"
+        );
+        assert_eq!(q.ask(&key("b", "1"), slot, now), Turn::Go);
+    }
+
+    #[test]
+    fn no_bound_and_stale_entries_do_not_hold_places() {
+        assert_eq!(
+            RunQueue::new(0).ask(&key("a", "1"), at(22), Instant::now()),
+            Turn::Go
+        );
+        let q = RunQueue::new(1);
+        let then = Instant::now();
+        q.started(&key("gone", "1"), then);
+        let later = then + STALE + Duration::from_secs(1);
+        assert_eq!(q.ask(&key("a", "1"), at(22), later), Turn::Go);
+    }
+}
