@@ -641,11 +641,7 @@ fn status(
         StatusFormat::Table => print!("{}", finrep::overview::render(&overview)),
         StatusFormat::Json => println!("{}", serde_json::to_string_pretty(&overview)?),
     }
-    Ok(if overview.needs_attention() {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::from(overview.verdict().exit_code()))
 }
 
 /// `finrep probe`: 0 when the admin port answers 2xx, 1 otherwise (with the reason).

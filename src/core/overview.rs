@@ -10,7 +10,7 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::DailyReport;
-use crate::run::RunPhase;
+use crate::run::{DeliveryStatus, RunPhase};
 use crate::schedule::Schedule;
 use crate::store::{BlacklistEntry, ChatPostRow, LatestRun, SourceHealthRow};
 
@@ -24,7 +24,45 @@ pub enum Health {
     Failed,
     /// A slot passed beyond its deadline with no run.
     Missed,
+    /// The latest run's only trouble is chat posts whose answer was lost (`uncertain`): a
+    /// person must look at the groups before anything is posted again.
+    NeedsCheck,
     NeverRun,
+}
+
+impl Health {
+    /// How `finrep status` says it.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Running => "running",
+            Self::Failed => "failed",
+            Self::Missed => "missed",
+            Self::NeedsCheck => "needs a check",
+            Self::NeverRun => "never run",
+        }
+    }
+}
+
+/// What `finrep status` exits with, so a cron job or a health check can act on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every report ran, is running or has not had a slot yet.
+    AllWell,
+    /// A last run failed or a slot was missed (exit 1).
+    Attention,
+    /// Nothing failed, but chat posts are uncertain and need a person's look (exit 3).
+    NeedsCheck,
+}
+
+impl Verdict {
+    pub const fn exit_code(self) -> u8 {
+        match self {
+            Self::AllWell => 0,
+            Self::Attention => 1,
+            Self::NeedsCheck => 3,
+        }
+    }
 }
 
 /// One report's line.
@@ -61,21 +99,43 @@ impl Overview {
             .iter()
             .any(|r| matches!(r.health, Health::Failed | Health::Missed))
     }
+
+    /// The verdict over every report.
+    pub fn verdict(&self) -> Verdict {
+        if self.needs_attention() {
+            Verdict::Attention
+        } else if self.reports.iter().any(|r| r.health == Health::NeedsCheck) {
+            Verdict::NeedsCheck
+        } else {
+            Verdict::AllWell
+        }
+    }
+}
+
+/// A run that did not deliver everything only because some chat posts are uncertain: none
+/// failed, bounced, was deferred or is left pending.
+fn only_uncertain(run: &LatestRun) -> bool {
+    let d = &run.deliveries;
+    d.uncertain > 0 && d.failed == 0 && d.bounced == 0 && d.deferred == 0 && d.pending == 0
 }
 
 fn health(run: Option<&LatestRun>) -> Health {
-    match run.map(|r| r.phase) {
+    match run.map(|r| (r.phase, r)) {
         None => Health::NeverRun,
-        Some(RunPhase::Succeeded) => Health::Ok,
-        Some(RunPhase::Failed | RunPhase::PartiallyDelivered) => Health::Failed,
-        Some(RunPhase::Missed) => Health::Missed,
-        Some(
+        Some((RunPhase::Succeeded, _)) => Health::Ok,
+        Some((RunPhase::Failed | RunPhase::PartiallyDelivered, r)) if only_uncertain(r) => {
+            Health::NeedsCheck
+        }
+        Some((RunPhase::Failed | RunPhase::PartiallyDelivered, _)) => Health::Failed,
+        Some((RunPhase::Missed, _)) => Health::Missed,
+        Some((
             RunPhase::Queued
             | RunPhase::Pending
             | RunPhase::Collecting
             | RunPhase::Composing
             | RunPhase::Sending,
-        ) => Health::Running,
+            _,
+        )) => Health::Running,
     }
 }
 
@@ -183,10 +243,7 @@ pub fn render(o: &Overview) -> String {
             l.report.clone(),
             match l.missed {
                 Some(date) => format!("missed {date}"),
-                None => serde_json::to_value(l.health)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                None => l.health.words().to_string(),
             },
             run.map_or("-".into(), |r| r.date.to_string()),
             run.map_or("-".into(), |r| r.phase.to_string()),
@@ -221,31 +278,68 @@ pub fn render(o: &Overview) -> String {
     out
 }
 
-/// One line per chat group: where its post stands, with the platform's words when it was not
-/// taken, and what to do about an uncertain one.
+/// The chat groups of each report's latest run, summarised: how many were posted, and by name
+/// only those that were not — uncertain ones with since when and the command that posts them
+/// again once checked, refused ones grouped by the platform's answer. Thirty groups that all
+/// got the post are one line, not thirty.
 fn chat_lines(rows: &[ChatPostRow]) -> Vec<String> {
-    rows.iter()
-        .map(|c| {
-            let detail = match c.status {
-                crate::run::DeliveryStatus::Sent => String::new(),
-                crate::run::DeliveryStatus::Uncertain => {
-                    format!(
-                        " — the platform may or may not have shown it: check the group; if the message is not there, `finrep run --resend-uncertain={}` posts it again",
-                        c.address
-                    )
-                }
-                _ => format!(
-                    " ({}{})",
-                    c.reply_code.map(|x| format!("{x} ")).unwrap_or_default(),
-                    c.reply.as_deref().unwrap_or("")
-                ),
-            };
-            format!(
-                "{}/{} {}: {} {}{detail}",
-                c.namespace, c.report, c.date, c.address, c.status
-            )
-        })
-        .collect()
+    use std::collections::BTreeMap;
+    let mut runs: BTreeMap<(&str, &str, NaiveDate), Vec<&ChatPostRow>> = BTreeMap::new();
+    for c in rows {
+        runs.entry((&c.namespace, &c.report, c.date))
+            .or_default()
+            .push(c);
+    }
+    let mut out = Vec::new();
+    for ((namespace, report, date), groups) in runs {
+        let of = |s: DeliveryStatus| groups.iter().filter(|c| c.status == s).count();
+        let posted = of(DeliveryStatus::Sent);
+        let mut line = format!(
+            "{namespace}/{report} {date}: {posted} of {} group(s) posted",
+            groups.len()
+        );
+        let uncertain: Vec<&&ChatPostRow> = groups
+            .iter()
+            .filter(|c| c.status == DeliveryStatus::Uncertain)
+            .collect();
+        if !uncertain.is_empty() {
+            let since = uncertain
+                .iter()
+                .filter_map(|c| c.uncertain_at)
+                .min()
+                .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_default();
+            let names: Vec<&str> = uncertain.iter().map(|c| c.address.as_str()).collect();
+            let _ = write!(
+                line,
+                "\n    needs a check — {} uncertain{since} (the platform may or may not have shown the post): {}\n    look in each group; for those without the message: finrep run --config DIR -n {namespace} --report {report} --date {date} --resend-uncertain={}",
+                names.len(),
+                names.join(", "),
+                names.join(",")
+            );
+        }
+        let mut refused: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+        for c in groups
+            .iter()
+            .filter(|c| !matches!(c.status, DeliveryStatus::Sent | DeliveryStatus::Uncertain))
+        {
+            let why = format!(
+                "{}{}{}",
+                c.status,
+                c.reply_code.map(|x| format!(" {x}")).unwrap_or_default(),
+                c.reply
+                    .as_deref()
+                    .map(|r| format!(" {r}"))
+                    .unwrap_or_default()
+            );
+            refused.entry(why).or_default().push(&c.address);
+        }
+        for (why, names) in refused {
+            let _ = write!(line, "\n    {why}: {}", names.join(", "));
+        }
+        out.push(line);
+    }
+    out
 }
 
 /// The blacklist in two lists: addresses that unsubscribed, and those refused or blocked.
@@ -365,5 +459,77 @@ mod tests {
             now,
         );
         assert!(!fine.needs_attention());
+    }
+
+    fn post(group: usize, status: DeliveryStatus) -> ChatPostRow {
+        ChatPostRow {
+            namespace: "desk".into(),
+            report: "brief".into(),
+            date: "2026-11-23".parse().unwrap(),
+            address: format!("wecom:g{group:02}"),
+            channel: crate::run::Channel::Wecom,
+            status,
+            reply_code: (status == DeliveryStatus::Failed).then_some(93000),
+            reply: (status == DeliveryStatus::Failed).then(|| "invalid webhook url".into()),
+            uncertain_at: (status == DeliveryStatus::Uncertain).then(|| at("2026-11-22T22:07:00Z")),
+        }
+    }
+
+    /// Thirty groups, two of them uncertain: one summary line naming only those two, with the
+    /// command that posts them again once checked — and a run whose only trouble they are
+    /// "needs a check" (exit 3), not "failed".
+    #[test]
+    fn uncertain_posts_are_summarised_and_need_a_check_not_a_failure() {
+        let now = at("2026-11-23T01:00:00Z");
+        let mut r = run("brief", "2026-11-23", RunPhase::PartiallyDelivered);
+        r.namespace = "desk".into();
+        r.deliveries.add(DeliveryStatus::Uncertain, 2, 0);
+        let mut o = overview(vec![r.clone()], vec![], vec![], &[], now);
+        o.chat_groups = (0..30)
+            .map(|g| {
+                post(
+                    g,
+                    if g < 2 {
+                        DeliveryStatus::Uncertain
+                    } else {
+                        DeliveryStatus::Sent
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(o.reports[0].health, Health::NeedsCheck);
+        assert_eq!(o.verdict(), Verdict::NeedsCheck);
+        assert_eq!(o.verdict().exit_code(), 3);
+        let text = render(&o);
+        let chat: Vec<&str> = text
+            .lines()
+            .skip_while(|l| !l.starts_with("chat groups"))
+            .collect();
+        assert!(chat.len() <= 4, "{text}");
+        assert!(text.contains("28 of 30 group(s) posted"), "{text}");
+        assert!(text.contains("since 2026-11-22 22:07 UTC"), "{text}");
+        assert!(
+            text.contains("--resend-uncertain=wecom:g00,wecom:g01"),
+            "{text}"
+        );
+        assert!(text.contains("needs a check"), "{text}");
+        assert!(
+            !text.contains("wecom:g05"),
+            "posted groups are counted, not listed"
+        );
+
+        // A refusal besides makes it a failure, grouped by the platform's answer.
+        r.deliveries.add(DeliveryStatus::Failed, 1, 0);
+        let mut o = overview(vec![r], vec![], vec![], &[], now);
+        o.chat_groups = vec![
+            post(0, DeliveryStatus::Uncertain),
+            post(1, DeliveryStatus::Failed),
+        ];
+        assert_eq!(o.verdict(), Verdict::Attention);
+        let text = render(&o);
+        assert!(
+            text.contains("failed 93000 invalid webhook url: wecom:g01"),
+            "{text}"
+        );
     }
 }

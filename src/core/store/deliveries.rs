@@ -195,7 +195,9 @@ impl Store {
         sqlx::query(
             "UPDATE delivery_log SET status = $2, smtp_code = $3, smtp_reply = $4,
                     message_id = COALESCE($5, message_id), last_error = $6,
-                    sent_at = CASE WHEN $2 = $7 THEN $8 ELSE sent_at END, updated_at = now()
+                    sent_at = CASE WHEN $2 = $7 THEN $8 ELSE sent_at END,
+                    uncertain_at = CASE WHEN $2 = $9 THEN COALESCE(uncertain_at, $8) ELSE uncertain_at END,
+                    updated_at = now()
              WHERE id = $1",
         )
         .bind(id)
@@ -206,6 +208,7 @@ impl Store {
         .bind(r.error)
         .bind(DeliveryStatus::Sent.as_str())
         .bind(r.at)
+        .bind(DeliveryStatus::Uncertain.as_str())
         .execute(self.pool())
         .await?;
         Ok(())
@@ -418,6 +421,9 @@ pub struct ChatPostRow {
     pub status: DeliveryStatus,
     pub reply_code: Option<i32>,
     pub reply: Option<String>,
+    /// Since when its post is uncertain (on the run's clock), if it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncertain_at: Option<DateTime<Utc>>,
 }
 
 impl Store {
@@ -428,7 +434,7 @@ impl Store {
                  SELECT DISTINCT ON (namespace, report) id, namespace, report, report_date
                  FROM reports ORDER BY namespace, report, report_date DESC)
              SELECT l.namespace, l.report, l.report_date, d.email, d.channel, d.status,
-                    d.smtp_code, d.smtp_reply
+                    d.smtp_code, d.smtp_reply, d.uncertain_at
              FROM latest l JOIN delivery_log d ON d.report_id = l.id
              WHERE d.channel <> $1
              ORDER BY l.namespace, l.report, d.email",
@@ -447,6 +453,7 @@ impl Store {
                     status: status_of(&r)?,
                     reply_code: r.try_get("smtp_code")?,
                     reply: r.try_get("smtp_reply")?,
+                    uncertain_at: r.try_get("uncertain_at")?,
                 })
             })
             .collect()
