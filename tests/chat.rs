@@ -815,3 +815,52 @@ fn killed_mid_run_every_group_and_address_gets_one_copy() {
         "no kill fell while the groups were being posted to"
     );
 }
+
+/// A report whose recipients are all chat groups needs no mail server: without `spec.smtp`
+/// it validates, plans and posts. Once it also selects an e-mail address, `finrep validate`
+/// and the plan refuse it, naming the field.
+#[tokio::test]
+async fn a_report_of_chat_groups_only_needs_no_smtp() {
+    let groups = [Group::new("desk-feishu", Platform::Feishu).signed()];
+    let w = world(&groups, &[], false).await;
+    w.export_secrets();
+    let config = w.dir.path().join("all.yaml");
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let (head, _smtp) = yaml.split_once("  smtp:\n").unwrap();
+    std::fs::write(&config, head).unwrap();
+    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .args(["validate", "-f"])
+        .arg(w.dir.path())
+        .output()
+        .unwrap();
+    assert!(validate.status.success(), "{validate:?}");
+    let plan = w.plan(false, &BTreeSet::new());
+    assert!(plan.smtp.is_none());
+    let clock = FakeClock::new(at("06:05"), Duration::ZERO);
+    let counts = w.run(&plan, &w.delivery(WindowMode::Respect, clock)).await;
+    assert_eq!((counts.sent, counts.failed), (1, 0), "{counts:?}");
+    assert_eq!(w.bots.shown("tok-desk-feishu").len(), 1);
+
+    std::fs::write(
+        &config,
+        format!("{head}---\napiVersion: finrep.io/v1alpha1\nkind: Recipient\nmetadata:\n  name: reader\nspec:\n  email: reader@example.com\n"),
+    )
+    .unwrap();
+    let validate = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .args(["validate", "-f"])
+        .arg(w.dir.path())
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&validate.stdout).to_string()
+        + &String::from_utf8_lossy(&validate.stderr);
+    assert!(!validate.status.success(), "{said}");
+    assert!(said.contains("spec.smtp"), "{said}");
+    // A plan made otherwise (by hand, or by an older controller) is refused as well.
+    let mut mailing = plan.clone();
+    let mut reader = mailing.recipients[0].clone();
+    reader.chat = None;
+    reader.address = "reader@example.com".into();
+    mailing.recipients.push(reader);
+    let refused = mailing.validate().unwrap_err().to_string();
+    assert!(refused.contains("spec.smtp"), "{refused}");
+}

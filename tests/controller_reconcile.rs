@@ -156,8 +156,8 @@ async fn a_missing_secret_makes_the_report_not_ready_and_starts_no_run() {
     set.reports[0]
         .spec
         .smtp
-        .credentials_secret_ref
         .as_mut()
+        .and_then(|s| s.credentials_secret_ref.as_mut())
         .unwrap()
         .name = "smtp-typo".into();
     let cluster = Cluster::with(set).await;

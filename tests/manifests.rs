@@ -87,7 +87,7 @@ fn defaults_fill_a_minimal_report() {
     );
     assert!(spec.backup.enabled);
     assert_eq!(spec.backup.schedule, "30 6 * * *");
-    assert_eq!(spec.smtp.port, 587);
+    assert_eq!(spec.smtp.as_ref().map(|s| s.port), Some(587));
 }
 
 /// Every fixture names what it expects in its first line: `# expect-field: <path>` (an

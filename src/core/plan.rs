@@ -121,7 +121,8 @@ pub struct RunPlan {
     pub lookback_end: LookbackEnd,
     pub mail_window: MailWindow,
     pub content: ContentSpec,
-    pub smtp: SmtpSpec,
+    /// The mail server; `None` for a report whose recipients are all chat groups.
+    pub smtp: Option<SmtpSpec>,
     pub sources: Vec<PlannedSource>,
     pub recipients: Vec<PlannedRecipient>,
     /// Recipients left out because their address is blacklisted (for the run outcome).
@@ -402,7 +403,11 @@ fn secret_envs<'a>(
     {
         secrets.insert(secret_env(r));
     }
-    if let Some(c) = &spec.smtp.credentials_secret_ref {
+    if let Some(c) = spec
+        .smtp
+        .as_ref()
+        .and_then(|s| s.credentials_secret_ref.as_ref())
+    {
         for key in [&c.username_key, &c.password_key] {
             secrets.insert(SecretEnv {
                 env: secret_env_name(&c.name, key),
@@ -628,7 +633,16 @@ impl RunPlan {
         }
         validation::check_mail_window(&self.mail_window, &mut report);
         validation::check_content(&self.content, &mut report);
-        validation::check_smtp(&self.smtp, &mut report);
+        match &self.smtp {
+            Some(smtp) => validation::check_smtp(smtp, &mut report),
+            None if self.recipients.iter().any(|r| r.chat.is_none()) => {
+                report.push(FieldProblem::error(
+                    "spec.smtp",
+                    "the plan has e-mail recipients but no smtp section",
+                ));
+            }
+            None => {}
+        }
         push(&format!("DailyReport {}: ", self.report), report);
         for s in &self.sources {
             push(

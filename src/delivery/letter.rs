@@ -74,9 +74,14 @@ impl Letterhead {
                 .parse::<Mailbox>()
                 .map_err(|e| DeliveryError::Config(format!("smtp.{field} {value:?}: {e}")))
         };
-        let from = mailbox("from", &plan.smtp.from)?;
-        let reply_to = plan
-            .smtp
+        let smtp = plan.smtp.as_ref().ok_or_else(|| {
+            DeliveryError::Config(
+                "the report has e-mail recipients but no spec.smtp to send them through"
+                    .to_string(),
+            )
+        })?;
+        let from = mailbox("from", &smtp.from)?;
+        let reply_to = smtp
             .reply_to
             .as_deref()
             .map(|r| mailbox("replyTo", r))

@@ -75,7 +75,12 @@ impl SmtpTransport {
     /// Settings, credentials (from the environment) and the guarded server addresses.
     pub async fn open(plan: &RunPlan, opts: &DeliveryOptions) -> Result<Self, DeliveryError> {
         crate::tls::install_crypto_provider();
-        let smtp = &plan.smtp;
+        let smtp = plan.smtp.as_ref().ok_or_else(|| {
+            DeliveryError::Config(
+                "the report has e-mail recipients but no spec.smtp to send them through"
+                    .to_string(),
+            )
+        })?;
         if smtp.tls == TlsMode::None
             && smtp.credentials_secret_ref.is_some()
             && !smtp.allow_plaintext_auth

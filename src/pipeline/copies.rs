@@ -15,7 +15,8 @@ const CHAT_ITEMS_PER_SECTION: usize = 5;
 pub struct Copies<'a> {
     plan: &'a RunPlan,
     composed: &'a Composed,
-    letterhead: Letterhead,
+    /// From, Reply-To and the Message-ID domain; `None` for a report of chat groups only.
+    letterhead: Option<Letterhead>,
     unsubscribe: Option<&'a Unsubscribe>,
     console_url: Option<&'a str>,
 }
@@ -29,7 +30,11 @@ impl<'a> Copies<'a> {
         Ok(Self {
             plan,
             composed,
-            letterhead: Letterhead::of(plan)?,
+            letterhead: plan
+                .smtp
+                .is_some()
+                .then(|| Letterhead::of(plan))
+                .transpose()?,
             unsubscribe: opts.unsubscribe.as_ref(),
             console_url: opts
                 .console_url
@@ -66,7 +71,11 @@ impl<'a> Copies<'a> {
             text,
             unsubscribe_url,
         };
-        letter::letter(&self.letterhead, r, id, body).map(Copy::Letter)
+        let letterhead = self
+            .letterhead
+            .as_ref()
+            .ok_or("an e-mail recipient in a report without spec.smtp")?;
+        letter::letter(letterhead, r, id, body).map(Copy::Letter)
     }
 
     fn post(&self, r: &PlannedRecipient, bot: &crate::api::ChatGroup) -> Result<Copy, String> {
@@ -118,9 +127,17 @@ impl<'a> Copies<'a> {
     }
 }
 
+/// The delivery-id domain of a report without a mail server.
+const CHAT_ONLY_DOMAIN: &str = "chat.finrep.invalid";
+
 impl Render for Copies<'_> {
     fn delivery_id(&self, r: &PlannedRecipient) -> String {
-        letter::message_id(self.plan, &r.address, &self.letterhead.domain)
+        // A chat post's id needs a domain only to look like the e-mails'.
+        let domain = self
+            .letterhead
+            .as_ref()
+            .map_or(CHAT_ONLY_DOMAIN, |l| l.domain.as_str());
+        letter::message_id(self.plan, &r.address, domain)
     }
 
     fn render(&self, r: &PlannedRecipient, id: &str, row: i64) -> Result<Copy, String> {

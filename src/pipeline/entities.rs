@@ -101,10 +101,21 @@ pub fn tickers(text: &str) -> BTreeSet<Ticker> {
     }
     for re in [&p.us_dollar, &p.us_exchange, &p.us_suffixed] {
         for c in re.captures_iter(text) {
-            out.insert(Ticker(c[1].to_string()));
+            if !cut_short(text, c.get(1).map_or(0, |m| m.end())) {
+                out.insert(Ticker(c[1].to_string()));
+            }
         }
     }
     out
+}
+
+/// Whether a code ending at `end` is where a long title or summary was cut (the `…` that
+/// `untrusted::clean` puts at the end of a line, `...` once folded): `NASDAQ: AA…` is the
+/// start of a symbol, not the symbol AA.
+fn cut_short(text: &str, end: usize) -> bool {
+    text.get(end..)
+        .and_then(|rest| rest.strip_prefix('…').or_else(|| rest.strip_prefix("...")))
+        .is_some_and(|after| after.is_empty() || after.starts_with('\n'))
 }
 
 /// A watch-list entry: a security (matched against tickers found) or a keyword.
@@ -190,6 +201,23 @@ mod tests {
 
     fn names(text: &str) -> Vec<String> {
         tickers(text).into_iter().map(|t| t.0).collect()
+    }
+
+    /// A summary cut in the middle of a symbol names no security: the cut `AA…` of
+    /// `NASDAQ: AAPL` is not AA.
+    #[test]
+    fn a_symbol_cut_by_a_length_limit_is_not_a_symbol() {
+        let title = "[AAPL](javascript:alert(1)) NASDAQ: AAPL";
+        let summary = crate::untrusted::clean(&format!("{title} {title}"), 80);
+        assert!(summary.ends_with("NASDAQ: AA…"), "{summary}");
+        assert_eq!(names(&format!("{title}\n{summary}")), ["AAPL"]);
+        assert_eq!(names("NASDAQ: AA…\n"), Vec::<String>::new());
+        assert_eq!(
+            names("NASDAQ: AA… 续"),
+            ["AA"],
+            "an ellipsis inside a line is text"
+        );
+        assert_eq!(names("$AMD…"), Vec::<String>::new());
     }
 
     #[test]

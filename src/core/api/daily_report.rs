@@ -94,8 +94,10 @@ pub struct DailyReportSpec {
     #[serde(default)]
     pub content: ContentSpec,
 
-    /// Outgoing mail server and sending limits.
-    pub smtp: SmtpSpec,
+    /// Outgoing mail server and sending limits. Required when the report selects an e-mail
+    /// Recipient; a report whose recipients are all chat groups needs none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpSpec>,
 
     /// The pipeline Job run for each report.
     #[serde(default)]

@@ -211,12 +211,26 @@ where
 
     let mut selected = 0usize;
     let mut enabled = 0usize;
+    let mut mailed = Vec::new();
     for r in recipients_of_namespace
         .into_iter()
         .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), *r))
     {
         selected += 1;
         enabled += usize::from(r.spec().enabled);
+        if let Some(email) = r.spec().email.as_deref().filter(|_| r.spec().enabled) {
+            mailed.push(email.to_string());
+        }
+    }
+    if report.spec.smtp.is_none() && !mailed.is_empty() {
+        mailed.sort();
+        out.push(FieldProblem::error(
+            "spec.smtp",
+            format!(
+                "the report selects e-mail Recipients ({}) but has no smtp section; add spec.smtp, or select chat groups only",
+                mailed.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
     }
     if selected == 0 {
         out.push(FieldProblem::error(

@@ -251,7 +251,9 @@ pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> V
     );
 
     check_content(&spec.content, &mut out);
-    check_smtp(&spec.smtp, &mut out);
+    if let Some(smtp) = &spec.smtp {
+        check_smtp(smtp, &mut out);
+    }
     if let Some(image) = &spec.job.image
         && image.contains(char::is_whitespace)
     {
@@ -532,7 +534,11 @@ pub fn reserved_secret_problems<'a>(
             }
         }
     }
-    if let Some(c) = &spec.smtp.credentials_secret_ref {
+    if let Some(c) = spec
+        .smtp
+        .as_ref()
+        .and_then(|s| s.credentials_secret_ref.as_ref())
+    {
         check_not_reserved(
             &c.name,
             "spec.smtp.credentialsSecretRef.name",
