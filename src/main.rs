@@ -305,6 +305,20 @@ struct StandaloneArgs {
     /// The pg_dump program backups run.
     #[arg(long, env = "FINREP_PG_DUMP", default_value = "pg_dump")]
     pg_dump: PathBuf,
+    /// When the database is backed up: one 5-field cron schedule for the whole installation
+    /// (as the chart's CronJob), in --backup-time-zone.
+    #[arg(long, env = "FINREP_BACKUP_SCHEDULE", default_value = "30 6 * * *")]
+    backup_schedule: String,
+    /// The IANA time zone of --backup-schedule and of the dumps' dates.
+    #[arg(long, env = "FINREP_BACKUP_TIME_ZONE", default_value = "Asia/Shanghai")]
+    backup_time_zone: String,
+    /// Dumps older than this many days are deleted (only finrep_database_*.sql.gz).
+    #[arg(long, env = "FINREP_BACKUP_RETENTION_DAYS", default_value_t = 14,
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    backup_retention_days: u32,
+    /// Make no backups (another job backs the database up).
+    #[arg(long, env = "FINREP_NO_BACKUP")]
+    no_backup: bool,
     #[command(flatten)]
     db: DatabaseArgs,
     #[command(flatten)]
@@ -666,6 +680,22 @@ fn probe(url: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// The installation's backup schedule from the flags, checked before anything starts.
+fn backup_schedule(
+    args: &StandaloneArgs,
+) -> anyhow::Result<Option<finrep::standalone::slots::BackupSchedule>> {
+    if args.no_backup {
+        return Ok(None);
+    }
+    finrep::schedule::Schedule::parse(&args.backup_schedule, &args.backup_time_zone)
+        .map_err(|e| anyhow::anyhow!("--backup-schedule / --backup-time-zone: {e}"))?;
+    Ok(Some(finrep::standalone::slots::BackupSchedule {
+        cron: args.backup_schedule.clone(),
+        time_zone: args.backup_time_zone.clone(),
+        retention_days: args.backup_retention_days,
+    }))
+}
+
 /// `finrep standalone`: schedules and runs every report until SIGTERM.
 fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
     use finrep::standalone::{config::ConfigSource, runner};
@@ -697,6 +727,7 @@ fn standalone(args: &StandaloneArgs) -> anyhow::Result<ExitCode> {
                 dir: args.backup_dir.clone(),
                 pg_dump: args.pg_dump.clone(),
                 database_url: args.db.database_url.clone(),
+                schedule: backup_schedule(args)?,
             },
         };
         let settings = finrep::standalone::Settings {

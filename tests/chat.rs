@@ -864,3 +864,38 @@ async fn a_report_of_chat_groups_only_needs_no_smtp() {
     let refused = mailing.validate().unwrap_err().to_string();
     assert!(refused.contains("spec.smtp"), "{refused}");
 }
+
+/// A bot's rate is shared by every run that posts to it: turns reserved at once by five runs
+/// (five processes would do the same through the database) are spaced by the platform's
+/// interval, a bot of another namespace is another bot, and a turn after a pause is at once.
+#[tokio::test]
+async fn posts_to_one_bot_take_turns_across_runs() {
+    let w = world(&[], &[], false).await;
+    let now = at("06:05");
+    let gap = Duration::from_secs(3);
+    let reserve = |ns: &'static str| w.store.reserve_chat_turn(ns, "bot-sha", now, gap);
+    let (a, b, c, d, e) = tokio::join!(
+        reserve("desk"),
+        reserve("desk"),
+        reserve("desk"),
+        reserve("desk"),
+        reserve("desk")
+    );
+    let mut turns: Vec<i64> = [a, b, c, d, e]
+        .into_iter()
+        .map(|t| (t.unwrap() - now).num_seconds())
+        .collect();
+    turns.sort();
+    assert_eq!(turns, [0, 3, 6, 9, 12]);
+    let other = w
+        .store
+        .reserve_chat_turn("other", "bot-sha", now, gap)
+        .await;
+    assert_eq!(other.unwrap(), now, "another namespace's bot");
+    let later = now + chrono::Duration::minutes(5);
+    let next = w
+        .store
+        .reserve_chat_turn("desk", "bot-sha", later, gap)
+        .await;
+    assert_eq!(next.unwrap(), later, "no debt after a pause");
+}

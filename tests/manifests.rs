@@ -61,7 +61,10 @@ fn examples_are_valid_and_realistic() {
     assert_eq!(brief.spec.mail_window.start, "06:05");
     assert_eq!(brief.spec.mail_window.end, "06:20");
     assert_eq!(brief.spec.mail_window.late_delivery, LateDelivery::Skip);
-    assert_eq!(brief.spec.backup.schedule, "30 6 * * *");
+    assert_eq!(
+        brief.spec.backup, None,
+        "the installation backs up, not a report"
+    );
 }
 
 #[test]
@@ -85,8 +88,7 @@ fn defaults_fill_a_minimal_report() {
         ),
         ("06:05", "06:20")
     );
-    assert!(spec.backup.enabled);
-    assert_eq!(spec.backup.schedule, "30 6 * * *");
+    assert_eq!(spec.backup, None);
     assert_eq!(spec.smtp.as_ref().map(|s| s.port), Some(587));
 }
 

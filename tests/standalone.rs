@@ -45,7 +45,7 @@ fn email(i: usize) -> String {
 }
 
 /// A report at 06:00 Shanghai, window 06:05–06:20, mailing through the test server.
-fn report(name: &str, title: &str, smtp_port: u16, deadline_seconds: u32, backup: bool) -> Value {
+fn report(name: &str, title: &str, smtp_port: u16, deadline_seconds: u32) -> Value {
     json!({
         "apiVersion": "finrep.io/v1alpha1", "kind": "DailyReport",
         "metadata": {"name": name},
@@ -58,7 +58,6 @@ fn report(name: &str, title: &str, smtp_port: u16, deadline_seconds: u32, backup
                 "from": "finrep <brief@finrep.example>", "maxConnections": 1,
                 "maxPerMinute": 60000,
             },
-            "backup": {"enabled": backup, "retentionDays": 3},
         },
     })
 }
@@ -142,12 +141,12 @@ impl World {
         }
     }
 
-    /// Both reports; `close` catches up only within 5 minutes and has no backup.
+    /// Both reports; `close` catches up only within 5 minutes.
     fn configure(&self, recipients: usize, brief_title: &str) {
         let mut docs = vec![source("news", &self.feed.url("/rss.xml"))];
         docs.extend((0..recipients).map(recipient));
-        docs.push(report("brief", brief_title, self.smtp.port, 1800, true));
-        docs.push(report("close", CLOSE, self.smtp.port, 300, false));
+        docs.push(report("brief", brief_title, self.smtp.port, 1800));
+        docs.push(report("close", CLOSE, self.smtp.port, 300));
         write_config(self.config.path(), &docs);
     }
 
@@ -187,6 +186,7 @@ impl World {
             .arg(format!("127.0.0.1:{}", self.admin))
             .arg("--backup-dir")
             .arg(self.backups.path().join("dumps"))
+            .args(["--backup-retention-days", "3"])
             .args(["--trusted-host", &self.feed.host_port()])
             .args(["--trusted-host", &format!("127.0.0.1:{}", self.smtp.port)])
             .args(extra)
@@ -364,8 +364,8 @@ async fn three_days_with_kills_edits_and_a_missed_slot() {
     let dumps = w.backups.path().join("dumps");
     std::fs::create_dir_all(&dumps).unwrap();
     for keep in [
+        "finrep_database_20200101.sql.gz",
         "finrep_brief_20200101.sql.gz",
-        "finrep_other_20200101.sql.gz",
         "notes.txt",
     ] {
         std::fs::write(dumps.join(keep), b"x").unwrap();
@@ -416,20 +416,24 @@ async fn three_days_with_kills_edits_and_a_missed_slot() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_one_copy_each(&w, 0, RECIPIENTS, true);
 
-    // 06:30: brief's backup; the old dump of brief is pruned, nothing else.
+    // 06:30: the installation's one backup of the database, whatever the number of reports;
+    // its old dump is pruned (--backup-retention-days 3), nothing else — not even a report's
+    // dump of an earlier version.
     w.set_clock(0, "06:30:10");
-    w.wait_slot(&mut p, "brief", "backup", 0, "06:30", "Finished")
+    w.wait_slot(&mut p, "backup", "backup", 0, "06:30", "Finished")
         .await;
-    let today = format!("finrep_brief_{}.sql.gz", w.date(0).format("%Y%m%d"));
+    let today = format!("finrep_database_{}.sql.gz", w.date(0).format("%Y%m%d"));
     assert_eq!(
         w.dumps(),
-        [today.as_str(), "finrep_other_20200101.sql.gz", "notes.txt"]
+        ["finrep_brief_20200101.sql.gz", today.as_str(), "notes.txt"]
     );
-    assert_eq!(
-        w.slot_state("close", "backup", 0, "06:30").await,
-        None,
-        "close has no backup"
-    );
+    for report in ["brief", "close"] {
+        assert_eq!(
+            w.slot_state(report, "backup", 0, "06:30").await,
+            None,
+            "{report} backs nothing up on its own"
+        );
+    }
 
     // A bad edit is refused and the last good configuration stays; a good one is taken at
     // the next slot: a new recipient and a new title for brief.
@@ -608,7 +612,7 @@ async fn an_invalid_configuration_refuses_to_start() {
     let w = World::new(0).await;
     w.configure(1, BRIEF);
     let mut docs = vec![source("news", &w.feed.url("/rss.xml")), recipient(0)];
-    let mut bad = report("brief", BRIEF, w.smtp.port, 600, true);
+    let mut bad = report("brief", BRIEF, w.smtp.port, 600);
     bad["spec"]["schedule"] = json!("0 6 * *");
     docs.push(bad);
     write_config(w.config.path(), &docs);
@@ -636,8 +640,8 @@ async fn one_failing_report_never_stops_the_others() {
     let closed_port = free_port();
     let mut docs = vec![source("news", &w.feed.url("/rss.xml"))];
     docs.extend((0..RECIPIENTS).map(recipient));
-    docs.push(report("brief", BRIEF, w.smtp.port, 900, false));
-    docs.push(report("close", CLOSE, closed_port, 900, false));
+    docs.push(report("brief", BRIEF, w.smtp.port, 900));
+    docs.push(report("close", CLOSE, closed_port, 900));
     write_config(w.config.path(), &docs);
     w.set_clock(0, "05:59:00");
     let mut p = w.start_with(&["--trusted-host".into(), format!("127.0.0.1:{closed_port}")]);
@@ -659,7 +663,7 @@ async fn one_failing_report_never_stops_the_others() {
     // SIGHUP reads the configuration at once: close now points at the live server, and its
     // retry (a minute later on the clock) delivers.
     docs.pop();
-    docs.push(report("close", CLOSE, w.smtp.port, 900, false));
+    docs.push(report("close", CLOSE, w.smtp.port, 900));
     write_config(w.config.path(), &docs);
     let pid = p.child.id().to_string();
     assert!(
@@ -710,7 +714,7 @@ async fn a_chat_group_gets_each_days_report_once() {
             "signingSecretRef": {"name": "desk-bot", "key": "secret"},
         }},
     }));
-    docs.push(report("brief", BRIEF, w.smtp.port, 900, false));
+    docs.push(report("brief", BRIEF, w.smtp.port, 900));
     write_config(w.config.path(), &docs);
     let trusted = [
         "--trusted-webhook-host".to_string(),

@@ -28,6 +28,7 @@ const BY_NAMESPACE: &[&str] = &[
     "fetch_log",
     "source_state",
     "report_schedule",
+    "chat_pace",
 ];
 const BY_REPORT: &[&str] = &[
     "delivery_log",

@@ -181,6 +181,11 @@ async fn deliver_one(
         Err(e) => return Ok(record_unsent(run, &row, Some(&id), &e).await?),
     };
     lane.transport.pace(&copy, &row).await;
+    if let Copy::Post(post) = &copy
+        && !super::shared_pace::take_chat_turn(run, post).await
+    {
+        return Ok(());
+    }
     if !claim(run, &row, &id).await? {
         return Ok(());
     }

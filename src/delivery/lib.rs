@@ -25,6 +25,7 @@ pub mod chat;
 mod lane;
 pub mod letter;
 pub mod outcome;
+mod shared_pace;
 pub mod smtp;
 
 use std::collections::HashMap;

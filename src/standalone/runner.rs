@@ -4,12 +4,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, Utc};
-use kube::ResourceExt;
 use tracing::{info, warn};
 
 use super::StandaloneError;
-use crate::api::DailyReport;
 use crate::backup::{self, BackupTarget};
 use crate::clock::Clock;
 use crate::delivery::DeliveryOptions;
@@ -27,7 +24,13 @@ pub struct BackupSettings {
     pub pg_dump: PathBuf,
     /// The database's URL as pg_dump needs it (never logged).
     pub database_url: String,
+    /// The installation's backup schedule; `None`: no backups (`--no-backup`).
+    pub schedule: Option<super::slots::BackupSchedule>,
 }
+
+/// The name in the installation's dump files, as the chart's backup CronJob writes it:
+/// `finrep_database_<YYYYMMDD>.sql.gz`.
+pub const BACKUP_NAME: &str = "database";
 
 /// How an attempt at a slot ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,11 +84,22 @@ impl Runner {
     }
 
     async fn attempt(&self, set: &ResourceSet, key: &SlotKey) -> Result<Finish, StandaloneError> {
-        let report = find_report(set, &key.namespace, &key.report)
-            .map_err(|_| StandaloneError::Gone(format!("{}/{}", key.namespace, key.report)))?;
         match key.task {
-            SlotTask::Run => self.run_report(set, key).await,
-            SlotTask::Backup => self.back_up(report, key).await,
+            SlotTask::Run => {
+                find_report(set, &key.namespace, &key.report).map_err(|_| {
+                    StandaloneError::Gone(format!("{}/{}", key.namespace, key.report))
+                })?;
+                self.run_report(set, key).await
+            }
+            SlotTask::Backup if key.namespace == super::slots::INSTALLATION => {
+                self.back_up(key).await
+            }
+            SlotTask::Backup => {
+                // A report's own backup slot, left started by an earlier version: the
+                // installation's backup has taken its place.
+                info!(namespace = %key.namespace, report = %key.report, "a report's backup slot of an earlier version: superseded by the installation's backup");
+                Ok(Finish::Done)
+            }
         }
     }
 
@@ -130,17 +144,21 @@ impl Runner {
         )
     }
 
-    async fn back_up(
-        &self,
-        report: &DailyReport,
-        key: &SlotKey,
-    ) -> Result<Finish, StandaloneError> {
-        let name = backup_name(&key.namespace, &report.name_any());
+    /// The installation's backup of its slot `key`: one dump of the whole database, pruned
+    /// by the installation's retention.
+    async fn back_up(&self, key: &SlotKey) -> Result<Finish, StandaloneError> {
+        let Some(schedule) = &self.backup.schedule else {
+            return Ok(Finish::Done);
+        };
+        let today = crate::schedule::parse_time_zone(&schedule.time_zone)
+            .map_or(key.slot.date_naive(), |tz| {
+                key.slot.with_timezone(&tz).date_naive()
+            });
         let target = BackupTarget {
             dir: &self.backup.dir,
-            name: &name,
-            today: local_date(report, key.slot),
-            retention_days: report.spec.backup.retention_days,
+            name: BACKUP_NAME,
+            today,
+            retention_days: schedule.retention_days,
         };
         let result = backup::backup(
             &self.store,
@@ -156,25 +174,9 @@ impl Runner {
                 Ok(Finish::Done)
             }
             Err(e) => {
-                warn!(error = %e, report = %key.report, "backup failed");
+                warn!(error = %e, "backup failed");
                 Err(e.into())
             }
         }
     }
-}
-
-/// The name in a report's dump files: the report's name, as the operator's backup CronJob
-/// writes it, prefixed by its namespace outside `default` (one directory holds them all).
-pub fn backup_name(namespace: &str, report: &str) -> String {
-    if namespace == "default" {
-        report.to_string()
-    } else {
-        format!("{namespace}-{report}")
-    }
-}
-
-/// The local date of `at` in the report's time zone (UTC when the zone is invalid, which
-/// validation refuses before anything is scheduled).
-fn local_date(report: &DailyReport, at: DateTime<Utc>) -> NaiveDate {
-    crate::plan::local_date(report, at).unwrap_or_else(|_| at.date_naive())
 }

@@ -54,6 +54,14 @@ impl Default for Settings {
     }
 }
 
+/// Whose slots a decision is about: a report's, or the installation's backup.
+struct Owner<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    /// The zone the slots' local dates are in.
+    time_zone: &'a str,
+}
+
 /// First wait after a transient failure, doubled per attempt up to `MAX_RETRY_WAIT`.
 const FIRST_RETRY_WAIT: chrono::Duration = chrono::Duration::minutes(1);
 const MAX_RETRY_WAIT: chrono::Duration = chrono::Duration::minutes(10);
@@ -181,6 +189,9 @@ impl Scheduler {
                 wake = Some(wake.map_or(at, |w| w.min(at)));
             }
         }
+        if let Some(at) = self.schedule_backup(&set, &handled, now).await? {
+            wake = Some(wake.map_or(at, |w| w.min(at)));
+        }
         Ok(wake.unwrap_or(now + chrono::Duration::days(1)))
     }
 
@@ -223,7 +234,6 @@ impl Scheduler {
         let state = Handled {
             active_since,
             last_run: last(SlotTask::Run),
-            last_backup: last(SlotTask::Backup),
         };
         let due = match slots::due(report, &state, now) {
             Ok(due) => due,
@@ -243,23 +253,58 @@ impl Scheduler {
         {
             warn!(namespace = %namespace, report = %name, error = %e, "could not record the next slot");
         }
-        let mut wake: Option<DateTime<Utc>> = None;
-        for (task, decision) in [
-            (SlotTask::Run, Some(&due.run)),
-            (SlotTask::Backup, due.backup.as_ref()),
-        ] {
-            let Some(decision) = decision else { continue };
-            let started = self.act(set, report, task, decision).await?;
-            // Due while the report's previous run or backup still goes on: the end of that
-            // task wakes the loop, not the clock (which would spin).
-            if !started && matches!(decision, SlotDecision::Start { .. }) {
-                continue;
-            }
-            if let Some(at) = slots::wake(decision, now) {
-                wake = Some(wake.map_or(at, |w| w.min(at)));
-            }
+        let owner = Owner {
+            namespace: &namespace,
+            name: &name,
+            time_zone: &report.spec.time_zone,
+        };
+        let started = self.act(set, &owner, SlotTask::Run, &due.run).await?;
+        // Due while the report's previous run still goes on: the end of that run wakes the
+        // loop, not the clock (which would spin).
+        if !started && matches!(due.run, SlotDecision::Start { .. }) {
+            return Ok(None);
         }
-        Ok(wake)
+        Ok(due.wake_at)
+    }
+
+    /// The installation's one backup of the database (`--backup-schedule`), whatever the
+    /// number of reports.
+    async fn schedule_backup(
+        &mut self,
+        set: &Arc<ResourceSet>,
+        handled: &LastHandled,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DateTime<Utc>>, StandaloneError> {
+        let Some(backup) = self.runner.backup.schedule.clone() else {
+            return Ok(None);
+        };
+        let (namespace, name) = (slots::INSTALLATION, slots::BACKUP_REPORT);
+        let active_since = self
+            .runner
+            .store
+            .active_since(namespace, name, false, now)
+            .await?;
+        let last = handled
+            .get(&(namespace.to_string(), name.to_string(), SlotTask::Backup))
+            .copied();
+        let decision = match slots::backup_due(&backup, active_since, last, now) {
+            Ok(d) => d,
+            Err(e) => {
+                // The command line is checked at start; this is a bug if it happens.
+                error!(error = %e, "cannot schedule the backup");
+                return Ok(None);
+            }
+        };
+        let owner = Owner {
+            namespace,
+            name,
+            time_zone: &backup.time_zone,
+        };
+        let started = self.act(set, &owner, SlotTask::Backup, &decision).await?;
+        if !started && matches!(decision, SlotDecision::Start { .. }) {
+            return Ok(None);
+        }
+        Ok(slots::wake(&decision, now))
     }
 
     /// Carries out one decision: record what was missed, claim and start what is due.
@@ -267,21 +312,20 @@ impl Scheduler {
     async fn act(
         &mut self,
         set: &Arc<ResourceSet>,
-        report: &DailyReport,
+        owner: &Owner<'_>,
         task: SlotTask,
         decision: &SlotDecision,
     ) -> Result<bool, StandaloneError> {
-        let namespace = report.namespace().unwrap_or_else(|| "default".to_string());
-        let name = report.name_any();
+        let (namespace, name) = (owner.namespace, owner.name);
         let key = |slot: DateTime<Utc>| SlotKey {
-            namespace: namespace.clone(),
-            report: name.clone(),
+            namespace: namespace.to_string(),
+            report: name.to_string(),
             task,
             slot,
         };
         match decision {
             SlotDecision::Start { slot, missed } => {
-                self.record_missed(report, task, missed).await?;
+                self.record_missed(owner, task, missed).await?;
                 // One run of a report at a time, as with the operator's Jobs.
                 let busy = self
                     .running
@@ -302,7 +346,7 @@ impl Scheduler {
                 }
                 return Ok(true);
             }
-            SlotDecision::Skip { missed, .. } => self.record_missed(report, task, missed).await?,
+            SlotDecision::Skip { missed, .. } => self.record_missed(owner, task, missed).await?,
             SlotDecision::Wait { .. } | SlotDecision::Suspended => {}
         }
         Ok(false)
@@ -312,17 +356,16 @@ impl Scheduler {
     /// `finrep status` and its exit code see it), a backup's in the log only.
     async fn record_missed(
         &self,
-        report: &DailyReport,
+        owner: &Owner<'_>,
         task: SlotTask,
         missed: &Missed,
     ) -> Result<(), StandaloneError> {
-        let namespace = report.namespace().unwrap_or_else(|| "default".to_string());
-        let name = report.name_any();
+        let (namespace, name) = (owner.namespace, owner.name);
         let store = &self.runner.store;
         for slot in &missed.listed {
             let key = SlotKey {
-                namespace: namespace.clone(),
-                report: name.clone(),
+                namespace: namespace.to_string(),
+                report: name.to_string(),
                 task,
                 slot: slot.to_utc(),
             };
@@ -332,17 +375,17 @@ impl Scheduler {
             warn!(namespace = %namespace, report = %name, task = %task, slot = %slot.fixed_offset(), "slot missed: it passed beyond its deadline while finrep was not running");
             if task == SlotTask::Run {
                 let run = RunKey {
-                    namespace: &namespace,
-                    report: &name,
+                    namespace,
+                    report: name,
                     date: slot.date_naive(),
                 };
                 store
-                    .record_missed_run(&run, &report.spec.time_zone, slot.to_utc())
+                    .record_missed_run(&run, owner.time_zone, slot.to_utc())
                     .await?;
                 self.runner.metrics.slots_missed(1);
                 self.runner
                     .metrics
-                    .report_run_ended(&namespace, &name, RunPhase::Missed);
+                    .report_run_ended(namespace, name, RunPhase::Missed);
             }
         }
         let unlisted = missed.total.saturating_sub(missed.listed.len());

@@ -1,5 +1,5 @@
-//! What is due for one report, pure: its run slot (the controller's decision, same
-//! functions) and its backup slot, from what the database says was handled.
+//! What is due, pure: a report's run slot (the controller's decision, same functions) and the
+//! installation's backup slot, from what the database says was handled.
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
@@ -12,27 +12,38 @@ use crate::window::report_window_end;
 /// safety net; one found later waits for the next slot.
 pub const BACKUP_DEADLINE: chrono::Duration = chrono::Duration::hours(1);
 
+/// The schedule slots of the installation's own backup are kept under this namespace (no
+/// report's: a Kubernetes namespace is never empty) and the report name `BACKUP_REPORT`.
+pub const INSTALLATION: &str = "";
+pub const BACKUP_REPORT: &str = "backup";
+
+/// The database's one backup schedule: cron, its time zone and how long dumps are kept —
+/// as the chart's single CronJob, whatever the number of reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackupSchedule {
+    pub cron: String,
+    pub time_zone: String,
+    pub retention_days: u32,
+}
+
 /// What the database says about one report's slots.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Handled {
     pub active_since: DateTime<Utc>,
     pub last_run: Option<DateTime<Utc>>,
-    pub last_backup: Option<DateTime<Utc>>,
 }
 
-/// The decisions for one report now.
+/// The decision for one report now.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Due {
     pub run: SlotDecision,
-    /// `None` when the report's backup is disabled.
-    pub backup: Option<SlotDecision>,
     /// The next run slot, for `/metrics` and logs.
     pub next_run: Option<DateTime<Tz>>,
     /// When to look at this report again at the latest.
     pub wake_at: Option<DateTime<Utc>>,
 }
 
-/// The run and backup decisions for `report` at `now`.
+/// The run decision for `report` at `now`.
 pub fn due(
     report: &DailyReport,
     handled: &Handled,
@@ -51,34 +62,35 @@ pub fn due(
         },
         |slot| report_window_end(report, slot.date_naive()),
     );
-    let backup = if spec.backup.enabled {
-        let schedule = Schedule::parse(&spec.backup.schedule, &spec.time_zone)?;
-        Some(decide(
-            &schedule,
-            &SlotState {
-                now,
-                active_since: handled.active_since,
-                last_handled: handled.last_backup,
-                suspended: false,
-                starting_deadline: BACKUP_DEADLINE,
-            },
-            |_| None,
-        ))
-    } else {
-        None
-    };
     let next_run = (!spec.suspend).then(|| schedule.next_after(now)).flatten();
-    let wake_at = [Some(&run), backup.as_ref()]
-        .into_iter()
-        .flatten()
-        .filter_map(|d| wake(d, now))
-        .min();
+    let wake_at = wake(&run, now);
     Ok(Due {
         run,
-        backup,
         next_run,
         wake_at,
     })
+}
+
+/// The installation's backup decision at `now`: due at each slot of its schedule (at most an
+/// hour late), counted from when the installation first scheduled it.
+pub fn backup_due(
+    backup: &BackupSchedule,
+    active_since: DateTime<Utc>,
+    last_backup: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<SlotDecision, ScheduleError> {
+    let schedule = Schedule::parse(&backup.cron, &backup.time_zone)?;
+    Ok(decide(
+        &schedule,
+        &SlotState {
+            now,
+            active_since,
+            last_handled: last_backup,
+            suspended: false,
+            starting_deadline: BACKUP_DEADLINE,
+        },
+        |_| None,
+    ))
 }
 
 /// When a decision wants the scheduler to look again.
@@ -115,12 +127,19 @@ mod tests {
         Handled {
             active_since: utc(active_since),
             last_run: None,
-            last_backup: None,
+        }
+    }
+
+    fn nightly() -> BackupSchedule {
+        BackupSchedule {
+            cron: "30 6 * * *".into(),
+            time_zone: "Asia/Shanghai".into(),
+            retention_days: 14,
         }
     }
 
     #[test]
-    fn the_morning_slot_starts_and_the_backup_follows() {
+    fn the_morning_slot_starts() {
         let r = report(|_| {});
         // 06:00:30 Shanghai.
         let d = due(
@@ -130,10 +149,6 @@ mod tests {
         )
         .unwrap();
         assert!(matches!(d.run, SlotDecision::Start { .. }), "{d:?}");
-        let Some(SlotDecision::Wait { next }) = d.backup else {
-            panic!("{d:?}")
-        };
-        assert_eq!(next.to_rfc3339(), "2026-11-24T06:30:00+08:00");
         assert_eq!(d.wake_at, Some(utc("2026-11-23T22:00:30Z")));
     }
 
@@ -147,41 +162,28 @@ mod tests {
             panic!("{d:?}")
         };
         assert_eq!(next.to_rfc3339(), "2026-11-25T06:00:00+08:00");
-        // The backup at 06:30 is the earlier wake-up.
-        assert_eq!(d.wake_at, Some(utc("2026-11-23T22:30:00Z")));
-    }
-
-    #[test]
-    fn suspended_reports_still_back_up_and_disabled_backups_do_not() {
+        assert_eq!(d.wake_at, Some(next.to_utc()));
         let r = report(|s| s.suspend = true);
-        let d = due(
-            &r,
-            &handled("2026-11-23T00:00:00Z"),
-            utc("2026-11-23T22:31:00Z"),
-        )
-        .unwrap();
-        assert_eq!(d.run, SlotDecision::Suspended);
-        assert_eq!(d.next_run, None);
-        assert!(matches!(d.backup, Some(SlotDecision::Start { .. })));
-        let r = report(|s| s.backup.enabled = false);
-        let d = due(
-            &r,
-            &handled("2026-11-23T00:00:00Z"),
-            utc("2026-11-23T22:31:00Z"),
-        )
-        .unwrap();
-        assert_eq!(d.backup, None);
+        let d = due(&r, &h, utc("2026-11-23T22:31:00Z")).unwrap();
+        assert_eq!((d.run, d.next_run), (SlotDecision::Suspended, None));
     }
 
+    /// One backup for the installation, whatever the reports: due at 06:30, then tomorrow's;
+    /// one found more than an hour late waits for the next slot.
     #[test]
-    fn a_backup_found_hours_late_is_skipped() {
-        let r = report(|_| {});
-        let d = due(
-            &r,
-            &handled("2026-11-23T00:00:00Z"),
-            utc("2026-11-24T01:00:00Z"),
-        )
-        .unwrap();
-        assert!(matches!(d.backup, Some(SlotDecision::Skip { .. })), "{d:?}");
+    fn the_installation_backs_up_once_a_day_at_most_an_hour_late() {
+        let since = utc("2026-11-23T00:00:00Z");
+        let d = backup_due(&nightly(), since, None, utc("2026-11-23T22:00:30Z")).unwrap();
+        let SlotDecision::Wait { next } = d else {
+            panic!("{d:?}")
+        };
+        assert_eq!(next.to_rfc3339(), "2026-11-24T06:30:00+08:00");
+        let d = backup_due(&nightly(), since, None, utc("2026-11-23T22:31:00Z")).unwrap();
+        assert!(matches!(d, SlotDecision::Start { .. }), "{d:?}");
+        let done = Some(utc("2026-11-23T22:30:00Z"));
+        let d = backup_due(&nightly(), since, done, utc("2026-11-23T22:40:00Z")).unwrap();
+        assert!(matches!(d, SlotDecision::Wait { .. }), "{d:?}");
+        let d = backup_due(&nightly(), since, None, utc("2026-11-24T01:00:00Z")).unwrap();
+        assert!(matches!(d, SlotDecision::Skip { .. }), "{d:?}");
     }
 }

@@ -107,12 +107,12 @@ pub struct DailyReportSpec {
     #[serde(default)]
     pub history: HistorySpec,
 
-    /// Standalone mode only: the daily PostgreSQL backup it makes at this report's schedule.
-    /// In a cluster this field is ignored: a dump holds every namespace's rows, so the
-    /// database is backed up once by the operator, in its own namespace (chart values
-    /// `backup.*`), and no report can make, place or read a dump.
-    #[serde(default)]
-    pub backup: BackupSpec,
+    /// Deprecated and ignored: the database is backed up once per installation, not per
+    /// report — in a cluster by the chart's CronJob (values `backup.*`), in standalone mode by
+    /// `--backup-schedule` / `--backup-retention-days` (`FINREP_BACKUP_*`). A dump holds
+    /// every namespace's rows, so no report can make, place or read one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupSpec>,
 }
 
 /// The local time window in which a scheduled run delivers.
@@ -399,8 +399,8 @@ impl Default for HistorySpec {
     }
 }
 
-/// Daily backup of the database in standalone mode (ignored in a cluster, where the operator
-/// backs the database up once, in its own namespace).
+/// Deprecated: a report's own backup of the database (ignored; the installation backs the
+/// database up once).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BackupSpec {

@@ -496,3 +496,31 @@ impl Store {
             .collect()
     }
 }
+
+impl Store {
+    /// Reserves the next turn to post to chat bot `bot` (a hash of its webhook) of `namespace`:
+    /// the later of `now` and the turn after the last reservation, which then moves on by
+    /// `interval`. Every run posting to the bot asks here, so together they keep its rate.
+    pub async fn reserve_chat_turn(
+        &self,
+        namespace: &str,
+        bot: &str,
+        now: DateTime<Utc>,
+        interval: std::time::Duration,
+    ) -> Result<DateTime<Utc>, StoreError> {
+        let interval = chrono::Duration::from_std(interval).unwrap_or(chrono::Duration::zero());
+        let next: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO chat_pace (namespace, bot, next_at) VALUES ($1, $2, $3 + $4)
+             ON CONFLICT (namespace, bot) DO UPDATE
+                SET next_at = GREATEST(chat_pace.next_at, EXCLUDED.next_at - $4) + $4
+             RETURNING next_at",
+        )
+        .bind(namespace)
+        .bind(bot)
+        .bind(now)
+        .bind(interval)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(next - interval)
+    }
+}

@@ -31,6 +31,7 @@ const TENANT_TABLES: &[&str] = &[
     "report_articles",
     "step_timings",
     "provider_calls",
+    "chat_pace",
 ];
 
 /// The functions a namespace role calls.

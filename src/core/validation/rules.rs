@@ -230,13 +230,11 @@ pub fn check_daily_report(spec: &DailyReportSpec, reference: DateTime<Utc>) -> V
     };
     check_schedule(spec, zone, start, reference, &mut out);
 
-    if spec.backup.enabled
-        && let Err(e) = Schedule::parse(&spec.backup.schedule, zone)
-    {
-        out.push(FieldProblem::error("spec.backup.schedule", e.to_string()));
-    }
-    if let Some(pvc) = &spec.backup.pvc {
-        check_object_name(pvc, "spec.backup.pvc", &mut out);
+    if spec.backup.is_some() {
+        out.push(FieldProblem::warning(
+            "spec.backup",
+            "deprecated and ignored: the database is backed up once per installation, not per report — in a cluster by the chart's backup.* values, in standalone mode by --backup-schedule and --backup-retention-days (FINREP_BACKUP_SCHEDULE, FINREP_BACKUP_RETENTION_DAYS); remove this section",
+        ));
     }
 
     check_selector(

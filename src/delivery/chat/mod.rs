@@ -52,6 +52,32 @@ pub struct Post {
     pub message: ChatMessage,
 }
 
+impl Post {
+    /// Which bot the post goes to, as the pace shared by every run knows it: the SHA-256 of
+    /// its webhook URL (never the URL, which holds the bot's key). `None` when the webhook
+    /// cannot be read (the send refuses it).
+    pub fn bot_key(&self) -> Option<String> {
+        use sha2::Digest as _;
+        let webhook = Secrets::of(&self.bot).ok()?.webhook;
+        let digest = Sha256::digest(webhook.trim().as_bytes());
+        Some(digest.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The spacing of posts to one bot that keeps its platform's rate a minute.
+    pub fn spacing(&self) -> Duration {
+        Duration::from_secs(60) / rates(self.bot.platform).0.max(1)
+    }
+}
+
+/// A platform's posts per bot a minute and, where it has one, a second.
+fn rates(platform: ChatPlatform) -> (u32, Option<u32>) {
+    match platform {
+        ChatPlatform::Wecom => (wecom::PER_MINUTE, None),
+        ChatPlatform::Dingtalk => (dingtalk::PER_MINUTE, None),
+        ChatPlatform::Feishu | ChatPlatform::Lark => (feishu::PER_MINUTE, Some(feishu::PER_SECOND)),
+    }
+}
+
 /// What a platform's limit counts for a message (title, markdown), and the limit.
 pub fn budget(platform: ChatPlatform) -> (fn(&str, &str) -> usize, usize) {
     match platform {
@@ -126,13 +152,7 @@ struct Pacing {
 impl Pacing {
     fn of(platform: ChatPlatform) -> Self {
         let n = |v: u32| NonZeroU32::new(v).unwrap_or(NonZeroU32::MIN);
-        let (minute, second) = match platform {
-            ChatPlatform::Wecom => (wecom::PER_MINUTE, None),
-            ChatPlatform::Dingtalk => (dingtalk::PER_MINUTE, None),
-            ChatPlatform::Feishu | ChatPlatform::Lark => {
-                (feishu::PER_MINUTE, Some(feishu::PER_SECOND))
-            }
-        };
+        let (minute, second) = rates(platform);
         Self {
             per_minute: RateLimiter::hashmap(Quota::per_minute(n(minute))),
             per_second: second.map(|s| RateLimiter::hashmap(Quota::per_second(n(s)))),
