@@ -49,6 +49,8 @@ pub struct World {
     pub problems: Vec<FieldProblem>,
     /// The node runs as many run Jobs as it may: a due run waits its turn.
     pub waiting: Option<Waiting>,
+    /// Recipients the report selects (enabled): how long its delivery takes.
+    pub recipients: usize,
 }
 
 /// A due run's place in the queue of run Jobs (`run_queue`).
@@ -90,6 +92,7 @@ pub mod event_reasons {
     pub const RUN_FAILED: &str = "RunFailed";
     pub const RUN_MISSED: &str = "RunMissed";
     pub const RUN_QUEUED: &str = "RunQueued";
+    pub const RUN_MAY_MISS_WINDOW: &str = "RunMayMissWindow";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const NAME_CONFLICT: &str = "NameConflict";
     pub const NAMESPACE_NOT_SERVED: &str = "NamespaceNotServed";
@@ -122,6 +125,8 @@ pub fn desired(report: &DailyReport, world: &World) -> Desired {
         queued: None,
     };
     out.status.observed_generation = report.metadata.generation;
+    // Said again by this pass if the report still waits for its turn.
+    out.status.waiting = None;
     out.status.active_run = world
         .jobs
         .iter()
@@ -191,11 +196,10 @@ fn schedule(report: &DailyReport, world: &World, previous: &DailyReportStatus, o
     let window_end = |slot: &DateTime<chrono_tz::Tz>| window_end(report, slot.date_naive());
     let decision = decide(&schedule, &state, window_end);
     let busy = out.status.active_run.is_some();
-    out.status.waiting = None;
     match decision {
         SlotDecision::Start { slot, missed } if !busy && world.waiting.is_some() => {
             record_missed(&missed, out);
-            wait_turn(slot.date_naive(), world, previous, out);
+            wait_turn(report, slot.date_naive(), world, previous, out);
         }
         SlotDecision::Start { slot, missed } if !busy => {
             let date = slot.date_naive();
@@ -238,7 +242,13 @@ pub const WAIT_POLL_SECONDS: i64 = 3;
 /// The run of `date` is due but waits for a place: the status says so (and `lastRun` is that
 /// date's, `Queued`); one Event when it starts waiting. The slot stays unhandled, so the next
 /// pass starts it — or, past its starting deadline, records it missed.
-fn wait_turn(date: NaiveDate, world: &World, previous: &DailyReportStatus, out: &mut Desired) {
+fn wait_turn(
+    report: &DailyReport,
+    date: NaiveDate,
+    world: &World,
+    previous: &DailyReportStatus,
+    out: &mut Desired,
+) {
     let Some(w) = world.waiting else {
         return;
     };
@@ -252,9 +262,51 @@ fn wait_turn(date: NaiveDate, world: &World, previous: &DailyReportStatus, out: 
             reason: event_reasons::RUN_QUEUED,
             message: format!("the run of {date} {message}"),
         });
+        out.events.extend(late_warning(report, date, world, w));
     }
     out.status.waiting = Some(message);
     out.queued = Some(date);
+}
+
+/// A Warning when the queue ahead of a run cannot be through inside its window: the runs
+/// ahead are taken to be the size of this one (its recipients at its `maxPerMinute`), on
+/// `max` places from when the window opens (or now, if later).
+fn late_warning(report: &DailyReport, date: NaiveDate, world: &World, w: Waiting) -> Option<Event> {
+    let tz = crate::schedule::parse_time_zone(&report.spec.time_zone).ok()?;
+    let window = crate::window::Window::for_date(&report.spec.mail_window, tz, date).ok()?;
+    let per_minute = report
+        .spec
+        .smtp
+        .as_ref()
+        .map_or(u32::MAX, |s| s.max_per_minute)
+        .max(1);
+    let finish = expected_finish(&window, world.now, w, world.recipients, per_minute);
+    (finish > window.end).then(|| Event {
+        warning: true,
+        reason: event_reasons::RUN_MAY_MISS_WINDOW,
+        message: format!(
+            "the run of {date} waits behind {} run(s) on {} place(s); at {per_minute} messages a minute for {} recipients each it would finish about {}, after the mail window ends at {}: raise the controller's --max-concurrent-runs or spec.smtp.maxPerMinute, or move the schedule",
+            w.running + w.ahead,
+            w.max,
+            world.recipients,
+            finish.with_timezone(&tz).format("%H:%M"),
+            window.end.with_timezone(&tz).format("%H:%M"),
+        ),
+    })
+}
+
+/// When a run waiting behind `w` would finish: rounds of `max` runs of `recipients` at
+/// `per_minute` each, from the window's opening (or `now`, if later).
+pub fn expected_finish(
+    window: &crate::window::Window,
+    now: DateTime<Utc>,
+    w: Waiting,
+    recipients: usize,
+    per_minute: u32,
+) -> DateTime<Utc> {
+    let run_seconds = (recipients as f64 * 60.0 / f64::from(per_minute.max(1))).ceil() as i64;
+    let rounds = ((w.running + w.ahead) / w.max.max(1)) as i64 + 1;
+    window.start.max(now) + chrono::Duration::seconds(run_seconds.saturating_mul(rounds))
 }
 
 /// A run waiting for its turn is the last run, in phase `Queued`.
@@ -324,7 +376,7 @@ fn manual_run(
         return;
     };
     if world.waiting.is_some() {
-        return wait_turn(date, world, previous, out);
+        return wait_turn(report, date, world, previous, out);
     }
     out.start = Some(StartRun {
         name: run_name(&report.name_any(), date, Some(value)),
@@ -614,6 +666,46 @@ spec:
             now: at(now),
             ..Default::default()
         }
+    }
+
+    /// A run waiting behind eighteen others on two places: at 120 messages a minute for 100
+    /// recipients each (50 s a run) the queue is through by 06:13:20, inside the window; at
+    /// 60 a minute it would end at 06:21:40, and a Warning says so when the wait begins.
+    #[test]
+    fn a_queue_that_cannot_be_through_in_the_window_is_warned_of() {
+        let mut r = report();
+        r.status = Some(DailyReportStatus {
+            active_since: Some("2026-11-22T21:00:00+00:00".into()),
+            ..Default::default()
+        });
+        let mut w = world("2026-11-22T22:00:05Z");
+        w.recipients = 100;
+        w.waiting = Some(Waiting {
+            ahead: 16,
+            running: 2,
+            max: 2,
+        });
+        let d = desired(&r, &w);
+        assert!(d.start.is_none());
+        assert_eq!(d.status.last_run.as_ref().unwrap().phase, RunPhase::Queued);
+        let reasons: Vec<&str> = d.events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, [event_reasons::RUN_QUEUED], "inside the window");
+        r.spec.smtp.as_mut().unwrap().max_per_minute = 60;
+        let d = desired(&r, &w);
+        let late = d
+            .events
+            .iter()
+            .find(|e| e.reason == event_reasons::RUN_MAY_MISS_WINDOW)
+            .expect("a warning");
+        assert!(late.warning);
+        assert!(
+            late.message.contains("about 06:21") && late.message.contains("06:20"),
+            "{}",
+            late.message
+        );
+        // Said once, when the wait begins.
+        r.status = Some(d.status);
+        assert!(desired(&r, &w).events.is_empty());
     }
 
     fn job(name: &str, date: &str, slot: &str, state: JobState) -> ObservedJob {

@@ -53,10 +53,10 @@ pub const TEMPLATE_DIR: &str = "/etc/finrep/templates";
 /// Time a run's Job may run past the end of its mail window (a late-delivery report keeps
 /// sending; a stuck pod is stopped).
 pub const PAST_WINDOW_SECONDS: i64 = 2 * 3600;
-/// Run Jobs at once by default: four pipeline pods at their 256 MiB limit are 1 GiB, which
-/// leaves a 2 GB node room for PostgreSQL, the controller, the web and k3s itself
-/// (docs/benchmarks.md, W4).
-pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 4;
+/// Run Jobs at once by default, from the 2 GB node's budget (docs/benchmarks.md): k3s leaves
+/// 448 MiB, the controller, PostgreSQL and the web request 176 MiB, each run Job 96 MiB — two
+/// fit, a third would wait for memory unscheduled and unexplained.
+pub const DEFAULT_MAX_CONCURRENT_RUNS: usize = 2;
 /// The one non-root user finrep's image runs as.
 pub const RUN_AS_USER: i64 = 65532;
 

@@ -118,13 +118,16 @@ pub async fn reconcile_report(
         world.waiting = Some(waiting);
         decision = desired(report, &world);
     }
-    let started = match act(report, &world, &decision, ctx).await {
-        Ok(started) => {
-            if started.is_some() {
-                ctx.runs.started(&report_key(report), Instant::now());
-            }
-            started
-        }
+    let acted = act(report, &world, &decision, ctx).await;
+    let key = report_key(report);
+    match &acted {
+        Ok(Some(_)) => ctx.runs.started(&key, Instant::now()),
+        // Told to go, it started nothing: its place goes to the next.
+        _ if decision.start.is_some() => ctx.runs.withdraw(&key),
+        _ => {}
+    }
+    let started = match acted {
+        Ok(started) => started,
         Err(ReconcileError::NameConflict(conflict)) => {
             name_conflict(report, &world, &conflict, &mut decision);
             None
@@ -254,12 +257,20 @@ async fn observe(report: &DailyReport, ctx: &Context) -> Result<World, Reconcile
     let jobs = owned_jobs(report, ctx, &ns).await?;
     let records = run_records(report, ctx, &ns, &jobs, now).await?;
     let problems = problems(report, ctx, &ns, now).await?;
+    let recipients = ctx
+        .catalog
+        .recipients_of(&ns)
+        .into_iter()
+        .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), r.as_ref()))
+        .filter(|r| r.spec().enabled)
+        .count();
     Ok(World {
         now,
         jobs,
         records,
         problems,
         waiting: None,
+        recipients,
     })
 }
 

@@ -115,6 +115,12 @@ impl RunQueue {
         }
     }
 
+    /// The report was told to go but started nothing (its Job's name is taken, the API
+    /// refused): it gives its place up rather than hold it while it keeps asking.
+    pub fn withdraw(&self, key: &ReportKey) {
+        self.lock().waiting.remove(key);
+    }
+
     /// The report's run Job was created: it counts as running from now.
     pub fn started(&self, key: &ReportKey, now: Instant) {
         self.observe(key, true, now);
@@ -213,6 +219,9 @@ mod tests {
             "b/1 is first"
         );
         assert_eq!(q.ask(&key("b", "1"), slot, now), Turn::Go);
+        // Told to go, it could not start (a name conflict): its place goes to the next.
+        q.withdraw(&key("b", "1"));
+        assert_eq!(q.ask(&key("a", "3"), slot, now), Turn::Go);
     }
 
     #[test]
