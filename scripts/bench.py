@@ -4,6 +4,7 @@
   bench.py parse --finrep-bench CMD --runs 5     benchmark P: finrep vs feedparser
   bench.py w1 --finrep BIN --database-url URL    benchmark W1 (collect + extract + compose)
   bench.py w3 --finrep BIN --database-url URL    benchmark W3 (the console under load, wrk)
+  bench.py w4 --finrep BIN --database-url URL    benchmark W4 (twenty reports at one slot)
 
 Every server is on loopback; every loop is bounded. Results are printed as JSON and
 appended to docs/bench-results/<workload>.json.
@@ -1171,6 +1172,231 @@ def bench_abuse(args):
     })
 
 
+# ---------------------------------------------------------------- W4 (many reports at one slot)
+
+class BotServer:
+    """A WeCom-style group bot endpoint on loopback: records each post's key and time,
+    answers errcode 0."""
+
+    def __init__(self):
+        import http.server
+        self.posts, lock = [], threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with lock:
+                    outer.posts.append((self.path.rsplit("key=", 1)[-1], time.time()))
+                body = b'{"errcode":0,"errmsg":"ok"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+
+
+def w4_config(dir_, feed_port, relay_port, namespaces, per_ns, readers, groups, per_minute):
+    """`namespaces` × `per_ns` reports at 06:00 Shanghai, `readers` e-mail recipients each and
+    `groups` WeCom groups spread over them, mailing through the relay on `relay_port`."""
+    docs, reports = [], []
+    for n in range(namespaces):
+        ns = f"desk-{n}"
+        docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "Source",
+                     "metadata": {"name": "news", "namespace": ns},
+                     "spec": {"kind": "feed", "url": f"http://127.0.0.1:{feed_port}/feed.xml", "category": "宏观"}})
+        for r in range(per_ns):
+            name = f"brief-{r}"
+            reports.append((ns, name))
+            docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "DailyReport",
+                         "metadata": {"name": name, "namespace": ns},
+                         "spec": {"title": f"W4 日报 {ns}/{name}", "content": {"lookbackHours": 24},
+                                  "recipientSelector": {"matchLabels": {"w4/report": name}},
+                                  "smtp": {"host": "127.0.0.1", "port": relay_port, "tls": "none",
+                                           "from": f"{ns} <{name}@w4.example>", "maxPerMinute": per_minute,
+                                           "maxConnections": 2}}})
+            for i in range(readers):
+                docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "Recipient",
+                             "metadata": {"name": f"{name}-r{i:03d}", "namespace": ns,
+                                          "labels": {"w4/report": name}},
+                             "spec": {"email": f"{ns}.{name}.{i:03d}@example.com"}})
+    env = {}
+    for g in range(groups):
+        ns, name = reports[g % len(reports)]
+        docs.append({"apiVersion": "finrep.io/v1alpha1", "kind": "Recipient",
+                     "metadata": {"name": f"group-{g:02d}", "namespace": ns, "labels": {"w4/report": name}},
+                     "spec": {"chat": {"platform": "wecom",
+                                       "webhookSecretRef": {"name": f"bot-{g:02d}", "key": "webhook"}}}})
+        env[f"FINREP_SECRET_BOT_{g:02d}_WEBHOOK"] = f"g{g:02d}"
+    (Path(dir_) / "w4.yaml").write_text("\n---\n".join(json.dumps(d, ensure_ascii=False) for d in docs))
+    return reports, env
+
+
+def bench_w4(args):
+    """W4: twenty reports due at 06:00 in four namespaces, 2,000 e-mail recipients and 30
+    chat groups in all, standalone mode through one relay that passes 20 messages a second:
+    each report's delivery time against its window, and the memory of finrep's processes and
+    PostgreSQL together."""
+    namespaces, per_ns = 4, sized(5, 2)
+    readers, groups = sized(100, 5), sized(30, 4)
+    relay_rate = 1200
+    rng = random.Random(9)
+    now = datetime.now(timezone.utc)
+    feed_dir = Path(tempfile.mkdtemp(prefix="finrep-w4-feed-"))
+    titles = [story(rng, i) for i in range(40)]
+    (feed_dir / "feed.xml").write_bytes(encode(render("rss2", item_dicts(rng, titles, now, "w4"), "w4"), "utf-8"))
+    feed_port = free_port()
+    http = subprocess.Popen([sys.executable, "-m", "http.server", str(feed_port), "--bind", "127.0.0.1",
+                             "--directory", str(feed_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = []
+    try:
+        # Out of the box, then with each report's maxPerMinute raised toward the relay's rate
+        # (the relay paces every run together, so the reports need not pace themselves low).
+        for label, concurrent, per_minute in [("defaults", None, None), ("per_minute_600", None, 600)]:
+            results.append(w4_round(args, label, concurrent, per_minute, feed_port,
+                                    (namespaces, per_ns, readers, groups, relay_rate)))
+    finally:
+        http.kill()
+        shutil.rmtree(feed_dir, ignore_errors=True)
+    if not SMOKE:
+        w4_plot(results, ROOT / "docs" / "w4.svg")
+    record("W4", {
+        "workload": f"{namespaces * per_ns} DailyReports in {namespaces} namespaces due at 06:00 Shanghai "
+                    f"(window 06:05-06:20), {namespaces * per_ns * readers} e-mail recipients and {groups} WeCom "
+                    f"groups in all; standalone mode through `finrep relay` passing {relay_rate // 60} messages "
+                    "a second to an aiosmtpd server; PostgreSQL on the same host",
+        "rounds": results,
+    })
+
+
+def w4_plot(rounds, path):
+    """Each report's last delivery against the 15-minute window, one row per report and a bar
+    per round: an SVG for docs/benchmarks.md."""
+    reports = sorted({r for rd in rounds for r in rd["per_report_last_delivery_s"]})
+    colours = ["#c0392b", "#2e86c1", "#27ae60"]
+    row, left, width = 26, 150, 600
+    height = 60 + row * len(reports)
+    scale = width / 900
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{left + width + 40}" height="{height + 40}" '
+           'font-family="sans-serif" font-size="12" role="img" aria-labelledby="t d">',
+           '<title id="t">W4: each report\'s last delivery after the window opened</title>',
+           '<desc id="d">' + escape("; ".join(
+               f"{rd['round']}: last report done {rd['last_report_done_s']} s after the window opened"
+               for rd in rounds)) + ' (window: 900 s)</desc>',
+           f'<rect x="{left}" y="30" width="{width}" height="{height - 40}" fill="#f4f6f6"/>']
+    for s in range(0, 901, 150):
+        x = left + s * scale
+        out.append(f'<line x1="{x}" y1="30" x2="{x}" y2="{height - 10}" stroke="#ccc"/>'
+                   f'<text x="{x}" y="{height + 5}" text-anchor="middle">{s} s</text>')
+    for i, rd in enumerate(rounds):
+        out.append(f'<rect x="{left + i * 200}" y="8" width="12" height="12" fill="{colours[i % 3]}"/>'
+                   f'<text x="{left + i * 200 + 16}" y="18">{escape(rd["round"])}</text>')
+    for j, name in enumerate(reports):
+        y = 36 + j * row
+        out.append(f'<text x="{left - 6}" y="{y + 14}" text-anchor="end">{escape(name)}</text>')
+        for i, rd in enumerate(rounds):
+            s = rd["per_report_last_delivery_s"].get(name)
+            if s is not None:
+                out.append(f'<rect x="{left}" y="{y + i * 9}" width="{max(1, s * scale):.1f}" height="8" '
+                           f'fill="{colours[i % 3]}"/>')
+    out.append(f'<text x="{left + width}" y="{height + 25}" text-anchor="end">'
+               'seconds after 06:05 (the window ends at 900 s)</text></svg>')
+    path.write_text("\n".join(out) + "\n")
+
+
+def w4_round(args, label, concurrent, per_minute, feed_port, sizes):
+    namespaces, per_ns, readers, groups, relay_rate = sizes
+    work = Path(tempfile.mkdtemp(prefix=f"finrep-w4-{label}-"))
+    db = f"finrep_w4_{label}"
+    admin = args.database_url.rsplit("/", 1)[0]
+    subprocess.run(["psql", f"{admin}/postgres", "-qc", f"drop database if exists {db}", "-c",
+                    f"create database {db}"], check=True, capture_output=True)
+    url = f"{admin}/{db}"
+    upstream_port, relay_port, admin_port = free_port(), free_port(), free_port()
+    upstream = smtp_server(upstream_port, work / "messages.jsonl")
+    bots = BotServer()
+    reports, secrets = w4_config(work, feed_port, relay_port, namespaces, per_ns, readers, groups,
+                                 per_minute or 120)
+    secrets = {k: f"http://127.0.0.1:{bots.port}/cgi-bin/webhook/send?key={v}" for k, v in secrets.items()}
+    day = report_date(random.randint(1000, 30000))
+    clock = work / "now"
+    clock.write_text(f"{day}T05:59:58+08:00 x1\n")
+    env = dict(os.environ, DATABASE_URL=url, RUST_LOG="warn", FINREP_CLOCK_FILE=str(clock), **secrets)
+    relay = subprocess.Popen([args.finrep, "relay", "--smtp-listen", f"127.0.0.1:{relay_port}",
+                              "--http-listen", f"127.0.0.1:{free_port()}", "--smtp-host", "127.0.0.1",
+                              "--smtp-port", str(upstream_port), "--smtp-tls", "none",
+                              "--smtp-max-per-minute", str(relay_rate)], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cmd = [args.finrep, "standalone", "--config", str(work), "--admin-listen", f"127.0.0.1:{admin_port}",
+           "--no-backup", "--poll-seconds", "0.5", "--trusted-host", f"127.0.0.1:{relay_port}",
+           "--trusted-host", f"127.0.0.1:{feed_port}",
+           "--trusted-webhook-host", f"http://127.0.0.1:{bots.port}"]
+    if concurrent:
+        cmd += ["--max-concurrent-runs", str(concurrent)]
+    pg_dir = subprocess.run(["psql", url, "-Atc", "show data_directory"], capture_output=True, text=True).stdout.strip()
+    finrep_log = open(work / "standalone.log", "w")
+    standalone = subprocess.Popen(cmd, env=env, stdout=finrep_log, stderr=subprocess.STDOUT)
+    finrep_pss = lambda: tree_pss_mib(standalone.pid) + tree_pss_mib(relay.pid)
+    pg_pss = lambda: cluster_pss_mib(pg_dir) if os.path.exists(Path(pg_dir) / "postmaster.pid") else 0
+    try:
+        with PssSampler(finrep_pss) as sampler, PssSampler(pg_pss) as pg_sampler:
+            time.sleep(8)  # every run composed and waiting, or queued behind the bound
+            opened = time.time()
+            clock.write_text(f"{day}T06:05:00+08:00 x1\n")
+            deadline = opened + 15 * 60 + 30
+            while time.time() < deadline:
+                done = subprocess.run(["psql", url, "-Atc", "select count(*) from reports where finished_at is not null "
+                                       "and phase in ('Succeeded','PartiallyDelivered','Failed')"],
+                                      capture_output=True, text=True).stdout.strip()
+                if done == str(len(reports)):
+                    break
+                time.sleep(1)
+        rows = subprocess.run(["psql", url, "-AtF", " ", "-c",
+                               "select r.namespace || '/' || r.report, r.phase, "
+                               "extract(epoch from max(d.sent_at) - ((r.report_date + time '06:05') at time zone 'Asia/Shanghai')), "
+                               "count(*) filter (where d.status = 'sent') from reports r join delivery_log d on d.report_id = r.id "
+                               "group by r.id order by 3"], capture_output=True, text=True).stdout.split("\n")
+        per_report = [dict(zip(["report", "phase", "last_delivery_s", "sent"], r.split())) for r in rows if r]
+        messages = [json.loads(l) for l in (work / "messages.jsonl").read_text().splitlines()]
+        last = [float(r["last_delivery_s"]) for r in per_report]
+        return {
+            "round": label,
+            "max_concurrent_runs": concurrent or "default",
+            "max_per_minute_per_report": per_minute or 120,
+            "reports_finished": len(per_report),
+            "emails_accepted": len(messages),
+            "distinct_addresses": len({a for m in messages for a in m["rcpt"]}),
+            "chat_posts": len(bots.posts),
+            "first_report_done_s": round(min(last), 1) if last else None,
+            "last_report_done_s": round(max(last), 1) if last else None,
+            "window_s": 900,
+            "every_report_inside_its_window": bool(last) and max(last) <= 900 and len(per_report) == len(reports),
+            "per_report_last_delivery_s": {r["report"]: round(float(r["last_delivery_s"]), 1) for r in per_report},
+            "peak_pss_mib_standalone_and_relay": round(sampler.peak, 1),
+            "peak_pss_mib_postgres_cluster": round(pg_sampler.peak, 1),
+        }
+    finally:
+        standalone.terminate()
+        relay.terminate()
+        for p in (standalone, relay):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=30)
+        upstream.kill()
+        bots.close()
+        finrep_log.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def rss_kib(pid, field):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -1221,6 +1447,9 @@ def main():
     pb.add_argument("--memory-limit-mib", type=int, default=0,
                     help="build in a memory cgroup of this size without swap (root)")
     pb.add_argument("--target-dir", default=str(ROOT / "target"), help="with --smoke: where to build")
+    p4 = sub.add_parser("w4")
+    p4.add_argument("--finrep", required=True)
+    p4.add_argument("--database-url", required=True)
     pa = sub.add_parser("abuse")
     pa.add_argument("--finrep", required=True)
     pa.add_argument("--database-url", required=True)
@@ -1234,7 +1463,7 @@ def main():
     SMOKE = args.smoke
     {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send, "w2-plan": bench_w2_plan,
      "w2-controller": bench_w2_controller, "build": bench_build, "pg-memory": bench_pg_memory, "w3": bench_w3,
-     "abuse": bench_abuse}[args.cmd](args)
+     "abuse": bench_abuse, "w4": bench_w4}[args.cmd](args)
 
 
 if __name__ == "__main__":

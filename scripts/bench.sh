@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The reference workloads of docs/benchmarks.md.
-# Usage: scripts/bench.sh [parse|w1|send|w2|w3|abuse|pg|build|all]
+# Usage: scripts/bench.sh [parse|w1|send|w2|w3|w4|abuse|pg|build|all]
 #   W2_ANNOTATION_BYTES=250000 W2_LABELS=64 scripts/bench.sh w2   tenants' bloat on 650 objects
 #   W2_STEADY_SECONDS=600 scripts/bench.sh w2                     memory again 10 minutes later
 #   BUILD_PROFILES="release small-host" scripts/bench.sh build     clean builds, peak memory
@@ -56,7 +56,7 @@ if [ "$what" = w3 ] || [ "$what" = all ]; then
   # wrk, the HTTP load generator (Debian's package).
   command -v wrk >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null
 fi
-if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = w3 ] || [ "$what" = abuse ] || [ "$what" = all ]; then
+if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = w3 ] || [ "$what" = w4 ] || [ "$what" = abuse ] || [ "$what" = all ]; then
   # A throwaway server started by a caller (scripts/test.sh) is the caller's to stop.
   if [ -n "${FINREP_PG_THROWAWAY_DIR:-}" ]; then
     ensure_postgres
@@ -76,6 +76,10 @@ if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = w3 
     psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists ${db}_w3" -c "create database ${db}_w3" >/dev/null
     "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w3 --finrep "$finrep" \
       --database-url "${FINREP_PG_ADMIN_URL%/*}/${db}_w3"
+  fi
+  if [ "$what" = w4 ] || [ "$what" = all ]; then
+    # Makes a database per round (finrep_w4_<round>) next to this one.
+    "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w4 --finrep "$finrep" --database-url "$url"
   fi
   if [ "$what" = abuse ] || [ "$what" = all ]; then
     psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists ${db}_abuse" -c "create database ${db}_abuse" >/dev/null
