@@ -1447,6 +1447,8 @@ def main():
     pb.add_argument("--memory-limit-mib", type=int, default=0,
                     help="build in a memory cgroup of this size without swap (root)")
     pb.add_argument("--target-dir", default=str(ROOT / "target"), help="with --smoke: where to build")
+    pr = sub.add_parser("record", help="append the JSON object on stdin to docs/bench-results/NAME.json")
+    pr.add_argument("name")
     p4 = sub.add_parser("w4")
     p4.add_argument("--finrep", required=True)
     p4.add_argument("--database-url", required=True)
@@ -1463,7 +1465,8 @@ def main():
     SMOKE = args.smoke
     {"parse": bench_parse, "w1": bench_w1, "w1-send": bench_w1_send, "w2-plan": bench_w2_plan,
      "w2-controller": bench_w2_controller, "build": bench_build, "pg-memory": bench_pg_memory, "w3": bench_w3,
-     "abuse": bench_abuse, "w4": bench_w4}[args.cmd](args)
+     "abuse": bench_abuse, "w4": bench_w4,
+     "record": lambda a: record(a.name, json.loads(sys.stdin.read()))}[args.cmd](args)
 
 
 if __name__ == "__main__":

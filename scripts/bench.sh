@@ -80,6 +80,13 @@ if [ "$what" = w1 ] || [ "$what" = send ] || [ "$what" = w2 ] || [ "$what" = w3 
   if [ "$what" = w4 ] || [ "$what" = all ]; then
     # Makes a database per round (finrep_w4_<round>) next to this one.
     "$VENV/bin/python" scripts/bench.py "${smoke[@]}" w4 --finrep "$finrep" --database-url "$url"
+    # The same workload through the controller, its queue and the Job runner
+    # (tests/operator_w4.rs; its small version is in the test command, so not in the smoke run).
+    if [ "${SMOKE:-0}" != 1 ]; then
+      FINREP_W4=full FINREP_TEST_PYTHON="$VENV/bin/python" cargo nextest run --locked --cargo-profile release \
+        --test operator_w4 --no-capture 2>&1 | tee /dev/stderr | grep '^w4-operator: ' | sed 's/^w4-operator: //' |
+        "$VENV/bin/python" scripts/bench.py record W4-operator
+    fi
   fi
   if [ "$what" = abuse ] || [ "$what" = all ]; then
     psql "$FINREP_PG_ADMIN_URL" -qc "drop database if exists ${db}_abuse" -c "create database ${db}_abuse" >/dev/null

@@ -46,7 +46,12 @@ struct State {
     running: HashMap<ReportKey, Instant>,
     /// Waiting reports: the slot they wait to run and when they last asked.
     waiting: HashMap<ReportKey, (DateTime<Utc>, Instant)>,
+    /// Runs started for each namespace and slot: the turns a namespace has had.
+    served: HashMap<(String, DateTime<Utc>), usize>,
 }
+
+/// How long the turns of a slot are remembered.
+const SERVED_FOR: chrono::Duration = chrono::Duration::days(2);
 
 pub struct RunQueue {
     /// Most run Jobs at once; 0: no bound.
@@ -96,11 +101,7 @@ impl RunQueue {
             .iter()
             .map(|(k, (t, _))| (k.clone(), *t))
             .collect();
-        let mut per_namespace: HashMap<&str, usize> = HashMap::new();
-        for k in s.running.keys() {
-            *per_namespace.entry(k.namespace.as_str()).or_default() += 1;
-        }
-        let ahead = fair_order(&slots, &per_namespace)
+        let ahead = fair_order(&slots, &s.served)
             .iter()
             .position(|k| k == key)
             .unwrap_or(0);
@@ -121,8 +122,15 @@ impl RunQueue {
         self.lock().waiting.remove(key);
     }
 
-    /// The report's run Job was created: it counts as running from now.
+    /// The report's run Job was created: it counts as running from now, and its namespace
+    /// has had a turn at its slot.
     pub fn started(&self, key: &ReportKey, now: Instant) {
+        let mut s = self.lock();
+        if let Some((slot, _)) = s.waiting.get(key).copied() {
+            *s.served.entry((key.namespace.clone(), slot)).or_default() += 1;
+            s.served.retain(|(_, t), _| *t > slot - SERVED_FOR);
+        }
+        drop(s);
         self.observe(key, true, now);
     }
 
@@ -132,11 +140,11 @@ impl RunQueue {
 }
 
 /// The order waiting reports start in: earlier slots first; within a slot, round-robin over
-/// namespaces (each one's reports by name), counting the runs each namespace already has
-/// going, namespaces by name.
+/// namespaces (each one's reports by name), counting the turns each namespace has had at that
+/// slot already, namespaces by name.
 pub fn fair_order(
     waiting: &[(ReportKey, DateTime<Utc>)],
-    running: &HashMap<&str, usize>,
+    served: &HashMap<(String, DateTime<Utc>), usize>,
 ) -> Vec<ReportKey> {
     let mut by_slot_ns: BTreeMap<(DateTime<Utc>, &str), Vec<&ReportKey>> = BTreeMap::new();
     for (key, slot) in waiting {
@@ -148,7 +156,7 @@ pub fn fair_order(
     let mut ranked: Vec<(DateTime<Utc>, usize, &str, &ReportKey)> = Vec::new();
     for ((slot, ns), mut keys) in by_slot_ns {
         keys.sort();
-        let going = running.get(ns).copied().unwrap_or(0);
+        let going = served.get(&(ns.to_string(), slot)).copied().unwrap_or(0);
         for (rank, key) in keys.into_iter().enumerate() {
             ranked.push((slot, going + rank, ns, key));
         }
@@ -182,12 +190,15 @@ mod tests {
         waiting.push((key("small", "a"), at(22)));
         waiting.push((key("other", "x"), at(22)));
         waiting.push((key("late", "z"), at(23)));
-        let order = fair_order(&waiting, &HashMap::from([("small", 1)]));
+        let order = fair_order(
+            &waiting,
+            &HashMap::from([(("small".to_string(), at(22)), 1)]),
+        );
         let names: Vec<String> = order
             .iter()
             .map(|k| format!("{}/{}", k.namespace, k.name))
             .collect();
-        // small has a run going already: its next waits behind the others' first.
+        // small has had a turn at this slot already: its next waits behind the others' first.
         assert_eq!(&names[..4], ["big/r0", "other/x", "big/r1", "small/a"]);
         assert_eq!(names.last().unwrap(), "late/z", "a later slot waits");
     }
@@ -222,6 +233,31 @@ mod tests {
         // Told to go, it could not start (a name conflict): its place goes to the next.
         q.withdraw(&key("b", "1"));
         assert_eq!(q.ask(&key("a", "3"), slot, now), Turn::Go);
+    }
+
+    /// A namespace whose run is over has still had its turn at that slot: the next place
+    /// goes to a namespace that has not, whatever the names.
+    #[test]
+    fn turns_count_runs_started_not_runs_going() {
+        let q = RunQueue::new(1);
+        let now = Instant::now();
+        let slot = at(22);
+        assert_eq!(q.ask(&key("a", "1"), slot, now), Turn::Go);
+        q.started(&key("a", "1"), now);
+        assert!(matches!(
+            q.ask(&key("a", "2"), slot, now),
+            Turn::Wait { .. }
+        ));
+        assert!(matches!(
+            q.ask(&key("z", "1"), slot, now),
+            Turn::Wait { .. }
+        ));
+        q.observe(&key("a", "1"), false, now);
+        assert!(matches!(
+            q.ask(&key("a", "2"), slot, now),
+            Turn::Wait { ahead: 1, .. }
+        ));
+        assert_eq!(q.ask(&key("z", "1"), slot, now), Turn::Go);
     }
 
     #[test]

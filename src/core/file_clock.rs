@@ -1,6 +1,7 @@
 //! A clock read from a file, so tests and demos can make days pass in seconds with the real
 //! binaries: the file holds an RFC 3339 instant, optionally followed by a rate (`x60` runs 60
-//! times faster than the wall clock from the moment the process saw that content). Standalone
+//! times faster than the wall clock from the moment the file was written — its modification
+//! time — so every process reading it, started before or after, agrees on the time). Standalone
 //! mode, the controller and a run's pipeline all read it (`--clock-file`, `FINREP_CLOCK_FILE`),
 //! so every time they act on and record is the same clock's.
 
@@ -8,7 +9,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use tracing::warn;
@@ -18,13 +19,13 @@ use crate::clock::Clock;
 /// How often a sleeper looks at the file again.
 const POLL: Duration = Duration::from_millis(20);
 
-/// What the file says, and when the process first saw it.
+/// What the file says, and since when (the file's modification time).
 #[derive(Clone, Debug, PartialEq)]
 struct Reading {
     text: String,
     at: DateTime<Utc>,
     rate: f64,
-    seen: Instant,
+    since: SystemTime,
 }
 
 pub struct FileClock {
@@ -69,15 +70,22 @@ impl FileClock {
                     self.path.display()
                 )
             })?;
+            let since = std::fs::metadata(&self.path)
+                .and_then(|m| m.modified())
+                .unwrap_or_else(|_| SystemTime::now());
             *last = Some(Reading {
                 text,
                 at,
                 rate,
-                seen: Instant::now(),
+                since,
             });
         }
         let r = last.as_ref().ok_or("clock file not read")?;
-        let elapsed = r.seen.elapsed().as_secs_f64() * r.rate;
+        let elapsed = SystemTime::now()
+            .duration_since(r.since)
+            .unwrap_or_default()
+            .as_secs_f64()
+            * r.rate;
         Ok(r.at + chrono::Duration::milliseconds((elapsed * 1000.0) as i64))
     }
 }
@@ -142,6 +150,25 @@ mod tests {
         ] {
             assert!(parse(bad).is_none(), "{bad}");
         }
+    }
+
+    /// A running clock counts from when the file was written, not from when a process first
+    /// read it: a run started later (a Job's pod) tells the controller's time.
+    #[test]
+    fn processes_reading_a_running_clock_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("now");
+        std::fs::write(&path, "2026-11-24T06:00:00Z x60\n").unwrap();
+        let ten_seconds_ago = SystemTime::now() - Duration::from_secs(10);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(ten_seconds_ago)
+            .unwrap();
+        let late_reader = FileClock::open(path).unwrap();
+        let seconds = (late_reader.now() - parse("2026-11-24T06:00:00Z").unwrap().0).num_seconds();
+        assert!((600..605).contains(&seconds), "{seconds} s after 06:00");
     }
 
     #[test]
