@@ -214,7 +214,9 @@ up_previous() {
 # `up -d` with the new image: the migration runs first, the scheduler's state is kept, and
 # the morning's report is not sent again; the previous binary still reads the new schema.
 check_upgrade() {
-  local state_q="SELECT (SELECT count(*) FROM schedule_state) || '/' || (SELECT count(*) FROM schedule_slots) || '/' || (SELECT count(*) FROM delivery_log WHERE status = 'sent')"
+  # The reports' scheduling state (the installation's own backup schedule, namespace '', may
+  # be new with the upgrade).
+  local state_q="SELECT (SELECT count(*) FROM schedule_state WHERE namespace <> '') || '/' || (SELECT count(*) FROM schedule_slots WHERE namespace <> '') || '/' || (SELECT count(*) FROM delivery_log WHERE status = 'sent')"
   local before_state before_mails newest applied
   before_state=$(psql_in finrep "$state_q")
   before_mails=$(mails)
