@@ -13,11 +13,12 @@ use super::status::JobState;
 
 /// A Job's state from its conditions: `Complete`/`SuccessCriteriaMet` is success,
 /// `Failed`/`FailureTarget` failure (the targets come first while pods terminate), anything
-/// else is still running.
+/// else is still running — except a Job whose status counts a succeeded pod without saying so
+/// in a condition (a Job controller that writes counts first), which is done: its single pod
+/// succeeded.
 pub fn job_state(job: &Job) -> JobState {
-    let conditions = job
-        .status
-        .as_ref()
+    let status = job.status.as_ref();
+    let conditions = status
         .and_then(|s| s.conditions.as_deref())
         .unwrap_or_default();
     let holds = |t: &str| {
@@ -29,6 +30,8 @@ pub fn job_state(job: &Job) -> JobState {
         JobState::Succeeded
     } else if holds("Failed") || holds("FailureTarget") {
         JobState::Failed
+    } else if status.and_then(|s| s.succeeded).unwrap_or(0) >= 1 {
+        JobState::Succeeded
     } else {
         JobState::Active
     }
@@ -118,6 +121,16 @@ mod tests {
         assert_eq!(
             job_state(&job(&[("Failed", "False")], false)),
             JobState::Active
+        );
+        let mut counted = job(&[], false);
+        counted.status.as_mut().unwrap().succeeded = Some(1);
+        assert_eq!(job_state(&counted), JobState::Succeeded, "a pod succeeded");
+        counted.status.as_mut().unwrap().succeeded = None;
+        counted.status.as_mut().unwrap().failed = Some(2);
+        assert_eq!(
+            job_state(&counted),
+            JobState::Active,
+            "failed pods are retried"
         );
     }
 
