@@ -143,6 +143,15 @@ async fn the_controller_waits_for_its_crds_then_runs_the_due_slot_and_stops_clea
             .all(|s| s["status"]["conditions"].is_array())
     })
     .await;
+    // The Job is in the API a moment before the controller has counted its creation.
+    eventually("the Job counted", 10, async || {
+        controller
+            .get("/metrics")
+            .await
+            .1
+            .contains("finrep_jobs_created_total 1")
+    })
+    .await;
     let (_, metrics) = controller.get("/metrics").await;
     assert!(metrics.contains("finrep_jobs_created_total 1"), "{metrics}");
     assert!(
