@@ -14,7 +14,7 @@ use common::kube_api::FakeApi;
 use common::operator::{Cluster, TestClock, database, examples};
 use finrep::controller::objects::Settings;
 use finrep::controller::report_reconciler::reconcile_report;
-use finrep::controller::runtime::{ControllerOptions, LeaseOptions, RuntimeError, run};
+use finrep::controller::runtime::{RuntimeError, run};
 use finrep::store::Store;
 use tokio::sync::oneshot;
 
@@ -60,18 +60,8 @@ impl Running {
 
 fn start(api: &FakeApi, store: &Store, identity: &str, clock: Arc<TestClock>) -> Running {
     let admin = free_port();
-    let opts = ControllerOptions {
-        settings: Settings::default(),
-        namespace: None,
-        admin_listen: Some(admin),
-        lease: Some(LeaseOptions {
-            name: "finrep-controller".into(),
-            namespace: "finrep-system".into(),
-            identity: identity.into(),
-            duration_seconds: 3,
-        }),
-        concurrency: 4,
-    };
+    let opts =
+        common::operator::controller_options(Settings::default(), Some(identity), Some(admin));
     let (tx, rx) = oneshot::channel();
     let task = tokio::spawn(run(api.client(), store.clone(), opts, clock, async move {
         let _ = rx.await;

@@ -27,7 +27,7 @@ use common::kube_api::FakeApi;
 use common::smtp::SmtpServer;
 use finrep::clock::{Clock, FileClock};
 use finrep::controller::objects::Settings;
-use finrep::controller::runtime::{ControllerOptions, LeaseOptions, RuntimeError, run};
+use finrep::controller::runtime::{RuntimeError, run};
 use finrep::store::Store;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -135,16 +135,6 @@ fn report(desk: &Desk, title: &str, smtp_port: u16) -> Value {
     })
 }
 
-fn secret(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
-    use base64::Engine as _;
-    let data: BTreeMap<&str, String> = data
-        .iter()
-        .map(|(k, v)| (*k, base64::engine::general_purpose::STANDARD.encode(v)))
-        .collect();
-    json!({"apiVersion": "v1", "kind": "Secret",
-           "metadata": {"name": name, "namespace": namespace}, "data": data})
-}
-
 /// Three new items at each fetch, dated by nothing: they count as published when fetched
 /// (on the run's clock), inside every lookback.
 fn serve_feed(feed: &TestServer) {
@@ -212,11 +202,7 @@ impl Month {
         let clock_path = dir.path().join("now");
         std::fs::write(&clock_path, "2026-10-28T00:00:00Z\n").unwrap();
         let clock: Arc<dyn Clock> = Arc::new(FileClock::open(clock_path.clone()).unwrap());
-        let db_url = common::scratch_database().await;
-        let store = Store::connect(&db_url, 4, Duration::from_secs(10))
-            .await
-            .unwrap();
-        store.migrate().await.unwrap();
+        let (store, db_url) = common::operator::database_and_url().await;
         let feed = TestServer::start().await;
         serve_feed(&feed);
         // Slow enough that a kill lands mid-delivery.
@@ -226,21 +212,17 @@ impl Month {
         let api = FakeApi::start().await;
         api.install_crds();
         for desk in [BRIEF, CLOSE] {
-            api.put(&secret(
-                desk.namespace,
-                "finrep-database",
-                &[("url", &db_url)],
-            ));
+            api.put_secret_data(desk.namespace, "finrep-database", &[("url", &db_url)]);
             api.put(&source(desk.namespace, &feed.url("/rss.xml")));
             for i in 0..READERS {
                 api.put(&reader(desk.namespace, i));
             }
         }
-        api.put(&secret(
+        api.put_secret_data(
             DESK_A,
             "desk-bot",
             &[("webhook", &webhook), ("secret", "feishu-secret-0123")],
-        ));
+        );
         api.put(&chat_group(DESK_A));
         api.put(&report(&BRIEF, "晨间要闻", smtp.port));
         api.put(&report(&CLOSE, "Overnight close", smtp.port));
@@ -287,18 +269,7 @@ impl Month {
     }
 
     fn start_controller(&self, identity: &str) -> Controller {
-        let opts = ControllerOptions {
-            settings: self.settings(),
-            namespace: None,
-            admin_listen: None,
-            lease: Some(LeaseOptions {
-                name: "finrep-controller".into(),
-                namespace: "finrep-system".into(),
-                identity: identity.into(),
-                duration_seconds: 3,
-            }),
-            concurrency: 4,
-        };
+        let opts = common::operator::controller_options(self.settings(), Some(identity), None);
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(run(
             self.api.client(),

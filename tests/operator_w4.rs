@@ -26,7 +26,7 @@ use common::kube_api::FakeApi;
 use common::smtp::{SmtpServer, free_port};
 use finrep::clock::{Clock, FileClock};
 use finrep::controller::objects::Settings;
-use finrep::controller::runtime::{ControllerOptions, run};
+use finrep::controller::runtime::run;
 use serde_json::{Value, json};
 
 /// Namespaces, reports in each, e-mail readers per report, chat groups in all.
@@ -43,12 +43,6 @@ const DAY: &str = "2026-12-01";
 fn doc(kind: &str, ns: &str, name: &str, labels: Value, spec: Value) -> Value {
     json!({"apiVersion": "finrep.io/v1alpha1", "kind": kind,
            "metadata": {"name": name, "namespace": ns, "labels": labels}, "spec": spec})
-}
-
-fn secret(ns: &str, name: &str, key: &str, value: &str) -> Value {
-    use base64::Engine as _;
-    json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": ns},
-           "data": {key: base64::engine::general_purpose::STANDARD.encode(value)}})
 }
 
 struct Relay(Child);
@@ -114,11 +108,7 @@ async fn many_reports_at_one_slot_through_the_controller_queue_and_the_relay() {
     let clock_path = dir.path().join("now");
     std::fs::write(&clock_path, format!("{DAY}T05:59:58+08:00 x1\n")).unwrap();
     let clock: Arc<dyn Clock> = Arc::new(FileClock::open(clock_path.clone()).unwrap());
-    let db_url = common::scratch_database().await;
-    let store = finrep::store::Store::connect(&db_url, 4, Duration::from_secs(10))
-        .await
-        .unwrap();
-    store.migrate().await.unwrap();
+    let (store, db_url) = common::operator::database_and_url().await;
     let feed = TestServer::start().await;
     let items: String = (0..6)
         .map(|i| format!("<item><title>要闻{i}：沪深两市成交额突破{i}万亿元</title><link>https://news.example.com/{i}</link></item>"))
@@ -139,7 +129,7 @@ async fn many_reports_at_one_slot_through_the_controller_queue_and_the_relay() {
     let names: Vec<String> = (0..namespaces).map(|n| format!("desk-{n}")).collect();
     let mut reports = Vec::new();
     for ns in &names {
-        api.put(&secret(ns, "finrep-database", "url", &db_url));
+        api.put_secret_data(ns, "finrep-database", &[("url", &db_url)]);
         let feed_url = feed.url("/rss.xml");
         api.put(&doc(
             "Source",
@@ -177,7 +167,7 @@ async fn many_reports_at_one_slot_through_the_controller_queue_and_the_relay() {
     for g in 0..groups {
         let (ns, name) = &reports[g % reports.len()];
         let webhook = bots.add_bot(Platform::Wecom, &format!("tok-{g:02}"), None, None);
-        api.put(&secret(ns, &format!("bot-{g:02}"), "webhook", &webhook));
+        api.put_secret_data(ns, &format!("bot-{g:02}"), &[("webhook", &webhook)]);
         api.put(&doc("Recipient", ns, &format!("group-{g:02}"), json!({"w4/report": name}), json!({
             "chat": {"platform": "wecom", "webhookSecretRef": {"name": format!("bot-{g:02}"), "key": "webhook"}},
         })));
@@ -194,13 +184,7 @@ async fn many_reports_at_one_slot_through_the_controller_queue_and_the_relay() {
     let controller = tokio::spawn(run(
         api.client(),
         store.clone(),
-        ControllerOptions {
-            settings,
-            namespace: None,
-            admin_listen: None,
-            lease: None,
-            concurrency: 4,
-        },
+        common::operator::controller_options(settings, None, None),
         clock.clone(),
         async move {
             let _ = stopped.await;

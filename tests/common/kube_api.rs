@@ -996,6 +996,17 @@ impl FakeApi {
         }
     }
 
+    /// Stores a Secret holding `data` (what a pod's `secretKeyRef` reads).
+    pub fn put_secret_data(&self, namespace: &str, name: &str, data: &[(&str, &str)]) {
+        use base64::Engine as _;
+        let data: BTreeMap<&str, String> = data
+            .iter()
+            .map(|(k, v)| (*k, base64::engine::general_purpose::STANDARD.encode(v)))
+            .collect();
+        self.put(&json!({"apiVersion": "v1", "kind": "Secret",
+                         "metadata": {"name": name, "namespace": namespace}, "data": data}));
+    }
+
     /// Stores an (empty) Secret: the controller only checks that it exists.
     pub fn put_secret(&self, namespace: &str, name: &str) {
         self.put(&json!({"apiVersion": "v1", "kind": "Secret",

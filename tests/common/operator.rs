@@ -206,12 +206,38 @@ impl Cluster {
     }
 }
 
+/// The controller's options as the tests run it: `settings`, four reconciles at once, a Lease
+/// held as `identity` (lasting 3 s, so a standby takes over soon) or none.
+pub fn controller_options(
+    settings: Settings,
+    identity: Option<&str>,
+    admin_listen: Option<std::net::SocketAddr>,
+) -> finrep::controller::runtime::ControllerOptions {
+    finrep::controller::runtime::ControllerOptions {
+        settings,
+        namespace: None,
+        admin_listen,
+        lease: identity.map(|identity| finrep::controller::runtime::LeaseOptions {
+            name: "finrep-controller".into(),
+            namespace: "finrep-system".into(),
+            identity: identity.into(),
+            duration_seconds: 3,
+        }),
+        concurrency: 4,
+    }
+}
+
 /// A migrated scratch database.
 pub async fn database() -> Store {
+    database_and_url().await.0
+}
+
+/// A migrated scratch database and its URL (for the Secret a run pod reads it from).
+pub async fn database_and_url() -> (Store, String) {
     let url = super::scratch_database().await;
     let store = Store::connect(&url, 4, std::time::Duration::from_secs(10))
         .await
         .unwrap();
     store.migrate().await.unwrap();
-    store
+    (store, url)
 }
