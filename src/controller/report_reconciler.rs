@@ -256,12 +256,11 @@ async fn observe(report: &DailyReport, ctx: &Context) -> Result<World, Reconcile
     let ns = namespace(report);
     let jobs = owned_jobs(report, ctx, &ns).await?;
     let records = run_records(report, ctx, &ns, &jobs, now).await?;
-    let problems = problems(report, ctx, &ns, now).await?;
-    let recipients = ctx
-        .catalog
-        .recipients_of(&ns)
-        .into_iter()
-        .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), r.as_ref()))
+    let selected = Selected::of(report, ctx, &ns);
+    let problems = problems(report, ctx, &ns, now, &selected).await?;
+    let recipients = selected
+        .recipients
+        .iter()
         .filter(|r| r.spec().enabled)
         .count();
     Ok(World {
@@ -317,35 +316,53 @@ async fn run_records(
 
 /// Errors of the shared validation: the spec, what the selectors select, and the Secrets a run
 /// would read (their existence; the controller never reads their values).
+/// What the report selects among its namespace's Sources and Recipients, found once a pass:
+/// every check selects again within these, and the run queue's estimate counts them.
+struct Selected {
+    sources: Vec<Arc<CatalogEntry<Source>>>,
+    recipients: Vec<Arc<CatalogEntry<Recipient>>>,
+}
+
+impl Selected {
+    fn of(report: &DailyReport, ctx: &Context, ns: &str) -> Self {
+        Self {
+            sources: ctx
+                .catalog
+                .sources_of(ns)
+                .into_iter()
+                .filter(|s| selector::selects(report.spec.source_selector.as_ref(), s.as_ref()))
+                .collect(),
+            recipients: ctx
+                .catalog
+                .recipients_of(ns)
+                .into_iter()
+                .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), r.as_ref()))
+                .collect(),
+        }
+    }
+}
+
 async fn problems(
     report: &DailyReport,
     ctx: &Context,
     ns: &str,
     now: DateTime<Utc>,
+    selected: &Selected,
 ) -> Result<Vec<FieldProblem>, ReconcileError> {
-    // What the report selects, found once: every check below selects again, within these.
-    let sources: Vec<_> = ctx
-        .catalog
-        .sources_of(ns)
-        .into_iter()
-        .filter(|s| selector::selects(report.spec.source_selector.as_ref(), s.as_ref()))
-        .collect();
-    let recipients: Vec<_> = ctx
-        .catalog
-        .recipients_of(ns)
-        .into_iter()
-        .filter(|r| selector::selects(report.spec.recipient_selector.as_ref(), r.as_ref()))
-        .collect();
+    let Selected {
+        sources,
+        recipients,
+    } = selected;
     let mut out: Vec<FieldProblem> = check_daily_report(&report.spec, now);
     out.extend(selection_problems(
         report,
         sources.iter().map(AsRef::as_ref),
         recipients.iter().map(AsRef::as_ref),
     ));
-    out.extend(trust_problems(report, &ctx.settings, &sources, &recipients));
+    out.extend(trust_problems(report, &ctx.settings, sources, recipients));
     out.retain(|p| p.severity == Severity::Error);
     if out.is_empty() {
-        out.extend(missing_secrets(report, ctx, ns, &sources, &recipients).await?);
+        out.extend(missing_secrets(report, ctx, ns, sources, recipients).await?);
     }
     Ok(out)
 }

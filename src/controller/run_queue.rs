@@ -126,12 +126,11 @@ impl RunQueue {
     /// has had a turn at its slot.
     pub fn started(&self, key: &ReportKey, now: Instant) {
         let mut s = self.lock();
-        if let Some((slot, _)) = s.waiting.get(key).copied() {
+        if let Some((slot, _)) = s.waiting.remove(key) {
             *s.served.entry((key.namespace.clone(), slot)).or_default() += 1;
             s.served.retain(|(_, t), _| *t > slot - SERVED_FOR);
         }
-        drop(s);
-        self.observe(key, true, now);
+        s.running.insert(key.clone(), now);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
