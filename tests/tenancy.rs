@@ -29,6 +29,8 @@ const BY_NAMESPACE: &[&str] = &[
     "source_state",
     "report_schedule",
     "chat_pace",
+    "previews",
+    "test_sends",
 ];
 const BY_REPORT: &[&str] = &[
     "delivery_log",

@@ -84,6 +84,29 @@ where
     }
 }
 
+/// Creates `obj`, or replaces the owner's object of that name with it; somebody else's
+/// object of that name is a `NameConflict` and is left alone.
+pub async fn replace_owned<K>(api: &Api<K>, obj: &K, owner_uid: &str) -> Result<(), OwnedWriteError>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let name = obj.name_any();
+    match api.get_metadata_opt(&name).await? {
+        None => {
+            create_owned(api, obj, owner_uid).await?;
+        }
+        Some(found) if owned_by(&found.metadata, owner_uid) => {
+            let mut obj = obj.clone();
+            obj.meta_mut().resource_version = found.metadata.resource_version;
+            api.replace(&name, &PostParams::default(), &obj).await?;
+        }
+        Some(_) => {
+            return Err(conflict::<K>(&obj.namespace().unwrap_or_default(), &name).into());
+        }
+    }
+    Ok(())
+}
+
 /// Deletes `name` (and, in the background, what it owns) when it is `owner_uid`'s: the delete
 /// carries the object's uid as a precondition, so an object made again under that name in
 /// between is not touched. True when it deleted.

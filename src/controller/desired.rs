@@ -51,6 +51,8 @@ pub struct World {
     pub waiting: Option<Waiting>,
     /// Recipients the report selects (enabled): how long its delivery takes.
     pub recipients: usize,
+    /// The report's preview and test-send Jobs (never runs).
+    pub editor_jobs: Vec<super::observed::EditorJob>,
 }
 
 /// A due run's place in the queue of run Jobs (`run_queue`).
@@ -96,6 +98,13 @@ pub mod event_reasons {
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const NAME_CONFLICT: &str = "NameConflict";
     pub const NAMESPACE_NOT_SERVED: &str = "NamespaceNotServed";
+    pub const PREVIEW_STARTED: &str = "PreviewStarted";
+    pub const PREVIEW_READY: &str = "PreviewReady";
+    pub const PREVIEW_FAILED: &str = "PreviewFailed";
+    pub const PREVIEW_REFUSED: &str = "PreviewRefused";
+    pub const TEST_SENT: &str = "TestSent";
+    pub const TEST_SEND_FAILED: &str = "TestSendFailed";
+    pub const TEST_SEND_REFUSED: &str = "TestSendRefused";
 }
 
 /// What the reconciler should make true.
@@ -455,6 +464,7 @@ fn missed_run(missed: &Missed, status: &mut DailyReportStatus) {
         delivered: 0,
         failed: 0,
         deferred: 0,
+        channels: Vec::new(),
     });
 }
 

@@ -23,6 +23,7 @@ pub mod cli;
 pub mod cluster;
 pub mod context;
 pub mod desired;
+pub mod editor;
 pub mod error;
 pub mod health;
 pub mod health_loop;

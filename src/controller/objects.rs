@@ -26,7 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 
 use crate::api::DailyReport;
-use crate::plan::{PLAN_FILE, RunPlan};
+use crate::plan::{PLAN_FILE, PlanPurpose, RunPlan};
 use crate::run::RunExit;
 
 /// Labels on everything finrep creates.
@@ -39,6 +39,10 @@ pub mod labels {
     pub const MANUAL: &str = "finrep.io/manual";
     /// Annotation on a run's Job and plan: the slot it was started for (RFC 3339).
     pub const SCHEDULED_FOR: &str = "finrep.io/scheduled-for";
+    /// On a preview's or test send's Job and plan: which it is (runs carry no such label).
+    pub const PURPOSE: &str = "finrep.io/purpose";
+    /// Annotation on a preview's or test send's Job: the annotation value that asked for it.
+    pub const REQUEST: &str = "finrep.io/request";
 }
 
 /// The pipeline container's name (podFailurePolicy rules name it).
@@ -183,10 +187,30 @@ fn base_labels(report: &DailyReport, component: &str) -> BTreeMap<String, String
 }
 
 fn run_labels(report: &DailyReport, plan: &RunPlan) -> BTreeMap<String, String> {
-    let mut l = base_labels(report, "run");
+    let purpose = purpose_label(&plan.purpose);
+    let mut l = base_labels(report, purpose.unwrap_or("run"));
     l.insert(labels::RUN_DATE.to_string(), plan.slot.date.to_string());
     l.insert(labels::MANUAL.to_string(), plan.slot.manual.to_string());
+    if let Some(purpose) = purpose {
+        l.insert(labels::PURPOSE.to_string(), purpose.to_string());
+    }
     l
+}
+
+/// The `finrep.io/purpose` label of a plan's objects: `None` for a run, which carries none
+/// (so every run Job ever made stays a run).
+pub fn purpose_label(purpose: &PlanPurpose) -> Option<&'static str> {
+    match purpose {
+        PlanPurpose::Run => None,
+        PlanPurpose::Preview { .. } => Some(purposes::PREVIEW),
+        PlanPurpose::TestSend { .. } => Some(purposes::TEST_SEND),
+    }
+}
+
+/// Values of the `finrep.io/purpose` label.
+pub mod purposes {
+    pub const PREVIEW: &str = "preview";
+    pub const TEST_SEND: &str = "test-send";
 }
 
 fn meta(report: &DailyReport, name: &str, labels: BTreeMap<String, String>) -> ObjectMeta {
@@ -200,11 +224,18 @@ fn meta(report: &DailyReport, name: &str, labels: BTreeMap<String, String>) -> O
 }
 
 fn run_meta(report: &DailyReport, name: &str, plan: &RunPlan) -> ObjectMeta {
+    let mut annotations = BTreeMap::from([(
+        labels::SCHEDULED_FOR.to_string(),
+        plan.slot.scheduled_for.to_rfc3339(),
+    )]);
+    match &plan.purpose {
+        PlanPurpose::Run => {}
+        PlanPurpose::Preview { request, .. } | PlanPurpose::TestSend { request, .. } => {
+            annotations.insert(labels::REQUEST.to_string(), request.clone());
+        }
+    }
     ObjectMeta {
-        annotations: Some(BTreeMap::from([(
-            labels::SCHEDULED_FOR.to_string(),
-            plan.slot.scheduled_for.to_rfc3339(),
-        )])),
+        annotations: Some(annotations),
         ..meta(report, name, run_labels(report, plan))
     }
 }

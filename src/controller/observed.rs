@@ -47,6 +47,10 @@ pub fn instant(t: &Time) -> DateTime<Utc> {
 /// (not one the controller made).
 pub fn observed_job(job: &Job) -> Option<ObservedJob> {
     let labels_of = job.labels();
+    // A preview's or test send's Job is never a run.
+    if labels_of.contains_key(labels::PURPOSE) {
+        return None;
+    }
     let date: NaiveDate = labels_of.get(labels::RUN_DATE)?.parse().ok()?;
     let manual = labels_of.get(labels::MANUAL).is_some_and(|m| m == "true");
     let scheduled_for = job
@@ -66,6 +70,53 @@ pub fn observed_job(job: &Job) -> Option<ObservedJob> {
             .as_ref()
             .map(instant)
             .unwrap_or_default(),
+    })
+}
+
+/// A preview's or test send's Job, as the editor's requests see it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EditorJob {
+    pub name: String,
+    /// `finrep.io/purpose`: preview or test-send.
+    pub purpose: String,
+    /// The annotation value it answers.
+    pub request: String,
+    pub state: JobState,
+    pub created: DateTime<Utc>,
+    /// Why it failed, from its `Failed` condition.
+    pub failure: Option<String>,
+}
+
+/// `None` for a run Job, or a Job without the labels the controller writes.
+pub fn editor_job(job: &Job) -> Option<EditorJob> {
+    let purpose = job.labels().get(labels::PURPOSE)?.clone();
+    let request = job.annotations().get(labels::REQUEST)?.clone();
+    let failure = job
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default()
+        .iter()
+        .find(|c| c.type_ == "Failed" && c.status == "True")
+        .map(|c| {
+            let reason = c.reason.clone().unwrap_or_default();
+            match c.message.as_deref() {
+                Some(m) if !m.is_empty() => format!("{reason}: {m}"),
+                _ => reason,
+            }
+        });
+    Some(EditorJob {
+        name: job.name_any(),
+        purpose,
+        request,
+        state: job_state(job),
+        created: job
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(instant)
+            .unwrap_or_default(),
+        failure,
     })
 }
 

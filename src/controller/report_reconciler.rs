@@ -18,10 +18,11 @@ use tracing::{info, warn};
 use super::cluster::{self, NameConflict, apply_status, create_owned, delete_owned};
 use super::context::{Context, object_key};
 use super::desired::{Desired, StartRun, Waiting, World, desired, event_reasons};
+use super::editor;
 use super::error::{MAX_PLAN_BYTES, ReconcileError, retry_after};
 use super::image_policy::{self, image_allowed};
 use super::objects::{Settings, labels, legacy_backup_name, plan_config_map, run_job};
-use super::observed::observed_job;
+use super::observed::{EditorJob, editor_job, observed_job};
 use super::run_queue::{ReportKey, Turn};
 use super::status::JobState;
 use super::status::RunRecord;
@@ -134,6 +135,7 @@ pub async fn reconcile_report(
         }
         Err(e) => return Err(e),
     };
+    editor::carry_out(report, &world, &mut decision, ctx).await?;
     let status_written = write_status(report, &decision, ctx).await?;
     publish_events(report, &decision, ctx).await;
     count(report, &decision, ctx);
@@ -254,7 +256,7 @@ fn uid(report: &DailyReport) -> String {
 async fn observe(report: &DailyReport, ctx: &Context) -> Result<World, ReconcileError> {
     let now = ctx.clock.now();
     let ns = namespace(report);
-    let jobs = owned_jobs(report, ctx, &ns).await?;
+    let (jobs, editor_jobs) = owned_jobs(report, ctx, &ns).await?;
     let records = run_records(report, ctx, &ns, &jobs, now).await?;
     let selected = Selected::of(report, ctx, &ns);
     let problems = problems(report, ctx, &ns, now, &selected).await?;
@@ -270,6 +272,7 @@ async fn observe(report: &DailyReport, ctx: &Context) -> Result<World, Reconcile
         problems,
         waiting: None,
         recipients,
+        editor_jobs,
     })
 }
 
@@ -277,23 +280,26 @@ async fn owned_jobs(
     report: &DailyReport,
     ctx: &Context,
     ns: &str,
-) -> Result<Vec<super::desired::ObservedJob>, ReconcileError> {
+) -> Result<(Vec<super::desired::ObservedJob>, Vec<EditorJob>), ReconcileError> {
     let api: Api<Job> = Api::namespaced(ctx.client.clone(), ns);
     let selector = format!("{}={}", labels::REPORT, report.name_any());
     let uid = report.uid();
     let list = api.list(&ListParams::default().labels(&selector)).await?;
-    Ok(list
+    // A Job of another report of the same name (deleted and made again) is not ours.
+    let ours: Vec<&Job> = list
         .items
         .iter()
-        // A Job of another report of the same name (deleted and made again) is not ours.
         .filter(|j| {
             uid.is_none()
                 || j.owner_references()
                     .iter()
                     .any(|o| Some(&o.uid) == uid.as_ref())
         })
-        .filter_map(observed_job)
-        .collect())
+        .collect();
+    Ok((
+        ours.iter().copied().filter_map(observed_job).collect(),
+        ours.iter().copied().filter_map(editor_job).collect(),
+    ))
 }
 
 async fn run_records(

@@ -6,7 +6,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::api::RunSummary;
+use crate::api::{ChannelSummary, RunSummary};
 use crate::run::{DeliveryCounts, RunPhase};
 
 /// Condition reasons, named once.
@@ -53,6 +53,7 @@ pub struct RunRecord {
     pub articles: u32,
     pub recipients: u32,
     pub deliveries: DeliveryCounts,
+    pub channels: Vec<(crate::run::Channel, DeliveryCounts)>,
 }
 
 impl From<&crate::store::RunRow> for RunRecord {
@@ -64,6 +65,7 @@ impl From<&crate::store::RunRow> for RunRecord {
             articles: u32::try_from(r.articles).unwrap_or(0),
             recipients: u32::try_from(r.recipients).unwrap_or(0),
             deliveries: r.deliveries.clone(),
+            channels: r.channels.clone(),
         }
     }
 }
@@ -117,6 +119,17 @@ pub fn run_summary(run: &ObservedRun) -> RunSummary {
         delivered: count(d.sent),
         failed: count(d.failed + d.bounced),
         deferred: count(d.deferred),
+        channels: record
+            .map(|r| r.channels.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .map(|(channel, c)| ChannelSummary {
+                channel: channel.as_str().to_string(),
+                delivered: count(c.sent),
+                failed: count(c.failed + c.bounced),
+                deferred: count(c.deferred),
+            })
+            .collect(),
     }
 }
 

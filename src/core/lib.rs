@@ -10,6 +10,7 @@ pub mod api;
 pub mod backup;
 pub mod clock;
 pub mod crd;
+pub mod editor;
 pub mod file_clock;
 pub mod guard;
 pub mod jsonpath;

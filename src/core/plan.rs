@@ -131,6 +131,42 @@ pub struct RunPlan {
     /// Environment variables the run reads secrets from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretEnv>,
+    /// What the Job does with the report: the day's run unless it says otherwise.
+    #[serde(default, skip_serializing_if = "PlanPurpose::is_run")]
+    pub purpose: PlanPurpose,
+}
+
+/// What a plan's Job does with the report it composes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind")]
+pub enum PlanPurpose {
+    /// The day's run: compose (or resume) the day's report and deliver it to every recipient.
+    #[default]
+    Run,
+    /// Compose the report and send it to nobody: the result is stored as a preview
+    /// (`previews`), never as the day's run. The plan holds no recipient but the one whose
+    /// copy is previewed, and no mail or chat credential.
+    #[serde(rename_all = "camelCase")]
+    Preview {
+        /// The `finrep.io/preview` value that asked for it.
+        request: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recipient: Option<String>,
+    },
+    /// One copy, marked as a test, of the newest preview or run to the plan's one recipient
+    /// (`test_sends`); no delivery row is touched. The plan holds no source.
+    #[serde(rename_all = "camelCase")]
+    TestSend {
+        /// The `finrep.io/test-send` value that asked for it.
+        request: String,
+        recipient: String,
+    },
+}
+
+impl PlanPurpose {
+    pub fn is_run(&self) -> bool {
+        matches!(self, Self::Run)
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -330,6 +366,7 @@ pub fn build_plan(
         recipients: planned_recipients,
         excluded_recipients: excluded,
         secrets,
+        purpose: PlanPurpose::Run,
     }
 }
 
@@ -378,7 +415,7 @@ fn planned_recipients(
 }
 
 /// Every Secret key the run reads, as the environment variables that carry them.
-fn secret_envs<'a>(
+pub(crate) fn secret_envs<'a>(
     sources: impl IntoIterator<Item = &'a SourceSpec>,
     chat_groups: impl IntoIterator<Item = &'a ChatGroup>,
     spec: &crate::api::DailyReportSpec,

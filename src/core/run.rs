@@ -119,6 +119,53 @@ state_names!(SlotState, "slot state", {
     Missed => "Missed",
 });
 
+/// Where a stored preview is (`previews.status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PreviewState {
+    Running,
+    Ready,
+    Failed,
+}
+
+state_names!(PreviewState, "preview state", {
+    Running => "running",
+    Ready => "ready",
+    Failed => "failed",
+});
+
+/// Where a test copy is (`test_sends.status`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TestSendState {
+    /// Claimed; the request is under way (or was, when its process died).
+    Sending,
+    Sent,
+    Failed,
+    /// Not sent: blacklisted or unsubscribed when its turn came.
+    Refused,
+    /// Its process stopped during the request: it may have arrived, and is not sent again.
+    Uncertain,
+}
+
+state_names!(TestSendState, "test send state", {
+    Sending => "sending",
+    Sent => "sent",
+    Failed => "failed",
+    Refused => "refused",
+    Uncertain => "uncertain",
+});
+
+/// What a test copy is a copy of (`test_sends.copy_of`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum CopyOf {
+    Preview,
+    Run,
+}
+
+state_names!(CopyOf, "test copy origin", {
+    Preview => "preview",
+    Run => "run",
+});
+
 /// How the fetch of one source ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -389,25 +436,37 @@ pub const MAX_RUN_NAME: usize = 63;
 /// run, `<report>-<yyyymmdd>-m<hash>` for a manual one; a long report name is shortened and
 /// made unique with a hash of the whole name.
 pub fn run_name(report: &str, date: chrono::NaiveDate, manual: Option<&str>) -> String {
-    let hash8 = |s: &str| -> String {
-        use sha2::Digest;
-        sha2::Sha256::digest(s.as_bytes())[..4]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
-    };
     let mut suffix = format!("-{}", date.format("%Y%m%d"));
     if let Some(value) = manual {
-        suffix += &format!("-m{}", hash8(value));
+        suffix += &format!("-m{}", short_hash(value));
     }
-    let budget = MAX_RUN_NAME - suffix.len();
+    bounded_name(report, &suffix)
+}
+
+/// `<report><suffix>` within a run name's length: a long report name is shortened and made
+/// unique with a hash of the whole name.
+pub fn bounded_name(report: &str, suffix: &str) -> String {
+    let budget = MAX_RUN_NAME.saturating_sub(suffix.len()).max(10);
     let base = if report.chars().count() <= budget {
         report.to_string()
     } else {
         let keep: String = report.chars().take(budget - 9).collect();
-        format!("{}-{}", keep.trim_end_matches(['-', '.']), hash8(report))
+        format!(
+            "{}-{}",
+            keep.trim_end_matches(['-', '.']),
+            short_hash(report)
+        )
     };
-    base + &suffix
+    base + suffix
+}
+
+/// Eight hex digits of the SHA-256 of `s`: a short, stable tag for names.
+pub fn short_hash(s: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(s.as_bytes())[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Deliveries of one report by state.
@@ -441,6 +500,18 @@ impl DeliveryCounts {
             DeliveryStatus::Bounced => self.bounced += n,
             DeliveryStatus::Uncertain => self.uncertain += n,
         }
+    }
+
+    /// Adds every count of `other`.
+    pub fn merge(&mut self, other: &DeliveryCounts) {
+        self.recipients += other.recipients;
+        self.pending += other.pending;
+        self.sent += other.sent;
+        self.deferred += other.deferred;
+        self.failed += other.failed;
+        self.bounced += other.bounced;
+        self.uncertain += other.uncertain;
+        self.resent_after_interruption += other.resent_after_interruption;
     }
 
     /// Deliveries not (yet) accepted by the mail server.

@@ -14,7 +14,7 @@ use super::fetch::FetchConfig;
 use crate::clock::Clock;
 use crate::delivery::{DeliveryOptions, Unsubscribe};
 use crate::guard::NetworkPolicy;
-use crate::plan::RunPlan;
+use crate::plan::{PlanPurpose, RunPlan};
 use crate::run::RunExit;
 use crate::store::Store;
 use crate::window::WindowMode;
@@ -244,16 +244,39 @@ pub fn run_plan_file(args: &PipelineArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Runs a plan and prints its outcome as one JSON line on stdout; the exit code tells a Job
-/// what to do next.
+/// Runs a plan — the day's run, a preview or a test send, as the plan says — and prints its
+/// outcome as one JSON line on stdout; the exit code tells a Job what to do next.
 pub async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Result<ExitCode> {
     let clock = args.clock()?;
-    let delivery = args.delivery(plan, &clock)?;
-    match super::run(plan, store, &args.options(&clock), delivery.as_ref()).await {
-        Ok(mut outcome) => {
-            outcome.peak_rss_kib = crate::telemetry::peak_rss_kib();
-            println!("{}", serde_json::to_string(&outcome)?);
-            Ok(ExitCode::from(RunExit::for_outcome(&outcome).code()))
+    let opts = args.options(&clock);
+    let done = match &plan.purpose {
+        PlanPurpose::Run => {
+            let delivery = args.delivery(plan, &clock)?;
+            super::run(plan, store, &opts, delivery.as_ref())
+                .await
+                .map(|mut outcome| {
+                    outcome.peak_rss_kib = crate::telemetry::peak_rss_kib();
+                    let exit = RunExit::for_outcome(&outcome);
+                    (serde_json::to_value(&outcome).unwrap_or_default(), exit)
+                })
+        }
+        PlanPurpose::Preview { .. } => {
+            let console = args.public_url.as_deref();
+            super::preview::preview(plan, store, &opts, console)
+                .await
+                .map(|p| (preview_line(&p), RunExit::Done))
+        }
+        PlanPurpose::TestSend { .. } => {
+            let delivery = args.delivery_for(true, &clock)?;
+            super::test_send::test_send(plan, store, &opts, &delivery)
+                .await
+                .map(|t| (test_send_line(&t), RunExit::Done))
+        }
+    };
+    match done {
+        Ok((line, exit)) => {
+            println!("{line}");
+            Ok(ExitCode::from(exit.code()))
         }
         Err(e) => {
             let exit = RunExit::for_failure(e.is_transient());
@@ -262,4 +285,22 @@ pub async fn run_plan(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::
             Ok(ExitCode::from(exit.code()))
         }
     }
+}
+
+/// A preview's line: its id, what it holds and which sources failed.
+fn preview_line(p: &super::preview::Previewed) -> serde_json::Value {
+    serde_json::json!({
+        "preview": p.preview_id,
+        "subject": p.subject,
+        "articles": p.articles,
+        "sourcesFailing": p.outcome.failed_sources().collect::<Vec<_>>(),
+    })
+}
+
+fn test_send_line(t: &super::test_send::TestSent) -> serde_json::Value {
+    serde_json::json!({
+        "testSend": t.state.as_str(),
+        "copyOf": t.copy_of.map(|(of, date)| format!("{of} of {date}")),
+        "reply": t.reply,
+    })
 }

@@ -197,17 +197,15 @@ async fn settle<'p>(
     let plan = attempt.plan;
     let source = &plan.sources[fetched.index];
     let mut result = fetched.result;
-    if let Err(e) = attempt
-        .store
-        .record_fetch(&fetch_record(
-            attempt,
-            source,
-            &fetched.started,
-            fetched.elapsed,
-            &result,
-        ))
-        .await
-    {
+    // A preview leaves the sources' health and validators as the runs left them.
+    let recorded = match attempt.is_preview() {
+        true => Ok(()),
+        false => {
+            let record = fetch_record(attempt, source, &fetched.started, fetched.elapsed, &result);
+            attempt.store.record_fetch(&record).await
+        }
+    };
+    if let Err(e) = recorded {
         result = Err(SourceError::Store(e));
     }
     let items = match result {
@@ -292,7 +290,7 @@ fn fetch_record<'a>(
     result: &'a Result<SourceFetch, SourceError>,
 ) -> FetchRecord<'a> {
     let mut record = FetchRecord {
-        report_id: Some(attempt.report_id),
+        report_id: attempt.report_id,
         namespace: &attempt.plan.namespace,
         source: &source.name,
         url: untrusted::redact_url(&source.spec.url),

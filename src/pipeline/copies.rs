@@ -11,6 +11,20 @@ use crate::plan::{PlannedRecipient, RunPlan};
 /// Headlines per section in a chat message: the top of each, so every section shows.
 const CHAT_ITEMS_PER_SECTION: usize = 5;
 
+/// One recipient's copy as a person reads it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReadableCopy {
+    Letter {
+        subject: String,
+        html: String,
+        text: String,
+    },
+    Chat {
+        platform: crate::api::ChatPlatform,
+        markdown: String,
+    },
+}
+
 /// The renderer of one run's copies.
 pub struct Copies<'a> {
     plan: &'a RunPlan,
@@ -43,6 +57,54 @@ impl<'a> Copies<'a> {
         })
     }
 
+    /// The copy `r` gets as a person reads it (a preview of it): the e-mail's subject, HTML
+    /// and text, or the chat message in its platform's markup. No unsubscribe link is signed:
+    /// no delivery stands behind it.
+    pub fn readable(&self, r: &PlannedRecipient) -> Result<ReadableCopy, String> {
+        match &r.chat {
+            None => {
+                let body = self.body(r, None)?;
+                Ok(ReadableCopy::Letter {
+                    subject: body.subject,
+                    html: body.html,
+                    text: body.text,
+                })
+            }
+            Some(bot) => {
+                let Copy::Post(post) = self.post(r, bot)? else {
+                    return Err("a chat group's copy is a post".to_string());
+                };
+                Ok(ReadableCopy::Chat {
+                    platform: bot.platform,
+                    markdown: post.message.markdown,
+                })
+            }
+        }
+    }
+
+    fn body(
+        &self,
+        r: &PlannedRecipient,
+        unsubscribe_url: Option<String>,
+    ) -> Result<LetterBody, String> {
+        let view = self.composed.view.for_recipient(
+            &r.categories,
+            r.display_name.as_deref(),
+            unsubscribe_url.clone(),
+        );
+        let (html, text) = self
+            .composed
+            .templates
+            .render(&view)
+            .map_err(|e| e.to_string())?;
+        Ok(LetterBody {
+            subject: self.composed.subject.clone(),
+            html,
+            text,
+            unsubscribe_url,
+        })
+    }
+
     fn letter(&self, r: &PlannedRecipient, id: &str, row: i64) -> Result<Copy, String> {
         let unsubscribe_url = self.unsubscribe.and_then(|u| {
             u.signer
@@ -55,22 +117,7 @@ impl<'a> Copies<'a> {
                     )
                 })
         });
-        let view = self.composed.view.for_recipient(
-            &r.categories,
-            r.display_name.as_deref(),
-            unsubscribe_url.clone(),
-        );
-        let (html, text) = self
-            .composed
-            .templates
-            .render(&view)
-            .map_err(|e| e.to_string())?;
-        let body = LetterBody {
-            subject: self.composed.subject.clone(),
-            html,
-            text,
-            unsubscribe_url,
-        };
+        let body = self.body(r, unsubscribe_url)?;
         let letterhead = self
             .letterhead
             .as_ref()
@@ -117,9 +164,9 @@ impl<'a> Copies<'a> {
             sections,
             full_report_url: self.console_url.map(|url| {
                 format!(
-                    "{}/console/reports/{}",
+                    "{}/console/{}",
                     url.trim_end_matches('/'),
-                    self.composed.report_id
+                    self.composed.console_path
                 )
             }),
             left_out,

@@ -26,11 +26,13 @@ pub mod grounding;
 pub mod isolate;
 pub mod near_dup;
 pub mod parse;
+pub mod preview;
 pub mod report;
 pub mod selection;
 mod simple_markup;
 pub mod summarize;
 pub mod syndication;
+pub mod test_send;
 pub mod text;
 
 use std::path::PathBuf;
@@ -79,10 +81,20 @@ pub struct Attempt<'p> {
     pub tz: Tz,
     /// Where the lookback window ends: the run's start, or the slot of an earlier day's run.
     pub lookback_ends_at: (DateTime<Utc>, LookbackEnd),
-    pub report_id: i64,
+    /// The day's report row; `None` for a preview, which records nothing against a run (no
+    /// fetch, step, phase or chosen article): it must never pass for the day's report.
+    pub report_id: Option<i64>,
     pub outcome: RunOutcome,
-    /// This attempt's hold on the run: no other process works on it meanwhile.
-    pub lock: RunLock,
+    /// This attempt's hold on the run: no other process works on it meanwhile (`None` for a
+    /// preview, which shares nothing with the run).
+    pub lock: Option<RunLock>,
+}
+
+impl Attempt<'_> {
+    /// A preview: collects, composes and records nothing of a run.
+    pub fn is_preview(&self) -> bool {
+        self.report_id.is_none()
+    }
 }
 
 /// Why a run did not finish: one variant per step, each with its own error.
@@ -177,20 +189,27 @@ async fn compose_today<'p>(
         return Ok((attempt, composed));
     }
     store.set_phase(row.id, RunPhase::Collecting).await?;
-    let started = opts.clock.now();
-    let batches = collect::collect(&mut attempt).await?;
-    report::record_step(&mut attempt, Step::Collect, started).await?;
-    let started = opts.clock.now();
-    let selected = selection::select(&mut attempt, batches).await?;
-    report::record_step(&mut attempt, Step::Extract, started).await?;
-    let started = opts.clock.now();
-    let summaries = summarize::summarise(&mut attempt, &selected).await?;
-    report::record_step(&mut attempt, Step::Summarize, started).await?;
-    let started = opts.clock.now();
-    let composed = report::compose(&mut attempt, &selected, summaries).await?;
-    report::record_step(&mut attempt, Step::Compose, started).await?;
+    let composed = collect_to_compose(&mut attempt).await?;
     report::write_outputs(opts, &composed, &attempt.outcome)?;
     Ok((attempt, composed))
+}
+
+/// Collect, extract, summarise and compose, each step timed.
+pub(crate) async fn collect_to_compose(attempt: &mut Attempt<'_>) -> Result<Composed, RunError> {
+    let clock = std::sync::Arc::clone(&attempt.opts.clock);
+    let started = clock.now();
+    let batches = collect::collect(attempt).await?;
+    report::record_step(attempt, Step::Collect, started).await?;
+    let started = clock.now();
+    let selected = selection::select(attempt, batches).await?;
+    report::record_step(attempt, Step::Extract, started).await?;
+    let started = clock.now();
+    let summaries = summarize::summarise(attempt, &selected).await?;
+    report::record_step(attempt, Step::Summarize, started).await?;
+    let started = clock.now();
+    let composed = report::compose(attempt, &selected, summaries).await?;
+    report::record_step(attempt, Step::Compose, started).await?;
+    Ok(composed)
 }
 
 /// Delivers the composed report and records the phase it ends in.

@@ -14,11 +14,13 @@ use super::{Attempt, PipelineOptions, RunError};
 use crate::delivery::chat::ChatTemplates;
 use crate::plan::RunPlan;
 use crate::run::{RunOutcome, RunPhase, Step};
-use crate::store::{ComposedReport, ReportRow, RunKey, RunStart, Store, StoreError};
+use crate::store::{ComposedReport, PreviewStart, ReportRow, RunKey, RunStart, Store, StoreError};
 
 /// Everything after compose needs: the stored report and its view.
 pub struct Composed {
     pub report_id: i64,
+    /// Where the console shows it: `reports/<id>`, or `previews/<id>` for a preview.
+    pub console_path: String,
     pub view: ReportView,
     /// The templates every recipient's copy is rendered with.
     pub templates: Templates,
@@ -86,11 +88,48 @@ pub(crate) async fn begin<'p>(
         opts,
         tz,
         lookback_ends_at,
-        report_id: row.id,
+        report_id: Some(row.id),
         outcome,
-        lock,
+        lock: Some(lock),
     };
     Ok((attempt, row))
+}
+
+/// Starts preview `request` of the plan's report: a row of its own, no run row, no run lock.
+pub(crate) async fn begin_preview<'p>(
+    plan: &'p RunPlan,
+    store: &'p Store,
+    opts: &'p PipelineOptions,
+    request: &str,
+    recipient: Option<&str>,
+) -> Result<(Attempt<'p>, i64), RunError> {
+    let tz = crate::schedule::parse_time_zone(&plan.time_zone)
+        .map_err(|e| RunError::Plan(crate::plan::PlanError::Invalid(e.to_string())))?;
+    let preview_id = store
+        .begin_preview(&PreviewStart {
+            namespace: &plan.namespace,
+            report: &plan.report,
+            request,
+            date: plan.slot.date,
+            recipient,
+            at: opts.clock.now(),
+        })
+        .await?;
+    let mut outcome = RunOutcome::new(&plan.namespace, &plan.report, plan.slot.date, true);
+    let lookback_ends_at = plan.lookback_ends_at(opts.now);
+    outcome.lookback_ends_at = Some(lookback_ends_at.0.with_timezone(&tz).to_rfc3339());
+    outcome.sources_total = plan.sources.len();
+    let attempt = Attempt {
+        plan,
+        store,
+        opts,
+        tz,
+        lookback_ends_at,
+        report_id: None,
+        outcome,
+        lock: None,
+    };
+    Ok((attempt, preview_id))
 }
 
 /// The report an earlier attempt composed today: the one every recipient gets, whichever
@@ -122,6 +161,7 @@ pub(crate) fn reuse(
         .push("reused the report composed by an earlier attempt today".to_string());
     Ok(Some(Composed {
         report_id: row.id,
+        console_path: format!("reports/{}", row.id),
         view,
         templates: load_templates(attempt.plan, attempt.opts, &mut outcome.notes)?,
         chat_templates: load_chat_templates(attempt.plan, attempt.opts)?,
@@ -138,10 +178,12 @@ pub(crate) async fn compose(
     summaries: Summaries,
 ) -> Result<Composed, RunError> {
     let plan = attempt.plan;
-    attempt
-        .store
-        .set_phase(attempt.report_id, RunPhase::Composing)
-        .await?;
+    if let Some(report_id) = attempt.report_id {
+        attempt
+            .store
+            .set_phase(report_id, RunPhase::Composing)
+            .await?;
+    }
     let templates = load_templates(plan, attempt.opts, &mut attempt.outcome.notes)?;
     let chat_templates = load_chat_templates(plan, attempt.opts)?;
     let outcome = &attempt.outcome;
@@ -164,24 +206,30 @@ pub(crate) async fn compose(
     );
     let (html, text) = templates.render(&view)?;
     let subject = view.subject();
-    attempt
-        .store
-        .save_composed(
-            attempt.report_id,
-            &ComposedReport {
-                title: &plan.title,
-                subject: &subject,
-                html: &html,
-                text: &text,
-                articles: i32::try_from(selected.len()).unwrap_or(i32::MAX),
-                recipients: i32::try_from(plan.recipients.len()).unwrap_or(i32::MAX),
-                view: serde_json::to_value(&view).unwrap_or_default(),
-            },
-        )
-        .await?;
+    if let Some(report_id) = attempt.report_id {
+        attempt
+            .store
+            .save_composed(
+                report_id,
+                &ComposedReport {
+                    title: &plan.title,
+                    subject: &subject,
+                    html: &html,
+                    text: &text,
+                    articles: i32::try_from(selected.len()).unwrap_or(i32::MAX),
+                    recipients: i32::try_from(plan.recipients.len()).unwrap_or(i32::MAX),
+                    view: serde_json::to_value(&view).unwrap_or_default(),
+                },
+            )
+            .await?;
+    }
     attempt.outcome.phase = RunPhase::Composing;
     Ok(Composed {
-        report_id: attempt.report_id,
+        report_id: attempt.report_id.unwrap_or_default(),
+        console_path: attempt
+            .report_id
+            .map(|id| format!("reports/{id}"))
+            .unwrap_or_default(),
         view,
         templates,
         chat_templates,
@@ -276,10 +324,12 @@ pub(crate) async fn record_step(
     started: chrono::DateTime<Utc>,
 ) -> Result<(), StoreError> {
     let finished = attempt.opts.clock.now();
-    attempt
-        .store
-        .record_step(attempt.report_id, step, started, finished, true, None)
-        .await?;
+    if let Some(report_id) = attempt.report_id {
+        attempt
+            .store
+            .record_step(report_id, step, started, finished, true, None)
+            .await?;
+    }
     attempt.outcome.steps.push(crate::run::StepOutcome {
         step,
         started,

@@ -65,10 +65,12 @@ pub(crate) async fn select(
     let article_ids = remember
         .await
         .map_err(|e| SelectionError::Panic(e.to_string()))??;
-    attempt
-        .store
-        .save_report_articles(attempt.report_id, &report_articles(&selected, &article_ids))
-        .await?;
+    if let Some(report_id) = attempt.report_id {
+        attempt
+            .store
+            .save_report_articles(report_id, &report_articles(&selected, &article_ids))
+            .await?;
+    }
     info!(
         selected = selected.len(),
         sections = extract::section_order(&selected, &plan.content.section_order).len(),

@@ -519,7 +519,7 @@ async fn record_calls(
         attempt
             .store
             .record_provider_call(&ProviderCall {
-                report_id: Some(attempt.report_id),
+                report_id: attempt.report_id,
                 provider: summarizer.provider(),
                 model: summarizer.model(),
                 purpose: rec.purpose,

@@ -464,9 +464,131 @@ pub struct DailyReportStatus {
     /// run starts once per value.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_run_now: Option<String>,
+    /// The last preview asked for with `finrep.io/preview` (`kubectl finrep preview`): the
+    /// report composed ahead of time and sent to nobody.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<PreviewStatus>,
+    /// The last test copy asked for with `finrep.io/test-send` (`kubectl finrep test-send`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_send: Option<TestSendStatus>,
     /// Standard conditions: `Ready` and `LastRunSucceeded`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// Where a preview is. It is never a run: it sends nothing, claims no delivery and leaves
+/// `lastRun` alone.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PreviewStatus {
+    /// The `finrep.io/preview` value this preview answers (one preview per value).
+    pub request: String,
+    pub phase: PreviewPhase,
+    /// The local date previewed (the next slot's, or the one asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    /// The Recipient whose copy is previewed (`finrep.io/preview-as`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient: Option<String>,
+    /// The preview's Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// When the preview started and finished (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// Items in the previewed report.
+    #[serde(default)]
+    pub articles: u32,
+    /// Sources the preview could not read, with their error.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources_failing: Vec<SourceFailure>,
+    /// The ConfigMap holding the previewed copy (report.html, report.txt or message.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
+    /// The preview on the console, when the controller knows the console's address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_url: Option<String>,
+    /// Why the preview waits, failed or was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Phase of a preview.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum PreviewPhase {
+    /// Waits for the report's run, or an earlier preview, to finish.
+    #[default]
+    Waiting,
+    Running,
+    Ready,
+    Failed,
+    /// Not started: the request cannot be carried out (the message says why).
+    Refused,
+}
+
+impl PreviewPhase {
+    /// Nothing more happens for this request.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Ready | Self::Failed | Self::Refused)
+    }
+}
+
+/// A source a preview could not read.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceFailure {
+    pub source: String,
+    pub error: String,
+}
+
+/// Where a test copy is. A test copy is never the recipient's copy of the day: it is logged
+/// apart, and the morning copy still goes out once.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestSendStatus {
+    /// The `finrep.io/test-send` value this answers (`RECIPIENT` or `RECIPIENT#anything`).
+    pub request: String,
+    /// The Recipient the copy goes to.
+    pub recipient: String,
+    pub phase: TestSendPhase,
+    /// The test send's Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// What was sent: `preview of YYYY-MM-DD` or `run of YYYY-MM-DD`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_of: Option<String>,
+    /// When it was sent, or given up (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// The server's or platform's reply, or why it waits or was refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Phase of a test send.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TestSendPhase {
+    /// Waits for the report's run or preview to finish.
+    #[default]
+    Waiting,
+    Sending,
+    Sent,
+    Failed,
+    /// Not sent: the address is not a recipient of this report, is blacklisted or
+    /// unsubscribed, or there is nothing composed to send.
+    Refused,
+    /// The Job stopped during the request: the copy may or may not have arrived (it is not
+    /// sent again on its own).
+    Uncertain,
+}
+
+impl TestSendPhase {
+    /// Nothing more happens for this request.
+    pub fn is_final(self) -> bool {
+        !matches!(self, Self::Waiting | Self::Sending)
+    }
 }
 
 /// Summary of one run, identified by the report's local date.
@@ -500,6 +622,19 @@ pub struct RunSummary {
     pub failed: u32,
     /// Deliveries not done by the end of the mail window.
     #[serde(default)]
+    pub deferred: u32,
+    /// The same counts per channel (email, wecom, dingtalk, feishu, lark).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub channels: Vec<ChannelSummary>,
+}
+
+/// A run's deliveries on one channel.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelSummary {
+    pub channel: String,
+    pub delivered: u32,
+    pub failed: u32,
     pub deferred: u32,
 }
 

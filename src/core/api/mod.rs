@@ -38,6 +38,16 @@ pub mod annotations {
     pub const RUN_NOW: &str = "finrep.io/run-now";
     /// On a Recipient: a new value lifts its bounce (never an unsubscribe).
     pub const UNBLOCK: &str = "finrep.io/unblock";
+    /// On a DailyReport: a new value composes the next slot's report (or `PREVIEW_DATE`'s)
+    /// and sends it to nobody.
+    pub const PREVIEW: &str = "finrep.io/preview";
+    /// On a DailyReport: the local date (YYYY-MM-DD) a preview is of, instead of the next slot.
+    pub const PREVIEW_DATE: &str = "finrep.io/preview-date";
+    /// On a DailyReport: the Recipient whose copy a preview shows.
+    pub const PREVIEW_AS: &str = "finrep.io/preview-as";
+    /// On a DailyReport: `RECIPIENT` (or `RECIPIENT#anything`, to send again) sends one test
+    /// copy of the latest preview or run to that Recipient of the report.
+    pub const TEST_SEND: &str = "finrep.io/test-send";
 }
 
 /// Condition types and reasons, named once so the controller, console and tests agree.

@@ -275,6 +275,29 @@ impl Store {
         }
         Ok(c)
     }
+
+    /// The counts of report `report_id`'s deliveries on each channel it used.
+    pub async fn delivery_counts_by_channel(
+        &self,
+        report_id: i64,
+    ) -> Result<Vec<(Channel, DeliveryCounts)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT channel, status, count(*) AS n, count(uncertain_at) AS resent FROM delivery_log
+             WHERE report_id = $1 GROUP BY channel, status",
+        )
+        .bind(report_id)
+        .fetch_all(self.pool())
+        .await?;
+        let mut by: std::collections::BTreeMap<usize, DeliveryCounts> = Default::default();
+        for r in rows {
+            let channel: Channel = super::state_column(&r, "channel")?;
+            let at = Channel::ALL.iter().position(|c| *c == channel).unwrap_or(0);
+            by.entry(at)
+                .or_default()
+                .add(status_of(&r)?, r.try_get("n")?, r.try_get("resent")?);
+        }
+        Ok(by.into_iter().map(|(i, c)| (Channel::ALL[i], c)).collect())
+    }
 }
 
 /// An address on a namespace's blacklist.

@@ -235,6 +235,8 @@ pub struct RunRow {
     pub articles: i32,
     pub recipients: i32,
     pub deliveries: crate::run::DeliveryCounts,
+    /// The same counts per channel, channels in declaration order.
+    pub channels: Vec<(crate::run::Channel, crate::run::DeliveryCounts)>,
 }
 
 impl Store {
@@ -257,6 +259,7 @@ impl Store {
         .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
+            let channels = self.delivery_counts_by_channel(r.try_get("id")?).await?;
             out.push(RunRow {
                 date: r.try_get("report_date")?,
                 phase: super::state_column(&r, "phase")?,
@@ -264,7 +267,14 @@ impl Store {
                 finished_at: r.try_get("finished_at")?,
                 articles: r.try_get("article_count")?,
                 recipients: r.try_get("recipient_count")?,
-                deliveries: self.delivery_counts(r.try_get("id")?).await?,
+                deliveries: channels.iter().fold(
+                    crate::run::DeliveryCounts::default(),
+                    |mut all, (_, c)| {
+                        all.merge(c);
+                        all
+                    },
+                ),
+                channels,
             });
         }
         Ok(out)

@@ -32,6 +32,8 @@ const TENANT_TABLES: &[&str] = &[
     "step_timings",
     "provider_calls",
     "chat_pace",
+    "previews",
+    "test_sends",
 ];
 
 /// The functions a namespace role calls.
