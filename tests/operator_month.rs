@@ -24,13 +24,12 @@ use common::chat_platforms::{ChatPlatforms, Platform};
 use common::http::{Response, TestServer};
 use common::job_runner::{JobRunner, RunnerOptions};
 use common::kube_api::FakeApi;
+use common::operator::{RunningController as Controller, eventually};
 use common::smtp::SmtpServer;
 use finrep::clock::{Clock, FileClock};
 use finrep::controller::objects::Settings;
-use finrep::controller::runtime::{RuntimeError, run};
 use finrep::store::Store;
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
 
 const DESK_A: &str = "desk-a";
 const DESK_B: &str = "desk-b";
@@ -157,24 +156,6 @@ fn serve_feed(feed: &TestServer) {
 
 // ---- the world --------------------------------------------------------------------------
 
-struct Controller {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), RuntimeError>>,
-}
-
-impl Controller {
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(30), self.task)
-            .await
-            .expect("the controller stops within 30 s")
-            .unwrap()
-            .unwrap();
-    }
-}
-
 struct Month {
     api: FakeApi,
     store: Store,
@@ -250,9 +231,7 @@ impl Month {
     }
 
     fn set_clock(&self, t: DateTime<Utc>) {
-        let tmp = self.clock_path.with_extension("tmp");
-        std::fs::write(&tmp, format!("{}\n", t.to_rfc3339())).unwrap();
-        std::fs::rename(tmp, &self.clock_path).unwrap();
+        common::operator::set_clock_file(&self.clock_path, t);
     }
 
     fn settings(&self) -> Settings {
@@ -269,21 +248,13 @@ impl Month {
     }
 
     fn start_controller(&self, identity: &str) -> Controller {
-        let opts = common::operator::controller_options(self.settings(), Some(identity), None);
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(run(
+        Controller::start(
             self.api.client(),
             self.store.clone(),
-            opts,
+            self.settings(),
+            identity,
             self.clock.clone(),
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        Controller {
-            stop: Some(tx),
-            task,
-        }
+        )
     }
 
     fn report(&self, desk: &Desk) -> Value {
@@ -336,19 +307,6 @@ impl Month {
             })
             .collect()
     }
-}
-
-/// Waits for `check` to hold; says what did not happen otherwise (`.unwrap()` it, or add
-/// what explains the failure).
-async fn eventually(what: &str, secs: u64, mut check: impl FnMut() -> bool) -> Result<(), String> {
-    let until = tokio::time::Instant::now() + Duration::from_secs(secs);
-    while tokio::time::Instant::now() < until {
-        if check() {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(format!("{what} did not happen within {secs} s"))
 }
 
 fn days() -> u64 {

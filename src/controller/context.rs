@@ -121,6 +121,12 @@ impl HealthSnapshots {
         Ok(value)
     }
 
+    /// Drops the namespace's records, so the next read sees what a run just recorded.
+    pub async fn forget(&self, namespace: &str) {
+        self.sources.lock().await.remove(namespace);
+        self.recipients.lock().await.remove(namespace);
+    }
+
     /// Fetch health of the namespace's sources, by name.
     pub async fn sources(
         &self,
@@ -180,6 +186,9 @@ pub struct Context {
     pub snapshots: HealthSnapshots,
     /// The run Jobs running and the runs waiting for a place.
     pub runs: super::run_queue::RunQueue,
+    /// Namespaces where a run just ended: their Sources' and Recipients' status is written
+    /// again now, not at the next ten-minute refresh (the operator looks at 06:21).
+    pub runs_ended: tokio::sync::broadcast::Sender<String>,
     failures: Mutex<HashMap<String, u32>>,
     /// Reports (by uid) this process has looked at once (for once-only clean-ups).
     seen: Mutex<std::collections::HashSet<String>>,
@@ -209,6 +218,7 @@ impl Context {
             metrics,
             snapshots: HealthSnapshots::new(SNAPSHOT_TTL),
             runs: super::run_queue::RunQueue::new(max_runs),
+            runs_ended: tokio::sync::broadcast::channel(64).0,
             failures: Mutex::new(HashMap::new()),
             seen: Mutex::new(std::collections::HashSet::new()),
         }
@@ -216,6 +226,13 @@ impl Context {
 
     /// The same context reading fetch and delivery records afresh after `ttl` (tests that
     /// record and check in one breath use zero).
+    /// A run of `namespace` ended: its records changed, and its health is written again.
+    pub async fn run_ended(&self, namespace: &str) {
+        self.snapshots.forget(namespace).await;
+        // Nobody listening (no health loop in this process) is fine.
+        let _ = self.runs_ended.send(namespace.to_string());
+    }
+
     pub fn with_snapshot_ttl(mut self, ttl: Duration) -> Self {
         self.snapshots.ttl = ttl;
         self

@@ -93,6 +93,8 @@ pub mod event_reasons {
     pub const RUN_PARTIALLY_DELIVERED: &str = "RunPartiallyDelivered";
     pub const RUN_FAILED: &str = "RunFailed";
     pub const RUN_MISSED: &str = "RunMissed";
+    /// The Events of a run that reached its end.
+    pub const RUN_ENDED: [&str; 3] = [RUN_SUCCEEDED, RUN_PARTIALLY_DELIVERED, RUN_FAILED];
     pub const RUN_QUEUED: &str = "RunQueued";
     pub const RUN_MAY_MISS_WINDOW: &str = "RunMayMissWindow";
     pub const INVALID_SPEC: &str = "InvalidSpec";

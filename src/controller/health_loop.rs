@@ -116,6 +116,8 @@ pub struct HealthLoop<K: StatusMemory<DynamicType = ()> + 'static, R, P> {
     pub reconcile: R,
     /// How long after a failed reconcile to try again.
     pub retry_after: P,
+    /// Namespaces whose objects are reconciled again now (a run there just ended).
+    pub refresh_namespaces: tokio::sync::broadcast::Receiver<String>,
 }
 
 impl<K, R, F, P> HealthLoop<K, R, P>
@@ -127,11 +129,12 @@ where
 {
     /// Runs until `stop` (letting the running reconciles finish) or until `changes` ends.
     pub async fn run(
-        self,
+        mut self,
         changes: impl Stream<Item = Arc<CatalogEntry<K>>>,
         stop: CancellationToken,
     ) {
         let mut changes = std::pin::pin!(changes);
+        let mut nudged = true;
         let mut queue = WorkQueue::default();
         let mut running = FuturesUnordered::new();
         let mut next_refresh = Instant::now() + self.refresh;
@@ -153,6 +156,20 @@ where
                 change = changes.next() => match change {
                     Some(object) => queue.due(key_of(&object)),
                     None => break,
+                },
+                refresh = self.refresh_namespaces.recv(), if nudged => match refresh {
+                    Ok(ns) => {
+                        for object in self.store.state().into_iter().filter(|o| o.namespace() == ns) {
+                            queue.due(key_of(&object));
+                        }
+                    }
+                    // Missed some: every object, once.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        for object in self.store.state() {
+                            queue.due(key_of(&object));
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => nudged = false,
                 },
                 Some((key, object, result)) = running.next(), if queue.is_running() => {
                     queue.finished(&key);
@@ -264,6 +281,7 @@ mod tests {
         }
         let calls = Arc::new(Mutex::new(Vec::<String>::new()));
         let seen = calls.clone();
+        let nudges = tokio::sync::broadcast::channel(4).0;
         let health = HealthLoop {
             store,
             refresh: Duration::from_secs(3600),
@@ -288,24 +306,29 @@ mod tests {
             retry_after: |_: Arc<CatalogEntry<Recipient>>, _: &ReconcileError| {
                 Duration::from_millis(20)
             },
+            refresh_namespaces: nudges.subscribe(),
         };
         // "gone" changed, then was deleted before its turn: it is not in the cache.
         let changes = futures_util::stream::iter(["a", "b", "gone"].map(entry))
             .chain(futures_util::stream::pending());
         let stop = CancellationToken::new();
         let running = tokio::spawn(health.run(changes, stop.clone()));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        // A run of the namespace ended: every object of it again, once; another's, not.
+        nudges.send("elsewhere".to_string()).unwrap();
+        nudges.send(entry("a").namespace().to_string()).unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
         stop.cancel();
         tokio::time::timeout(Duration::from_secs(5), running)
             .await
             .expect("stop ends the loop")
             .unwrap();
         let calls = calls.lock().unwrap().clone();
-        assert_eq!(calls.iter().filter(|n| *n == "a").count(), 1, "{calls:?}");
+        assert_eq!(calls.iter().filter(|n| *n == "a").count(), 2, "{calls:?}");
         assert_eq!(
             calls.iter().filter(|n| *n == "b").count(),
-            2,
-            "retried once: {calls:?}"
+            3,
+            "retried once, then nudged: {calls:?}"
         );
         assert!(
             !calls.contains(&"gone".to_string()),

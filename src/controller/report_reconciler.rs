@@ -138,6 +138,13 @@ pub async fn reconcile_report(
     editor::carry_out(report, &world, &mut decision, ctx).await?;
     let status_written = write_status(report, &decision, ctx).await?;
     publish_events(report, &decision, ctx).await;
+    if decision
+        .events
+        .iter()
+        .any(|e| event_reasons::RUN_ENDED.contains(&e.reason))
+    {
+        ctx.run_ended(&namespace(report)).await;
+    }
     count(report, &decision, ctx);
     record_next_slot(report, &decision, ctx).await;
     Ok(Reconciled {

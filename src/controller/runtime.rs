@@ -528,6 +528,7 @@ async fn run_controllers(
         concurrency: opts.concurrency,
         reconcile: |source| health::reconcile_source(source, ctx.clone()),
         retry_after: |source, error: &_| health::source_error_policy(source, error, ctx.clone()),
+        refresh_namespaces: ctx.runs_ended.subscribe(),
     }
     .run(sources_for_self, stop.clone());
     let recipient_loop = HealthLoop {
@@ -538,6 +539,7 @@ async fn run_controllers(
         retry_after: |recipient, error: &_| {
             health::recipient_error_policy(recipient, error, ctx.clone())
         },
+        refresh_namespaces: ctx.runs_ended.subscribe(),
     }
     .run(recipients_for_self, stop.clone());
 

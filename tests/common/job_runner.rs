@@ -116,6 +116,8 @@ impl JobRunner {
 struct Pod {
     child: Child,
     started: DateTime<Utc>,
+    /// Its Pod object in the API (`kubectl finrep logs` reads its log through it).
+    name: String,
     _dir: tempfile::TempDir,
 }
 
@@ -189,13 +191,61 @@ impl Runner {
         let Ok(Some(status)) = pod.child.try_wait() else {
             return Ok(());
         };
-        self.pods.remove(&key);
+        let Some(pod) = self.pods.remove(&key) else {
+            return Ok(());
+        };
         let end = if status.success() {
             PodEnd::Succeeded
         } else {
             PodEnd::Failed(status.code())
         };
+        self.pod_phase(ns, &pod.name, &end).await?;
         self.pod_ended(jobs, &key, job, end).await
+    }
+
+    /// The Job's pod as the Job controller makes it: labelled with the Job's name, owned by
+    /// it, its log readable through the API.
+    async fn create_pod(
+        &self,
+        ns: &str,
+        job: &Job,
+        name: &str,
+        log: &Path,
+    ) -> Result<(), kube::Error> {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.opts.client.clone(), ns);
+        let pod = json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {
+                "name": name, "namespace": ns,
+                "labels": {"job-name": job.name_any(), "batch.kubernetes.io/job-name": job.name_any()},
+                "annotations": {super::kube_api::POD_LOG_ANNOTATION: log.to_string_lossy()},
+                "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "name": job.name_any(),
+                                     "uid": job.uid().unwrap_or_default(), "controller": true}],
+            },
+            "spec": {"containers": [{"name": "pipeline", "image": "finrep"}]},
+        });
+        let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod).expect("a pod");
+        pods.create(&Default::default(), &pod).await?;
+        let status = json!({"status": {"phase": "Running"}});
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .map(|_| ())
+    }
+
+    async fn pod_phase(&self, ns: &str, name: &str, end: &PodEnd) -> Result<(), kube::Error> {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.opts.client.clone(), ns);
+        let status = match end {
+            PodEnd::Succeeded => json!({"status": {"phase": "Succeeded"}}),
+            PodEnd::Failed(Some(code)) => {
+                json!({"status": {"phase": "Failed", "reason": format!("exit code {code}")}})
+            }
+            PodEnd::Failed(None) => json!({"status": {"phase": "Failed", "reason": "Killed"}}),
+        };
+        pods.patch_status(name, &PatchParams::default(), &Patch::Merge(status))
+            .await
+            .map(|_| ())
     }
 
     async fn pod_ended(
@@ -333,7 +383,15 @@ impl Runner {
             .into_iter()
             .map(|a| remount(&a, &mounts))
             .collect();
-        let log = std::fs::File::create(dir.path().join("pod.log")).expect("pod log");
+        let pod_name = {
+            let shared = self.shared.lock().unwrap();
+            let n = shared.records.get(&key).map_or(0, |r| r.pods);
+            format!("{}-{n}", key.1)
+        };
+        // The log outlives the pod's directory, as a kept Job's pod log does.
+        let log_path = self.opts.dir.join(format!("{ns}.{pod_name}.log"));
+        self.create_pod(ns, job, &pod_name, &log_path).await?;
+        let log = std::fs::File::create(&log_path).expect("pod log");
         let child = Command::new(&self.opts.program)
             .args(&args)
             .env_clear()
@@ -361,6 +419,7 @@ impl Runner {
             Pod {
                 child,
                 started,
+                name: pod_name,
                 _dir: dir,
             },
         );

@@ -32,6 +32,9 @@ use tokio::sync::broadcast;
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// On a Pod: the file its log is read from (`pods/NAME/log`).
+pub const POD_LOG_ANNOTATION: &str = "test.finrep.io/log-file";
+
 /// One request, as the RBAC verb and resource it needs.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Call {
@@ -98,6 +101,8 @@ struct Target {
     plural: String,
     name: Option<String>,
     status: bool,
+    /// `pods/NAME/log`.
+    log: bool,
 }
 
 impl Target {
@@ -141,6 +146,7 @@ fn parse_path(path: &str) -> Option<Target> {
         plural: rest.first()?.to_string(),
         name: rest.get(1).map(|s| s.to_string()),
         status: rest.get(2) == Some(&"status"),
+        log: rest.get(2) == Some(&"log"),
     })
 }
 
@@ -387,6 +393,8 @@ impl Inner {
             group: target.group.clone(),
             resource: if target.status {
                 format!("{}/status", target.plural)
+            } else if target.log {
+                format!("{}/log", target.plural)
             } else {
                 target.plural.clone()
             },
@@ -420,6 +428,7 @@ impl Inner {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
         match verb {
+            "get" if target.log => Self::pod_log(&st, target),
             "get" => self.get(&st, target, partial),
             "list" => self.list(&st, target, q, partial),
             "create" => self.create(&mut st, target, body),
@@ -428,6 +437,22 @@ impl Inner {
             "delete" => self.delete(&mut st, target),
             _ => status_error(405, "MethodNotAllowed", format!("{verb} is not served")),
         }
+    }
+
+    /// A pod's log: the file its annotation `test.finrep.io/log-file` names (the Job runner
+    /// writes it), as text.
+    fn pod_log(st: &State, target: &Target) -> Response<Body> {
+        let Some(pod) = target.key().and_then(|k| st.objects.get(&k)) else {
+            return Self::not_found(target);
+        };
+        let text = pod["metadata"]["annotations"][POD_LOG_ANNOTATION]
+            .as_str()
+            .and_then(|path| std::fs::read_to_string(path).ok())
+            .unwrap_or_default();
+        let mut r = Response::new(Full::new(Bytes::from(text)).boxed());
+        r.headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        r
     }
 
     fn not_found(target: &Target) -> Response<Body> {
@@ -905,6 +930,7 @@ impl FakeApi {
                 .and_then(Value::as_str)
                 .map(str::to_string),
             status: false,
+            log: false,
         }
     }
 

@@ -241,3 +241,72 @@ pub async fn database_and_url() -> (Store, String) {
     store.migrate().await.unwrap();
     (store, url)
 }
+
+/// A controller running in this process until stopped.
+pub struct RunningController {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<Result<(), finrep::controller::runtime::RuntimeError>>,
+}
+
+impl RunningController {
+    /// Starts the controller's whole runtime (watches, leader election as `identity`) against
+    /// `api`'s client.
+    pub fn start(
+        client: kube::Client,
+        store: Store,
+        settings: Settings,
+        identity: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let opts = controller_options(settings, Some(identity), None);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(finrep::controller::runtime::run(
+            client,
+            store,
+            opts,
+            clock,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Self {
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(30), self.task)
+            .await
+            .expect("the controller stops within 30 s")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// Waits for `check` to hold; says what did not happen otherwise (`.unwrap()` it, or add
+/// what explains the failure).
+pub async fn eventually(
+    what: &str,
+    secs: u64,
+    mut check: impl FnMut() -> bool,
+) -> Result<(), String> {
+    let until = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while tokio::time::Instant::now() < until {
+        if check() {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    Err(format!("{what} did not happen within {secs} s"))
+}
+
+/// Moves a clock file (`FileClock`) to `t`, atomically: every process reading it agrees.
+pub fn set_clock_file(path: &Path, t: DateTime<Utc>) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, format!("{}\n", t.to_rfc3339())).unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}

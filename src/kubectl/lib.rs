@@ -155,7 +155,8 @@ impl WaitArgs {
     }
 }
 
-fn main() -> ExitCode {
+/// The plugin's whole run: arguments from the command line, exit code out.
+pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
