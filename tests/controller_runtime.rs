@@ -189,38 +189,6 @@ async fn a_standby_waits_and_takes_over_when_the_leader_stops() {
     standby.stop().await.unwrap();
 }
 
-/// Verbs by `group/resource` from a YAML list of (Cluster)Roles.
-fn granted(yaml: &str) -> BTreeSet<(String, String, String)> {
-    let mut out = BTreeSet::new();
-    for doc in serde_norway::Deserializer::from_str(yaml) {
-        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
-        // The controller's roles (the tenant-roles hook Job's are tests/tenancy.rs's).
-        if !matches!(v["kind"].as_str(), Some("ClusterRole" | "Role"))
-            || !v["metadata"]["name"]
-                .as_str()
-                .is_some_and(|n| n.starts_with("finrep-controller"))
-        {
-            continue;
-        }
-        for rule in v["rules"].as_array().unwrap() {
-            for group in rule["apiGroups"].as_array().unwrap() {
-                for resource in rule["resources"].as_array().unwrap() {
-                    for verb in rule["verbs"].as_array().unwrap() {
-                        let (g, r, vb) = (
-                            group.as_str().unwrap(),
-                            resource.as_str().unwrap(),
-                            verb.as_str().unwrap(),
-                        );
-                        assert!(g != "*" && r != "*" && vb != "*", "no wildcards: {rule}");
-                        out.insert((g.to_string(), r.to_string(), vb.to_string()));
-                    }
-                }
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rbac_grants_exactly_the_verbs_the_controller_uses() {
     // Everything the controller does: start, lead, run a slot, write statuses, record
@@ -265,7 +233,7 @@ async fn rbac_grants_exactly_the_verbs_the_controller_uses() {
         .map(|c| (c.group, c.resource, c.verb.to_string()))
         .collect();
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/rbac.yaml");
-    let granted = granted(&std::fs::read_to_string(path).unwrap());
+    let granted = common::granted(&std::fs::read_to_string(path).unwrap(), "finrep-controller");
     let missing: Vec<_> = used.difference(&granted).collect();
     let unused: Vec<_> = granted.difference(&used).collect();
     assert!(missing.is_empty(), "used but not granted: {missing:?}");

@@ -296,7 +296,44 @@ async fn an_editors_evening_and_the_morning_after() {
     test_sends(&desk).await;
     morning(&desk).await;
     status_and_logs(&desk).await;
+    unblock(&desk).await;
     controller.stop().await;
+    plugin_verbs_are_the_editor_roles(&desk);
+}
+
+/// The bounced reader's address fixed, the editor lifts the bounce.
+async fn unblock(desk: &Desk) {
+    let out = desk.kubectl(&["unblock", "r9"]).await;
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(text(&out.stdout).contains("mailed again"), "{}", show(&out));
+    let out = desk.kubectl(&["unblock", "nobody"]).await;
+    assert_eq!(code(&out), 1, "{}", show(&out));
+    assert!(
+        text(&out.stderr).contains("no Recipient nobody"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Every request the plugin made is one the chart's editor role grants, and the role grants
+/// nothing the plugin never asks for.
+fn plugin_verbs_are_the_editor_roles(desk: &Desk) {
+    let used: std::collections::BTreeSet<(String, String, String)> = desk
+        .api
+        .calls_from("kubectl-finrep")
+        .into_iter()
+        .map(|c| (c.group, c.resource, c.verb.to_string()))
+        .collect();
+    assert!(
+        !used.is_empty(),
+        "the plugin's requests are told apart by their User-Agent"
+    );
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/rbac.yaml");
+    let granted = common::granted(&std::fs::read_to_string(path).unwrap(), "finrep-editor");
+    let missing: Vec<_> = used.difference(&granted).collect();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    assert!(missing.is_empty(), "used but not granted: {missing:?}");
+    assert!(unused.is_empty(), "granted but never used: {unused:?}");
 }
 
 /// Previews at 17:00: tomorrow's report composed, sent to nobody, stored apart from runs.
@@ -497,6 +534,9 @@ async fn status_and_logs(desk: &Desk) {
     ] {
         assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
     }
+    let all = desk.kubectl(&["status"]).await;
+    assert_eq!(code(&all), 3, "{}", show(&all));
+    assert_eq!(text(&all.stdout), stdout, "the namespace's one report");
     let out = desk.kubectl(&["status", REPORT, "-o", "json"]).await;
     let parsed: Value =
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", show(&out)));

@@ -84,26 +84,17 @@ where
     }
 }
 
-/// Creates `obj`, or replaces the owner's object of that name with it; somebody else's
-/// object of that name is a `NameConflict` and is left alone.
+/// Puts `obj` in place of the owner's object of that name (deleted, then created: the verbs
+/// the controller has anyway, no `update`); somebody else's object of that name is a
+/// `NameConflict` and is left alone.
 pub async fn replace_owned<K>(api: &Api<K>, obj: &K, owner_uid: &str) -> Result<(), OwnedWriteError>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
 {
     let name = obj.name_any();
-    match api.get_metadata_opt(&name).await? {
-        None => {
-            create_owned(api, obj, owner_uid).await?;
-        }
-        Some(found) if owned_by(&found.metadata, owner_uid) => {
-            let mut obj = obj.clone();
-            obj.meta_mut().resource_version = found.metadata.resource_version;
-            api.replace(&name, &PostParams::default(), &obj).await?;
-        }
-        Some(_) => {
-            return Err(conflict::<K>(&obj.namespace().unwrap_or_default(), &name).into());
-        }
-    }
+    delete_owned(api, &obj.namespace().unwrap_or_default(), &name, owner_uid).await?;
+    // A delete in the foreground may still be under way: the next pass creates it then.
+    create_owned(api, obj, owner_uid).await?;
     Ok(())
 }
 

@@ -14,6 +14,9 @@ use serde_json::{Value, json};
 
 use crate::Cli;
 
+/// The plugin's User-Agent.
+pub const USER_AGENT: &str = "kubectl-finrep";
+
 /// How often the controller's answer is looked for.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -40,6 +43,13 @@ impl Cluster {
             None => Config::from_kubeconfig(&options).await,
         }
         .context("loading the kubeconfig (use --kubeconfig or --context)")?;
+        let mut config = config;
+        // Who wrote an annotation, in the API server's audit log.
+        if let Ok(agent) =
+            http::HeaderValue::from_str(&format!("{USER_AGENT}/{}", finrep_core::build::VERSION))
+        {
+            config.headers.push((http::header::USER_AGENT, agent));
+        }
         let namespace = cli
             .namespace
             .clone()

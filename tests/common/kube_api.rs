@@ -73,6 +73,8 @@ struct State {
     applied: HashMap<(Key, bool), BTreeMap<String, Value>>,
     history: Vec<Change>,
     log: Vec<Call>,
+    /// Each request with the User-Agent that made it.
+    agents: Vec<(String, Call)>,
     faults: Vec<Fault>,
 }
 
@@ -403,6 +405,12 @@ impl Inner {
         };
         let mut st = self.state.lock().unwrap();
         st.log.push(call.clone());
+        let agent = headers
+            .get(hyper::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
+        st.agents.push((agent, call.clone()));
         if let Some(i) = st
             .faults
             .iter()
@@ -984,6 +992,16 @@ impl FakeApi {
     /// Every request so far.
     pub fn calls(&self) -> Vec<Call> {
         self.inner.state.lock().unwrap().log.clone()
+    }
+
+    /// The requests of clients whose User-Agent starts with `agent`.
+    pub fn calls_from(&self, agent: &str) -> Vec<Call> {
+        let st = self.inner.state.lock().unwrap();
+        st.agents
+            .iter()
+            .filter(|(a, _)| a.starts_with(agent))
+            .map(|(_, c)| c.clone())
+            .collect()
     }
 
     /// Forgets the request log.

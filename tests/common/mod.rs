@@ -72,3 +72,38 @@ pub fn plan_of_brief(dir: &Path, slot: Slot, blacklist: &BTreeSet<String>) -> Ru
         .expect("a DailyReport named brief");
     build_plan(report, &set.sources, &set.recipients, blacklist, slot)
 }
+
+/// Verbs by `group/resource` granted by the (Cluster)Roles named `role_prefix…` of a YAML
+/// list of objects.
+pub fn granted(
+    yaml: &str,
+    role_prefix: &str,
+) -> std::collections::BTreeSet<(String, String, String)> {
+    let mut out = std::collections::BTreeSet::new();
+    for doc in serde_norway::Deserializer::from_str(yaml) {
+        let v: serde_json::Value = serde::Deserialize::deserialize(doc).unwrap();
+        if !matches!(v["kind"].as_str(), Some("ClusterRole" | "Role"))
+            || !v["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with(role_prefix))
+        {
+            continue;
+        }
+        for rule in v["rules"].as_array().unwrap() {
+            for group in rule["apiGroups"].as_array().unwrap() {
+                for resource in rule["resources"].as_array().unwrap() {
+                    for verb in rule["verbs"].as_array().unwrap() {
+                        let (g, r, vb) = (
+                            group.as_str().unwrap(),
+                            resource.as_str().unwrap(),
+                            verb.as_str().unwrap(),
+                        );
+                        assert!(g != "*" && r != "*" && vb != "*", "no wildcards: {rule}");
+                        out.insert((g.to_string(), r.to_string(), vb.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}

@@ -122,3 +122,33 @@ Service inside the cluster. */}}
 {{- define "finrep.webPasswordSecret" -}}
 {{- .Values.web.console.existingSecret | default (ternary "finrep-web" "" (and .Values.secrets.create (ne .Values.secrets.webPasswordHash ""))) -}}
 {{- end -}}
+
+{{/* The editor's rules (kubectl finrep), per command. */}}
+{{- define "finrep.editorRules" -}}
+# status lists the reports, the Sources and Recipients they select; preview, test-send and
+# run-now read a report and set its annotation; unblock does so on a Recipient.
+- apiGroups: [finrep.io]
+  resources: [dailyreports, recipients]
+  verbs: [get, list, patch]
+- apiGroups: [finrep.io]
+  resources: [sources]
+  verbs: [list]
+# logs: the run's Job, its pods and their log.
+- apiGroups: [batch]
+  resources: [jobs]
+  verbs: [get, list]
+- apiGroups: [""]
+  resources: [pods]
+  verbs: [list]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
+# preview: the previewed copy, in the ConfigMap the report owns.
+- apiGroups: [""]
+  resources: [configmaps]
+  verbs: [get]
+# status: the reports' recent Warning Events.
+- apiGroups: [events.k8s.io]
+  resources: [events]
+  verbs: [list]
+{{- end -}}
