@@ -530,7 +530,7 @@ async fn status_and_logs(desk: &Desk) {
         "feishu: 1 delivered",
         "gone: 1 fetch(es) failed",
         "kubectl finrep unblock r9",
-        "next slot  2026-12-06T06:00:00+08:00",
+        "next slot  2026-12-06 06:00 +08:00",
     ] {
         assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
     }

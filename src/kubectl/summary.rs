@@ -168,10 +168,14 @@ fn recipients_not_mailed(report: &DailyReport, recipients: &[Recipient]) -> Vec<
                 return None;
             }
             let unsubscribed = deliverable.reason == "Unsubscribed";
+            let since = st
+                .blacklisted_since
+                .as_deref()
+                .map(|t| local_time(t, &report.spec.time_zone));
             let what = if unsubscribed {
                 format!(
                     "unsubscribed since {}",
-                    st.blacklisted_since.as_deref().unwrap_or("an earlier day")
+                    since.as_deref().unwrap_or("an earlier day")
                 )
             } else {
                 format!(
@@ -330,7 +334,7 @@ fn render_one(out: &mut String, s: &ReportSummary) {
         s.schedule, s.time_zone
     );
     match &s.last_run {
-        Some(run) => render_run(out, run),
+        Some(run) => render_run(out, run, &s.time_zone),
         None => {
             let _ = writeln!(out, "  last run   none yet");
         }
@@ -351,7 +355,9 @@ fn render_one(out: &mut String, s: &ReportSummary) {
         "  next slot  {}",
         s.next_slot
             .as_deref()
-            .unwrap_or("none (suspended or invalid)")
+            .map_or("none (suspended or invalid)".to_string(), |t| {
+                local_time(t, &s.time_zone)
+            })
     );
     if let Some(p) = &s.preview {
         let _ = writeln!(out, "  preview    {}", preview_words(p));
@@ -372,7 +378,7 @@ fn render_one(out: &mut String, s: &ReportSummary) {
     }
 }
 
-fn render_run(out: &mut String, run: &RunSummary) {
+fn render_run(out: &mut String, run: &RunSummary, zone: &str) {
     let _ = writeln!(
         out,
         "  last run   {} {:?}: {} delivered, {} failed, {} deferred ({} items){}",
@@ -384,7 +390,7 @@ fn render_run(out: &mut String, run: &RunSummary) {
         run.articles,
         run.finished
             .as_deref()
-            .map(|f| format!(", finished {f}"))
+            .map(|f| format!(", finished {}", local_time(f, zone)))
             .unwrap_or_default()
     );
     for c in &run.channels {
@@ -405,6 +411,20 @@ fn render_problems(out: &mut String, heading: &str, problems: &[Problem]) {
         let _ = writeln!(out, "    {}: {}", p.name, p.what);
         let _ = writeln!(out, "      → {}", p.todo);
     }
+}
+
+/// An RFC 3339 instant as the report's desk reads it: local date and time with its offset
+/// (the instant as written when the zone or the instant cannot be read).
+pub fn local_time(instant: &str, zone: &str) -> String {
+    let (Ok(t), Ok(tz)) = (
+        chrono::DateTime::parse_from_rfc3339(instant),
+        finrep_core::schedule::parse_time_zone(zone),
+    ) else {
+        return instant.to_string();
+    };
+    t.with_timezone(&tz)
+        .format("%Y-%m-%d %H:%M %:z")
+        .to_string()
 }
 
 /// A preview's status in one line.

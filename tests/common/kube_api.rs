@@ -912,6 +912,8 @@ impl FakeApi {
             "Job" => "jobs",
             "CronJob" => "cronjobs",
             "Lease" => "leases",
+            "Pod" => "pods",
+            "Event" => "events",
             "Source" => "sources",
             "Recipient" => "recipients",
             "DailyReport" => "dailyreports",
