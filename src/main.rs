@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use finrep::api::ResourceKind;
 use finrep::delivery::DeliveryOptions;
+use finrep::editor::{PreviewRequest, TestSendRequest, preview_plan, test_send_plan};
 use finrep::manifest::{self, LoadOptions};
 use finrep::pipeline::cli::{
     DatabaseArgs, PipelineArgs, RunArgs, run_plan, run_plan_file, runtime,
@@ -260,6 +261,56 @@ enum Command {
         #[command(flatten)]
         run: RunArgs,
     },
+
+    /// Compose a report now and send it to nobody: the next slot's report (or --date's), as
+    /// its run would make it, stored as a preview — never as the day's run.
+    ///
+    /// Prints the text on standard output; --output DIR also writes report.html and
+    /// report.txt (message.md for a chat group). --as RECIPIENT previews that recipient's
+    /// copy. In a cluster: `kubectl finrep preview`.
+    Preview {
+        #[command(flatten)]
+        report: EditorReport,
+        /// The local date to preview (YYYY-MM-DD) instead of the next slot.
+        #[arg(long)]
+        date: Option<chrono::NaiveDate>,
+        /// Preview what this Recipient gets.
+        #[arg(long = "as", value_name = "RECIPIENT")]
+        as_recipient: Option<String>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+
+    /// Send one copy of the latest preview (or of today's run, when newer) to a Recipient the
+    /// report selects, marked as a test; nobody else can be named. In a cluster:
+    /// `kubectl finrep test-send`.
+    TestSend {
+        #[command(flatten)]
+        report: EditorReport,
+        /// The Recipient's name.
+        #[arg(long, value_name = "RECIPIENT")]
+        to: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+        #[command(flatten)]
+        run: RunArgs,
+    },
+}
+
+/// A preview or a test copy: which report, from which manifests.
+#[derive(Args, Debug)]
+struct EditorReport {
+    /// Directory (or file) of Source, Recipient and DailyReport manifests.
+    #[arg(long, value_name = "DIR")]
+    config: PathBuf,
+    /// Name of the DailyReport.
+    #[arg(long, value_name = "NAME")]
+    report: String,
+    /// Namespace of manifests that name none.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
 }
 
 /// Which report and day `finrep plan` and `finrep run` plan, from which manifests.
@@ -384,6 +435,30 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Pipeline(args) => run_plan_file(&args),
         Command::Plan { day, output, db } => plan(&day, output.as_deref(), &db),
         Command::Run { day, db, run } => run_report(&day, &db, &run),
+        Command::Preview {
+            report,
+            date,
+            as_recipient,
+            db,
+            run,
+        } => {
+            let request = PreviewRequest {
+                value: editor_request_value(),
+                date,
+                recipient: as_recipient,
+            };
+            editor_request(&report, &db, &run, EditorPlan::Preview(request))
+        }
+        Command::TestSend {
+            report,
+            to,
+            db,
+            run,
+        } => {
+            let request = TestSendRequest::parse(&format!("{to}#{}", editor_request_value()))
+                .map_err(anyhow::Error::msg)?;
+            editor_request(&report, &db, &run, EditorPlan::TestSend(request))
+        }
         Command::TenantRole {
             namespaces,
             apply,
@@ -779,6 +854,83 @@ fn plan(day: &ReportDay, output: Option<&Path>, db: &DatabaseArgs) -> anyhow::Re
         }
         None => std::io::Write::write_all(&mut std::io::stdout(), &bytes)?,
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A request's value outside a cluster: the moment it was made.
+fn editor_request_value() -> String {
+    chrono::Utc::now()
+        .format("standalone-%Y%m%dT%H%M%S%.3fZ")
+        .to_string()
+}
+
+enum EditorPlan {
+    Preview(PreviewRequest),
+    TestSend(TestSendRequest),
+}
+
+/// `finrep preview` and `finrep test-send`: the request's plan from the manifests, carried
+/// out in this process as the controller's Job would.
+fn editor_request(
+    report: &EditorReport,
+    db: &DatabaseArgs,
+    args: &RunArgs,
+    request: EditorPlan,
+) -> anyhow::Result<ExitCode> {
+    let day = ReportDay {
+        config: report.config.clone(),
+        report: report.report.clone(),
+        namespace: report.namespace.clone(),
+        date: None,
+    };
+    let set = load_report(&day)?;
+    runtime()?.block_on(async {
+        let store = db.connect().await?;
+        store.migrate().await?;
+        let blacklist = store.blacklisted_emails(&report.namespace).await?;
+        let now = args.clock()?.now();
+        let (ns, name) = (&report.namespace, &report.report);
+        let plan = match &request {
+            EditorPlan::Preview(r) => preview_plan(&set, ns, name, r, now, &blacklist)?,
+            EditorPlan::TestSend(r) => test_send_plan(&set, ns, name, r, now, &blacklist)?,
+        };
+        match request {
+            EditorPlan::Preview(_) => print_preview(&plan, &store, args).await,
+            EditorPlan::TestSend(_) => run_plan(&plan, &store, args).await,
+        }
+    })
+}
+
+/// Composes the preview and prints its text (a chat group's message when previewed as one).
+async fn print_preview(plan: &RunPlan, store: &Store, args: &RunArgs) -> anyhow::Result<ExitCode> {
+    use finrep::pipeline::copies::ReadableCopy;
+    let clock = args.clock()?;
+    let opts = args.options(&clock);
+    let done =
+        finrep::pipeline::preview::preview(plan, store, &opts, args.public_url.as_deref()).await?;
+    let text = match &done.copy {
+        Some(ReadableCopy::Letter { text, .. }) => text.clone(),
+        Some(ReadableCopy::Chat { markdown, .. }) => markdown.clone(),
+        None => store
+            .preview(done.preview_id)
+            .await?
+            .and_then(|p| p.text)
+            .unwrap_or_default(),
+    };
+    println!("{text}");
+    let failing: Vec<&str> = done.outcome.failed_sources().collect();
+    eprintln!(
+        "preview {} of {} ({}): {} item(s); sources failing: {}",
+        done.preview_id,
+        plan.report,
+        plan.slot.date,
+        done.articles,
+        if failing.is_empty() {
+            "none".to_string()
+        } else {
+            failing.join(", ")
+        }
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -699,3 +699,84 @@ fn a_database_restart_mid_delivery_loses_and_duplicates_nothing() {
         "{rows:?}"
     );
 }
+
+/// `finrep preview` and `finrep test-send` of the brief from its manifests, as a standalone
+/// desk types them; their output.
+fn finrep_editor(w: &World, smtp_port: u16, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
+        .args(["--log-format", "json"])
+        .args(args)
+        .arg("--config")
+        .arg(w.dir.path())
+        .args(["--report", "brief"])
+        .args(["--trusted-host", &w.feed.host_port()])
+        .args(["--trusted-host", &format!("127.0.0.1:{smtp_port}")])
+        .env("DATABASE_URL", &w.db_url)
+        .output()
+        .unwrap()
+}
+
+// Multi-threaded: the feed is served by this runtime while the command blocks a thread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_preview_sends_nothing_and_a_test_copy_reaches_one_reader() {
+    let w = world().await;
+    let smtp = SmtpServer::start(serde_json::json!({}));
+    let rcpts = ["a@example.com", "b@example.com", "c@example.com"];
+    config(
+        w.dir.path(),
+        &w.feed.url("/rss.xml"),
+        smtp.port,
+        &rcpts,
+        "skip",
+    );
+    // The day the feed's items are of (a date in the past looks back from its slot).
+    let day = date().to_string();
+    let out = finrep_editor(&w, smtp.port, &["preview", "--date", &day]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("央行宣布下调存款准备金率"),
+        "{stdout}{stderr}"
+    );
+    assert!(smtp.messages().is_empty(), "a preview sends nothing");
+    let counts: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM previews), (SELECT count(*) FROM reports),
+                (SELECT count(*) FROM delivery_log)",
+    )
+    .fetch_one(w.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(counts, (1, 0, 0), "stored as a preview, never as a run");
+
+    let out = finrep_editor(&w, smtp.port, &["test-send", "--to", "r001"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let messages = smtp.messages();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0]["rcpt"], serde_json::json!(["b@example.com"]));
+    assert!(
+        messages[0]["subject"]
+            .as_str()
+            .unwrap()
+            .starts_with("【测试 TEST】")
+    );
+    assert!(
+        messages[0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("test copy"),
+        "the body says so: {messages:#?}"
+    );
+    let out = finrep_editor(&w, smtp.port, &["test-send", "--to", "stranger"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("not a recipient of DailyReport brief"),
+        "{stderr}"
+    );
+    assert_eq!(smtp.messages().len(), 1, "nothing more sent");
+}

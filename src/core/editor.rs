@@ -289,6 +289,112 @@ mod tests {
         }
     }
 
+    fn examples() -> ResourceSet {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../manifests/examples");
+        crate::manifest::load_valid(&[dir], &crate::manifest::LoadOptions::default())
+            .unwrap()
+            .set
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().to_utc()
+    }
+
+    fn preview(value: &str, recipient: Option<&str>) -> PreviewRequest {
+        PreviewRequest {
+            value: value.into(),
+            date: None,
+            recipient: recipient.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_preview_plan_is_the_next_slots_with_nobody_to_send_to_and_no_mail_credential() {
+        let set = examples();
+        let now = at("2026-12-04T09:00:00Z"); // 17:00 in Shanghai
+        let plan = preview_plan(
+            &set,
+            "default",
+            "morning-brief",
+            &preview("p", None),
+            now,
+            &BTreeSet::new(),
+        )
+        .unwrap();
+        assert_eq!(plan.slot.date.to_string(), "2026-12-05");
+        assert!(plan.recipients.is_empty());
+        assert!(!plan.sources.is_empty());
+        let secrets: Vec<&str> = plan.secrets.iter().map(|s| s.secret.as_str()).collect();
+        assert_eq!(secrets, ["finrep-summarizer"], "the summariser's key alone");
+        assert!(plan.smtp.as_ref().unwrap().credentials_secret_ref.is_none());
+        assert!(matches!(plan.purpose, PlanPurpose::Preview { .. }));
+        plan.validate().unwrap();
+        // As one reader: that reader alone, still no credential to send with.
+        let plan = preview_plan(
+            &set,
+            "default",
+            "morning-brief",
+            &preview("p", Some("zhang-wei")),
+            now,
+            &BTreeSet::new(),
+        )
+        .unwrap();
+        assert_eq!(plan.recipients.len(), 1);
+        assert_eq!(plan.recipients[0].name, "zhang-wei");
+        assert_eq!(plan.secrets.len(), 1);
+    }
+
+    #[test]
+    fn a_test_send_plan_holds_one_selected_recipient_and_only_its_channels_credential() {
+        let set = examples();
+        let now = at("2026-12-04T09:00:00Z");
+        let request = TestSendRequest::parse("zhang-wei#1").unwrap();
+        let plan = test_send_plan(
+            &set,
+            "default",
+            "morning-brief",
+            &request,
+            now,
+            &BTreeSet::new(),
+        )
+        .unwrap();
+        assert_eq!(plan.recipients.len(), 1);
+        assert!(plan.sources.is_empty(), "a test send fetches nothing");
+        let secrets: BTreeSet<&str> = plan.secrets.iter().map(|s| s.secret.as_str()).collect();
+        assert_eq!(secrets, BTreeSet::from(["finrep-smtp"]));
+        plan.validate().unwrap();
+
+        let blocked = plan.recipients[0].address.clone();
+        let err = test_send_plan(
+            &set,
+            "default",
+            "morning-brief",
+            &request,
+            now,
+            &BTreeSet::from([blocked]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("blacklisted or unsubscribed"), "{err}");
+        for outsider in ["nobody", "macro-team-feishu"] {
+            let request = TestSendRequest::parse(outsider).unwrap();
+            let err = test_send_plan(
+                &set,
+                "default",
+                "morning-brief",
+                &request,
+                now,
+                &BTreeSet::new(),
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.contains("not a recipient of DailyReport morning-brief"),
+                "{outsider}: {err}"
+            );
+        }
+    }
+
     proptest::proptest! {
         #[test]
         fn no_annotation_value_panics(value in ".{0,300}", date in ".{0,20}", who in ".{0,40}") {
