@@ -931,3 +931,118 @@ async fn each_reports_last_delivery_is_a_gauge_of_its_own() {
         slot.timestamp()
     )));
 }
+
+#[tokio::test]
+async fn previews_and_test_copies_are_shown_beside_the_archive_marked_as_such() {
+    use finrep::run::{Channel, CopyOf, TestSendState};
+    use finrep::store::{PreviewResult, PreviewStart, TestSendClaim};
+    let site = site(true).await;
+    let session = site.login().await;
+    let at = chrono::Utc::now();
+    let date = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+    let id = site
+        .store
+        .begin_preview(&PreviewStart {
+            namespace: "default",
+            report: "brief",
+            request: "p1",
+            date,
+            recipient: None,
+            at,
+        })
+        .await
+        .unwrap();
+    let mut outcome = finrep::run::RunOutcome::new("default", "brief", date, true);
+    outcome.sources.push(finrep::run::SourceOutcome {
+        name: "gone".into(),
+        status: finrep::run::FetchStatus::Failed,
+        http_status: Some(404),
+        items: 0,
+        latency_ms: 3,
+        error_kind: None,
+        error: Some("<script>alert(1)</script> HTTP 404".into()),
+    });
+    let outcome = serde_json::to_value(&outcome).unwrap();
+    site.store
+        .finish_preview(
+            id,
+            &PreviewResult {
+                subject: "<b>晨间要闻</b> · 2026-12-07",
+                html: "<html><body><h1>晨间要闻</h1><script>alert(1)</script></body></html>",
+                text: "晨间要闻 text version",
+                chat: None,
+                articles: 1,
+                view: serde_json::json!({}),
+                outcome,
+                at,
+            },
+        )
+        .await
+        .unwrap();
+    let claim = TestSendClaim {
+        namespace: "default",
+        report: "brief",
+        request: "alice#1",
+        recipient: "alice",
+        address: "a@example.com",
+        channel: Channel::Email,
+        copy_of: Some((CopyOf::Preview, date)),
+        at,
+    };
+    let test = site.store.claim_test_send(&claim).await.unwrap().unwrap();
+    site.store
+        .finish_test_send(test, TestSendState::Sent, Some("250 ok"), None, at)
+        .await
+        .unwrap();
+
+    let archive = site
+        .get("/console/reports", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(archive.contains("预览与测试副本"), "{archive}");
+    assert!(archive.contains(&format!("/console/previews/{id}")));
+    assert!(archive.contains("测试副本") && archive.contains("alice"));
+    let page = site
+        .get(&format!("/console/previews/{id}"), Some(&session))
+        .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    assert!(page.contains("未发送给任何人"), "{page}");
+    assert!(
+        page.contains("gone") && !page.contains("<script>alert"),
+        "inert: {page}"
+    );
+    assert!(
+        page.contains("&lt;b&gt;晨间要闻"),
+        "the subject is text: {page}"
+    );
+    let view = site
+        .get(&format!("/console/previews/{id}/view"), Some(&session))
+        .await;
+    let csp = view.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        csp.contains("script-src 'none'") || csp.contains("default-src 'none'"),
+        "{csp}"
+    );
+    for path in [
+        format!("/console/previews/{id}"),
+        format!("/console/previews/{id}/view"),
+    ] {
+        assert_eq!(
+            site.get(&path, None).await.status(),
+            StatusCode::SEE_OTHER,
+            "{path}: a session first"
+        );
+    }
+    assert_eq!(
+        site.get("/console/previews/999999", Some(&session))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+}

@@ -29,7 +29,7 @@ use crate::api::{
     DailyReport, PreviewPhase, PreviewStatus, SourceFailure, TestSendPhase, TestSendStatus,
 };
 use crate::plan::RunPlan;
-use crate::run::{FetchStatus, PreviewState, RunOutcome, TestSendState};
+use crate::run::{PreviewState, TestSendState};
 use crate::store::PreviewRow;
 use crate::validation::ResourceSet;
 use finrep_core::editor::{
@@ -402,7 +402,15 @@ async fn finished_preview(
         &owner,
     )
     .await?;
-    let failing = sources_failing(row.outcome.as_ref());
+    let failing: Vec<SourceFailure> = row
+        .sources_failing()
+        .into_iter()
+        .take(MAX_FAILING_LISTED)
+        .map(|(source, error)| SourceFailure {
+            source,
+            error: crate::untrusted::clean(&error, 300),
+        })
+        .collect();
     decision.events.push(event(
         false,
         event_reasons::PREVIEW_READY,
@@ -428,24 +436,6 @@ async fn finished_preview(
         message: None,
         ..previous
     })
-}
-
-/// The sources a stored outcome says failed, with their errors.
-fn sources_failing(outcome: Option<&serde_json::Value>) -> Vec<SourceFailure> {
-    let Some(outcome) = outcome.and_then(|o| serde_json::from_value::<RunOutcome>(o.clone()).ok())
-    else {
-        return Vec::new();
-    };
-    outcome
-        .sources
-        .iter()
-        .filter(|s| s.status == FetchStatus::Failed)
-        .take(MAX_FAILING_LISTED)
-        .map(|s| SourceFailure {
-            source: s.name.clone(),
-            error: crate::untrusted::clean(s.error.as_deref().unwrap_or("failed"), 300),
-        })
-        .collect()
 }
 
 /// The preview's copy as a ConfigMap: `subject`, and `report.html` + `report.txt` or a chat

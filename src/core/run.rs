@@ -121,6 +121,7 @@ state_names!(SlotState, "slot state", {
 
 /// Where a stored preview is (`previews.status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PreviewState {
     Running,
     Ready,
@@ -135,6 +136,7 @@ state_names!(PreviewState, "preview state", {
 
 /// Where a test copy is (`test_sends.status`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum TestSendState {
     /// Claimed; the request is under way (or was, when its process died).
     Sending,
@@ -156,6 +158,7 @@ state_names!(TestSendState, "test send state", {
 
 /// What a test copy is a copy of (`test_sends.copy_of`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum CopyOf {
     Preview,
     Run,

@@ -68,7 +68,7 @@ impl FromRequestParts<Arc<AppState>> for Viewer {
 }
 
 impl Viewer {
-    fn page(&self, state: &AppState, name: &str, data: Value) -> WebResponse {
+    pub(super) fn page(&self, state: &AppState, name: &str, data: Value) -> WebResponse {
         Ok(self
             .chrome
             .respond(state.pages.render(name, &self.chrome, data)?))
@@ -106,10 +106,15 @@ pub async fn archive(
     Query(q): Query<ListQuery>,
 ) -> WebResponse {
     let runs = state.store.archive(q.page()).await?;
+    let (previews, test_sends) = super::previews::recent(&state).await?;
     viewer.page(
         &state,
         "reports.html",
-        minijinja::context! { runs => Value::from(Serde(&runs)) },
+        minijinja::context! {
+            runs => Value::from(Serde(&runs)),
+            previews => Value::from(Serde(&previews)),
+            test_sends => Value::from(Serde(&test_sends)),
+        },
     )
 }
 

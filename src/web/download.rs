@@ -70,6 +70,12 @@ pub async fn sandboxed_html(
 ) -> WebResponse {
     let report = load(&state, id).await?;
     let html = report.html.ok_or(WebError::NotFound)?;
+    Ok(inert_html(html))
+}
+
+/// A report's HTML for a console page's frame: no script, nothing fetched, only this origin
+/// may frame it.
+pub(super) fn inert_html(html: String) -> Response {
     let mut response = ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
     let h = response.headers_mut();
     h.insert(
@@ -80,7 +86,7 @@ pub async fn sandboxed_html(
         header::X_FRAME_OPTIONS,
         HeaderValue::from_static("SAMEORIGIN"),
     );
-    Ok(response)
+    response
 }
 
 /// `GET /console/reports/{id}/report.html`.

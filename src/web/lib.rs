@@ -18,6 +18,7 @@ mod error;
 mod i18n;
 mod login_limit;
 mod metrics;
+mod previews;
 mod render;
 mod server;
 mod unsubscribe;
@@ -176,7 +177,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/console/recipients/resubscribe",
             post(console::resubscribe),
         )
-        .route("/console/sources", get(console::sources));
+        .route("/console/sources", get(console::sources))
+        .route("/console/previews/{id}", get(previews::preview))
+        .route("/console/previews/{id}/view", get(previews::sandboxed_html));
     let public = Router::new()
         .route(
             "/",

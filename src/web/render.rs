@@ -14,6 +14,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("dashboard.html", include_str!("templates/dashboard.html")),
     ("reports.html", include_str!("templates/reports.html")),
     ("report.html", include_str!("templates/report.html")),
+    ("preview.html", include_str!("templates/preview.html")),
     ("deliveries.html", include_str!("templates/deliveries.html")),
     ("recipients.html", include_str!("templates/recipients.html")),
     ("sources.html", include_str!("templates/sources.html")),

@@ -32,7 +32,7 @@ pub struct PreviewResult<'a> {
 }
 
 /// A stored preview.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct PreviewRow {
     pub id: i64,
     pub namespace: String,
@@ -52,6 +52,25 @@ pub struct PreviewRow {
     pub view: Option<serde_json::Value>,
     pub outcome: Option<serde_json::Value>,
     pub error: Option<String>,
+}
+
+impl PreviewRow {
+    /// The sources the preview could not read, with their errors (from its stored outcome).
+    pub fn sources_failing(&self) -> Vec<(String, String)> {
+        let Some(outcome) = self
+            .outcome
+            .as_ref()
+            .and_then(|o| serde_json::from_value::<crate::run::RunOutcome>(o.clone()).ok())
+        else {
+            return Vec::new();
+        };
+        outcome
+            .sources
+            .into_iter()
+            .filter(|s| s.status == crate::run::FetchStatus::Failed)
+            .map(|s| (s.name, s.error.unwrap_or_else(|| "failed".to_string())))
+            .collect()
+    }
 }
 
 /// A composed run of a report, as a test copy may send it.
@@ -81,7 +100,6 @@ pub struct TestSendClaim<'a> {
 
 /// A stored test copy.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct TestSendRow {
     pub id: i64,
     pub namespace: String,
