@@ -262,3 +262,39 @@ async fn logs_of_a_job_no_longer_kept_say_so() {
     assert_eq!(out.status.code(), Some(1), "{}", transcript(&out));
     assert_golden("status-no-such-report.txt", &transcript(&out));
 }
+
+#[test]
+fn the_k9s_shortcuts_call_commands_the_plugin_has() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("deploy/k9s/plugins.yaml");
+    let file: Value = serde_norway::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let plugins = file["plugins"].as_object().unwrap();
+    let mut commands = Vec::new();
+    for (name, p) in plugins {
+        assert_eq!(p["scopes"], json!(["dailyreports"]), "{name}");
+        let line: Vec<String> = std::iter::once(p["command"].as_str().unwrap().to_string())
+            .chain(
+                p["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap().to_string()),
+            )
+            .collect();
+        let line = line.join(" ");
+        let sub = line
+            .split("finrep ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .unwrap_or_else(|| panic!("{name}: {line}"));
+        // Each is a command of the plugin: its help answers.
+        let help = plugin().args([sub, "--help"]).output().unwrap();
+        assert!(help.status.success(), "{name}: kubectl finrep {sub}");
+        assert!(
+            line.contains("$NAMESPACE") && line.contains("$CONTEXT"),
+            "{name}"
+        );
+        commands.push(sub.to_string());
+    }
+    commands.sort();
+    assert_eq!(commands, ["preview", "run-now", "status"]);
+}
