@@ -296,9 +296,38 @@ async fn an_editors_evening_and_the_morning_after() {
     test_sends(&desk).await;
     morning(&desk).await;
     status_and_logs(&desk).await;
+    run_now(&desk).await;
     unblock(&desk).await;
     controller.stop().await;
     plugin_verbs_are_the_editor_roles(&desk);
+}
+
+/// A manual run of a day already delivered starts, and sends nobody a second copy.
+async fn run_now(desk: &Desk) {
+    let before = desk.messages().len();
+    let out = desk.kubectl(&["run-now", REPORT]).await;
+    assert_eq!(code(&out), 0, "{}", show(&out));
+    assert!(
+        text(&out.stdout).contains("run started: Job brief-20261205-m"),
+        "{}",
+        show(&out)
+    );
+    eventually("the manual run over", 60, || {
+        let s = desk.report()["status"].clone();
+        s["activeRun"].is_null()
+            && s["lastRun"]["job"]
+                .as_str()
+                .is_some_and(|j| j.contains("-m"))
+            && s["lastRun"]["finished"].is_string()
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:#}", desk.report()["status"]));
+    assert_eq!(
+        desk.messages().len(),
+        before,
+        "each copy once, whatever the runs"
+    );
+    assert_eq!(desk.posts(), 1);
 }
 
 /// The bounced reader's address fixed, the editor lifts the bounce.

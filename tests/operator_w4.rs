@@ -281,6 +281,11 @@ async fn many_reports_at_one_slot_through_the_controller_queue_and_the_relay() {
     assert_eq!(accepted, reports.len() * readers, "each e-mail once");
     assert_eq!(addresses.len(), accepted);
     assert_eq!(bots.shown_total(), groups, "each group's post once");
+    assert!(
+        runner.peak_pods() <= max_runs,
+        "{} run pods at once, over the bound of {max_runs}",
+        runner.peak_pods()
+    );
     if reports.len() > max_runs {
         // Said durably by each report that waited (the status snapshot above may come before
         // a busy controller has written its first Queued).

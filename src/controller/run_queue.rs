@@ -46,6 +46,9 @@ struct State {
     running: HashMap<ReportKey, Instant>,
     /// Waiting reports: the slot they wait to run and when they last asked.
     waiting: HashMap<ReportKey, (DateTime<Utc>, Instant)>,
+    /// Told to go, their Job not created yet: they hold a place (reconciles run side by side,
+    /// and a place granted to one must not be granted to a third meanwhile).
+    granted: HashMap<ReportKey, (DateTime<Utc>, Instant)>,
     /// Runs started for each namespace and slot: the turns a namespace has had.
     served: HashMap<(String, DateTime<Utc>), usize>,
 }
@@ -77,6 +80,7 @@ impl RunQueue {
         if running {
             s.running.insert(key.clone(), now);
             s.waiting.remove(key);
+            s.granted.remove(key);
         } else {
             s.running.remove(key);
         }
@@ -93,8 +97,13 @@ impl RunQueue {
             .retain(|_, seen| now.duration_since(*seen) < STALE);
         s.waiting
             .retain(|_, (_, seen)| now.duration_since(*seen) < STALE);
+        s.granted
+            .retain(|_, (_, seen)| now.duration_since(*seen) < STALE);
+        if s.granted.contains_key(key) {
+            return Turn::Go;
+        }
         s.waiting.insert(key.clone(), (slot, now));
-        let running = s.running.len();
+        let running = s.running.len() + s.granted.len();
         let free = self.max.saturating_sub(running);
         let slots: Vec<(ReportKey, DateTime<Utc>)> = s
             .waiting
@@ -106,6 +115,8 @@ impl RunQueue {
             .position(|k| k == key)
             .unwrap_or(0);
         if ahead < free {
+            s.waiting.remove(key);
+            s.granted.insert(key.clone(), (slot, now));
             Turn::Go
         } else {
             Turn::Wait {
@@ -119,14 +130,17 @@ impl RunQueue {
     /// The report was told to go but started nothing (its Job's name is taken, the API
     /// refused): it gives its place up rather than hold it while it keeps asking.
     pub fn withdraw(&self, key: &ReportKey) {
-        self.lock().waiting.remove(key);
+        let mut s = self.lock();
+        s.waiting.remove(key);
+        s.granted.remove(key);
     }
 
     /// The report's run Job was created: it counts as running from now, and its namespace
     /// has had a turn at its slot.
     pub fn started(&self, key: &ReportKey, now: Instant) {
         let mut s = self.lock();
-        if let Some((slot, _)) = s.waiting.remove(key) {
+        let taken = s.granted.remove(key).or_else(|| s.waiting.remove(key));
+        if let Some((slot, _)) = taken {
             *s.served.entry((key.namespace.clone(), slot)).or_default() += 1;
             s.served.retain(|(_, t), _| *t > slot - SERVED_FOR);
         }
@@ -232,6 +246,26 @@ mod tests {
         // Told to go, it could not start (a name conflict): its place goes to the next.
         q.withdraw(&key("b", "1"));
         assert_eq!(q.ask(&key("a", "3"), slot, now), Turn::Go);
+    }
+
+    /// Reconciles run side by side: a place granted and not yet taken (its Job being created)
+    /// is not granted to a third report meanwhile.
+    #[test]
+    fn a_place_granted_is_held_until_its_job_is_made() {
+        let q = RunQueue::new(2);
+        let now = Instant::now();
+        let slot = at(22);
+        assert_eq!(q.ask(&key("a", "1"), slot, now), Turn::Go);
+        assert_eq!(q.ask(&key("a", "2"), slot, now), Turn::Go);
+        assert!(matches!(
+            q.ask(&key("b", "1"), slot, now),
+            Turn::Wait { running: 2, .. }
+        ));
+        // Asked again before its Job is made, a granted report keeps its place.
+        assert_eq!(q.ask(&key("a", "1"), slot, now), Turn::Go);
+        q.started(&key("a", "1"), now);
+        q.withdraw(&key("a", "2"));
+        assert_eq!(q.ask(&key("b", "1"), slot, now), Turn::Go);
     }
 
     /// A namespace whose run is over has still had its turn at that slot: the next place

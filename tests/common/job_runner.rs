@@ -49,6 +49,8 @@ struct Shared {
     records: BTreeMap<(String, String), JobRecord>,
     kills: Vec<(String, KillWhen)>,
     paused: bool,
+    /// The most pods running at once so far.
+    peak_pods: usize,
 }
 
 /// The runner, running until dropped.
@@ -87,6 +89,11 @@ impl JobRunner {
     }
 
     /// What happened to every Job so far, by (namespace, name).
+    /// The most pods that ran at once (the node's bound on run Jobs holds when this does).
+    pub fn peak_pods(&self) -> usize {
+        self.shared.lock().unwrap().peak_pods
+    }
+
     pub fn records(&self) -> BTreeMap<(String, String), JobRecord> {
         self.shared.lock().unwrap().records.clone()
     }
@@ -423,6 +430,10 @@ impl Runner {
                 _dir: dir,
             },
         );
+        {
+            let mut shared = self.shared.lock().unwrap();
+            shared.peak_pods = shared.peak_pods.max(self.pods.len());
+        }
         let mut status = json!({"status": {"active": 1}});
         if first_start {
             status["status"]["startTime"] = json!(started.to_rfc3339());
