@@ -97,7 +97,7 @@ pub fn next_step(
 }
 
 /// Why neither kind of request may start now, if so: the report's run is due or going.
-fn run_busy(world: &World, decision: &Desired) -> Option<String> {
+fn run_busy(decision: &Desired) -> Option<String> {
     if let Some(start) = &decision.start {
         return Some(format!(
             "the run of {} starts now; this waits for it to finish",
@@ -109,7 +109,6 @@ fn run_busy(world: &World, decision: &Desired) -> Option<String> {
             "the run of {date} is due and waits for a place; this waits for it to finish"
         ));
     }
-    let _ = world;
     decision
         .status
         .active_run
@@ -155,7 +154,7 @@ pub async fn carry_out(
     decision: &mut Desired,
     ctx: &Context,
 ) -> Result<(), ReconcileError> {
-    let busy = run_busy(world, decision);
+    let busy = run_busy(decision);
     preview(report, world, busy.as_deref(), decision, ctx).await?;
     let preview_going = decision
         .status
@@ -190,7 +189,11 @@ async fn preview(
         return Ok(());
     };
     let value = value.trim().to_string();
-    let parsed = PreviewRequest::of(report.annotations()).unwrap_or_else(|| Err(String::new()));
+    let parsed = match PreviewRequest::of(report.annotations()) {
+        _ if !world.problems.is_empty() => Err(invalid_report(world)),
+        Some(parsed) => parsed,
+        None => return Ok(()),
+    };
     let previous = decision.status.preview.clone();
     let previous_stage = previous
         .as_ref()
@@ -238,6 +241,14 @@ async fn preview(
     };
     decision.status.preview = Some(status);
     Ok(())
+}
+
+/// Why nothing is carried out for a report that is not valid.
+fn invalid_report(world: &World) -> String {
+    format!(
+        "the report is not valid: {}",
+        super::status::problems_message(&world.problems)
+    )
 }
 
 fn refused_preview(base: PreviewStatus, why: String, decision: &mut Desired) -> PreviewStatus {
@@ -529,7 +540,10 @@ async fn test_send(
         return Ok(());
     };
     let value = value.trim().to_string();
-    let parsed = TestSendRequest::parse(&value);
+    let parsed = match world.problems.is_empty() {
+        true => TestSendRequest::parse(&value),
+        false => Err(invalid_report(world)),
+    };
     let previous = decision.status.test_send.clone();
     let previous_stage = previous
         .as_ref()

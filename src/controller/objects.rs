@@ -187,8 +187,10 @@ fn base_labels(report: &DailyReport, component: &str) -> BTreeMap<String, String
 }
 
 fn run_labels(report: &DailyReport, plan: &RunPlan) -> BTreeMap<String, String> {
+    // Every pipeline pod is a run to the network policies (the database, SMTP, the sources),
+    // whatever its purpose; the purpose label tells previews and test sends apart.
     let purpose = purpose_label(&plan.purpose);
-    let mut l = base_labels(report, purpose.unwrap_or("run"));
+    let mut l = base_labels(report, "run");
     l.insert(labels::RUN_DATE.to_string(), plan.slot.date.to_string());
     l.insert(labels::MANUAL.to_string(), plan.slot.manual.to_string());
     if let Some(purpose) = purpose {
