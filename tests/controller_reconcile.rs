@@ -896,3 +896,149 @@ async fn runs_over_the_bound_wait_their_turn_and_say_so() {
         assert_eq!(status.waiting, None);
     }
 }
+
+/// A preview is a pod like a run: with the node's places taken it waits its turn and says so,
+/// a preview of a report whose own run goes waits for that run, and its plan can send nothing.
+#[tokio::test]
+async fn a_preview_waits_for_a_place_and_for_its_reports_run() {
+    let mut set = common::operator::examples();
+    let mut other = set.reports[0].clone();
+    other.metadata.name = Some("evening-brief".into());
+    set.reports.push(other);
+    let cluster = Cluster::with(set.clone()).await;
+    let store = database().await;
+    let clock = TestClock::at(BEFORE);
+    let settings = finrep::controller::objects::Settings {
+        max_concurrent_runs: 1,
+        ..Default::default()
+    };
+    let ctx = cluster.context_with_settings(&store, clock.clone(), &set, settings);
+    for n in [REPORT, "evening-brief"] {
+        reconcile_report(&cluster.report(n), &ctx).await.unwrap();
+    }
+    clock.set(AT_SLOT);
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    assert_eq!(cluster.job_names(), [JOB], "the one place is the run's");
+
+    // The evening brief's editor previews: no place is free.
+    let mut evening = cluster.report("evening-brief");
+    evening
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(annotations::PREVIEW.into(), "p1".into());
+    cluster.api.put(&evening);
+    // Its own slot is due too (it waits for a place first); then the preview waits for it.
+    let done = reconcile_report(&cluster.report("evening-brief"), &ctx)
+        .await
+        .unwrap();
+    let preview = cluster
+        .report("evening-brief")
+        .status
+        .unwrap()
+        .preview
+        .unwrap();
+    assert_eq!(preview.phase, finrep::api::PreviewPhase::Waiting);
+    assert!(
+        preview
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("waits")),
+        "{preview:?}"
+    );
+    let soon = chrono::DateTime::parse_from_rfc3339(AT_SLOT)
+        .unwrap()
+        .to_utc()
+        + chrono::Duration::seconds(finrep::controller::desired::WAIT_POLL_SECONDS);
+    assert!(done.wake_at <= soon, "asks again soon: {}", done.wake_at);
+    assert_eq!(cluster.job_names(), [JOB], "no preview Job yet");
+
+    // The morning brief's own preview waits for its run, whatever the places.
+    let mut morning = cluster.report(REPORT);
+    morning
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(annotations::PREVIEW.into(), "p2".into());
+    cluster.api.put(&morning);
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    let preview = cluster.report(REPORT).status.unwrap().preview.unwrap();
+    assert_eq!(preview.phase, finrep::api::PreviewPhase::Waiting);
+    assert!(preview.message.unwrap().contains(JOB));
+
+    // The run over, the place goes by the queue's order: the evening brief's run (due at the
+    // slot) first, then its preview (asked for first), then the morning brief's preview.
+    cluster.finish_job(JOB, true);
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    let preview = cluster.report(REPORT).status.unwrap().preview.unwrap();
+    assert!(preview.message.unwrap().contains("go first"));
+    reconcile_report(&cluster.report("evening-brief"), &ctx)
+        .await
+        .unwrap();
+    assert!(
+        cluster
+            .job_names()
+            .contains(&"evening-brief-20261124".to_string())
+    );
+    cluster.finish_job("evening-brief-20261124", true);
+    reconcile_report(&cluster.report("evening-brief"), &ctx)
+        .await
+        .unwrap();
+    let preview = cluster
+        .report("evening-brief")
+        .status
+        .unwrap()
+        .preview
+        .unwrap();
+    assert_eq!(
+        preview.phase,
+        finrep::api::PreviewPhase::Running,
+        "{preview:?}"
+    );
+    let job = preview.job.unwrap();
+    assert!(job.starts_with("evening-brief-preview-"), "{job}");
+    let map = cluster
+        .api
+        .object("", "configmaps", "default", &job)
+        .unwrap();
+    use base64::Engine as _;
+    let gz = base64::engine::general_purpose::STANDARD
+        .decode(map["binaryData"][PLAN_FILE].as_str().unwrap())
+        .unwrap();
+    let plan = RunPlan::from_bytes(&gz).unwrap();
+    assert!(plan.recipients.is_empty() && !plan.sources.is_empty());
+    assert!(
+        plan.secrets.iter().all(|s| s.secret != "finrep-smtp"),
+        "{:?}",
+        plan.secrets
+    );
+    let job = cluster
+        .api
+        .object("batch", "jobs", "default", &job)
+        .unwrap();
+    assert_eq!(job["metadata"]["labels"]["finrep.io/purpose"], "preview");
+    assert_eq!(
+        job["metadata"]["labels"]["app.kubernetes.io/component"], "run",
+        "a run to the network policies"
+    );
+    // Never the day's run: lastRun is still the slot's.
+    let last = cluster
+        .report("evening-brief")
+        .status
+        .unwrap()
+        .last_run
+        .unwrap();
+    assert_eq!(last.job.as_deref(), Some("evening-brief-20261124"));
+    // The morning brief's preview still waits: the one place is the evening preview's.
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    let preview = cluster.report(REPORT).status.unwrap().preview.unwrap();
+    assert_eq!(preview.phase, finrep::api::PreviewPhase::Waiting);
+}

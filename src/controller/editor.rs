@@ -10,6 +10,7 @@
 //! database credential.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use k8s_openapi::ByteString;
@@ -24,6 +25,7 @@ use super::desired::{Desired, Event, World, event_reasons};
 use super::error::{MAX_PLAN_BYTES, ReconcileError};
 use super::objects::{plan_config_map, purposes, run_job};
 use super::observed::EditorJob;
+use super::run_queue::{ReportKey, Turn};
 use super::status::JobState;
 use crate::api::{
     DailyReport, PreviewPhase, PreviewStatus, SourceFailure, TestSendPhase, TestSendStatus,
@@ -212,6 +214,7 @@ async fn preview(
         job,
         busy.as_deref(),
     );
+    let step = queue_turn(report, world, step, decision, ctx);
     let base = || PreviewStatus {
         request: value.clone(),
         ..PreviewStatus::default()
@@ -225,7 +228,16 @@ async fn preview(
         },
         Step::Refuse(why) => refused_preview(base(), why, decision),
         Step::Start => match parsed {
-            Ok(request) => start_preview(report, &request, world.now, ctx, decision).await?,
+            Ok(request) => {
+                let started = start_preview(report, &request, world.now, ctx, decision).await;
+                match &started {
+                    Ok(s) if s.phase == PreviewPhase::Running => {
+                        ctx.runs.started(&preview_key(report), Instant::now())
+                    }
+                    _ => ctx.runs.withdraw(&preview_key(report)),
+                }
+                started?
+            }
             Err(why) => refused_preview(base(), why, decision),
         },
         Step::Finished(job) => {
@@ -249,6 +261,49 @@ fn invalid_report(world: &World) -> String {
         "the report is not valid: {}",
         super::status::problems_message(&world.problems)
     )
+}
+
+/// A report's previews in the run queue: a preview Job takes a place among the run Jobs the
+/// node runs at once, like a run (`/` cannot be in a report's name, so it is nobody else's).
+fn preview_key(report: &DailyReport) -> ReportKey {
+    ReportKey {
+        namespace: report.namespace().unwrap_or_else(|| "default".to_string()),
+        name: format!("{}/preview", report.name_any()),
+    }
+}
+
+/// A preview about to start asks the run queue for a place; told to wait, it says why and
+/// asks again soon.
+fn queue_turn(
+    report: &DailyReport,
+    world: &World,
+    step: Step,
+    decision: &mut Desired,
+    ctx: &Context,
+) -> Step {
+    let key = preview_key(report);
+    let going = world
+        .editor_jobs
+        .iter()
+        .any(|j| j.purpose == purposes::PREVIEW && j.state == JobState::Active);
+    ctx.runs.observe(&key, going, Instant::now());
+    if step != Step::Start {
+        return step;
+    }
+    match ctx.runs.ask(&key, world.now, Instant::now()) {
+        Turn::Go => Step::Start,
+        Turn::Wait {
+            ahead,
+            running,
+            max,
+        } => {
+            let again = world.now + chrono::Duration::seconds(super::desired::WAIT_POLL_SECONDS);
+            decision.wake_at = Some(decision.wake_at.map_or(again, |w| w.min(again)));
+            Step::Wait(format!(
+                "waiting for a place to run: {running} of {max} run Jobs are running on this node and {ahead} go first (the controller's --max-concurrent-runs)"
+            ))
+        }
+    }
 }
 
 fn refused_preview(base: PreviewStatus, why: String, decision: &mut Desired) -> PreviewStatus {
