@@ -485,10 +485,15 @@ async fn an_unsubscribe_outranks_a_bounce_and_only_its_owner_or_a_recorded_opera
     assert_eq!(page.status(), StatusCode::OK);
     let body = page.text().await.unwrap();
     assert!(body.contains("data-outcome=\"confirm\""), "{body}");
-    // The page names the report by its title, never the namespace or the whole address.
+    // The page names the report by its title and its sender, never the namespace or the
+    // whole address, and says the unsubscribe covers every report of that sender.
     assert!(
-        body.contains("<strong class=\"report-name\">日报</strong>")
-            && !body.contains("b@example.com"),
+        body.contains("<strong class=\"report-name\" translate=\"no\">日报</strong>")
+            && body.contains("<strong class=\"sender\" translate=\"no\">brief@finrep.example</strong>")
+            && body.contains("它发送的其他所有日报")
+            && !body.contains("b@example.com")
+            && !body.contains("命名空间")
+            && !body.contains("default"),
         "{body}"
     );
     let v1 = finrep::unsubscribe::sign_v1(OLD_KEY, "default", "b@example.com").unwrap();

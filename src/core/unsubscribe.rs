@@ -47,6 +47,8 @@ pub struct Subscriber {
     pub report: Option<String>,
     /// That report's title, as its mail showed it, for the page (filled in by the web).
     pub report_title: Option<String>,
+    /// Who sent it, as its `From` said (filled in by the web).
+    pub sender: Option<String>,
 }
 
 /// The opaque id of a master key: the first 8 hex digits of a hash of it (the chart computes
@@ -301,6 +303,7 @@ impl KeyRing {
             email: email.to_string(),
             report: Some(report.to_string()),
             report_title: None,
+            sender: None,
         })
     }
 
@@ -325,6 +328,7 @@ impl KeyRing {
                     email: email.clone(),
                     report: None,
                     report_title: None,
+                    sender: None,
                 });
             }
         }

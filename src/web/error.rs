@@ -75,3 +75,53 @@ impl IntoResponse for WebError {
 pub async fn not_found() -> WebError {
     WebError::NotFound
 }
+
+/// Turns every error answer that is not a page of its own (the handlers' errors, the
+/// framework's rejections, the login limiter's 429) into a page in the visitor's language,
+/// keeping the headers that matter (Retry-After, Set-Cookie, Cache-Control).
+pub async fn pages(
+    axum::extract::State(state): axum::extract::State<std::sync::Arc<super::AppState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    // Probes and scrapers read a status and a line, not a page.
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    let headers = request.headers().clone();
+    let lang = request.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "lang")
+            .map(|(_, v)| v.into_owned())
+    });
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_page = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !(status.is_client_error() || status.is_server_error()) || is_page {
+        return response;
+    }
+    let chrome = super::render::Chrome::new(&headers, lang.as_deref(), "", None);
+    let page = state.pages.render(
+        "error.html",
+        &chrome,
+        minijinja::context! { code => status.as_u16() },
+    );
+    let Ok(html) = page else {
+        return response;
+    };
+    let mut page = (status, html).into_response();
+    for name in [
+        axum::http::header::RETRY_AFTER,
+        axum::http::header::SET_COOKIE,
+        axum::http::header::CACHE_CONTROL,
+    ] {
+        for value in response.headers().get_all(&name) {
+            page.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    page
+}

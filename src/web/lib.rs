@@ -208,6 +208,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(30),
         ))
+        // Outermost: a 408 or 413 of the layers above is a page too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            error::pages,
+        ))
         .with_state(state);
     security_headers(router)
 }

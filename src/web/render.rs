@@ -23,6 +23,7 @@ const TEMPLATES: &[(&str, &str)] = &[
         include_str!("templates/unsubscribe.html"),
     ),
     ("pager.html", include_str!("templates/pager.html")),
+    ("error.html", include_str!("templates/error.html")),
 ];
 
 const STYLESHEET: &str = include_str!("templates/console.css");

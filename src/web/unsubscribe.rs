@@ -60,6 +60,18 @@ impl Outcome {
     }
 }
 
+/// The sender as a reader knows it: the display name of `金融情报 <report@example.com>`, or the
+/// address when it has none.
+fn sender_name(from: &str) -> Option<String> {
+    let name = match from.split_once('<') {
+        Some((name, address)) if name.trim().is_empty() => address.trim_end_matches('>'),
+        Some((name, _)) => name,
+        None => from,
+    };
+    let name = name.trim().trim_matches('"').trim();
+    (!name.is_empty()).then(|| crate::untrusted::clean(name, 200))
+}
+
 /// `a***@example.com`: enough for the holder to recognise, nothing for anybody else.
 fn masked(email: &str) -> String {
     match email.split_once('@') {
@@ -104,6 +116,7 @@ async fn subscriber(state: &AppState, token: Option<&str>) -> Result<Subscriber,
                 .verify_v2(&parsed, &target.namespace, &target.report, &target.email)
                 .map_err(|_| Outcome::Invalid)?;
             who.report_title = target.title.filter(|t| !t.trim().is_empty());
+            who.sender = target.sender.as_deref().and_then(sender_name);
             Ok(who)
         }
     }
@@ -129,6 +142,7 @@ fn page(
             outcome => outcome.metric(),
             address => who.map(|s| masked(&s.email)),
             report => who.and_then(|s| s.report_title.clone().or_else(|| s.report.clone())),
+            sender => who.and_then(|s| s.sender.clone()),
             token => token,
         },
     )?;
@@ -301,5 +315,26 @@ mod tests {
         );
         let body = b"--xyz\r\nContent-Disposition: form-data; name=\"List-Unsubscribe\"\r\n\r\nOne-Click\r\n--xyz--\r\n";
         assert!(is_one_click(&h, body));
+    }
+
+    #[test]
+    fn the_sender_is_the_name_a_reader_knows() {
+        assert_eq!(
+            sender_name("金融情报日报 <brief@example.com>").as_deref(),
+            Some("金融情报日报")
+        );
+        assert_eq!(
+            sender_name("\"Desk\" <d@example.com>").as_deref(),
+            Some("Desk")
+        );
+        assert_eq!(
+            sender_name("<d@example.com>").as_deref(),
+            Some("d@example.com")
+        );
+        assert_eq!(
+            sender_name("d@example.com").as_deref(),
+            Some("d@example.com")
+        );
+        assert_eq!(sender_name("  "), None);
     }
 }

@@ -45,6 +45,8 @@ pub struct UnsubscribeTarget {
     pub report: String,
     /// The report's title as its mail said it (for the page), when recorded.
     pub title: Option<String>,
+    /// Who sent it: the report's `From` as its run's plan recorded it.
+    pub sender: Option<String>,
     pub email: String,
 }
 
@@ -64,7 +66,7 @@ impl Store {
         delivery_id: i64,
     ) -> Result<Option<UnsubscribeTarget>, StoreError> {
         let row = sqlx::query(
-            "SELECT r.namespace, r.report, r.title, d.email
+            "SELECT r.namespace, r.report, r.title, r.plan #>> '{smtp,from}' AS sender, d.email
                FROM delivery_log d JOIN reports r ON r.id = d.report_id
               WHERE d.id = $1",
         )
@@ -76,6 +78,7 @@ impl Store {
                 namespace: r.try_get("namespace")?,
                 report: r.try_get("report")?,
                 title: r.try_get("title")?,
+                sender: r.try_get("sender")?,
                 email: r.try_get("email")?,
             })
         })
