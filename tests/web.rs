@@ -489,7 +489,9 @@ async fn an_unsubscribe_outranks_a_bounce_and_only_its_owner_or_a_recorded_opera
     // whole address, and says the unsubscribe covers every report of that sender.
     assert!(
         body.contains("<strong class=\"report-name\" translate=\"no\">日报</strong>")
-            && body.contains("<strong class=\"sender\" translate=\"no\">brief@finrep.example</strong>")
+            && body.contains(
+                "<strong class=\"sender\" translate=\"no\">brief@finrep.example</strong>"
+            )
             && body.contains("它发送的其他所有日报")
             && !body.contains("b@example.com")
             && !body.contains("命名空间")
@@ -1050,4 +1052,132 @@ async fn previews_and_test_copies_are_shown_beside_the_archive_marked_as_such() 
             .status(),
         StatusCode::NOT_FOUND
     );
+}
+
+/// What a page says in its own words: its text and the text of its attributes a person
+/// reads (placeholder, aria-label, title), outside elements marked `translate="no"` — the
+/// data (names, addresses, subjects, feed titles, server replies) — and outside `<style>`.
+fn interface_text(html: &str) -> String {
+    let doc = scraper::Html::parse_document(html);
+    let mut out = String::new();
+    for node in doc.root_element().descendants() {
+        let data = node.ancestors().chain(std::iter::once(node)).any(|a| {
+            scraper::ElementRef::wrap(a).is_some_and(|e| {
+                // A page's <title> names what it shows (a report, a date): data.
+                e.value().attr("translate") == Some("no")
+                    || matches!(e.value().name(), "style" | "title")
+            })
+        });
+        if data {
+            continue;
+        }
+        if let Some(text) = node.value().as_text() {
+            out.push_str(text);
+            out.push(' ');
+        }
+        if let Some(e) = scraper::ElementRef::wrap(node) {
+            for attr in ["placeholder", "aria-label", "title"] {
+                if let Some(v) = e.value().attr(attr) {
+                    out.push_str(v);
+                    out.push(' ');
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Words in Latin letters: in a Chinese page, the interface's English left untranslated.
+fn latin_words(text: &str) -> Vec<String> {
+    // The product's name, the other language's name on the switch, and units and file types.
+    const SAME_IN_BOTH: &[&str] = &["finrep", "English", "ms", "html", "eml", "B"];
+    let mut words: Vec<String> = text
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .filter(|w| !w.is_empty() && !SAME_IN_BOTH.contains(w))
+        .map(str::to_string)
+        .collect();
+    words.sort();
+    words.dedup();
+    words
+}
+
+#[tokio::test]
+async fn every_page_speaks_one_language_whole() {
+    let site = site(true).await;
+    let session = site.login().await;
+    let pages = [
+        "/console",
+        "/console/reports",
+        "/console/reports/1",
+        "/console/reports/1/deliveries",
+        "/console/reports/1/deliveries?status=bounced",
+        "/console/recipients",
+        "/console/sources",
+        "/console/reports/999999",
+        "/console/reports/abc",
+        "/console/reports?page=-1",
+        "/console/nowhere",
+    ];
+    for lang in ["zh", "en"] {
+        for path in pages {
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let r = site
+                .get(&format!("{path}{sep}lang={lang}"), Some(&session))
+                .await;
+            let status = r.status();
+            let html = r.text().await.unwrap();
+            assert!(
+                html.starts_with("<!doctype html>"),
+                "{path}: a page ({status})"
+            );
+            let text = interface_text(&html);
+            match lang {
+                "zh" => {
+                    let english = latin_words(&text);
+                    assert!(
+                        english.is_empty(),
+                        "{path} ({status}) in Chinese says {english:?}"
+                    );
+                }
+                _ => {
+                    let chinese: String = text
+                        .chars()
+                        .filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c))
+                        .collect();
+                    assert!(
+                        chinese.chars().all(|c| "中文".contains(c)),
+                        "{path} ({status}) in English says {chinese:?}"
+                    );
+                }
+            }
+        }
+    }
+    // Pages without a session: the login page, a form that did not come from the console.
+    for lang in ["zh", "en"] {
+        let login = site
+            .get(&format!("/login?lang={lang}"), None)
+            .await
+            .text()
+            .await
+            .unwrap();
+        let forged = site
+            .post(
+                &format!("/logout?lang={lang}"),
+                Some(&session),
+                &[("csrf", "forged")],
+            )
+            .await;
+        assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+        let forged = forged.text().await.unwrap();
+        for html in [login, forged] {
+            let text = interface_text(&html);
+            if lang == "zh" {
+                assert!(
+                    latin_words(&text).is_empty(),
+                    "{:?}: {html}",
+                    latin_words(&text)
+                );
+            }
+        }
+    }
 }

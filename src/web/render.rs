@@ -81,7 +81,7 @@ fn local_time(value: Option<&str>, zone: chrono_tz::Tz) -> String {
         .and_then(|v| chrono::DateTime::parse_from_rfc3339(v).ok())
         .map(|t| {
             t.with_timezone(&zone)
-                .format("%Y-%m-%d %H:%M %Z")
+                .format("%Y-%m-%d %H:%M %:z")
                 .to_string()
         })
         .unwrap_or_else(|| "–".to_string())
@@ -185,7 +185,7 @@ mod tests {
         Pages::new(chrono_tz::Asia::Shanghai).unwrap();
         assert_eq!(
             local_time(Some("2026-11-25T22:05:00Z"), chrono_tz::Asia::Shanghai),
-            "2026-11-26 06:05 CST"
+            "2026-11-26 06:05 +08:00"
         );
         assert_eq!(local_time(Some("garbage"), chrono_tz::UTC), "–");
     }

@@ -110,7 +110,7 @@ def operator(c, base, user, password):
     click_to(d, rows[0].find_element(By.TAG_NAME, "a"), "/console/reports/")
     c.inert("report page")
     steps = d.find_element(By.ID, "steps").text
-    for step in ["collect", "compose", "send"]:
+    for step in ["采集", "编排", "发送"]:
         assert step in steps, f"step {step} in {steps}"
     text = d.find_element(By.ID, "report-text").text
     assert "央行宣布降准" in text and "<script" not in text

@@ -191,8 +191,30 @@ pub struct DeliveryLogRow {
     pub smtp_code: Option<i32>,
     pub smtp_reply: Option<String>,
     pub last_error: Option<String>,
+    /// The server's or platform's answer as a person reads it: its code once, then its words
+    /// (`reply_line`).
+    pub reply: Option<String>,
     pub sent_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// A reply shown once, cleanly: `451 4.3.0 try later` for a stored code 451 and text
+/// `transient error (451): 4.3.0 try later` (the SMTP client's wording) or `4.3.0 try later`.
+pub fn reply_line(code: Option<i32>, text: &str) -> String {
+    let text = text.trim();
+    // The SMTP client's own framing repeats the code.
+    let text = ["transient error (", "permanent error ("]
+        .iter()
+        .find_map(|prefix| {
+            let rest = text.strip_prefix(prefix)?;
+            let (_, words) = rest.split_once("):")?;
+            Some(words.trim())
+        })
+        .unwrap_or(text);
+    match code {
+        Some(code) if !text.starts_with(&code.to_string()) => format!("{code} {text}"),
+        _ => text.to_string(),
+    }
 }
 
 /// A recipient address of a namespace: in a report's latest run or on the blacklist.
@@ -611,11 +633,23 @@ impl Store {
                     smtp_code: r.try_get("smtp_code")?,
                     smtp_reply: r.try_get("smtp_reply")?,
                     last_error: r.try_get("last_error")?,
+                    reply: None,
                     sent_at: r.try_get("sent_at")?,
                     updated_at: r.try_get("updated_at")?,
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let rows = rows
+            .into_iter()
+            .map(|mut d: DeliveryLogRow| {
+                d.reply = d
+                    .smtp_reply
+                    .as_deref()
+                    .or(d.last_error.as_deref())
+                    .map(|text| reply_line(d.smtp_code, text));
+                d
+            })
+            .collect();
         Ok(Paged::from_rows(rows, page))
     }
 
@@ -837,6 +871,27 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_reply_says_its_code_once() {
+        assert_eq!(
+            reply_line(Some(451), "transient error (451): 4.3.0 try later"),
+            "451 4.3.0 try later"
+        );
+        assert_eq!(
+            reply_line(Some(550), "5.1.1 no such user"),
+            "550 5.1.1 no such user"
+        );
+        assert_eq!(
+            reply_line(Some(550), "550 5.1.1 no such user"),
+            "550 5.1.1 no such user"
+        );
+        assert_eq!(reply_line(None, "connection refused"), "connection refused");
+        assert_eq!(
+            reply_line(Some(93000), "token is invalid"),
+            "93000 token is invalid"
+        );
+    }
+
     use super::*;
 
     #[test]
