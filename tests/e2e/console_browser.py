@@ -140,13 +140,34 @@ def operator(c, base, user, password):
     c.inert("sources")
     c.shot("sources-en")
 
-    # Readable on a phone: no page wider than the screen (wide tables scroll in their box).
+    # Readable on a phone, in both languages: no page wider than the screen, no table cell
+    # narrower than 48 px (a column one character wide), nothing sticking out of its card.
     d.set_window_size(390, 844)
-    for page in ["/console/reports", "/console/recipients", "/console/sources", "/console"]:
-        d.get(base + page)
-        over = d.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        assert over <= 1, f"{page} is {over}px wider than a phone"
+    phone_pages = ["/console/reports", "/console/recipients", "/console/sources",
+                   "/console/reports/1/deliveries", "/console"]
+    for lang in ["en", "zh"]:
+        for page in phone_pages:
+            d.get(f"{base}{page}?lang={lang}")
+            over = d.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert over <= 1, f"{page} ({lang}) is {over}px wider than a phone"
+            narrow = d.execute_script(
+                "return [...document.querySelectorAll('td, th')]"
+                ".filter(c => !c.closest('table.stack thead'))"
+                ".filter(c => c.offsetParent !== null && c.getBoundingClientRect().width > 0"
+                " && c.getBoundingClientRect().width < 48 && c.textContent.trim().length > 0)"
+                ".map(c => c.textContent.trim().slice(0, 20))")
+            assert not narrow, f"{page} ({lang}): cells narrower than 48 px: {narrow}"
+            sticking_out = d.execute_script(
+                "return [...document.querySelectorAll('.card, .scroll')].flatMap(box => {"
+                " const b = box.getBoundingClientRect();"
+                " return [...box.querySelectorAll('*')].filter(e => !e.closest('table.stack thead')).filter(e => {"
+                "  const r = e.getBoundingClientRect();"
+                "  return r.width > 0 && (r.right > b.right + 1 || r.left < b.left - 1); })"
+                " .map(e => e.tagName + ':' + e.textContent.trim().slice(0, 20)); })")
+            assert not sticking_out, f"{page} ({lang}): out of its card: {sticking_out[:5]}"
+            c.shot(f"phone-{lang}-{page.strip('/').replace('/', '-') or 'console'}")
+    d.get(base + "/console?lang=en")
     c.shot("dashboard-phone")
     d.set_window_size(1280, 900)
     d.get(base + "/console")
