@@ -1181,3 +1181,66 @@ async fn every_page_speaks_one_language_whole() {
         }
     }
 }
+
+#[tokio::test]
+async fn the_dashboard_opens_with_each_reports_verdict_and_links_behind_its_numbers() {
+    let site = site(true).await;
+    let session = site.login().await;
+    // A second report whose slot the scheduler recorded, and that never ran.
+    site.store
+        .record_next_slot(
+            "default",
+            "close",
+            Some(chrono::Utc::now() - chrono::Duration::hours(2)),
+        )
+        .await
+        .unwrap();
+    let html = site
+        .get("/console", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let doc = scraper::Html::parse_document(&html);
+    let sel = |s: &str| scraper::Selector::parse(s).unwrap();
+    let cards: Vec<String> = doc
+        .select(&sel("#glance article"))
+        .map(|a| a.value().attr("id").unwrap_or_default().to_string())
+        .collect();
+    // What needs attention first: the slot that passed with no run, the run with a bounce.
+    assert_eq!(
+        cards,
+        ["card-default-brief", "card-default-close"],
+        "{html}"
+    );
+    let brief = doc.select(&sel("#card-default-brief")).next().unwrap();
+    let text: String = brief.text().collect();
+    assert!(
+        text.contains("需要处理") && text.contains("1 份失败"),
+        "{text}"
+    );
+    let links: Vec<&str> = brief
+        .select(&sel("a"))
+        .filter_map(|a| a.value().attr("href"))
+        .collect();
+    assert!(
+        links
+            .iter()
+            .any(|l| l.ends_with("/deliveries?status=failed")),
+        "{links:?}"
+    );
+    assert!(
+        links.iter().any(|l| l.ends_with("/deliveries?status=sent")),
+        "{links:?}"
+    );
+    let close: String = doc
+        .select(&sel("#card-default-close"))
+        .next()
+        .unwrap()
+        .text()
+        .collect();
+    assert!(
+        close.contains("未运行") && close.contains("时段已到"),
+        "{close}"
+    );
+}

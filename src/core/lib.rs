@@ -12,6 +12,7 @@ pub mod clock;
 pub mod crd;
 pub mod editor;
 pub mod file_clock;
+pub mod glance;
 pub mod guard;
 pub mod jsonpath;
 pub mod manifest;

@@ -119,7 +119,8 @@ fn only_uncertain(run: &LatestRun) -> bool {
     d.uncertain > 0 && d.failed == 0 && d.bounced == 0 && d.deferred == 0 && d.pending == 0
 }
 
-fn health(run: Option<&LatestRun>) -> Health {
+/// The health of a report from its latest run (`glance` adds what the scheduler recorded).
+pub fn health(run: Option<&LatestRun>) -> Health {
     match run.map(|r| (r.phase, r)) {
         None => Health::NeverRun,
         Some((RunPhase::Succeeded, _)) => Health::Ok,

@@ -80,17 +80,20 @@ pub async fn dashboard(State(state): State<Arc<AppState>>, viewer: Viewer) -> We
     let now = Utc::now();
     let today = now.with_timezone(&state.settings.time_zone).date_naive();
     let store = &state.store;
-    let (day, week, failing, next_slots, backups) = tokio::try_join!(
+    let (day, week, failing, next_slots, backups, records) = tokio::try_join!(
         store.period_figures(now - Duration::hours(24), today - Duration::days(1)),
         store.period_figures(now - Duration::days(7), today - Duration::days(7)),
         store.sources_failing_now(),
         store.next_slots(),
         store.last_backups(),
+        store.report_records(),
     )?;
+    let cards = finrep_core::glance::cards(&records, now);
     viewer.page(
         &state,
         "dashboard.html",
         minijinja::context! {
+            cards => Value::from(Serde(&cards)),
             periods => Value::from(Serde(&vec![("last_24h", day), ("last_7d", week)])),
             failing => Value::from(Serde(failing)),
             next_slots => Value::from(Serde(next_slots)),

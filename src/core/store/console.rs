@@ -906,3 +906,74 @@ mod tests {
         assert!(paged.has_next);
     }
 }
+
+impl Store {
+    /// What the console's cards are made of: each report's latest run (its deliveries per
+    /// channel, its last accepted copy, its mail window) and the slot its scheduler last
+    /// recorded as next — also for a report that has never run. Bounded: one row per report.
+    pub async fn report_records(&self) -> Result<Vec<crate::glance::ReportRecord>, StoreError> {
+        let rows = sqlx::query(
+            "WITH latest AS (
+                 SELECT DISTINCT ON (namespace, report) id, namespace, report, report_date, phase,
+                        manual, started_at, finished_at, article_count, error, title, time_zone,
+                        plan -> 'mailWindow' AS mail_window
+                 FROM reports ORDER BY namespace, report, report_date DESC)
+             SELECT COALESCE(l.namespace, s.namespace) AS ns, COALESCE(l.report, s.report) AS name,
+                    l.id, l.report_date, l.phase, l.manual, l.started_at, l.finished_at,
+                    l.article_count, l.error, l.title, l.time_zone, l.mail_window, s.next_slot,
+                    (SELECT max(d.sent_at) FROM delivery_log d WHERE d.report_id = l.id) AS last_sent
+             FROM latest l FULL OUTER JOIN report_schedule s
+               ON s.namespace = l.namespace AND s.report = l.report
+             ORDER BY 1, 2 LIMIT 500",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let namespace: String = r.try_get("ns")?;
+            let report: String = r.try_get("name")?;
+            let id: Option<i64> = r.try_get("id")?;
+            let channels = match id {
+                Some(id) => self.delivery_counts_by_channel(id).await?,
+                None => Vec::new(),
+            };
+            let run = match id {
+                Some(_) => Some(super::LatestRun {
+                    namespace: namespace.clone(),
+                    report: report.clone(),
+                    date: r.try_get("report_date")?,
+                    phase: state_column(&r, "phase")?,
+                    manual: r.try_get("manual")?,
+                    started_at: r.try_get("started_at")?,
+                    finished_at: r.try_get("finished_at")?,
+                    articles: r.try_get("article_count")?,
+                    deliveries: channels.iter().fold(
+                        DeliveryCounts::default(),
+                        |mut all, (_, c)| {
+                            all.merge(c);
+                            all
+                        },
+                    ),
+                    error: r.try_get("error")?,
+                }),
+                None => None,
+            };
+            let window = r
+                .try_get::<Option<serde_json::Value>, _>("mail_window")?
+                .and_then(|w| serde_json::from_value::<crate::api::MailWindow>(w).ok())
+                .zip(r.try_get::<Option<String>, _>("time_zone")?);
+            out.push(crate::glance::ReportRecord {
+                namespace,
+                report,
+                title: r.try_get("title")?,
+                run_id: id,
+                run,
+                channels,
+                last_delivery: r.try_get("last_sent")?,
+                window,
+                next_slot: r.try_get("next_slot")?,
+            });
+        }
+        Ok(out)
+    }
+}
