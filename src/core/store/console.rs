@@ -869,44 +869,6 @@ impl Store {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn a_reply_says_its_code_once() {
-        assert_eq!(
-            reply_line(Some(451), "transient error (451): 4.3.0 try later"),
-            "451 4.3.0 try later"
-        );
-        assert_eq!(
-            reply_line(Some(550), "5.1.1 no such user"),
-            "550 5.1.1 no such user"
-        );
-        assert_eq!(
-            reply_line(Some(550), "550 5.1.1 no such user"),
-            "550 5.1.1 no such user"
-        );
-        assert_eq!(reply_line(None, "connection refused"), "connection refused");
-        assert_eq!(
-            reply_line(Some(93000), "token is invalid"),
-            "93000 token is invalid"
-        );
-    }
-
-    use super::*;
-
-    #[test]
-    fn pages_are_bounded() {
-        let p = Page::new(Some(0), Some(10_000), 30);
-        assert_eq!((p.number, p.size), (1, Page::MAX));
-        let p = Page::new(Some(u32::MAX), None, 30);
-        assert_eq!((p.number, p.size), (Page::LAST, 30));
-        assert_eq!(p.offset(), i64::from(Page::LAST - 1) * 30);
-        let paged = Paged::from_rows(vec![1, 2, 3], Page::new(Some(1), Some(2), 2));
-        assert_eq!(paged.rows, vec![1, 2]);
-        assert!(paged.has_next);
-    }
-}
-
 impl Store {
     /// What the console's cards are made of: each report's latest run (its deliveries per
     /// channel, its last accepted copy, its mail window) and the slot its scheduler last
@@ -975,5 +937,43 @@ impl Store {
             });
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_reply_says_its_code_once() {
+        assert_eq!(
+            reply_line(Some(451), "transient error (451): 4.3.0 try later"),
+            "451 4.3.0 try later"
+        );
+        assert_eq!(
+            reply_line(Some(550), "5.1.1 no such user"),
+            "550 5.1.1 no such user"
+        );
+        assert_eq!(
+            reply_line(Some(550), "550 5.1.1 no such user"),
+            "550 5.1.1 no such user"
+        );
+        assert_eq!(reply_line(None, "connection refused"), "connection refused");
+        assert_eq!(
+            reply_line(Some(93000), "token is invalid"),
+            "93000 token is invalid"
+        );
+    }
+
+    use super::*;
+
+    #[test]
+    fn pages_are_bounded() {
+        let p = Page::new(Some(0), Some(10_000), 30);
+        assert_eq!((p.number, p.size), (1, Page::MAX));
+        let p = Page::new(Some(u32::MAX), None, 30);
+        assert_eq!((p.number, p.size), (Page::LAST, 30));
+        assert_eq!(p.offset(), i64::from(Page::LAST - 1) * 30);
+        let paged = Paged::from_rows(vec![1, 2, 3], Page::new(Some(1), Some(2), 2));
+        assert_eq!(paged.rows, vec![1, 2]);
+        assert!(paged.has_next);
     }
 }
