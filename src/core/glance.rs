@@ -103,8 +103,11 @@ pub fn card(r: &ReportRecord, now: DateTime<Utc>) -> Card {
     };
     let no_run_since = slot_without_run(r.next_slot, run, now);
     let mut reasons = run_reasons(run);
+    // A manual run sends at once, whatever the window: only a slot's run can be late.
+    let scheduled = run.is_some_and(|x| !x.manual);
     if let (Some(last), Some(end)) = (r.last_delivery, window_end)
         && last > end
+        && scheduled
     {
         reasons.push(Reason::DeliveredLate);
     }
