@@ -944,8 +944,13 @@ W3_EXPLAIN = {
                                     "(SELECT d.status, count(*) AS n FROM delivery_log d WHERE d.report_id = r.id "
                                     "GROUP BY d.status) c WHERE r.report_date >= current_date - 7 "
                                     "GROUP BY c.status ORDER BY c.status",
-    "dashboard steps, 7 days": "SELECT step, count(*) AS total, count(*) FILTER (WHERE NOT ok) AS failed FROM step_timings "
-                               "WHERE started_at >= now() - interval '7 days' GROUP BY step ORDER BY step",
+    "dashboard steps, 7 days": "SELECT s.step, count(*) AS total, count(*) FILTER (WHERE NOT s.ok OR (s.step = 'send' "
+                               "AND r.phase = ANY('{PartiallyDelivered,Failed}'))) AS failed FROM step_timings s "
+                               "JOIN reports r ON r.id = s.report_id WHERE r.report_date >= current_date - 7 "
+                               "GROUP BY s.step ORDER BY s.step",
+    "dashboard summariser calls, 7 days": "SELECT provider, count(*) FROM provider_calls WHERE report_id IN "
+                                          "(SELECT id FROM reports WHERE report_date >= current_date - 7) "
+                                          "GROUP BY provider",
 }
 
 

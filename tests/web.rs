@@ -1243,4 +1243,26 @@ async fn the_dashboard_opens_with_each_reports_verdict_and_links_behind_its_numb
         close.contains("未运行") && close.contains("时段已到"),
         "{close}"
     );
+    // One counting rule, stated on the page: the runs of the period's report dates, their
+    // steps, calls and deliveries alike — and the run that bounced a copy is a failed send.
+    assert!(doc.select(&sel("#counting-rule")).next().is_some());
+    let date: chrono::NaiveDate = sqlx::query_scalar("SELECT report_date FROM reports")
+        .fetch_one(site.store.pool())
+        .await
+        .unwrap();
+    let figures = site.store.period_figures(date).await.unwrap();
+    let runs: i64 = figures.runs.iter().map(|r| r.runs).sum();
+    let send = figures.steps.iter().find(|s| s.step == "send").unwrap();
+    assert_eq!(
+        (runs, send.total, send.failed),
+        (1, 1, 1),
+        "{:?}",
+        figures.steps
+    );
+    let later = site
+        .store
+        .period_figures(date.succ_opt().unwrap())
+        .await
+        .unwrap();
+    assert!(later.runs.is_empty() && later.steps.is_empty() && later.providers.is_empty());
 }

@@ -78,11 +78,12 @@ impl Viewer {
 /// `GET /console`: the last 24 hours and 7 days at a glance.
 pub async fn dashboard(State(state): State<Arc<AppState>>, viewer: Viewer) -> WebResponse {
     let now = Utc::now();
+    // One counting rule for every figure: the runs of these report dates (stated on the page).
     let today = now.with_timezone(&state.settings.time_zone).date_naive();
     let store = &state.store;
     let (day, week, failing, next_slots, backups, records) = tokio::try_join!(
-        store.period_figures(now - Duration::hours(24), today - Duration::days(1)),
-        store.period_figures(now - Duration::days(7), today - Duration::days(7)),
+        store.period_figures(today - Duration::days(1)),
+        store.period_figures(today - Duration::days(7)),
         store.sources_failing_now(),
         store.next_slots(),
         store.last_backups(),

@@ -103,8 +103,17 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "控制台未启用：请在 Secret 中设置密码哈希（finrep web hash-password）。",
         "The console is off: set a password hash in its Secret (finrep web hash-password).",
     ),
-    ("last_24h", "最近 24 小时", "Last 24 hours"),
-    ("last_7d", "最近 7 天", "Last 7 days"),
+    (
+        "last_24h",
+        "今天和昨天的日报",
+        "Today's and yesterday's reports",
+    ),
+    ("last_7d", "最近 8 天的日报", "The last 8 days' reports"),
+    (
+        "counting_rule",
+        "统计口径：以下数字都按日报日期计算——运行、步骤、摘要调用和投递，都属于这些日期的日报运行；发送步骤在该次运行未全部送达时计为失败。",
+        "How these are counted: every figure below is of the runs of these report dates — runs, steps, summariser calls and deliveries alike; a send step counts as failed when its run did not deliver everything.",
+    ),
     (
         "runs_by_phase",
         "各报告运行（按阶段）",

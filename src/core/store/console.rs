@@ -269,16 +269,14 @@ fn phase_names(phases: &[RunPhase]) -> Vec<&'static str> {
 impl Store {
     /// Runs, steps, provider calls and deliveries since `since` (the reports of local dates
     /// from `since_date`).
-    pub async fn period_figures(
-        &self,
-        since: DateTime<Utc>,
-        since_date: NaiveDate,
-    ) -> Result<PeriodFigures, StoreError> {
+    /// The figures of the runs of report dates from `since_date` on: one counting rule for
+    /// runs, steps, summariser calls and deliveries alike.
+    pub async fn period_figures(&self, since_date: NaiveDate) -> Result<PeriodFigures, StoreError> {
         // Independent reads, each on its own pooled connection.
         let (runs, steps, providers, deliveries) = tokio::try_join!(
             self.runs_by_phase(since_date),
-            self.step_health(since),
-            self.provider_health(since),
+            self.step_health(since_date),
+            self.provider_health(since_date),
             self.delivery_totals(since_date),
         )?;
         Ok(PeriodFigures {
@@ -310,12 +308,22 @@ impl Store {
             .collect()
     }
 
-    async fn step_health(&self, since: DateTime<Utc>) -> Result<Vec<StepHealth>, StoreError> {
+    /// Steps of the runs of report dates from `since` (the one counting rule of the page). A
+    /// send step whose run did not deliver everything counts as failed, so the rate agrees with
+    /// the runs shown beside it.
+    async fn step_health(&self, since: NaiveDate) -> Result<Vec<StepHealth>, StoreError> {
         let rows = sqlx::query(
-            "SELECT step, count(*) AS total, count(*) FILTER (WHERE NOT ok) AS failed
-             FROM step_timings WHERE started_at >= $1 GROUP BY step ORDER BY step",
+            "SELECT s.step, count(*) AS total,
+                    count(*) FILTER (WHERE NOT s.ok OR (s.step = $2 AND r.phase = ANY($3))) AS failed
+             FROM step_timings s JOIN reports r ON r.id = s.report_id
+             WHERE r.report_date >= $1 GROUP BY s.step ORDER BY s.step",
         )
         .bind(since)
+        .bind(crate::run::Step::Send.as_str())
+        .bind(vec![
+            RunPhase::PartiallyDelivered.as_str(),
+            RunPhase::Failed.as_str(),
+        ])
         .fetch_all(self.pool())
         .await?;
         rows.iter()
@@ -329,10 +337,9 @@ impl Store {
             .collect()
     }
 
-    async fn provider_health(
-        &self,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<ProviderHealth>, StoreError> {
+    /// Summariser calls of the runs of report dates from `since` (a preview's calls are not a
+    /// run's).
+    async fn provider_health(&self, since: NaiveDate) -> Result<Vec<ProviderHealth>, StoreError> {
         let rows = sqlx::query(
             "SELECT provider, count(*) AS calls,
                     count(*) FILTER (WHERE outcome = $2) AS timeouts,
@@ -340,7 +347,9 @@ impl Store {
                     count(*) FILTER (WHERE outcome = $4) AS cached,
                     percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
                         FILTER (WHERE outcome <> $4) AS p95_ms
-             FROM provider_calls WHERE called_at >= $1 GROUP BY provider ORDER BY provider LIMIT 50",
+             FROM provider_calls
+             WHERE report_id IN (SELECT id FROM reports WHERE report_date >= $1)
+             GROUP BY provider ORDER BY provider LIMIT 50",
         )
         .bind(since)
         .bind(ProviderOutcome::Timeout.as_str())
