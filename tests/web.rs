@@ -1265,4 +1265,34 @@ async fn the_dashboard_opens_with_each_reports_verdict_and_links_behind_its_numb
         .await
         .unwrap();
     assert!(later.runs.is_empty() && later.steps.is_empty() && later.providers.is_empty());
+
+    // Deliveries per day as a picture drawn on the server, with its numbers for screen readers.
+    for (query, bars) in [("", 30), ("?days=90", 90), ("?days=7", 30)] {
+        let html = site
+            .get(&format!("/console{query}"), Some(&session))
+            .await
+            .text()
+            .await
+            .unwrap();
+        let doc = scraper::Html::parse_document(&html);
+        let svg = doc
+            .select(&sel("#deliveries-per-day svg[role=img]"))
+            .next()
+            .unwrap();
+        assert!(svg.select(&sel("title")).next().is_some());
+        assert!(svg.select(&sel("desc")).next().is_some());
+        let rects = svg.select(&sel("rect")).count();
+        let in_range = (chrono::Utc::now().date_naive() - date).num_days() < bars;
+        assert_eq!(rects > 0, in_range, "{query}: {rects} segments");
+        let rows: Vec<String> = doc
+            .select(&sel("#deliveries-per-day-table tbody tr"))
+            .map(|tr| tr.text().collect::<String>())
+            .collect();
+        if in_range {
+            assert!(
+                rows.iter().any(|r| r.contains(&date.to_string())),
+                "{rows:?}"
+            );
+        }
+    }
 }

@@ -32,6 +32,21 @@ impl ListQuery {
     }
 }
 
+/// The dashboard's picture: 30 days (default) or 90.
+#[derive(serde::Deserialize, Default)]
+pub struct DashboardQuery {
+    days: Option<u32>,
+}
+
+impl DashboardQuery {
+    fn days(&self) -> i64 {
+        match self.days {
+            Some(90) => 90,
+            _ => 30,
+        }
+    }
+}
+
 /// A logged-in person looking at a console page: the session, and the page's chrome (their
 /// language, the section the navigation marks, the query the language switch keeps).
 pub struct Viewer {
@@ -75,26 +90,39 @@ impl Viewer {
     }
 }
 
-/// `GET /console`: the last 24 hours and 7 days at a glance.
-pub async fn dashboard(State(state): State<Arc<AppState>>, viewer: Viewer) -> WebResponse {
+/// `GET /console?days=30|90`: each report's verdict, deliveries per day, the period figures.
+pub async fn dashboard(
+    State(state): State<Arc<AppState>>,
+    viewer: Viewer,
+    Query(q): Query<DashboardQuery>,
+) -> WebResponse {
     let now = Utc::now();
     // One counting rule for every figure: the runs of these report dates (stated on the page).
     let today = now.with_timezone(&state.settings.time_zone).date_naive();
     let store = &state.store;
-    let (day, week, failing, next_slots, backups, records) = tokio::try_join!(
+    let chart_days = q.days();
+    let (day, week, failing, next_slots, backups, records, per_day) = tokio::try_join!(
         store.period_figures(today - Duration::days(1)),
         store.period_figures(today - Duration::days(7)),
         store.sources_failing_now(),
         store.next_slots(),
         store.last_backups(),
         store.report_records(),
+        store.deliveries_per_day(today - Duration::days(chart_days - 1)),
     )?;
+    let bars = super::chart::delivery_bars(&per_day, today, chart_days);
     let cards = finrep_core::glance::cards(&records, now);
     viewer.page(
         &state,
         "dashboard.html",
         minijinja::context! {
             cards => Value::from(Serde(&cards)),
+            bars => Value::from(Serde(&bars)),
+            chart_days => chart_days,
+            chart => minijinja::context! {
+                width => super::chart::WIDTH,
+                height => super::chart::HEIGHT,
+            },
             periods => Value::from(Serde(&vec![("last_24h", day), ("last_7d", week)])),
             failing => Value::from(Serde(failing)),
             next_slots => Value::from(Serde(next_slots)),

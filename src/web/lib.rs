@@ -11,6 +11,7 @@
 use finrep_core::{run, signals, store, untrusted};
 
 mod auth;
+mod chart;
 pub mod cli;
 mod console;
 mod download;

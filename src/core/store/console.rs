@@ -111,6 +111,16 @@ pub struct PeriodFigures {
     pub deliveries: Vec<DeliveryTotal>,
 }
 
+/// One report date's deliveries, by outcome.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DayDeliveries {
+    pub date: NaiveDate,
+    pub delivered: i64,
+    pub failed: i64,
+    pub deferred: i64,
+    pub other: i64,
+}
+
 /// A source whose last fetch failed.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct FailingSource {
@@ -394,6 +404,47 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// Deliveries of the runs of each report date from `since` on, by outcome: delivered,
+    /// failed (failed or bounced), deferred, other (pending, sending, uncertain). Per report,
+    /// as `delivery_totals`, so a year of deliveries is never read whole.
+    pub async fn deliveries_per_day(
+        &self,
+        since: NaiveDate,
+    ) -> Result<Vec<DayDeliveries>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.report_date, c.status, sum(c.n)::bigint AS n FROM reports r
+             CROSS JOIN LATERAL (SELECT d.status, count(*) AS n FROM delivery_log d
+                                 WHERE d.report_id = r.id GROUP BY d.status) c
+             WHERE r.report_date >= $1 GROUP BY r.report_date, c.status ORDER BY r.report_date",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        let mut out: Vec<DayDeliveries> = Vec::new();
+        for r in rows {
+            let date: NaiveDate = r.try_get("report_date")?;
+            let status: DeliveryStatus = state_column(&r, "status")?;
+            let n: i64 = r.try_get("n")?;
+            if out.last().is_none_or(|d| d.date != date) {
+                out.push(DayDeliveries {
+                    date,
+                    ..DayDeliveries::default()
+                });
+            }
+            if let Some(day) = out.last_mut() {
+                match status {
+                    DeliveryStatus::Sent => day.delivered += n,
+                    DeliveryStatus::Failed | DeliveryStatus::Bounced => day.failed += n,
+                    DeliveryStatus::Deferred => day.deferred += n,
+                    DeliveryStatus::Pending
+                    | DeliveryStatus::Sending
+                    | DeliveryStatus::Uncertain => day.other += n,
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Sources whose latest fetch failed, most failures first.

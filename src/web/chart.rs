@@ -1,0 +1,135 @@
+//! Pictures the console draws on the server as inline SVG — no script, nothing fetched,
+//! styled by the stylesheet's classes — with the numbers beside them for screen readers.
+//! Only geometry is decided here (pure); the template writes the elements.
+
+use chrono::{Duration, NaiveDate};
+
+use crate::store::DayDeliveries;
+
+/// The drawing's size in its own units (it scales to its box).
+pub const WIDTH: f64 = 600.0;
+pub const HEIGHT: f64 = 160.0;
+/// Room under the bars for the first and last dates.
+const AXIS: f64 = 18.0;
+
+/// One part of a day's bar.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Segment {
+    /// `delivered`, `failed`, `deferred` or `other`: the stylesheet's colour for it.
+    pub class: &'static str,
+    pub y: f64,
+    pub height: f64,
+}
+
+/// One day's bar: its segments stacked from the bottom.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Bar {
+    pub date: NaiveDate,
+    pub x: f64,
+    pub width: f64,
+    pub segments: Vec<Segment>,
+    pub total: i64,
+    pub day: DayDeliveries,
+}
+
+/// Deliveries per day as bars, one per day of the `days` ending `today` (a day without
+/// deliveries has an empty bar), scaled to the busiest day.
+pub fn delivery_bars(per_day: &[DayDeliveries], today: NaiveDate, days: i64) -> Vec<Bar> {
+    let days = days.max(1);
+    let slot = WIDTH / days as f64;
+    let width = (slot * 0.8).max(1.0);
+    let total = |d: &DayDeliveries| d.delivered + d.failed + d.deferred + d.other;
+    let most = per_day.iter().map(total).max().unwrap_or(0).max(1) as f64;
+    let room = HEIGHT - AXIS;
+    (0..days)
+        .map(|i| {
+            let date = today - Duration::days(days - 1 - i);
+            let day = per_day
+                .iter()
+                .find(|d| d.date == date)
+                .cloned()
+                .unwrap_or(DayDeliveries {
+                    date,
+                    ..DayDeliveries::default()
+                });
+            let mut y = room;
+            let mut segments = Vec::new();
+            for (class, n) in [
+                ("delivered", day.delivered),
+                ("failed", day.failed),
+                ("deferred", day.deferred),
+                ("other", day.other),
+            ] {
+                if n <= 0 {
+                    continue;
+                }
+                let height = n as f64 / most * room;
+                y -= height;
+                segments.push(Segment {
+                    class,
+                    y: round(y),
+                    height: round(height),
+                });
+            }
+            Bar {
+                date,
+                x: round(i as f64 * slot + (slot - width) / 2.0),
+                width: round(width),
+                segments,
+                total: total(&day),
+                day,
+            }
+        })
+        .collect()
+}
+
+fn round(v: f64) -> f64 {
+    (v * 10.0).round() / 10.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32, delivered: i64, failed: i64) -> DayDeliveries {
+        DayDeliveries {
+            date: NaiveDate::from_ymd_opt(2026, 12, d).unwrap(),
+            delivered,
+            failed,
+            ..DayDeliveries::default()
+        }
+    }
+
+    #[test]
+    fn every_day_has_a_bar_and_the_busiest_fills_the_height() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+        let bars = delivery_bars(&[day(3, 90, 10), day(5, 40, 0)], today, 30);
+        assert_eq!(bars.len(), 30);
+        assert_eq!(bars.last().unwrap().date, today);
+        let busiest = bars.iter().find(|b| b.total == 100).unwrap();
+        let top = busiest
+            .segments
+            .iter()
+            .map(|s| s.y)
+            .fold(f64::MAX, f64::min);
+        assert!(top.abs() < 0.2, "{busiest:?}");
+        assert_eq!(busiest.segments[0].class, "delivered");
+        assert_eq!(busiest.segments[1].class, "failed");
+        assert!(bars[0].segments.is_empty(), "a quiet day is an empty bar");
+        // Nothing leaves the drawing, whatever the counts.
+        for b in &bars {
+            assert!(b.x >= 0.0 && b.x + b.width <= WIDTH + 0.1);
+            for s in &b.segments {
+                assert!(s.y >= -0.1 && s.y + s.height <= HEIGHT - AXIS + 0.1);
+            }
+        }
+    }
+
+    #[test]
+    fn no_deliveries_draw_empty_bars_not_a_division_by_zero() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+        let bars = delivery_bars(&[], today, 90);
+        assert_eq!(bars.len(), 90);
+        assert!(bars.iter().all(|b| b.segments.is_empty() && b.total == 0));
+    }
+}
