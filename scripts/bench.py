@@ -938,8 +938,11 @@ W3_EXPLAIN = {
                                "WHERE report_id = ANY(ARRAY(SELECT id FROM reports ORDER BY report_date DESC LIMIT 30)) "
                                "GROUP BY report_id, status",
     "delivery log, failed only": "SELECT recipient, email, status, attempts, smtp_code, smtp_reply, last_error, sent_at, "
-                                 "updated_at FROM delivery_log WHERE report_id = (SELECT max(id) / 2 FROM reports) "
-                                 "AND status = 'failed' ORDER BY email LIMIT 31 OFFSET 0",
+                                 "updated_at, count(*) OVER () AS total FROM delivery_log "
+                                 "WHERE report_id = (SELECT max(id) / 2 FROM reports) AND status = 'failed' "
+                                 "ORDER BY COALESCE(array_position('{failed,bounced,uncertain,deferred,pending,sending}'::text[], status), 99), "
+                                 "regexp_replace(lower(email), '[0-9]+', '', 'g'), "
+                                 "substring(email from '[0-9]{1,18}')::bigint NULLS FIRST, email LIMIT 31 OFFSET 0",
     "dashboard deliveries, 7 days": "SELECT c.status, sum(c.n)::bigint AS n FROM reports r CROSS JOIN LATERAL "
                                     "(SELECT d.status, count(*) AS n FROM delivery_log d WHERE d.report_id = r.id "
                                     "GROUP BY d.status) c WHERE r.report_date >= current_date - 7 "

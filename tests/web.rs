@@ -1296,3 +1296,75 @@ async fn the_dashboard_opens_with_each_reports_verdict_and_links_behind_its_numb
         }
     }
 }
+
+#[tokio::test]
+async fn the_delivery_log_puts_failures_first_counts_filters_and_searches() {
+    let site = site(true).await;
+    let session = site.login().await;
+    for name in ["reader100", "reader10", "reader9"] {
+        sqlx::query(
+            "INSERT INTO delivery_log (report_id, recipient, email, status, channel)
+             VALUES (1, $1, $2, 'sent', 'email')",
+        )
+        .bind(name)
+        .bind(format!("{name}@example.com"))
+        .execute(site.store.pool())
+        .await
+        .unwrap();
+    }
+    let page = |query: &str| {
+        let path = format!("/console/reports/1/deliveries{query}");
+        let session = session.clone();
+        let site = &site;
+        async move {
+            let html = site.get(&path, Some(&session)).await.text().await.unwrap();
+            let doc = scraper::Html::parse_document(&html);
+            let sel = scraper::Selector::parse("#deliveries tbody tr td:nth-child(2)").unwrap();
+            let emails: Vec<String> = doc.select(&sel).map(|td| td.text().collect()).collect();
+            let total = scraper::Selector::parse("#total").unwrap();
+            let total: String = doc.select(&total).next().unwrap().text().collect();
+            (emails, total)
+        }
+    };
+    let (emails, total) = page("").await;
+    assert_eq!(
+        emails[0], "gone@example.com",
+        "the bounce first: {emails:?}"
+    );
+    let readers: Vec<&String> = emails.iter().filter(|e| e.starts_with("reader")).collect();
+    assert_eq!(
+        readers,
+        [
+            "reader9@example.com",
+            "reader10@example.com",
+            "reader100@example.com"
+        ],
+        "numbers in order"
+    );
+    assert_eq!(total, format!("共 {} 条", emails.len()));
+    let (emails, total) = page("?q=READER1").await;
+    assert_eq!(emails, ["reader10@example.com", "reader100@example.com"]);
+    assert_eq!(total, "共 2 条");
+    // A search's own wildcards are text, not patterns.
+    let (emails, _) = page("?q=%25").await;
+    assert!(emails.is_empty(), "{emails:?}");
+    let (emails, total) = page("?channel=wecom").await;
+    assert!(emails.is_empty() && total == "共 0 条");
+    let (emails, _) = page("?status=bounced&q=gone").await;
+    assert_eq!(emails, ["gone@example.com"]);
+    let r = site
+        .get("/console/reports/1/deliveries?channel=fax", Some(&session))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    // The pager keeps the filter.
+    let html = site
+        .get(
+            "/console/reports/1/deliveries?size=1&q=reader",
+            Some(&session),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(html.contains("q=reader"), "{html}");
+}

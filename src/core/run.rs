@@ -249,6 +249,19 @@ state_names!(DeliveryStatus, "delivery status", {
     Uncertain => "uncertain",
 });
 
+impl DeliveryStatus {
+    /// The order a delivery log lists what did not go out: the failures a person acts on
+    /// first, then what may still go (sent ones come after all of these).
+    pub const NOT_DELIVERED_FIRST: [DeliveryStatus; 6] = [
+        Self::Failed,
+        Self::Bounced,
+        Self::Uncertain,
+        Self::Deferred,
+        Self::Pending,
+        Self::Sending,
+    ];
+}
+
 /// Where a delivery goes: an e-mail over SMTP, or a post to a chat group's bot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

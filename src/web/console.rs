@@ -13,8 +13,8 @@ use minijinja::value::Serde;
 use super::auth::Session;
 use super::render::Chrome;
 use super::{AppState, WebError, WebResponse};
-use crate::run::DeliveryStatus;
-use crate::store::Page;
+use crate::run::{Channel, DeliveryStatus};
+use crate::store::{DeliveryFilter, Page};
 
 /// Rows per page unless `?size=` says otherwise (at most `Page::MAX`).
 const PAGE_SIZE: u32 = 30;
@@ -24,7 +24,13 @@ pub struct ListQuery {
     page: Option<u32>,
     size: Option<u32>,
     status: Option<String>,
+    channel: Option<String>,
+    /// A search: part of an address or a name.
+    q: Option<String>,
 }
+
+/// The longest search looked for (characters).
+const MAX_SEARCH: usize = 100;
 
 impl ListQuery {
     fn page(&self) -> Page {
@@ -186,7 +192,30 @@ pub async fn deliveries(
         .archived_run_of(id)
         .await?
         .ok_or(WebError::NotFound)?;
-    let rows = state.store.delivery_log(id, status, q.page()).await?;
+    let channel = match q.channel.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(c) => Some(
+            c.parse::<Channel>()
+                .map_err(|e| WebError::BadRequest(e.to_string()))?,
+        ),
+    };
+    let search =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(MAX_SEARCH).collect::<String>());
+    let filter = DeliveryFilter {
+        status,
+        channel,
+        search: search.clone(),
+    };
+    let rows = state.store.delivery_log(id, &filter, q.page()).await?;
+    // The pager keeps the filter.
+    let keep: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("status", status.map(DeliveryStatus::as_str).unwrap_or(""))
+        .append_pair("channel", channel.map(Channel::as_str).unwrap_or(""))
+        .append_pair("q", search.as_deref().unwrap_or(""))
+        .finish();
     viewer.page(
         &state,
         "deliveries.html",
@@ -195,6 +224,10 @@ pub async fn deliveries(
             rows => Value::from(Serde(&rows)),
             status => Value::from(Serde(&status)),
             statuses => status_names(),
+            channel => channel.map(Channel::as_str),
+            channels => Channel::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            q => search,
+            keep => format!("&{keep}"),
         },
     )
 }

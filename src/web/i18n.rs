@@ -267,6 +267,13 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "Unsubscribing is unavailable right now; please try again later.",
     ),
     ("glance", "各日报的最近一次", "Each report's latest slot"),
+    ("search", "搜索", "Search"),
+    (
+        "search_hint",
+        "地址或名称的一部分",
+        "Part of an address or a name",
+    ),
+    ("total_rows", "共 {n} 条", "{n} in all"),
     (
         "deliveries_per_day",
         "每日投递（按日报日期）",

@@ -53,6 +53,8 @@ pub struct Paged<T> {
     pub rows: Vec<T>,
     pub page: Page,
     pub has_next: bool,
+    /// Rows in all pages, where the list counts them.
+    pub total: Option<i64>,
 }
 
 impl<T> Paged<T> {
@@ -63,8 +65,35 @@ impl<T> Paged<T> {
             rows,
             page,
             has_next,
+            total: None,
         }
     }
+
+    fn with_total(mut self, total: i64) -> Self {
+        self.total = Some(total);
+        self
+    }
+}
+
+/// Which rows of a report's delivery log to show.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub channel: Option<crate::run::Channel>,
+    /// Part of an address or a Recipient's name (a chat group's name too), any case.
+    pub search: Option<String>,
+}
+
+/// `text` as a LIKE pattern matching it anywhere, its own wildcards taken literally.
+pub fn contains_pattern(text: &str) -> String {
+    let escaped: String = text
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    format!("%{escaped}%")
 }
 
 /// Runs of one report in a period, by phase.
@@ -663,24 +692,45 @@ impl Store {
     }
 
     /// A report's delivery log, by address, optionally of one status.
+    /// A page of a report's delivery log: what did not go out first (failed, bounced,
+    /// uncertain, deferred, still pending), then by address in numeric-aware order
+    /// (reader10 before reader100), with the count of every row the filter keeps.
     pub async fn delivery_log(
         &self,
         report_id: i64,
-        status: Option<DeliveryStatus>,
+        filter: &DeliveryFilter,
         page: Page,
     ) -> Result<Paged<DeliveryLogRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT recipient, email, channel, status, attempts, smtp_code, smtp_reply, last_error, sent_at,
-                    updated_at
-             FROM delivery_log WHERE report_id = $1 AND ($2::text IS NULL OR status = $2)
-             ORDER BY email LIMIT $3 OFFSET $4",
+                    updated_at, count(*) OVER () AS total
+             FROM delivery_log
+             WHERE report_id = $1 AND ($2::text IS NULL OR status = $2)
+               AND ($3::text IS NULL OR channel = $3)
+               AND ($4::text IS NULL OR email ILIKE $4 OR recipient ILIKE $4)
+             ORDER BY COALESCE(array_position($7::text[], status), 99),
+                      regexp_replace(lower(email), '[0-9]+', '', 'g'),
+                      substring(email from '[0-9]{1,18}')::bigint NULLS FIRST, email
+             LIMIT $5 OFFSET $6",
         )
         .bind(report_id)
-        .bind(status.map(DeliveryStatus::as_str))
+        .bind(filter.status.map(DeliveryStatus::as_str))
+        .bind(filter.channel.map(crate::run::Channel::as_str))
+        .bind(filter.search.as_deref().map(contains_pattern))
         .bind(page.limit())
         .bind(page.offset())
+        .bind(
+            DeliveryStatus::NOT_DELIVERED_FIRST
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(self.pool())
         .await?;
+        let total: i64 = match rows.first() {
+            Some(r) => r.try_get("total")?,
+            None => 0,
+        };
         let rows = rows
             .iter()
             .map(|r| {
@@ -710,7 +760,7 @@ impl Store {
                 d
             })
             .collect();
-        Ok(Paged::from_rows(rows, page))
+        Ok(Paged::from_rows(rows, page).with_total(total))
     }
 
     /// Addresses of each report's latest run and of the blacklist, with their blacklist state.
