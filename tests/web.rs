@@ -1368,3 +1368,35 @@ async fn the_delivery_log_puts_failures_first_counts_filters_and_searches() {
         .unwrap();
     assert!(html.contains("q=reader"), "{html}");
 }
+
+#[tokio::test]
+async fn recipients_not_mailed_come_first_and_are_found_by_address() {
+    let site = site(true).await;
+    let session = site.login().await;
+    let html = site
+        .get("/console/recipients", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let doc = scraper::Html::parse_document(&html);
+    let sel = scraper::Selector::parse("#recipients tbody tr td:nth-child(3)").unwrap();
+    let emails: Vec<String> = doc.select(&sel).map(|td| td.text().collect()).collect();
+    assert_eq!(
+        emails.first().map(String::as_str),
+        Some("gone@example.com"),
+        "{emails:?}"
+    );
+    let total = scraper::Selector::parse("#total").unwrap();
+    let total: String = doc.select(&total).next().unwrap().text().collect();
+    assert_eq!(total, format!("共 {} 条", emails.len()));
+    let html = site
+        .get("/console/recipients?q=GONE", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let doc = scraper::Html::parse_document(&html);
+    let found: Vec<String> = doc.select(&sel).map(|td| td.text().collect()).collect();
+    assert_eq!(found, ["gone@example.com"]);
+}

@@ -337,6 +337,13 @@ state_names!(BlacklistReason, "blacklist reason", {
     Manual => "manual",
 });
 
+impl BlacklistReason {
+    /// The order a list of addresses shows those not mailed: what a person can fix first
+    /// (a bounce, a block), then the readers' own choices; the mailed ones after all of these.
+    pub const NOT_MAILED_FIRST: [BlacklistReason; 3] =
+        [Self::Bounce, Self::Manual, Self::Unsubscribe];
+}
+
 /// The steps of a run, as timed and stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

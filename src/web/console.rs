@@ -242,13 +242,23 @@ pub async fn recipients(
     viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> WebResponse {
-    let rows = state.store.recipients(q.page()).await?;
+    let search =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(MAX_SEARCH).collect::<String>());
+    let rows = state.store.recipients(search.as_deref(), q.page()).await?;
+    let keep: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("q", search.as_deref().unwrap_or(""))
+        .finish();
     viewer.page(
         &state,
         "recipients.html",
         minijinja::context! {
             rows => Value::from(Serde(&rows)),
             manage => state.settings.manage_subscriptions,
+            q => search,
+            keep => format!("&{keep}"),
         },
     )
 }

@@ -764,7 +764,15 @@ impl Store {
     }
 
     /// Addresses of each report's latest run and of the blacklist, with their blacklist state.
-    pub async fn recipients(&self, page: Page) -> Result<Paged<RecipientRow>, StoreError> {
+    /// Addresses of each report's latest run and of the blacklist: the ones not mailed first
+    /// (bounced or blocked, then unsubscribed), then by namespace and address in numeric-aware
+    /// order, `search` (part of an address or a name) keeping only those that hold it, with
+    /// the count of every row kept.
+    pub async fn recipients(
+        &self,
+        search: Option<&str>,
+        page: Page,
+    ) -> Result<Paged<RecipientRow>, StoreError> {
         let rows = sqlx::query(
             "WITH latest AS (
                  SELECT DISTINCT ON (namespace, report) id, namespace FROM reports
@@ -775,15 +783,30 @@ impl Store {
                  UNION ALL
                  SELECT namespace, email, NULL FROM blacklist)
              SELECT a.namespace, a.email, max(a.recipient) AS recipient,
-                    b.reason, b.via, b.created_at
+                    b.reason, b.via, b.created_at, count(*) OVER () AS total
              FROM addresses a LEFT JOIN blacklist b USING (namespace, email)
+             WHERE $3::text IS NULL OR a.email ILIKE $3 OR a.recipient ILIKE $3
              GROUP BY a.namespace, a.email, b.reason, b.via, b.created_at
-             ORDER BY a.namespace, a.email LIMIT $1 OFFSET $2",
+             ORDER BY COALESCE(array_position($4::text[], b.reason), 99), a.namespace,
+                      regexp_replace(lower(a.email), '[0-9]+', '', 'g'),
+                      substring(a.email from '[0-9]{1,18}')::bigint NULLS FIRST, a.email
+             LIMIT $1 OFFSET $2",
         )
         .bind(page.limit())
         .bind(page.offset())
+        .bind(search.map(contains_pattern))
+        .bind(
+            BlacklistReason::NOT_MAILED_FIRST
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>(),
+        )
         .fetch_all(self.pool())
         .await?;
+        let total: i64 = match rows.first() {
+            Some(r) => r.try_get("total")?,
+            None => 0,
+        };
         let rows = rows
             .iter()
             .map(|r| {
@@ -801,7 +824,7 @@ impl Store {
                 })
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        Ok(Paged::from_rows(rows, page))
+        Ok(Paged::from_rows(rows, page).with_total(total))
     }
 
     /// Sources with their fetches of the last seven days.
@@ -819,7 +842,7 @@ impl Store {
                         avg(f.latency_ms)::float8 AS avg_latency
                  FROM fetch_log f
                  WHERE f.namespace = s.namespace AND f.source = s.source AND f.started_at >= $1) w ON true
-             ORDER BY s.namespace, s.source LIMIT $2 OFFSET $3",
+             ORDER BY s.consecutive_failures DESC, s.namespace, s.source LIMIT $2 OFFSET $3",
         )
         .bind(now - chrono::Duration::days(7))
         .bind(page.limit())
