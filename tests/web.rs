@@ -1400,3 +1400,30 @@ async fn recipients_not_mailed_come_first_and_are_found_by_address() {
     let found: Vec<String> = doc.select(&sel).map(|td| td.text().collect()).collect();
     assert_eq!(found, ["gone@example.com"]);
 }
+
+#[tokio::test]
+async fn the_archive_jumps_to_a_date_and_counts_its_runs() {
+    let site = site(true).await;
+    let session = site.login().await;
+    let date: chrono::NaiveDate = sqlx::query_scalar("SELECT report_date FROM reports")
+        .fetch_one(site.store.pool())
+        .await
+        .unwrap();
+    let rows = |html: &str| -> usize {
+        let doc = scraper::Html::parse_document(html);
+        let sel = scraper::Selector::parse("#archive tbody tr td[data-label]").unwrap();
+        doc.select(&sel).count()
+    };
+    for (day, found) in [(date, true), (date.pred_opt().unwrap(), false)] {
+        let html = site
+            .get(&format!("/console/reports?date={day}"), Some(&session))
+            .await
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(rows(&html) > 0, found, "{day}");
+        assert!(html.contains("共 1 次运行"), "the whole archive's count");
+    }
+    let r = site.get("/console/reports?date=soon", Some(&session)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}

@@ -27,6 +27,8 @@ pub struct ListQuery {
     channel: Option<String>,
     /// A search: part of an address or a name.
     q: Option<String>,
+    /// The archive from this report date back (YYYY-MM-DD).
+    date: Option<String>,
 }
 
 /// The longest search looked for (characters).
@@ -143,13 +145,22 @@ pub async fn archive(
     viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> WebResponse {
-    let runs = state.store.archive(q.page()).await?;
+    let date = match q.date.as_deref().filter(|d| !d.is_empty()) {
+        None => None,
+        Some(d) => Some(
+            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map_err(|_| WebError::BadRequest(format!("date {d:?} is not YYYY-MM-DD")))?,
+        ),
+    };
+    let runs = state.store.archive(date, q.page()).await?;
     let (previews, test_sends) = super::previews::recent(&state).await?;
     viewer.page(
         &state,
         "reports.html",
         minijinja::context! {
             runs => Value::from(Serde(&runs)),
+            date => date.map(|d| d.to_string()),
+            keep => date.map(|d| format!("&date={d}")).unwrap_or_default(),
             previews => Value::from(Serde(&previews)),
             test_sends => Value::from(Serde(&test_sends)),
         },

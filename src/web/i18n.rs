@@ -274,6 +274,8 @@ const TEXTS: &[(&str, &str, &str)] = &[
         "Part of an address or a name",
     ),
     ("total_rows", "共 {n} 条", "{n} in all"),
+    ("total_runs", "共 {n} 次运行", "{n} runs in all"),
+    ("jump_to_date", "跳到日期", "Go to date"),
     (
         "deliveries_per_day",
         "每日投递（按日报日期）",

@@ -590,21 +590,32 @@ impl Store {
     }
 
     /// The archive: runs by date, newest first.
-    pub async fn archive(&self, page: Page) -> Result<Paged<ArchivedRun>, StoreError> {
+    /// A page of the archive, newest first; from `on_or_before` back when given (the date
+    /// jump), with the number of runs in the whole archive.
+    pub async fn archive(
+        &self,
+        on_or_before: Option<NaiveDate>,
+        page: Page,
+    ) -> Result<Paged<ArchivedRun>, StoreError> {
         let rows = sqlx::query(concat!(
             archived_run_columns!(),
-            " ORDER BY report_date DESC, namespace, report LIMIT $1 OFFSET $2"
+            " WHERE $3::date IS NULL OR report_date <= $3
+              ORDER BY report_date DESC, namespace, report LIMIT $1 OFFSET $2"
         ))
         .bind(page.limit())
         .bind(page.offset())
+        .bind(on_or_before)
         .fetch_all(self.pool())
         .await?;
+        let total: i64 = sqlx::query_scalar("SELECT count(*) FROM reports")
+            .fetch_one(self.pool())
+            .await?;
         let mut runs = rows
             .iter()
             .map(archived_run)
             .collect::<Result<Vec<_>, _>>()?;
         self.count_deliveries(&mut runs).await?;
-        Ok(Paged::from_rows(runs, page))
+        Ok(Paged::from_rows(runs, page).with_total(total))
     }
 
     /// One stored report with its steps.
