@@ -18,6 +18,12 @@ if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null || !
     chromium chromium-driver fonts-wqy-zenhei fontconfig >/dev/null
 fi
 ensure_venv aiosmtpd selenium
+# axe-core, the accessibility scan the browser test runs in every console page (npm registry).
+npm_dir="$(cargo_target_dir)/npm"
+if [ ! -f "$npm_dir/node_modules/axe-core/axe.min.js" ]; then
+  mkdir -p "$npm_dir"
+  npm install --prefix "$npm_dir" --no-audit --no-fund --silent axe-core@4 >/dev/null
+fi
 cargo build --locked --quiet --bin finrep
 finrep="$(cargo_target_dir)/debug/finrep"
 ensure_postgres
@@ -89,7 +95,8 @@ wait_for curl -fsS "$base/readyz"
 "$finrep" run --config "$work/config" --report morning-brief --allow-private-networks \
   --public-url "$base" >"$work/first-run.json"
 "$VENV/bin/python" tests/e2e/console_browser.py --base "$base" --user admin --password "$password" \
-  --maildir "$work/mail" --artifacts "$artifacts" >"$work/browser.json"
+  --maildir "$work/mail" --artifacts "$artifacts" \
+  --axe "$npm_dir/node_modules/axe-core/axe.min.js" >"$work/browser.json"
 cat "$work/browser.json"
 unsubscribed=$("$VENV/bin/python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["unsubscribed"])' "$work/browser.json")
 

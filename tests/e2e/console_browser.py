@@ -46,10 +46,31 @@ def browser():
 
 
 class Check:
-    def __init__(self, driver, artifacts):
+    def __init__(self, driver, artifacts, axe=None):
         self.d = driver
         self.artifacts = artifacts
         self.shots = 0
+        # axe-core's source (from the npm registry), run in each page through WebDriver.
+        self.axe = axe
+        self.scanned = 0
+        self.d.set_script_timeout(60)
+
+    def accessible(self, where):
+        """axe-core finds no serious or critical violation on the page."""
+        if not self.axe:
+            return
+        self.d.execute_script(self.axe)
+        result = self.d.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "axe.run(document).then(r => done({rules: r.passes.length + r.violations.length,"
+            " serious: r.violations"
+            ".filter(v => v.impact === 'serious' || v.impact === 'critical')"
+            ".map(v => v.id + ' (' + v.impact + '): ' + v.nodes.slice(0, 3)"
+            ".map(n => n.target.join(' ')).join(', '))}))"
+            ".catch(e => done({rules: 0, serious: ['axe did not run: ' + e]}));")
+        assert result["rules"] > 0, f"{where}: axe checked nothing"
+        assert not result["serious"], f"{where}: {result['serious']}"
+        self.scanned += 1
 
     def shot(self, name):
         self.shots += 1
@@ -90,6 +111,7 @@ def operator(c, base, user, password):
     d = c.d
     d.get(base + "/console")
     assert d.current_url.endswith("/login"), f"no session, yet {d.current_url}"
+    c.accessible("login")
     c.shot("login")
     d.find_element(By.ID, "user").send_keys(user)
     d.find_element(By.ID, "password").send_keys("not the password")
@@ -169,6 +191,26 @@ def operator(c, base, user, password):
             c.shot(f"phone-{lang}-{page.strip('/').replace('/', '-') or 'console'}")
     d.get(base + "/console?lang=en")
     c.shot("dashboard-phone")
+
+    # At a desktop's size too, in both languages: nothing sticks out of its card (a table
+    # clipped at its card's edge), no sideways scroll, and axe-core finds nothing serious.
+    d.set_window_size(1280, 900)
+    for lang in ["zh", "en"]:
+        for page in phone_pages + ["/console/reports/1"]:
+            d.get(f"{base}{page}?lang={lang}")
+            over = d.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+            assert over <= 1, f"{page} ({lang}) is {over}px wider than the window"
+            sticking_out = d.execute_script(
+                "return [...document.querySelectorAll('.card, .scroll')].flatMap(box => {"
+                " const b = box.getBoundingClientRect();"
+                " return [...box.querySelectorAll('*')].filter(e => {"
+                "  const r = e.getBoundingClientRect();"
+                "  return r.width > 0 && (r.right > b.right + 1 || r.left < b.left - 1); })"
+                " .map(e => e.tagName + ':' + e.textContent.trim().slice(0, 20)); })")
+            assert not sticking_out, f"{page} ({lang}): out of its card: {sticking_out[:5]}"
+            c.accessible(f"{page} ({lang})")
+            c.shot(f"desktop-{lang}-{page.strip('/').replace('/', '-') or 'console'}")
     d.set_window_size(1280, 900)
     d.get(base + "/console")
     click_to(d, d.find_element(By.ID, "logout"), "/login")
@@ -193,6 +235,7 @@ def recipient(c, base, link, address):
     assert page.get_attribute("data-outcome") == "confirm", page.text
     local, domain = address.split("@")
     assert f"{local[0]}***@{domain}" in page.text, page.text
+    c.accessible("unsubscribe confirm")
     c.shot("unsubscribe-confirm")
     # The language switch keeps the token.
     click_to(d, d.find_element(By.ID, "lang-switch"), "lang=en")
@@ -203,6 +246,7 @@ def recipient(c, base, link, address):
     page = d.find_element(By.ID, "unsubscribe")
     assert page.get_attribute("data-outcome") == "done", page.text
     c.inert("unsubscribe")
+    c.accessible("unsubscribe done")
     c.shot("unsubscribe-done")
     # Clicked by mistake: the same page offers the way back, with the same signed link.
     click_to(d, d.find_element(By.ID, "resubscribe"), "/unsubscribe")
@@ -225,13 +269,15 @@ def main():
     ap.add_argument("--password", required=True)
     ap.add_argument("--maildir", required=True)
     ap.add_argument("--artifacts", required=True)
+    ap.add_argument("--axe", help="axe-core's axe.min.js")
     args = ap.parse_args()
     artifacts = pathlib.Path(args.artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     link, address = delivered_link(args.maildir)
     assert link.startswith(args.base), f"{link} is not on {args.base}"
     d = browser()
-    c = Check(d, artifacts)
+    axe = pathlib.Path(args.axe).read_text(encoding="utf-8") if args.axe else None
+    c = Check(d, artifacts, axe)
     try:
         operator(c, args.base, args.user, args.password)
         recipient(c, args.base, link, address)
@@ -241,7 +287,7 @@ def main():
         raise
     finally:
         d.quit()
-    print(json.dumps({"unsubscribed": address, "screenshots": c.shots}))
+    print(json.dumps({"unsubscribed": address, "screenshots": c.shots, "pages_scanned_by_axe": c.scanned}))
 
 
 if __name__ == "__main__":
