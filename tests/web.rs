@@ -1427,3 +1427,35 @@ async fn the_archive_jumps_to_a_date_and_counts_its_runs() {
     let r = site.get("/console/reports?date=soon", Some(&session)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn each_source_has_a_month_of_health_as_a_strip() {
+    let site = site(true).await;
+    let session = site.login().await;
+    let html = site
+        .get("/console/sources", Some(&session))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let doc = scraper::Html::parse_document(&html);
+    let sel = |s: &str| scraper::Selector::parse(s).unwrap();
+    let rows = doc.select(&sel("#sources tbody tr")).count();
+    let strips: Vec<_> = doc.select(&sel("#sources svg.strip[role=img]")).collect();
+    assert!(
+        rows > 0 && strips.len() == rows,
+        "{rows} rows, {} strips",
+        strips.len()
+    );
+    for s in &strips {
+        assert_eq!(s.select(&sel("rect")).count(), 30);
+        assert!(
+            s.value()
+                .attr("aria-label")
+                .is_some_and(|l| l.contains("30 天"))
+        );
+        // Today was fetched: the last cell says how.
+        let last = s.select(&sel("rect")).last().unwrap();
+        assert_ne!(last.value().attr("class"), Some("day-none"), "{html}");
+    }
+}

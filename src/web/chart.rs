@@ -83,6 +83,45 @@ pub fn delivery_bars(per_day: &[DayDeliveries], today: NaiveDate, days: i64) -> 
         .collect()
 }
 
+/// Days of a source's health strip.
+pub const STRIP_DAYS: i64 = 30;
+/// The strip's size in its own units: a cell per day.
+pub const STRIP_CELL: f64 = 4.0;
+
+/// One day of a source's health strip.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Cell {
+    pub date: NaiveDate,
+    pub x: f64,
+    /// `none` (not fetched), `ok`, `some` (some fetches failed) or `failed` (all did).
+    pub class: &'static str,
+}
+
+/// A source's last `STRIP_DAYS` days ending `today`, a cell each, and the days with failures.
+pub fn health_strip(days: &[crate::store::SourceDay], today: NaiveDate) -> (Vec<Cell>, usize) {
+    let cells: Vec<Cell> = (0..STRIP_DAYS)
+        .map(|i| {
+            let date = today - Duration::days(STRIP_DAYS - 1 - i);
+            let class = match days.iter().find(|d| d.day == date) {
+                None => "none",
+                Some(d) if d.failures == 0 => "ok",
+                Some(d) if d.failures < d.fetches => "some",
+                Some(_) => "failed",
+            };
+            Cell {
+                date,
+                x: i as f64 * STRIP_CELL,
+                class,
+            }
+        })
+        .collect();
+    let failing = cells
+        .iter()
+        .filter(|c| matches!(c.class, "some" | "failed"))
+        .count();
+    (cells, failing)
+}
+
 fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
@@ -123,6 +162,23 @@ mod tests {
                 assert!(s.y >= -0.1 && s.y + s.height <= HEIGHT - AXIS + 0.1);
             }
         }
+    }
+
+    #[test]
+    fn a_strip_has_a_cell_per_day_coloured_by_its_failures() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+        let day = |d: u32, fetches, failures| crate::store::SourceDay {
+            day: NaiveDate::from_ymd_opt(2026, 12, d).unwrap(),
+            fetches,
+            failures,
+            ..Default::default()
+        };
+        let (cells, failing) = health_strip(&[day(5, 2, 2), day(4, 3, 1), day(3, 1, 0)], today);
+        assert_eq!(cells.len() as i64, STRIP_DAYS);
+        let last: Vec<&str> = cells.iter().rev().take(4).map(|c| c.class).collect();
+        assert_eq!(last, ["failed", "some", "ok", "none"]);
+        assert_eq!(failing, 2);
+        assert!(cells.last().unwrap().x + STRIP_CELL <= STRIP_DAYS as f64 * STRIP_CELL);
     }
 
     #[test]

@@ -335,13 +335,39 @@ pub async fn sources(
     viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> WebResponse {
-    let rows = state
-        .store
-        .source_fetch_health(Utc::now(), q.page())
-        .await?;
+    let now = Utc::now();
+    let rows = state.store.source_fetch_health(now, q.page()).await?;
+    let zone = state.settings.time_zone;
+    let keys: Vec<(String, String)> = rows
+        .rows
+        .iter()
+        .map(|s| (s.namespace.clone(), s.source.clone()))
+        .collect();
+    let since = now - Duration::days(super::chart::STRIP_DAYS);
+    let days = state.store.source_days(&keys, zone.name(), since).await?;
+    let today = now.with_timezone(&zone).date_naive();
+    let strips: Vec<_> = keys
+        .iter()
+        .map(|(ns, source)| {
+            let mine: Vec<_> = days
+                .iter()
+                .filter(|d| &d.namespace == ns && &d.source == source)
+                .cloned()
+                .collect();
+            super::chart::health_strip(&mine, today)
+        })
+        .collect();
     viewer.page(
         &state,
         "sources.html",
-        minijinja::context! { rows => Value::from(Serde(&rows)) },
+        minijinja::context! {
+            rows => Value::from(Serde(&rows)),
+            strips => Value::from(Serde(&strips)),
+            strip => minijinja::context! {
+                width => super::chart::STRIP_DAYS as f64 * super::chart::STRIP_CELL,
+                cell => super::chart::STRIP_CELL,
+                days => super::chart::STRIP_DAYS,
+            },
+        },
     )
 }

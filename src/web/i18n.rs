@@ -268,6 +268,12 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ),
     ("glance", "各日报的最近一次", "Each report's latest slot"),
     ("search", "搜索", "Search"),
+    ("health_30d", "近 30 天", "Last 30 days"),
+    (
+        "strip_label",
+        "近 {days} 天中有 {n} 天抓取失败（每格一天：绿色正常，黄色部分失败，红色全部失败，灰色未抓取）",
+        "{n} of the last {days} days had failed fetches (a cell a day: green fine, yellow some failed, red all failed, grey not fetched)",
+    ),
     (
         "search_hint",
         "地址或名称的一部分",

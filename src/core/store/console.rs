@@ -282,6 +282,16 @@ pub struct SourceHealth {
     pub avg_latency_ms_7d: Option<f64>,
 }
 
+/// One source's fetches of one local day.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SourceDay {
+    pub namespace: String,
+    pub source: String,
+    pub day: NaiveDate,
+    pub fetches: i64,
+    pub failures: i64,
+}
+
 /// A console session as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRow {
@@ -878,6 +888,45 @@ impl Store {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(Paged::from_rows(rows, page))
+    }
+
+    /// The fetches of `sources` per day of `zone` since `since` (the sources page's health
+    /// strips): one indexed range per source, never the whole log.
+    pub async fn source_days(
+        &self,
+        sources: &[(String, String)],
+        zone: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<SourceDay>, StoreError> {
+        let (namespaces, names): (Vec<&str>, Vec<&str>) = sources
+            .iter()
+            .map(|(n, s)| (n.as_str(), s.as_str()))
+            .unzip();
+        let rows = sqlx::query(
+            "SELECT k.namespace, k.source, (f.started_at AT TIME ZONE $3)::date AS day,
+                    count(*) AS fetches, count(*) FILTER (WHERE f.error_kind IS NOT NULL) AS failures
+             FROM unnest($1::text[], $2::text[]) AS k(namespace, source)
+             JOIN fetch_log f ON f.namespace = k.namespace AND f.source = k.source AND f.started_at >= $4
+             GROUP BY 1, 2, 3",
+        )
+        .bind(namespaces)
+        .bind(names)
+        .bind(zone)
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SourceDay {
+                    namespace: r.try_get("namespace")?,
+                    source: r.try_get("source")?,
+                    day: r.try_get("day")?,
+                    fetches: r.try_get("fetches")?,
+                    failures: r.try_get("failures")?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     /// Each report's last delivered run and last attempted slot.
