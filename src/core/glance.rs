@@ -95,10 +95,7 @@ impl Card {
 pub fn card(r: &ReportRecord, now: DateTime<Utc>) -> Card {
     let run = r.run.as_ref();
     let window_end = match (run, &r.window) {
-        (Some(run), Some((window, zone))) => crate::schedule::parse_time_zone(zone)
-            .ok()
-            .and_then(|tz| crate::window::Window::for_date(window, tz, run.date).ok())
-            .map(|w| w.end),
+        (Some(run), Some((window, zone))) => window_end(window, zone, run.date),
         _ => None,
     };
     let no_run_since = slot_without_run(r.next_slot, run, now);
@@ -139,6 +136,14 @@ pub fn card(r: &ReportRecord, now: DateTime<Utc>) -> Card {
         window_end,
         next_slot: r.next_slot.filter(|t| *t > now),
     }
+}
+
+/// When the mail window of a run of `date` closed, from the window and zone its plan recorded.
+pub fn window_end(window: &MailWindow, zone: &str, date: NaiveDate) -> Option<DateTime<Utc>> {
+    let tz = crate::schedule::parse_time_zone(zone).ok()?;
+    crate::window::Window::for_date(window, tz, date)
+        .ok()
+        .map(|w| w.end)
 }
 
 /// The recorded slot, when it passed (beyond the grace) with no run started for it.

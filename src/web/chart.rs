@@ -122,6 +122,45 @@ pub fn health_strip(days: &[crate::store::SourceDay], today: NaiveDate) -> (Vec<
     (cells, failing)
 }
 
+/// A report's last `STRIP_DAYS` days ending `today`, a cell each: `ontime` (delivered by the
+/// window's end), `late` (finished after it), `short` (not everything delivered), `running`,
+/// or `none` (no run); and the days that were not on time.
+pub fn delivery_strip(runs: &[crate::store::RunDay], today: NaiveDate) -> (Vec<Cell>, usize) {
+    use crate::run::RunPhase as P;
+    let cells: Vec<Cell> = (0..STRIP_DAYS)
+        .map(|i| {
+            let date = today - Duration::days(STRIP_DAYS - 1 - i);
+            let class = match runs.iter().find(|r| r.date == date) {
+                None => "none",
+                Some(r) => match r.phase {
+                    P::Succeeded if finished_late(r) => "late",
+                    P::Succeeded => "ontime",
+                    P::PartiallyDelivered | P::Failed | P::Missed => "short",
+                    P::Queued | P::Pending | P::Collecting | P::Composing | P::Sending => "running",
+                },
+            };
+            Cell {
+                date,
+                x: i as f64 * STRIP_CELL,
+                class,
+            }
+        })
+        .collect();
+    let off = cells
+        .iter()
+        .filter(|c| matches!(c.class, "late" | "short"))
+        .count();
+    (cells, off)
+}
+
+/// A run that finished after its mail window closed.
+fn finished_late(r: &crate::store::RunDay) -> bool {
+    let (Some(finished), Some((window, zone))) = (r.finished_at, &r.window) else {
+        return false;
+    };
+    finrep_core::glance::window_end(window, zone, r.date).is_some_and(|end| finished > end)
+}
+
 fn round(v: f64) -> f64 {
     (v * 10.0).round() / 10.0
 }
@@ -179,6 +218,37 @@ mod tests {
         assert_eq!(last, ["failed", "some", "ok", "none"]);
         assert_eq!(failing, 2);
         assert!(cells.last().unwrap().x + STRIP_CELL <= STRIP_DAYS as f64 * STRIP_CELL);
+    }
+
+    #[test]
+    fn a_reports_month_says_on_time_late_short_or_no_run() {
+        use crate::run::RunPhase as P;
+        let today = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+        let run = |d: u32, phase, finished: &str| crate::store::RunDay {
+            namespace: "desk".into(),
+            report: "brief".into(),
+            date: NaiveDate::from_ymd_opt(2026, 12, d).unwrap(),
+            phase,
+            finished_at: Some(
+                chrono::DateTime::parse_from_rfc3339(finished)
+                    .unwrap()
+                    .to_utc(),
+            ),
+            window: Some((
+                finrep_core::api::MailWindow::default(),
+                "Asia/Shanghai".into(),
+            )),
+        };
+        let runs = [
+            run(5, P::Sending, "2026-12-04T22:10:00Z"),
+            run(4, P::Succeeded, "2026-12-03T22:30:00Z"),
+            run(3, P::PartiallyDelivered, "2026-12-02T22:12:00Z"),
+            run(2, P::Succeeded, "2026-12-01T22:12:00Z"),
+        ];
+        let (cells, off) = delivery_strip(&runs, today);
+        let last: Vec<&str> = cells.iter().rev().take(5).map(|c| c.class).collect();
+        assert_eq!(last, ["running", "late", "short", "ontime", "none"]);
+        assert_eq!(off, 2);
     }
 
     #[test]

@@ -40,6 +40,25 @@ impl ListQuery {
     }
 }
 
+/// Each card's month, in the cards' order: a cell a day, on time or not.
+fn month_strips(
+    cards: &[finrep_core::glance::Card],
+    runs: &[crate::store::RunDay],
+    today: chrono::NaiveDate,
+) -> Vec<(Vec<super::chart::Cell>, usize)> {
+    cards
+        .iter()
+        .map(|c| {
+            let mine: Vec<_> = runs
+                .iter()
+                .filter(|r| r.namespace == c.namespace && r.report == c.report)
+                .cloned()
+                .collect();
+            super::chart::delivery_strip(&mine, today)
+        })
+        .collect()
+}
+
 /// The dashboard's picture: 30 days (default) or 90.
 #[derive(serde::Deserialize, Default)]
 pub struct DashboardQuery {
@@ -109,7 +128,8 @@ pub async fn dashboard(
     let today = now.with_timezone(&state.settings.time_zone).date_naive();
     let store = &state.store;
     let chart_days = q.days();
-    let (day, week, failing, next_slots, backups, records, per_day) = tokio::try_join!(
+    let month_ago = today - Duration::days(super::chart::STRIP_DAYS - 1);
+    let (day, week, failing, next_slots, backups, records, per_day, run_days) = tokio::try_join!(
         store.period_figures(today - Duration::days(1)),
         store.period_figures(today - Duration::days(7)),
         store.sources_failing_now(),
@@ -117,14 +137,22 @@ pub async fn dashboard(
         store.last_backups(),
         store.report_records(),
         store.deliveries_per_day(today - Duration::days(chart_days - 1)),
+        store.run_days(month_ago),
     )?;
-    let bars = super::chart::delivery_bars(&per_day, today, chart_days);
     let cards = finrep_core::glance::cards(&records, now);
+    let strips = month_strips(&cards, &run_days, today);
+    let bars = super::chart::delivery_bars(&per_day, today, chart_days);
     viewer.page(
         &state,
         "dashboard.html",
         minijinja::context! {
             cards => Value::from(Serde(&cards)),
+            strips => Value::from(Serde(&strips)),
+            strip => minijinja::context! {
+                width => super::chart::STRIP_DAYS as f64 * super::chart::STRIP_CELL,
+                cell => super::chart::STRIP_CELL,
+                days => super::chart::STRIP_DAYS,
+            },
             bars => Value::from(Serde(&bars)),
             chart_days => chart_days,
             chart => minijinja::context! {

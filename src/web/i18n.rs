@@ -270,6 +270,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("search", "搜索", "Search"),
     ("health_30d", "近 30 天", "Last 30 days"),
     (
+        "month_label",
+        "近 {days} 天中有 {n} 天未能按时全部送达（每格一天：绿色按时，红色超出时段，黄色未全部送达，蓝色进行中，灰色没有运行）",
+        "{n} of the last {days} days did not all go out on time (a cell a day: green on time, red after the window, yellow not all delivered, blue running, grey no run)",
+    ),
+    (
         "strip_label",
         "近 {days} 天中有 {n} 天抓取失败（每格一天：绿色正常，黄色部分失败，红色全部失败，灰色未抓取）",
         "{n} of the last {days} days had failed fetches (a cell a day: green fine, yellow some failed, red all failed, grey not fetched)",

@@ -292,6 +292,19 @@ pub struct SourceDay {
     pub failures: i64,
 }
 
+/// One run of a report, as its month strip shows it: when it finished against its window.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct RunDay {
+    pub namespace: String,
+    pub report: String,
+    pub date: NaiveDate,
+    pub phase: RunPhase,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The run's mail window and zone, as its plan recorded them.
+    #[serde(skip)]
+    pub window: Option<(crate::api::MailWindow, String)>,
+}
+
 /// A console session as stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRow {
@@ -888,6 +901,36 @@ impl Store {
             })
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
         Ok(Paged::from_rows(rows, page))
+    }
+
+    /// Every report's runs of report dates from `since` on (the cards' month strips): one row
+    /// per run, its finish against its window — no delivery row is read.
+    pub async fn run_days(&self, since: NaiveDate) -> Result<Vec<RunDay>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT namespace, report, report_date, phase, finished_at, time_zone,
+                    plan -> 'mailWindow' AS mail_window
+             FROM reports WHERE report_date >= $1 ORDER BY namespace, report, report_date LIMIT 20000",
+        )
+        .bind(since)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let window = r
+                    .try_get::<Option<serde_json::Value>, _>("mail_window")?
+                    .and_then(|w| serde_json::from_value::<crate::api::MailWindow>(w).ok())
+                    .zip(r.try_get::<Option<String>, _>("time_zone")?);
+                Ok(RunDay {
+                    namespace: r.try_get("namespace")?,
+                    report: r.try_get("report")?,
+                    date: r.try_get("report_date")?,
+                    phase: state_column(r, "phase")?,
+                    finished_at: r.try_get("finished_at")?,
+                    window,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     /// The fetches of `sources` per day of `zone` since `since` (the sources page's health
