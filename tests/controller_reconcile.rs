@@ -1042,3 +1042,84 @@ async fn a_preview_waits_for_a_place_and_for_its_reports_run() {
     let preview = cluster.report(REPORT).status.unwrap().preview.unwrap();
     assert_eq!(preview.phase, finrep::api::PreviewPhase::Waiting);
 }
+
+/// A stranger's ConfigMap under the preview's name is never written over: the preview fails
+/// saying so, and the report's status goes on being written.
+#[tokio::test]
+async fn a_strangers_config_map_named_like_the_preview_is_left_alone() {
+    let (cluster, store, clock, ctx) = seen_before_the_slot().await;
+    cluster.api.put(&serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "morning-brief-preview", "namespace": "default"},
+        "data": {"mine": "keep"},
+    }));
+    let mut report = cluster.report(REPORT);
+    report
+        .metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(annotations::PREVIEW.into(), "p1".into());
+    cluster.api.put(&report);
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    let preview = cluster.report(REPORT).status.unwrap().preview.unwrap();
+    assert_eq!(
+        preview.phase,
+        finrep::api::PreviewPhase::Running,
+        "{preview:?}"
+    );
+    // The Job stored its preview and ended.
+    let at = chrono::Utc::now();
+    let id = store
+        .begin_preview(&finrep::store::PreviewStart {
+            namespace: "default",
+            report: REPORT,
+            request: "p1",
+            date: chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap(),
+            recipient: None,
+            at,
+        })
+        .await
+        .unwrap();
+    store
+        .finish_preview(
+            id,
+            &finrep::store::PreviewResult {
+                subject: "s",
+                html: "<p>h</p>",
+                text: "t",
+                chat: None,
+                articles: 1,
+                view: serde_json::json!({}),
+                outcome: serde_json::json!({}),
+                at,
+            },
+        )
+        .await
+        .unwrap();
+    cluster.finish_job(preview.job.as_deref().unwrap(), true);
+    clock.set(AT_SLOT);
+    reconcile_report(&cluster.report(REPORT), &ctx)
+        .await
+        .unwrap();
+    let status = cluster.report(REPORT).status.unwrap();
+    let preview = status.preview.unwrap();
+    assert_eq!(
+        preview.phase,
+        finrep::api::PreviewPhase::Failed,
+        "{preview:?}"
+    );
+    assert!(preview.message.unwrap().contains("not this report's"));
+    let theirs = cluster
+        .api
+        .object("", "configmaps", "default", "morning-brief-preview")
+        .unwrap();
+    assert_eq!(
+        theirs["data"],
+        serde_json::json!({"mine": "keep"}),
+        "untouched"
+    );
+    // The slot's run started and the status says so, whatever the preview's trouble.
+    assert_eq!(status.last_run.unwrap().job.as_deref(), Some(JOB));
+}

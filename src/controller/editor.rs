@@ -374,7 +374,15 @@ async fn start_preview(
         Err(e) => return Ok(refused_preview(base, e.to_string(), decision)),
     };
     let name = preview_job_name(&report.name_any(), &request.value);
-    start_job(report, &name, &plan, now, ctx).await?;
+    // Somebody else's object under the Job's or plan's name: the preview says so; the
+    // report's runs and status go on.
+    match start_job(report, &name, &plan, now, ctx).await {
+        Ok(()) => {}
+        Err(ReconcileError::NameConflict(c)) => {
+            return Ok(refused_preview(base, c.to_string(), decision));
+        }
+        Err(e) => return Err(e),
+    }
     decision.events.push(event(
         false,
         event_reasons::PREVIEW_STARTED,
@@ -462,12 +470,15 @@ async fn finished_preview(
     let name = preview_config_map_name(&report.name_any());
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     let owner = report.uid().unwrap_or_default();
-    replace_owned(
-        &config_maps,
-        &preview_config_map(report, &name, &row),
-        &owner,
-    )
-    .await?;
+    // Somebody else's ConfigMap of that name is never written over: the preview says so.
+    let map = preview_config_map(report, &name, &row);
+    match replace_owned(&config_maps, &map, &owner).await {
+        Ok(()) => {}
+        Err(super::cluster::OwnedWriteError::Conflict(c)) => {
+            return Ok(failed_preview(previous, c.to_string(), now, decision));
+        }
+        Err(e) => return Err(e.into()),
+    }
     let failing: Vec<SourceFailure> = row
         .sources_failing()
         .into_iter()
@@ -712,7 +723,20 @@ async fn start_test_send(
         }
     };
     let name = test_send_job_name(&report.name_any(), &request.value);
-    start_job(report, &name, &plan, now, ctx).await?;
+    match start_job(report, &name, &plan, now, ctx).await {
+        Ok(()) => {}
+        Err(ReconcileError::NameConflict(c)) => {
+            let why = c.to_string();
+            return Ok(ended_test_send(
+                base,
+                TestSendPhase::Refused,
+                why,
+                now,
+                decision,
+            ));
+        }
+        Err(e) => return Err(e),
+    }
     Ok(TestSendStatus {
         phase: TestSendPhase::Sending,
         job: Some(name),
