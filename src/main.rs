@@ -401,8 +401,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             pg_dump,
             date,
             db,
-        } => runtime()?.block_on(async {
-            let store = db.connect().await?;
+        } => {
             let target = finrep::backup::BackupTarget {
                 dir: &dir,
                 name: &name,
@@ -410,23 +409,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 today: date.unwrap_or_else(|| chrono::Local::now().date_naive()),
                 retention_days,
             };
-            let outcome =
-                finrep::backup::backup(&store, &db.database_url, &pg_dump, &target).await?;
-            println!("{}", serde_json::to_string(&outcome)?);
-            Ok(ExitCode::SUCCESS)
-        }),
+            backup(&target, &pg_dump, &db)
+        }
         Command::Status {
             config,
             namespace,
             output,
             db,
         } => status(config.as_deref(), namespace, output, &db),
-        Command::Restore { file, psql, db } => runtime()?.block_on(async {
-            let store = db.connect().await?;
-            finrep::backup::restore(&store, &db.database_url, &psql, &file).await?;
-            tracing::info!(file = %file.display(), "restored");
-            Ok(ExitCode::SUCCESS)
-        }),
+        Command::Restore { file, psql, db } => restore(&file, &psql, &db),
         Command::Standalone(args) => standalone(&args),
         Command::Probe { url, timeout } => probe(&url, Duration::from_secs(timeout)),
         Command::Controller(args) => finrep::controller::cli::run(&args),
@@ -441,24 +432,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             as_recipient,
             db,
             run,
-        } => {
-            let request = PreviewRequest {
-                value: editor_request_value(),
-                date,
-                recipient: as_recipient,
-            };
-            editor_request(&report, &db, &run, EditorPlan::Preview(request))
-        }
+        } => editor_request(&report, &db, &run, EditorAsk::Preview(date, as_recipient)),
         Command::TestSend {
             report,
             to,
             db,
             run,
-        } => {
-            let request = TestSendRequest::parse(&format!("{to}#{}", editor_request_value()))
-                .map_err(anyhow::Error::msg)?;
-            editor_request(&report, &db, &run, EditorPlan::TestSend(request))
-        }
+        } => editor_request(&report, &db, &run, EditorAsk::TestSend(to)),
         Command::TenantRole {
             namespaces,
             apply,
@@ -857,6 +837,30 @@ fn plan(day: &ReportDay, output: Option<&Path>, db: &DatabaseArgs) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// `finrep backup`: one dump and the retention, its outcome as a JSON line.
+fn backup(
+    target: &finrep::backup::BackupTarget<'_>,
+    pg_dump: &Path,
+    db: &DatabaseArgs,
+) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = db.connect().await?;
+        let outcome = finrep::backup::backup(&store, &db.database_url, pg_dump, target).await?;
+        println!("{}", serde_json::to_string(&outcome)?);
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `finrep restore`: a dump into an empty database.
+fn restore(file: &Path, psql: &Path, db: &DatabaseArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = db.connect().await?;
+        finrep::backup::restore(&store, &db.database_url, psql, file).await?;
+        tracing::info!(file = %file.display(), "restored");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// A request's value outside a cluster: the moment it was made.
 fn editor_request_value() -> String {
     chrono::Utc::now()
@@ -864,9 +868,10 @@ fn editor_request_value() -> String {
         .to_string()
 }
 
-enum EditorPlan {
-    Preview(PreviewRequest),
-    TestSend(TestSendRequest),
+/// What `finrep preview` (a date, a recipient) or `finrep test-send` (to whom) asks.
+enum EditorAsk {
+    Preview(Option<chrono::NaiveDate>, Option<String>),
+    TestSend(String),
 }
 
 /// `finrep preview` and `finrep test-send`: the request's plan from the manifests, carried
@@ -875,7 +880,7 @@ fn editor_request(
     report: &EditorReport,
     db: &DatabaseArgs,
     args: &RunArgs,
-    request: EditorPlan,
+    ask: EditorAsk,
 ) -> anyhow::Result<ExitCode> {
     let day = ReportDay {
         config: report.config.clone(),
@@ -890,13 +895,22 @@ fn editor_request(
         let blacklist = store.blacklisted_emails(&report.namespace).await?;
         let now = args.clock()?.now();
         let (ns, name) = (&report.namespace, &report.report);
-        let plan = match &request {
-            EditorPlan::Preview(r) => preview_plan(&set, ns, name, r, now, &blacklist)?,
-            EditorPlan::TestSend(r) => test_send_plan(&set, ns, name, r, now, &blacklist)?,
-        };
-        match request {
-            EditorPlan::Preview(_) => print_preview(&plan, &store, args).await,
-            EditorPlan::TestSend(_) => run_plan(&plan, &store, args).await,
+        match ask {
+            EditorAsk::Preview(date, recipient) => {
+                let request = PreviewRequest {
+                    value: editor_request_value(),
+                    date,
+                    recipient,
+                };
+                let plan = preview_plan(&set, ns, name, &request, now, &blacklist)?;
+                print_preview(&plan, &store, args).await
+            }
+            EditorAsk::TestSend(to) => {
+                let request = TestSendRequest::parse(&format!("{to}#{}", editor_request_value()))
+                    .map_err(anyhow::Error::msg)?;
+                let plan = test_send_plan(&set, ns, name, &request, now, &blacklist)?;
+                run_plan(&plan, &store, args).await
+            }
         }
     })
 }

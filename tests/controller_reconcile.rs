@@ -315,13 +315,7 @@ async fn run_now_starts_one_manual_run_per_value() {
     let store = database().await;
     let ctx = cluster.context(&store, TestClock::at("2026-11-24T10:00:00+08:00"));
     let ask = |value: &str| {
-        let mut report = cluster.report(REPORT);
-        report
-            .metadata
-            .annotations
-            .get_or_insert_default()
-            .insert(annotations::RUN_NOW.to_string(), value.to_string());
-        cluster.api.put(&report);
+        cluster.annotate_report(REPORT, annotations::RUN_NOW, value);
     };
 
     ask("first");
@@ -356,13 +350,7 @@ async fn a_new_run_waits_while_one_is_active() {
     let store = database().await;
     let clock = TestClock::at(BEFORE);
     let ctx = cluster.context(&store, clock.clone());
-    let mut report = cluster.report(REPORT);
-    report
-        .metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(annotations::RUN_NOW.to_string(), "early".to_string());
-    cluster.api.put(&report);
+    cluster.annotate_report(REPORT, annotations::RUN_NOW, "early");
     let manual = reconcile_report(&cluster.report(REPORT), &ctx)
         .await
         .unwrap()
@@ -923,13 +911,7 @@ async fn a_preview_waits_for_a_place_and_for_its_reports_run() {
     assert_eq!(cluster.job_names(), [JOB], "the one place is the run's");
 
     // The evening brief's editor previews: no place is free.
-    let mut evening = cluster.report("evening-brief");
-    evening
-        .metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(annotations::PREVIEW.into(), "p1".into());
-    cluster.api.put(&evening);
+    cluster.annotate_report("evening-brief", annotations::PREVIEW, "p1");
     // Its own slot is due too (it waits for a place first); then the preview waits for it.
     let done = reconcile_report(&cluster.report("evening-brief"), &ctx)
         .await
@@ -956,13 +938,7 @@ async fn a_preview_waits_for_a_place_and_for_its_reports_run() {
     assert_eq!(cluster.job_names(), [JOB], "no preview Job yet");
 
     // The morning brief's own preview waits for its run, whatever the places.
-    let mut morning = cluster.report(REPORT);
-    morning
-        .metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(annotations::PREVIEW.into(), "p2".into());
-    cluster.api.put(&morning);
+    cluster.annotate_report(REPORT, annotations::PREVIEW, "p2");
     reconcile_report(&cluster.report(REPORT), &ctx)
         .await
         .unwrap();
@@ -1053,13 +1029,7 @@ async fn a_strangers_config_map_named_like_the_preview_is_left_alone() {
         "metadata": {"name": "morning-brief-preview", "namespace": "default"},
         "data": {"mine": "keep"},
     }));
-    let mut report = cluster.report(REPORT);
-    report
-        .metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(annotations::PREVIEW.into(), "p1".into());
-    cluster.api.put(&report);
+    cluster.annotate_report(REPORT, annotations::PREVIEW, "p1");
     reconcile_report(&cluster.report(REPORT), &ctx)
         .await
         .unwrap();

@@ -146,12 +146,8 @@ fn finrep_run(
     database_url: &str,
     extra: &[&str],
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
-        .args(["--log-format", "json", "run", "--config"])
-        .arg(w.dir.path())
-        .args(["--report", "brief", "--date", &date().to_string()])
-        .args(["--trusted-host", &w.feed.host_port()])
-        .args(["--trusted-host", &format!("127.0.0.1:{smtp_port}")])
+    finrep_on_brief(w, smtp_port, "run")
+        .args(["--date", &date().to_string()])
         .args(extra)
         .env("DATABASE_URL", database_url)
         .stdout(std::process::Stdio::null())
@@ -703,17 +699,23 @@ fn a_database_restart_mid_delivery_loses_and_duplicates_nothing() {
 /// `finrep preview` and `finrep test-send` of the brief from its manifests, as a standalone
 /// desk types them; their output.
 fn finrep_editor(w: &World, smtp_port: u16, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_finrep"))
-        .args(["--log-format", "json"])
-        .args(args)
-        .arg("--config")
-        .arg(w.dir.path())
-        .args(["--report", "brief"])
-        .args(["--trusted-host", &w.feed.host_port()])
-        .args(["--trusted-host", &format!("127.0.0.1:{smtp_port}")])
+    finrep_on_brief(w, smtp_port, args[0])
+        .args(&args[1..])
         .env("DATABASE_URL", &w.db_url)
         .output()
         .unwrap()
+}
+
+/// `finrep COMMAND` on the brief of `w`'s configuration, trusting its feed and the SMTP
+/// server on `smtp_port`.
+fn finrep_on_brief(w: &World, smtp_port: u16, command: &str) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_finrep"));
+    c.args(["--log-format", "json", command, "--config"])
+        .arg(w.dir.path())
+        .args(["--report", "brief"])
+        .args(["--trusted-host", &w.feed.host_port()])
+        .args(["--trusted-host", &format!("127.0.0.1:{smtp_port}")]);
+    c
 }
 
 // Multi-threaded: the feed is served by this runtime while the command blocks a thread.

@@ -85,6 +85,11 @@ impl Site {
         r.send().await.unwrap()
     }
 
+    /// The page at `path` for the session of `cookie`, as text.
+    async fn html(&self, path: &str, cookie: &str) -> String {
+        self.get(path, Some(cookie)).await.text().await.unwrap()
+    }
+
     /// Logs in; the session cookie.
     async fn login(&self) -> String {
         let (csrf, cookie) = self.login_form().await;
@@ -590,12 +595,7 @@ async fn the_console_needs_a_session_and_a_csrf_token() {
         site.blacklist().await,
         vec![("gone@example.com".to_string(), "bounce".to_string())]
     );
-    let page = site
-        .get("/console/recipients", Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let page = site.html("/console/recipients", &session).await;
     let csrf = hidden(&page, "csrf");
     let form = [
         ("csrf", csrf.as_str()),
@@ -814,11 +814,8 @@ async fn pages_are_bounded_and_hostile_text_is_inert() {
         assert_eq!(r.status(), status, "{path}");
     }
     let sent = site
-        .get("/console/reports/1/deliveries?status=sent", Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+        .html("/console/reports/1/deliveries?status=sent", &session)
+        .await;
     assert!(sent.contains("a@example.com") && !sent.contains("gone@example.com"));
     let bounced = site
         .get(
@@ -833,12 +830,7 @@ async fn pages_are_bounded_and_hostile_text_is_inert() {
         bounced.contains("gone@example.com") && bounced.contains("550"),
         "{bounced}"
     );
-    let one = site
-        .get("/console/recipients?size=1", Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let one = site.html("/console/recipients?size=1", &session).await;
     assert!(one.contains("rel=\"next\""));
 
     // Every page: feed text shows as text, never as markup.
@@ -860,12 +852,7 @@ async fn pages_are_bounded_and_hostile_text_is_inert() {
             assert!(!body.contains(raw), "{page} holds {raw}");
         }
     }
-    let report = site
-        .get("/console/reports/1", Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let report = site.html("/console/reports/1", &session).await;
     // The hostile item made it in, its markup cleaned away by the pipeline and whatever is
     // left escaped by the page.
     assert!(
@@ -1002,12 +989,7 @@ async fn previews_and_test_copies_are_shown_beside_the_archive_marked_as_such() 
         .await
         .unwrap();
 
-    let archive = site
-        .get("/console/reports", Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let archive = site.html("/console/reports", &session).await;
     assert!(archive.contains("预览与测试副本"), "{archive}");
     assert!(archive.contains(&format!("/console/previews/{id}")));
     assert!(archive.contains("测试副本") && archive.contains("alice"));
@@ -1195,12 +1177,7 @@ async fn the_dashboard_opens_with_each_reports_verdict_and_links_behind_its_numb
         )
         .await
         .unwrap();
-    let html = site
-        .get("/console", Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = site.html("/console", &session).await;
     let doc = scraper::Html::parse_document(&html);
     let sel = |s: &str| scraper::Selector::parse(s).unwrap();
     let cards: Vec<String> = doc
@@ -1270,12 +1247,7 @@ async fn the_dashboard_opens_with_each_reports_verdict_and_links_behind_its_numb
 
     // Deliveries per day as a picture drawn on the server, with its numbers for screen readers.
     for (query, bars) in [("", 30), ("?days=90", 90), ("?days=7", 30)] {
-        let html = site
-            .get(&format!("/console{query}"), Some(&session))
-            .await
-            .text()
-            .await
-            .unwrap();
+        let html = site.html(&format!("/console{query}"), &session).await;
         let doc = scraper::Html::parse_document(&html);
         let svg = doc
             .select(&sel("#deliveries-per-day svg[role=img]"))
@@ -1319,7 +1291,7 @@ async fn the_delivery_log_puts_failures_first_counts_filters_and_searches() {
         let session = session.clone();
         let site = &site;
         async move {
-            let html = site.get(&path, Some(&session)).await.text().await.unwrap();
+            let html = site.html(&path, &session).await;
             let doc = scraper::Html::parse_document(&html);
             let sel = scraper::Selector::parse("#deliveries tbody tr td:nth-child(2)").unwrap();
             let emails: Vec<String> = doc.select(&sel).map(|td| td.text().collect()).collect();
@@ -1375,12 +1347,7 @@ async fn the_delivery_log_puts_failures_first_counts_filters_and_searches() {
 async fn recipients_not_mailed_come_first_and_are_found_by_address() {
     let site = site(true).await;
     let session = site.login().await;
-    let html = site
-        .get("/console/recipients", Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = site.html("/console/recipients", &session).await;
     let doc = scraper::Html::parse_document(&html);
     let sel = scraper::Selector::parse("#recipients tbody tr td:nth-child(3)").unwrap();
     let emails: Vec<String> = doc.select(&sel).map(|td| td.text().collect()).collect();
@@ -1392,12 +1359,7 @@ async fn recipients_not_mailed_come_first_and_are_found_by_address() {
     let total = scraper::Selector::parse("#total").unwrap();
     let total: String = doc.select(&total).next().unwrap().text().collect();
     assert_eq!(total, format!("共 {} 条", emails.len()));
-    let html = site
-        .get("/console/recipients?q=GONE", Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = site.html("/console/recipients?q=GONE", &session).await;
     let doc = scraper::Html::parse_document(&html);
     let found: Vec<String> = doc.select(&sel).map(|td| td.text().collect()).collect();
     assert_eq!(found, ["gone@example.com"]);
@@ -1418,11 +1380,8 @@ async fn the_archive_jumps_to_a_date_and_counts_its_runs() {
     };
     for (day, found) in [(date, true), (date.pred_opt().unwrap(), false)] {
         let html = site
-            .get(&format!("/console/reports?date={day}"), Some(&session))
-            .await
-            .text()
-            .await
-            .unwrap();
+            .html(&format!("/console/reports?date={day}"), &session)
+            .await;
         assert_eq!(rows(&html) > 0, found, "{day}");
         assert!(html.contains("共 1 次运行"), "the whole archive's count");
     }
@@ -1434,12 +1393,7 @@ async fn the_archive_jumps_to_a_date_and_counts_its_runs() {
 async fn each_source_has_a_month_of_health_as_a_strip() {
     let site = site(true).await;
     let session = site.login().await;
-    let html = site
-        .get("/console/sources", Some(&session))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let html = site.html("/console/sources", &session).await;
     let doc = scraper::Html::parse_document(&html);
     let sel = |s: &str| scraper::Selector::parse(s).unwrap();
     let rows = doc.select(&sel("#sources tbody tr")).count();

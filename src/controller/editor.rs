@@ -19,21 +19,20 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::{Resource, ResourceExt};
 
-use super::cluster::{create_owned, delete_owned, replace_owned};
+use super::cluster::{delete_owned, replace_owned};
 use super::context::Context;
 use super::desired::{Desired, Event, World, event_reasons};
-use super::error::{MAX_PLAN_BYTES, ReconcileError};
-use super::objects::{plan_config_map, purposes, run_job};
+use super::error::ReconcileError;
+use super::objects::purposes;
 use super::observed::EditorJob;
+use super::report_reconciler::{create_plan_and_job, resource_set};
 use super::run_queue::{ReportKey, Turn};
 use super::status::JobState;
 use crate::api::{
     DailyReport, PreviewPhase, PreviewStatus, SourceFailure, TestSendPhase, TestSendStatus,
 };
-use crate::plan::RunPlan;
 use crate::run::{PreviewState, TestSendState};
 use crate::store::PreviewRow;
-use crate::validation::ResourceSet;
 use finrep_core::editor::{
     PreviewRequest, TestSendRequest, preview_config_map_name, preview_job_name, preview_plan,
     test_send_job_name, test_send_plan,
@@ -334,26 +333,6 @@ fn failed_preview(
     }
 }
 
-/// The resources of the report's namespace, as the plans are built from them.
-fn resource_set(report: &DailyReport, ctx: &Context) -> ResourceSet {
-    let ns = report.namespace().unwrap_or_else(|| "default".to_string());
-    ResourceSet {
-        sources: ctx
-            .catalog
-            .sources_of(&ns)
-            .iter()
-            .map(|s| s.to_object())
-            .collect(),
-        recipients: ctx
-            .catalog
-            .recipients_of(&ns)
-            .iter()
-            .map(|r| r.to_object())
-            .collect(),
-        reports: vec![report.clone()],
-    }
-}
-
 async fn start_preview(
     report: &DailyReport,
     request: &PreviewRequest,
@@ -376,8 +355,9 @@ async fn start_preview(
     let name = preview_job_name(&report.name_any(), &request.value);
     // Somebody else's object under the Job's or plan's name: the preview says so; the
     // report's runs and status go on.
-    match start_job(report, &name, &plan, now, ctx).await {
-        Ok(()) => {}
+    // Its deadline: two hours from now (`run_job` adds them to the window's end).
+    match create_plan_and_job(report, &name, &plan, ctx, now, now).await {
+        Ok(_) => {}
         Err(ReconcileError::NameConflict(c)) => {
             return Ok(refused_preview(base, c.to_string(), decision));
         }
@@ -398,41 +378,6 @@ async fn start_preview(
         started: Some(now.to_rfc3339()),
         ..base
     })
-}
-
-/// The plan's ConfigMap and Job, as a run's are made.
-async fn start_job(
-    report: &DailyReport,
-    name: &str,
-    plan: &RunPlan,
-    now: DateTime<Utc>,
-    ctx: &Context,
-) -> Result<(), ReconcileError> {
-    let ns = report.namespace().unwrap_or_else(|| "default".to_string());
-    let owner = report.uid().unwrap_or_default();
-    plan.validate()?;
-    let gz = plan.to_gzip()?;
-    if gz.len() > MAX_PLAN_BYTES {
-        return Err(ReconcileError::PlanTooLarge {
-            run: name.to_string(),
-            bytes: gz.len(),
-            max: MAX_PLAN_BYTES,
-        });
-    }
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
-    create_owned(
-        &config_maps,
-        &plan_config_map(report, name, plan, gz),
-        &owner,
-    )
-    .await?;
-    let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    // Its deadline: two hours from now (`run_job` adds them to the window's end).
-    let job = run_job(report, name, plan, &ctx.settings, now, now);
-    if create_owned(&jobs, &job, &owner).await? {
-        ctx.metrics.job_created();
-    }
-    Ok(())
 }
 
 async fn finished_preview(
@@ -723,8 +668,9 @@ async fn start_test_send(
         }
     };
     let name = test_send_job_name(&report.name_any(), &request.value);
-    match start_job(report, &name, &plan, now, ctx).await {
-        Ok(()) => {}
+    // Its deadline: two hours from now (`run_job` adds them to the window's end).
+    match create_plan_and_job(report, &name, &plan, ctx, now, now).await {
+        Ok(_) => {}
         Err(ReconcileError::NameConflict(c)) => {
             let why = c.to_string();
             return Ok(ended_test_send(

@@ -28,7 +28,7 @@ use super::status::JobState;
 use super::status::RunRecord;
 use crate::api::selector::{self, Selectable};
 use crate::api::{CatalogEntry, DailyReport, Recipient, Source};
-use crate::plan::{plan_for, referenced_secrets};
+use crate::plan::{RunPlan, plan_for, referenced_secrets};
 use crate::run::{DeliveryStatus, RunPhase};
 use crate::validation::{
     FieldProblem, ResourceSet, Severity, check_daily_report, reserved_secret_problems,
@@ -487,7 +487,25 @@ async fn start_run(
     now: DateTime<Utc>,
 ) -> Result<Option<String>, ReconcileError> {
     let ns = namespace(report);
-    let set = ResourceSet {
+    let blacklist = ctx.store.blacklisted_emails(&ns).await?;
+    // The namespace's resources are held only while the plan is built.
+    let plan = plan_for(
+        &resource_set(report, ctx),
+        &ns,
+        &report.name_any(),
+        start.at,
+        &blacklist,
+    )?;
+    if create_plan_and_job(report, &start.name, &plan, ctx, start.window_end, now).await? {
+        info!(report = %report.name_any(), namespace = %ns, job = %start.name, recipients = plan.recipients.len(), "run started");
+    }
+    Ok(Some(start.name.clone()))
+}
+
+/// The report and the Sources and Recipients of its namespace, as plans are built from them.
+pub(super) fn resource_set(report: &DailyReport, ctx: &Context) -> ResourceSet {
+    let ns = namespace(report);
+    ResourceSet {
         sources: ctx
             .catalog
             .sources_of(&ns)
@@ -501,15 +519,26 @@ async fn start_run(
             .map(|r| r.to_object())
             .collect(),
         reports: vec![report.clone()],
-    };
-    let blacklist = ctx.store.blacklisted_emails(&ns).await?;
-    let plan = plan_for(&set, &ns, &report.name_any(), start.at, &blacklist)?;
-    drop(set);
+    }
+}
+
+/// Stores `plan` in its ConfigMap and creates its Job, both under `name` and owned by the
+/// report (a run's, a preview's or a test send's); true when this call created the Job.
+/// The Job's deadline counts from `window_end`.
+pub(super) async fn create_plan_and_job(
+    report: &DailyReport,
+    name: &str,
+    plan: &RunPlan,
+    ctx: &Context,
+    window_end: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<bool, ReconcileError> {
+    let ns = namespace(report);
     plan.validate()?;
     let gz = plan.to_gzip()?;
     if gz.len() > MAX_PLAN_BYTES {
         return Err(ReconcileError::PlanTooLarge {
-            run: start.name.clone(),
+            run: name.to_string(),
             bytes: gz.len(),
             max: MAX_PLAN_BYTES,
         });
@@ -518,24 +547,17 @@ async fn start_run(
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &ns);
     create_owned(
         &config_maps,
-        &plan_config_map(report, &start.name, &plan, gz),
+        &plan_config_map(report, name, plan, gz),
         &uid(report),
     )
     .await?;
     let jobs: Api<Job> = Api::namespaced(ctx.client.clone(), &ns);
-    let job = run_job(
-        report,
-        &start.name,
-        &plan,
-        &ctx.settings,
-        start.window_end,
-        now,
-    );
-    if create_owned(&jobs, &job, &uid(report)).await? {
+    let job = run_job(report, name, plan, &ctx.settings, window_end, now);
+    let created = create_owned(&jobs, &job, &uid(report)).await?;
+    if created {
         ctx.metrics.job_created();
-        info!(report = %report.name_any(), namespace = %ns, job = %start.name, recipients = plan.recipients.len(), "run started");
     }
-    Ok(Some(start.name.clone()))
+    Ok(created)
 }
 
 /// Deletes finished runs beyond the history: the Job (its pods with it) and its plan.

@@ -91,6 +91,17 @@ impl Cluster {
         .unwrap()
     }
 
+    /// Sets annotation `key` of report `name` to `value`, as `kubectl annotate` would.
+    pub fn annotate_report(&self, name: &str, key: &str, value: &str) {
+        let mut report = self.report(name);
+        report
+            .metadata
+            .annotations
+            .get_or_insert_default()
+            .insert(key.to_string(), value.to_string());
+        self.api.put(&report);
+    }
+
     pub fn source(&self, name: &str) -> Source {
         serde_json::from_value(
             self.api
