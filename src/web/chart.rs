@@ -99,27 +99,35 @@ pub struct Cell {
 
 /// A source's last `STRIP_DAYS` days ending `today`, a cell each, and the days with failures.
 pub fn health_strip(days: &[crate::store::SourceDay], today: NaiveDate) -> (Vec<Cell>, usize) {
+    strip(today, &["some", "failed"], |date| {
+        match days.iter().find(|d| d.day == date) {
+            None => "none",
+            Some(d) if d.failures == 0 => "ok",
+            Some(d) if d.failures < d.fetches => "some",
+            Some(_) => "failed",
+        }
+    })
+}
+
+/// The last `STRIP_DAYS` days ending `today`, a cell each of the class `class_of` gives its
+/// date, and how many cells are of one of the `off` classes.
+fn strip(
+    today: NaiveDate,
+    off: &[&str],
+    class_of: impl Fn(NaiveDate) -> &'static str,
+) -> (Vec<Cell>, usize) {
     let cells: Vec<Cell> = (0..STRIP_DAYS)
         .map(|i| {
             let date = today - Duration::days(STRIP_DAYS - 1 - i);
-            let class = match days.iter().find(|d| d.day == date) {
-                None => "none",
-                Some(d) if d.failures == 0 => "ok",
-                Some(d) if d.failures < d.fetches => "some",
-                Some(_) => "failed",
-            };
             Cell {
                 date,
                 x: i as f64 * STRIP_CELL,
-                class,
+                class: class_of(date),
             }
         })
         .collect();
-    let failing = cells
-        .iter()
-        .filter(|c| matches!(c.class, "some" | "failed"))
-        .count();
-    (cells, failing)
+    let count = cells.iter().filter(|c| off.contains(&c.class)).count();
+    (cells, count)
 }
 
 /// A report's last `STRIP_DAYS` days ending `today`, a cell each: `ontime` (delivered by the
@@ -127,30 +135,17 @@ pub fn health_strip(days: &[crate::store::SourceDay], today: NaiveDate) -> (Vec<
 /// or `none` (no run); and the days that were not on time.
 pub fn delivery_strip(runs: &[crate::store::RunDay], today: NaiveDate) -> (Vec<Cell>, usize) {
     use crate::run::RunPhase as P;
-    let cells: Vec<Cell> = (0..STRIP_DAYS)
-        .map(|i| {
-            let date = today - Duration::days(STRIP_DAYS - 1 - i);
-            let class = match runs.iter().find(|r| r.date == date) {
-                None => "none",
-                Some(r) => match r.phase {
-                    P::Succeeded if finished_late(r) => "late",
-                    P::Succeeded => "ontime",
-                    P::PartiallyDelivered | P::Failed | P::Missed => "short",
-                    P::Queued | P::Pending | P::Collecting | P::Composing | P::Sending => "running",
-                },
-            };
-            Cell {
-                date,
-                x: i as f64 * STRIP_CELL,
-                class,
-            }
-        })
-        .collect();
-    let off = cells
-        .iter()
-        .filter(|c| matches!(c.class, "late" | "short"))
-        .count();
-    (cells, off)
+    strip(today, &["late", "short"], |date| {
+        match runs.iter().find(|r| r.date == date) {
+            None => "none",
+            Some(r) => match r.phase {
+                P::Succeeded if finished_late(r) => "late",
+                P::Succeeded => "ontime",
+                P::PartiallyDelivered | P::Failed | P::Missed => "short",
+                P::Queued | P::Pending | P::Collecting | P::Composing | P::Sending => "running",
+            },
+        }
+    })
 }
 
 /// A run that finished after its mail window closed.

@@ -35,6 +35,15 @@ pub struct ListQuery {
 const MAX_SEARCH: usize = 100;
 
 impl ListQuery {
+    /// The search asked for, trimmed and bounded; none when blank.
+    fn search(&self) -> Option<String> {
+        self.q
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| s.chars().take(MAX_SEARCH).collect())
+    }
+
     fn page(&self) -> Page {
         Page::new(self.page, self.size, PAGE_SIZE)
     }
@@ -238,11 +247,7 @@ pub async fn deliveries(
                 .map_err(|e| WebError::BadRequest(e.to_string()))?,
         ),
     };
-    let search =
-        q.q.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.chars().take(MAX_SEARCH).collect::<String>());
+    let search = q.search();
     let filter = DeliveryFilter {
         status,
         channel,
@@ -281,11 +286,7 @@ pub async fn recipients(
     viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> WebResponse {
-    let search =
-        q.q.as_deref()
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(|s| s.chars().take(MAX_SEARCH).collect::<String>());
+    let search = q.search();
     let rows = state.store.recipients(search.as_deref(), q.page()).await?;
     let keep: String = url::form_urlencoded::Serializer::new(String::new())
         .append_pair("q", search.as_deref().unwrap_or(""))
