@@ -139,7 +139,7 @@ pub fn delivery_strip(runs: &[crate::store::RunDay], today: NaiveDate) -> (Vec<C
         match runs.iter().find(|r| r.date == date) {
             None => "none",
             Some(r) => match r.phase {
-                P::Succeeded if finished_late(r) => "late",
+                P::Succeeded if !r.manual && finished_late(r) => "late",
                 P::Succeeded => "ontime",
                 P::PartiallyDelivered | P::Failed | P::Missed => "short",
                 P::Queued | P::Pending | P::Collecting | P::Composing | P::Sending => "running",
@@ -224,6 +224,7 @@ mod tests {
             report: "brief".into(),
             date: NaiveDate::from_ymd_opt(2026, 12, d).unwrap(),
             phase,
+            manual: false,
             finished_at: Some(
                 chrono::DateTime::parse_from_rfc3339(finished)
                     .unwrap()
@@ -244,6 +245,12 @@ mod tests {
         let last: Vec<&str> = cells.iter().rev().take(5).map(|c| c.class).collect();
         assert_eq!(last, ["running", "late", "short", "ontime", "none"]);
         assert_eq!(off, 2);
+        // A manual run sends at once whatever the window: never late (as the cards say).
+        let mut manual = run(4, P::Succeeded, "2026-12-03T22:30:00Z");
+        manual.manual = true;
+        let (cells, off) = delivery_strip(&[manual], today);
+        assert_eq!(cells[cells.len() - 2].class, "ontime");
+        assert_eq!(off, 0);
     }
 
     #[test]

@@ -299,6 +299,8 @@ pub struct RunDay {
     pub report: String,
     pub date: NaiveDate,
     pub phase: RunPhase,
+    /// A manual run sends at once, whatever the window: it is never late.
+    pub manual: bool,
     pub finished_at: Option<DateTime<Utc>>,
     /// The run's mail window and zone, as its plan recorded them.
     #[serde(skip)]
@@ -907,7 +909,7 @@ impl Store {
     /// per run, its finish against its window — no delivery row is read.
     pub async fn run_days(&self, since: NaiveDate) -> Result<Vec<RunDay>, StoreError> {
         let rows = sqlx::query(
-            "SELECT namespace, report, report_date, phase, finished_at, time_zone,
+            "SELECT namespace, report, report_date, phase, manual, finished_at, time_zone,
                     plan -> 'mailWindow' AS mail_window
              FROM reports WHERE report_date >= $1 ORDER BY namespace, report, report_date LIMIT 20000",
         )
@@ -925,6 +927,7 @@ impl Store {
                     report: r.try_get("report")?,
                     date: r.try_get("report_date")?,
                     phase: state_column(r, "phase")?,
+                    manual: r.try_get("manual")?,
                     finished_at: r.try_get("finished_at")?,
                     window,
                 })
