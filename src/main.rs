@@ -701,6 +701,7 @@ fn status(
             store.failing_sources().await?,
             store.blacklist().await?,
             &reports,
+            &store.next_slots().await?,
             chrono::Utc::now(),
         );
         overview.chat_groups = store.latest_chat_posts().await?;

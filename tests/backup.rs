@@ -143,6 +143,35 @@ async fn status_reports_a_partly_failed_run_and_exits_non_zero() {
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.starts_with("NAMESPACE"), "{table}");
     assert!(table.contains("gone@example.com"), "{table}");
+
+    // A report whose slot the scheduler recorded, that came due, and that never ran: missed,
+    // as the console's card says it — with no manifest at hand.
+    let store = finrep::store::Store::connect(&url, 1, std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    store
+        .record_next_slot(
+            "default",
+            "close",
+            Some(chrono::Utc::now() - chrono::Duration::hours(2)),
+        )
+        .await
+        .unwrap();
+    let out = finrep(&["status", "-o", "json"], &url);
+    let o: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let close = o["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["report"] == "close")
+        .unwrap_or_else(|| panic!("{o:#}"));
+    assert_eq!(close["health"], "missed", "{o:#}");
+    assert_eq!(close["reasons"][0]["kind"], "slot-without-run", "{o:#}");
+    let table = String::from_utf8_lossy(&finrep(&["status"], &url).stdout).to_string();
+    assert!(
+        table.contains("default/close: the slot at") && table.contains("came due and nothing ran"),
+        "{table}"
+    );
 }
 
 /// Tables of the public schema: none after a restore that failed.

@@ -1193,7 +1193,8 @@ fn the_web_serves_unsubscribe_publicly_and_the_console_only_when_asked() {
 
 /// The chart's alert rules through promtool: `check rules` on them as rendered, and
 /// tests/chart/alerts_test.yaml (a report that delivers, one that fails, one that stopped,
-/// the controller gone) through `test rules`.
+/// the controller gone; the console's verdict going to "missed" and back, "needs a check")
+/// through `test rules`.
 #[test]
 fn alert_rules_pass_promtool() {
     let promtool = std::env::var("FINREP_PROMTOOL").unwrap_or_else(|_| "promtool".into());

@@ -624,7 +624,7 @@ async fn a_hanging_bot_is_left_uncertain_and_not_posted_twice() {
     );
 
     // `finrep status` says where it stands and what to do.
-    let mut overview = finrep::overview::overview(vec![], vec![], vec![], &[], at("09:00"));
+    let mut overview = finrep::overview::overview(vec![], vec![], vec![], &[], &[], at("09:00"));
     overview.chat_groups = w.store.latest_chat_posts().await.unwrap();
     let shown = finrep::overview::render(&overview);
     assert!(shown.contains("1 of 2 group(s) posted"), "{shown}");

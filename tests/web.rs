@@ -1222,6 +1222,23 @@ async fn the_dashboard_opens_with_each_reports_verdict_and_links_behind_its_numb
         close.contains("未运行") && close.contains("时段已到"),
         "{close}"
     );
+    // The alerts read the same verdict: the gauge the admin port exports from PostgreSQL.
+    let metrics = finrep::metrics::Metrics::new();
+    let records = site.store.report_records().await.unwrap();
+    metrics.report_health(&finrep::glance::cards(&records, chrono::Utc::now()));
+    let text = metrics.encode();
+    for (report, health) in [("brief", "failed"), ("close", "missed")] {
+        let line = format!(
+            "finrep_report_health{{namespace=\"default\",report=\"{report}\",health=\"{health}\"}} 1"
+        );
+        assert!(text.contains(&line), "{line} in\n{text}");
+    }
+    assert!(
+        text.contains(
+            "finrep_report_health{namespace=\"default\",report=\"close\",health=\"ok\"} 0"
+        ),
+        "{text}"
+    );
     // One counting rule, stated on the page: the runs of the period's report dates, their
     // steps, calls and deliveries alike — and the run that bounced a copy is a failed send.
     assert!(doc.select(&sel("#counting-rule")).next().is_some());

@@ -103,9 +103,10 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>) {
 /// How often the per-report delivery gauges are read from PostgreSQL.
 pub const FRESHNESS_PERIOD: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Keeps `finrep_report_last_delivered_timestamp_seconds` and
-/// `finrep_report_last_slot_timestamp_seconds` current from the database, so they survive a
-/// restart and cover runs another process made.
+/// Keeps `finrep_report_last_delivered_timestamp_seconds`,
+/// `finrep_report_last_slot_timestamp_seconds` and `finrep_report_health` (the console's
+/// verdict) current from the database, so they survive a restart and cover runs another
+/// process made.
 pub async fn refresh_report_freshness(store: crate::store::Store, metrics: Arc<Metrics>) {
     loop {
         match store.report_freshness().await {
@@ -115,6 +116,12 @@ pub async fn refresh_report_freshness(store: crate::store::Store, metrics: Arc<M
         match store.latest_channel_deliveries().await {
             Ok(rows) => metrics.channel_deliveries(&rows),
             Err(e) => debug!(error = %e, "deliveries by channel not read this time"),
+        }
+        match store.report_records().await {
+            Ok(records) => {
+                metrics.report_health(&crate::glance::cards(&records, chrono::Utc::now()));
+            }
+            Err(e) => debug!(error = %e, "the reports' verdicts not read this time"),
         }
         tokio::time::sleep(FRESHNESS_PERIOD).await;
     }

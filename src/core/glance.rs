@@ -33,6 +33,25 @@ pub enum Reason {
     DeliveredLate,
 }
 
+impl Reason {
+    /// How `finrep status` says it (the console says it from its translation table).
+    pub fn words(&self) -> String {
+        match self {
+            Self::RunFailed => "the run failed".into(),
+            Self::NotAllDelivered { failed, deferred } => {
+                format!("{failed} failed and {deferred} deferred")
+            }
+            Self::Uncertain { posts } => format!("{posts} chat post(s) uncertain"),
+            Self::SlotWithoutRun { slot } => format!(
+                "the slot at {} came due and nothing ran",
+                slot.format("%Y-%m-%d %H:%M UTC")
+            ),
+            Self::Missed => "the slot was missed".into(),
+            Self::DeliveredLate => "the last copy went out after the mail window".into(),
+        }
+    }
+}
+
 /// A run's deliveries on one channel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct ChannelLine {
@@ -56,8 +75,12 @@ pub struct ReportRecord {
     pub last_delivery: Option<DateTime<Utc>>,
     /// The run's mail window and zone, as its plan recorded them.
     pub window: Option<(MailWindow, String)>,
-    /// The slot the scheduler last recorded as next.
+    /// The slot the scheduler last recorded as next (`finrep status` gives the latest slot of
+    /// the manifest's schedule when that is later and already past).
     pub next_slot: Option<DateTime<Utc>>,
+    /// How long a slot may wait for its run (the report's starting deadline), when known;
+    /// never less than [`NO_RUN_GRACE`].
+    pub starting_deadline: Option<chrono::Duration>,
 }
 
 /// One report's card.
@@ -98,7 +121,7 @@ pub fn card(r: &ReportRecord, now: DateTime<Utc>) -> Card {
         (Some(run), Some((window, zone))) => window_end(window, zone, run.date),
         _ => None,
     };
-    let no_run_since = slot_without_run(r.next_slot, run, now);
+    let no_run_since = slot_without_run(r, now);
     let mut reasons = run_reasons(run);
     // A manual run sends at once, whatever the window: only a slot's run can be late.
     let scheduled = run.is_some_and(|x| !x.manual);
@@ -147,21 +170,39 @@ pub fn window_end(window: &MailWindow, zone: &str, date: NaiveDate) -> Option<Da
 }
 
 /// The recorded slot, when it passed (beyond the grace) with no run started for it.
-fn slot_without_run(
-    next: Option<DateTime<Utc>>,
-    run: Option<&LatestRun>,
-    now: DateTime<Utc>,
-) -> Option<DateTime<Utc>> {
-    let slot = next?;
-    if slot + NO_RUN_GRACE > now {
+fn slot_without_run(r: &ReportRecord, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let slot = r.next_slot?;
+    let grace = r
+        .starting_deadline
+        .unwrap_or(NO_RUN_GRACE)
+        .max(NO_RUN_GRACE);
+    if slot + grace > now {
         return None;
     }
+    let run = r.run.as_ref();
     // A run started for the slot (or after it) answers it; a manual run may start a little
-    // before the slot it stands for.
-    let answered = run
-        .and_then(|r| r.started_at)
+    // before the slot it stands for. A run of the slot's local date answers it too (a record
+    // without its start time, a run made by hand that morning).
+    let started = run
+        .and_then(|x| x.started_at)
         .is_some_and(|started| started + chrono::Duration::hours(1) >= slot);
-    (!answered).then_some(slot)
+    let slot_date = r
+        .window
+        .as_ref()
+        .and_then(|(_, zone)| crate::schedule::parse_time_zone(zone).ok())
+        .map(|tz| slot.with_timezone(&tz).date_naive());
+    let same_date = run.zip(slot_date).is_some_and(|(x, d)| x.date >= d);
+    (!(started || same_date)).then_some(slot)
+}
+
+/// The local date of a slot without a run, in the zone of the report's plan or manifest.
+pub fn slot_date(card: &Card, zone: &str) -> Option<NaiveDate> {
+    let slot = card.reasons.iter().find_map(|r| match r {
+        Reason::SlotWithoutRun { slot } => Some(*slot),
+        _ => None,
+    })?;
+    let tz = crate::schedule::parse_time_zone(zone).ok()?;
+    Some(slot.with_timezone(&tz).date_naive())
 }
 
 fn run_reasons(run: Option<&LatestRun>) -> Vec<Reason> {
@@ -260,10 +301,9 @@ mod tests {
     #[test]
     fn a_slot_that_came_due_with_no_run_needs_attention() {
         // Yesterday's run; the controller recorded today's 06:00 as next, then nothing ran.
-        let r = record(
-            Some(run(RunPhase::Succeeded, 3, 0, "2026-12-03T22:00:01Z")),
-            "2026-12-04T22:00:00Z",
-        );
+        let mut yesterday = run(RunPhase::Succeeded, 3, 0, "2026-12-03T22:00:01Z");
+        yesterday.date = NaiveDate::from_ymd_opt(2026, 12, 4).unwrap();
+        let r = record(Some(yesterday.clone()), "2026-12-04T22:00:00Z");
         let c = card(&r, at("2026-12-04T22:40:00Z"));
         assert_eq!(c.health, Health::Missed);
         assert_eq!(
@@ -275,6 +315,24 @@ mod tests {
         assert_eq!(c.next_slot, None, "the recorded next slot is past");
         // Within the grace it may still start: not yet missed.
         assert_eq!(card(&r, at("2026-12-04T22:10:00Z")).health, Health::Ok);
+        // A longer starting deadline holds the verdict back as long.
+        let patient = ReportRecord {
+            starting_deadline: Some(chrono::Duration::hours(2)),
+            ..r.clone()
+        };
+        assert_eq!(
+            card(&patient, at("2026-12-04T22:40:00Z")).health,
+            Health::Ok
+        );
+        // A run of that morning with no start time recorded (made by hand) answers the slot.
+        let mut by_hand = yesterday;
+        by_hand.date = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+        by_hand.started_at = None;
+        let answered = record(Some(by_hand), "2026-12-04T22:00:00Z");
+        assert_eq!(
+            card(&answered, at("2026-12-04T22:40:00Z")).health,
+            Health::Ok
+        );
     }
 
     #[test]

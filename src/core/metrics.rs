@@ -92,6 +92,14 @@ struct FromDatabase {
     last_delivered: Family<ReportLabels, Gauge>,
     last_slot: Family<ReportLabels, Gauge>,
     channel_deliveries: Family<ReportChannelLabels, Gauge>,
+    health: Family<ReportHealthLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReportHealthLabels {
+    pub namespace: String,
+    pub report: String,
+    pub health: &'static str,
 }
 
 impl FromDatabase {
@@ -100,6 +108,7 @@ impl FromDatabase {
             last_delivered: Family::default(),
             last_slot: Family::default(),
             channel_deliveries: Family::default(),
+            health: Family::default(),
         };
         registry.register(
             "report_last_delivered_timestamp_seconds",
@@ -115,6 +124,11 @@ impl FromDatabase {
             "report_channel_deliveries",
             "Deliveries of each report's latest run by channel (email, wecom, dingtalk, feishu, lark) and status, from PostgreSQL",
             me.channel_deliveries.clone(),
+        );
+        registry.register(
+            "report_health",
+            "Each report's verdict on its latest slot, as the console's card says it (1 for the current one of ok, running, failed, missed, needs-check, never-run), from PostgreSQL",
+            me.health.clone(),
         );
         me
     }
@@ -329,6 +343,24 @@ impl Metrics {
                     status: r.status.as_str(),
                 })
                 .set(r.count);
+        }
+    }
+
+    /// Each report's verdict, one series per state (1 for the current one, 0 for the others)
+    /// so an alert sees a report recover; a report gone from the records is dropped.
+    pub fn report_health(&self, cards: &[crate::glance::Card]) {
+        let gauges = &self.from_database.health;
+        gauges.clear();
+        for card in cards {
+            for health in crate::overview::Health::ALL {
+                gauges
+                    .get_or_create(&ReportHealthLabels {
+                        namespace: card.namespace.clone(),
+                        report: card.report.clone(),
+                        health: health.as_str(),
+                    })
+                    .set(i64::from(card.health == health));
+            }
         }
     }
 

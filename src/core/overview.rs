@@ -3,6 +3,7 @@
 //! check can act on the exit code. Pure: rows from PostgreSQL and (optionally) the manifests
 //! in, an overview out.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -10,9 +11,10 @@ use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::api::DailyReport;
+use crate::glance;
 use crate::run::{DeliveryStatus, RunPhase};
 use crate::schedule::Schedule;
-use crate::store::{BlacklistEntry, ChatPostRow, LatestRun, SourceHealthRow};
+use crate::store::{BlacklistEntry, ChatPostRow, LatestRun, NextSlot, SourceHealthRow};
 
 /// How a report is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -31,6 +33,27 @@ pub enum Health {
 }
 
 impl Health {
+    pub const ALL: [Self; 6] = [
+        Self::Ok,
+        Self::Running,
+        Self::Failed,
+        Self::Missed,
+        Self::NeedsCheck,
+        Self::NeverRun,
+    ];
+
+    /// Its name in metrics and JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Running => "running",
+            Self::Failed => "failed",
+            Self::Missed => "missed",
+            Self::NeedsCheck => "needs-check",
+            Self::NeverRun => "never-run",
+        }
+    }
+
     /// How `finrep status` says it.
     pub fn words(self) -> &'static str {
         match self {
@@ -76,6 +99,9 @@ pub struct ReportLine {
     pub next_slot: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missed: Option<NaiveDate>,
+    /// Why it needs attention, as the console's card says it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reasons: Vec<glance::Reason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub last_run: Option<LatestRun>,
 }
@@ -140,77 +166,101 @@ pub fn health(run: Option<&LatestRun>) -> Health {
     }
 }
 
-/// The local date of the latest slot that passed beyond its starting deadline with no run
-/// recorded on or after it.
-fn missed_slot(
+/// The latest slot of a report's manifest at or before `now` — for a report that has run
+/// before (one never run is not late for a slot before it appeared) and is not suspended.
+fn manifest_slot(
     report: &DailyReport,
-    last: Option<NaiveDate>,
+    run: Option<&LatestRun>,
     now: DateTime<Utc>,
-) -> Option<NaiveDate> {
-    let spec = &report.spec;
-    if spec.suspend {
+) -> Option<DateTime<Utc>> {
+    if report.spec.suspend || run.is_none() {
         return None;
     }
-    let schedule = Schedule::parse(&spec.schedule, &spec.time_zone).ok()?;
-    let deadline = chrono::Duration::seconds(i64::from(spec.starting_deadline_seconds));
-    let slot = schedule.latest_at_or_before(now - deadline)?;
-    let date = slot.date_naive();
-    last.is_none_or(|d| d < date).then_some(date)
+    Schedule::parse(&report.spec.schedule, &report.spec.time_zone)
+        .ok()?
+        .latest_at_or_before(now)
+        .map(|t| t.to_utc())
 }
 
-/// The overview from the latest runs and, when given, the reports' manifests (for next
-/// slots and missed slots).
+/// What `glance` is told of one report: its latest run, the slot due by now (the later of
+/// the scheduler's record and the manifest's schedule), its window and starting deadline.
+fn record(
+    key: &(String, String),
+    manifest: Option<&DailyReport>,
+    run: Option<&LatestRun>,
+    recorded: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> glance::ReportRecord {
+    let from_manifest = manifest.and_then(|m| manifest_slot(m, run, now));
+    glance::ReportRecord {
+        namespace: key.0.clone(),
+        report: key.1.clone(),
+        run: run.cloned(),
+        window: manifest.map(|m| (m.spec.mail_window.clone(), m.spec.time_zone.clone())),
+        next_slot: [recorded, from_manifest]
+            .into_iter()
+            .flatten()
+            .filter(|t| *t <= now)
+            .max(),
+        starting_deadline: manifest
+            .map(|m| chrono::Duration::seconds(i64::from(m.spec.starting_deadline_seconds))),
+        ..glance::ReportRecord::default()
+    }
+}
+
+/// The overview from the latest runs, the slots the scheduler recorded and, when given, the
+/// reports' manifests (next slots, zones, starting deadlines). Each report's health is the
+/// console's glance of it: the same verdict, the same rule for a slot that passed with no run.
 pub fn overview(
     runs: Vec<LatestRun>,
     failing_sources: Vec<SourceHealthRow>,
     blacklist: Vec<BlacklistEntry>,
     reports: &[DailyReport],
+    recorded: &[NextSlot],
     now: DateTime<Utc>,
 ) -> Overview {
-    let mut lines: Vec<ReportLine> = Vec::new();
-    for r in reports {
-        let namespace = r.namespace().unwrap_or_else(|| "default".to_string());
-        let name = r.name_any();
-        let run = runs
+    let key_of = |r: &DailyReport| {
+        (
+            r.namespace().unwrap_or_else(|| "default".to_string()),
+            r.name_any(),
+        )
+    };
+    let mut keys: BTreeSet<(String, String)> = reports.iter().map(key_of).collect();
+    keys.extend(runs.iter().map(|r| (r.namespace.clone(), r.report.clone())));
+    keys.extend(
+        recorded
             .iter()
-            .find(|x| x.namespace == namespace && x.report == name)
-            .cloned();
-        // A report never run is not "missed" before its first slot after it appeared.
-        let missed = run.as_ref().and_then(|x| missed_slot(r, Some(x.date), now));
-        let next_slot = Schedule::parse(&r.spec.schedule, &r.spec.time_zone)
-            .ok()
-            .and_then(|s| s.next_after(now))
-            .map(|t| t.fixed_offset().to_rfc3339());
-        let health = if missed.is_some() {
-            Health::Missed
-        } else {
-            health(run.as_ref())
-        };
-        lines.push(ReportLine {
-            namespace,
-            report: name,
-            health,
-            next_slot,
-            missed,
-            last_run: run,
-        });
-    }
-    for run in runs {
-        if !lines
-            .iter()
-            .any(|l| l.namespace == run.namespace && l.report == run.report)
-        {
-            lines.push(ReportLine {
-                namespace: run.namespace.clone(),
-                report: run.report.clone(),
-                health: health(Some(&run)),
-                next_slot: None,
-                missed: None,
-                last_run: Some(run),
-            });
-        }
-    }
-    lines.sort_by(|a, b| (&a.namespace, &a.report).cmp(&(&b.namespace, &b.report)));
+            .map(|r| (r.namespace.clone(), r.report.clone())),
+    );
+    let lines = keys
+        .into_iter()
+        .map(|key| {
+            let manifest = reports.iter().find(|r| key_of(r) == key);
+            let run = runs
+                .iter()
+                .find(|x| x.namespace == key.0 && x.report == key.1);
+            let slot = recorded
+                .iter()
+                .find(|x| x.namespace == key.0 && x.report == key.1)
+                .and_then(|x| x.next_slot);
+            let card = glance::card(&record(&key, manifest, run, slot, now), now);
+            let zone = manifest.map_or("UTC", |m| m.spec.time_zone.as_str());
+            let next_slot = manifest
+                .and_then(|m| Schedule::parse(&m.spec.schedule, &m.spec.time_zone).ok())
+                .and_then(|s| s.next_after(now))
+                .map(|t| t.fixed_offset().to_rfc3339())
+                .or_else(|| slot.filter(|t| *t > now).map(|t| t.to_rfc3339()));
+            ReportLine {
+                missed: glance::slot_date(&card, zone),
+                namespace: key.0,
+                report: key.1,
+                health: card.health,
+                reasons: card.reasons,
+                next_slot,
+                last_run: run.cloned(),
+            }
+        })
+        .collect();
     Overview {
         reports: lines,
         failing_sources,
@@ -255,6 +305,16 @@ pub fn render(o: &Overview) -> String {
         ]);
     }
     table(&mut out, &rows);
+    let why: Vec<String> = o
+        .reports
+        .iter()
+        .filter(|l| !l.reasons.is_empty())
+        .map(|l| {
+            let words: Vec<String> = l.reasons.iter().map(glance::Reason::words).collect();
+            format!("{}/{}: {}", l.namespace, l.report, words.join("; "))
+        })
+        .collect();
+    section(&mut out, "needs attention", &why);
     let failing: Vec<String> = o
         .failing_sources
         .iter()
@@ -437,7 +497,7 @@ mod tests {
             run("late", "2026-11-22", RunPhase::Succeeded),
         ];
         let reports = [report("ok"), report("bad"), report("late"), report("new")];
-        let o = overview(runs, vec![], vec![], &reports, now);
+        let o = overview(runs, vec![], vec![], &reports, &[], now);
         let by = |n: &str| o.reports.iter().find(|l| l.report == n).unwrap().clone();
         assert_eq!(by("ok").health, Health::Ok);
         assert_eq!(by("bad").health, Health::Failed);
@@ -457,9 +517,69 @@ mod tests {
             vec![],
             vec![],
             &[report("ok")],
+            &[],
             now,
         );
         assert!(!fine.needs_attention());
+    }
+
+    /// `finrep status` and the console's card say the same of a report: a slot the scheduler
+    /// recorded that came due with nothing run is "missed" even for a report that never ran
+    /// and has no manifest at hand, with the card's reasons.
+    #[test]
+    fn status_says_what_the_console_card_says() {
+        let now = at("2026-11-23T01:00:00Z");
+        let recorded = |report: &str, slot: &str| NextSlot {
+            namespace: "default".into(),
+            report: report.into(),
+            next_slot: Some(at(slot)),
+            updated_at: at("2026-11-22T00:00:00Z"),
+        };
+        let mut partly = run("partly", "2026-11-23", RunPhase::PartiallyDelivered);
+        partly.started_at = Some(at("2026-11-22T22:00:01Z"));
+        partly.deliveries.add(DeliveryStatus::Failed, 1, 0);
+        let runs = vec![partly];
+        let slots = [
+            recorded("first", "2026-11-22T22:00:00Z"),
+            recorded("partly", "2026-11-23T22:00:00Z"),
+        ];
+        let o = overview(runs.clone(), vec![], vec![], &[], &slots, now);
+        let by = |n: &str| o.reports.iter().find(|l| l.report == n).unwrap().clone();
+        assert_eq!(by("first").health, Health::Missed);
+        assert_eq!(by("partly").health, Health::Failed);
+        assert_eq!(
+            by("partly").next_slot.as_deref(),
+            Some("2026-11-23T22:00:00+00:00")
+        );
+        let records: Vec<glance::ReportRecord> = o
+            .reports
+            .iter()
+            .map(|l| glance::ReportRecord {
+                namespace: l.namespace.clone(),
+                report: l.report.clone(),
+                run: l.last_run.clone(),
+                next_slot: slots
+                    .iter()
+                    .find(|s| s.report == l.report)
+                    .and_then(|s| s.next_slot),
+                ..glance::ReportRecord::default()
+            })
+            .collect();
+        for (line, card) in o.reports.iter().zip(glance::cards(&records, now).iter()) {
+            assert_eq!((&line.report, line.health), (&card.report, card.health));
+            assert_eq!(line.reasons, card.reasons);
+        }
+        let text = render(&o);
+        assert!(
+            text.contains(
+                "default/first: the slot at 2026-11-22 22:00 UTC came due and nothing ran"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("default/partly: 1 failed and 0 deferred"),
+            "{text}"
+        );
     }
 
     fn post(group: usize, status: DeliveryStatus) -> ChatPostRow {
@@ -485,7 +605,7 @@ mod tests {
         let mut r = run("brief", "2026-11-23", RunPhase::PartiallyDelivered);
         r.namespace = "desk".into();
         r.deliveries.add(DeliveryStatus::Uncertain, 2, 0);
-        let mut o = overview(vec![r.clone()], vec![], vec![], &[], now);
+        let mut o = overview(vec![r.clone()], vec![], vec![], &[], &[], now);
         o.chat_groups = (0..30)
             .map(|g| {
                 post(
@@ -521,7 +641,7 @@ mod tests {
 
         // A refusal besides makes it a failure, grouped by the platform's answer.
         r.deliveries.add(DeliveryStatus::Failed, 1, 0);
-        let mut o = overview(vec![r], vec![], vec![], &[], now);
+        let mut o = overview(vec![r], vec![], vec![], &[], &[], now);
         o.chat_groups = vec![
             post(0, DeliveryStatus::Uncertain),
             post(1, DeliveryStatus::Failed),

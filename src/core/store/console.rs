@@ -1173,6 +1173,8 @@ impl Store {
                 last_delivery: r.try_get("last_sent")?,
                 window,
                 next_slot: r.try_get("next_slot")?,
+                // The plan does not record it: the glance's own grace stands.
+                starting_deadline: None,
             });
         }
         Ok(out)
