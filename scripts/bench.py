@@ -943,6 +943,16 @@ W3_EXPLAIN = {
                                  "ORDER BY COALESCE(array_position('{failed,bounced,uncertain,deferred,pending,sending}'::text[], status), 99), "
                                  "regexp_replace(lower(email), '[0-9]+', '', 'g'), "
                                  "substring(email from '[0-9]{1,18}')::bigint NULLS FIRST, email LIMIT 31 OFFSET 0",
+    "delivery search page, 7 days": "SELECT r.id, r.report_date, d.email, d.status FROM reports r "
+                                    "JOIN delivery_log d ON d.report_id = r.id "
+                                    "WHERE r.report_date BETWEEN current_date - 6 AND current_date "
+                                    "ORDER BY r.report_date DESC, r.namespace, r.report, "
+                                    "COALESCE(array_position('{failed,bounced,uncertain,deferred,pending}'::text[], d.status), 99), "
+                                    "regexp_replace(lower(d.email), '[0-9]+', '', 'g'), "
+                                    "substring(d.email from '[0-9]{1,18}')::bigint NULLS FIRST, d.email LIMIT 31",
+    "delivery search count, 31 days, address": "SELECT count(*) FROM reports r JOIN delivery_log d ON d.report_id = r.id "
+                                               "WHERE r.report_date BETWEEN current_date - 30 AND current_date "
+                                               "AND d.email ILIKE '%reader97@%'",
     "dashboard deliveries, 7 days": "SELECT c.status, sum(c.n)::bigint AS n FROM reports r CROSS JOIN LATERAL "
                                     "(SELECT d.status, count(*) AS n FROM delivery_log d WHERE d.report_id = r.id "
                                     "GROUP BY d.status) c WHERE r.report_date >= current_date - 7 "
@@ -1039,6 +1049,9 @@ def bench_w3(args):
             "report": f"/console/reports/{mid}",
             "delivery log (failed)": f"/console/reports/{mid}/deliveries?status=failed",
             "delivery log (page 5)": f"/console/reports/{mid}/deliveries?page=5",
+            "delivery search (7 days)": "/console/deliveries",
+            "delivery search (31 days, address)": "/console/deliveries?q=reader97%40&from="
+                                                  + (datetime.now().date() - timedelta(days=30)).isoformat(),
             "recipients": "/console/recipients?page=3",
             "sources": "/console/sources",
         }

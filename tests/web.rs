@@ -1095,6 +1095,8 @@ async fn every_page_speaks_one_language_whole() {
         "/console/reports/1/deliveries?status=bounced",
         "/console/recipients",
         "/console/sources",
+        "/console/deliveries",
+        "/console/deliveries?from=2000-01-01&status=failed",
         "/console/reports/999999",
         "/console/reports/abc",
         "/console/reports?page=-1",
@@ -1358,6 +1360,161 @@ async fn the_delivery_log_puts_failures_first_counts_filters_and_searches() {
         .await
         .unwrap();
     assert!(html.contains("q=reader"), "{html}");
+}
+
+/// A run of `namespace/report` on `date` with one copy per `(address, status)`; its row id.
+async fn add_run(
+    site: &Site,
+    namespace: &str,
+    report: &str,
+    date: chrono::NaiveDate,
+    copies: &[(&str, &str)],
+) -> i64 {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO reports (namespace, report, report_date, time_zone, manual, phase, title,
+                              subject, html, text_body, article_count, recipient_count, plan)
+         VALUES ($1, $2, $3, 'Asia/Shanghai', false, 'Succeeded', 'T', 'S', '<p>x</p>', 'x', 1, $4,
+                 '{}'::jsonb)
+         RETURNING id",
+    )
+    .bind(namespace)
+    .bind(report)
+    .bind(date)
+    .bind(copies.len() as i32)
+    .fetch_one(site.store.pool())
+    .await
+    .unwrap();
+    for (address, status) in copies {
+        sqlx::query(
+            "INSERT INTO delivery_log (report_id, recipient, email, status, channel)
+             VALUES ($1, 'r', $2, $3, 'email')",
+        )
+        .bind(id)
+        .bind(*address)
+        .bind(*status)
+        .execute(site.store.pool())
+        .await
+        .unwrap();
+    }
+    id
+}
+
+/// "Did reader97 get the brief this fortnight?" — the delivery log across runs, by report,
+/// period, status and address, newest first, failures first within a run, counted; a period
+/// longer than a month is cut to its last month and the page says so.
+#[tokio::test]
+async fn the_delivery_log_across_runs_finds_an_address_by_report_and_period() {
+    let site = site(true).await;
+    let session = site.login().await;
+    let d0: chrono::NaiveDate = sqlx::query_scalar("SELECT report_date FROM reports WHERE id = 1")
+        .fetch_one(site.store.pool())
+        .await
+        .unwrap();
+    let day = |n: i64| d0 - chrono::Duration::days(n);
+    let copies = [
+        ("reader97@example.com", "sent"),
+        ("reader970@example.com", "failed"),
+        ("reader10@example.com", "sent"),
+    ];
+    add_run(&site, "default", "brief", day(1), &copies).await;
+    add_run(&site, "default", "brief", day(10), &copies).await;
+    add_run(&site, "default", "brief", day(40), &copies).await;
+    add_run(&site, "other", "wire", day(1), &copies[..1]).await;
+    let found = |query: String| {
+        let session = session.clone();
+        let site = &site;
+        async move {
+            let html = site
+                .html(&format!("/console/deliveries{query}"), &session)
+                .await;
+            let doc = scraper::Html::parse_document(&html);
+            let cell = |n: usize| {
+                scraper::Selector::parse(&format!("#deliveries tbody tr td:nth-child({n})"))
+                    .unwrap()
+            };
+            let text = |n: usize| -> Vec<String> {
+                doc.select(&cell(n))
+                    .map(|td| td.text().collect::<String>().trim().to_string())
+                    .collect()
+            };
+            let rows: Vec<String> = text(1)
+                .iter()
+                .zip(text(2))
+                .zip(text(3))
+                .map(|((date, report), email)| format!("{date} {report} {email}"))
+                .collect();
+            let total: String = doc
+                .select(&scraper::Selector::parse("#total").unwrap())
+                .next()
+                .unwrap()
+                .text()
+                .collect();
+            let adjusted = doc
+                .select(&scraper::Selector::parse("#period-adjusted").unwrap())
+                .next()
+                .is_some();
+            (rows, total, adjusted, html)
+        }
+    };
+    let (rows, total, adjusted, html) =
+        found(format!("?q=READER97&from={}&to={d0}", day(14))).await;
+    assert_eq!(
+        rows,
+        [
+            format!("{} default/brief reader970@example.com", day(1)),
+            format!("{} default/brief reader97@example.com", day(1)),
+            format!("{} other/wire reader97@example.com", day(1)),
+            format!("{} default/brief reader970@example.com", day(10)),
+            format!("{} default/brief reader97@example.com", day(10)),
+        ],
+        "{html}"
+    );
+    assert_eq!(total, "共 5 条");
+    assert!(!adjusted);
+    // Each date links to its run's own log.
+    assert!(html.contains("/deliveries\">"), "{html}");
+    let (rows, _, _, _) = found(format!("?report=other/wire&from={}&to={d0}", day(14))).await;
+    assert_eq!(
+        rows,
+        [format!("{} other/wire reader97@example.com", day(1))]
+    );
+    let (rows, total, _, _) = found(format!("?status=failed&from={}&to={d0}", day(14))).await;
+    assert!(
+        rows.iter().all(|r| r.ends_with("reader970@example.com")),
+        "{rows:?}"
+    );
+    assert_eq!(total, "共 2 条");
+    // A year asked for: the last month searched, and said.
+    let (rows, _, adjusted, html) = found(format!("?q=reader97@&from={}&to={d0}", day(365))).await;
+    assert!(adjusted, "{html}");
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert!(
+        !rows.iter().any(|r| r.starts_with(&day(40).to_string())),
+        "{rows:?}"
+    );
+    // The pager keeps the filter and the period searched.
+    let (_, _, _, html) = found(format!("?size=1&q=reader&from={}&to={d0}", day(14))).await;
+    assert!(
+        html.contains("q=reader") && html.contains(&format!("from={}", day(14))),
+        "{html}"
+    );
+    for bad in [
+        "?report=nonsense",
+        "?from=yesterday",
+        "?status=lost",
+        "?channel=fax",
+    ] {
+        let r = site
+            .get(&format!("/console/deliveries{bad}"), Some(&session))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{bad}");
+    }
+    // An address on the recipients page opens its deliveries.
+    let html = site.html("/console/recipients", &session).await;
+    assert!(
+        html.contains("/console/deliveries?q=gone%40example.com"),
+        "{html}"
+    );
 }
 
 #[tokio::test]

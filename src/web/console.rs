@@ -1,12 +1,12 @@
-//! The console's pages: dashboard, archive, one report, its delivery log, recipients and
-//! sources. Each needs a session; each list is one bounded page.
+//! The console's pages: dashboard, archive, one report, its delivery log, the delivery log
+//! across runs, recipients and sources. Each needs a session; each list is one bounded page.
 
 use std::sync::Arc;
 
 use axum::extract::{Form, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
-use chrono::{Duration, Utc};
+use chrono::{Duration, NaiveDate, Utc};
 use minijinja::Value;
 use minijinja::value::Serde;
 
@@ -14,7 +14,7 @@ use super::auth::Session;
 use super::render::Chrome;
 use super::{AppState, WebError, WebResponse};
 use crate::run::{Channel, DeliveryStatus};
-use crate::store::{DeliveryFilter, Page};
+use crate::store::{DeliveryFilter, DeliverySearch, Page, Period};
 
 /// Rows per page unless `?size=` says otherwise (at most `Page::MAX`).
 const PAGE_SIZE: u32 = 30;
@@ -29,6 +29,10 @@ pub struct ListQuery {
     q: Option<String>,
     /// The archive from this report date back (YYYY-MM-DD).
     date: Option<String>,
+    /// The delivery search's report (`namespace/name`) and period (YYYY-MM-DD).
+    report: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
 }
 
 /// The longest search looked for (characters).
@@ -46,6 +50,37 @@ impl ListQuery {
 
     fn page(&self) -> Page {
         Page::new(self.page, self.size, PAGE_SIZE)
+    }
+
+    /// The status filter, when one is chosen.
+    pub(super) fn status(&self) -> Result<Option<DeliveryStatus>, WebError> {
+        match self.status.as_deref().filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(s) => s.parse::<DeliveryStatus>().map(Some).map_err(|e| {
+                WebError::BadRequest(format!("{e}; one of: {}", status_names().join(", ")))
+            }),
+        }
+    }
+
+    /// The channel filter, when one is chosen.
+    pub(super) fn channel(&self) -> Result<Option<Channel>, WebError> {
+        match self.channel.as_deref().filter(|s| !s.is_empty()) {
+            None => Ok(None),
+            Some(c) => c
+                .parse::<Channel>()
+                .map(Some)
+                .map_err(|e| WebError::BadRequest(e.to_string())),
+        }
+    }
+
+    /// The date of parameter `name` (`value`), when given.
+    pub(super) fn date(name: &str, value: Option<&str>) -> Result<Option<NaiveDate>, WebError> {
+        match value.filter(|d| !d.is_empty()) {
+            None => Ok(None),
+            Some(d) => NaiveDate::parse_from_str(d, "%Y-%m-%d")
+                .map(Some)
+                .map_err(|_| WebError::BadRequest(format!("{name} {d:?} is not YYYY-MM-DD"))),
+        }
     }
 }
 
@@ -182,13 +217,7 @@ pub async fn archive(
     viewer: Viewer,
     Query(q): Query<ListQuery>,
 ) -> WebResponse {
-    let date = match q.date.as_deref().filter(|d| !d.is_empty()) {
-        None => None,
-        Some(d) => Some(
-            chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d")
-                .map_err(|_| WebError::BadRequest(format!("date {d:?} is not YYYY-MM-DD")))?,
-        ),
-    };
+    let date = ListQuery::date("date", q.date.as_deref())?;
     let runs = state.store.archive(date, q.page()).await?;
     let (previews, test_sends) = super::previews::recent(&state).await?;
     viewer.page(
@@ -229,24 +258,13 @@ pub async fn deliveries(
     Path(id): Path<i64>,
     Query(q): Query<ListQuery>,
 ) -> WebResponse {
-    let status = match q.status.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => Some(s.parse::<DeliveryStatus>().map_err(|e| {
-            WebError::BadRequest(format!("{e}; one of: {}", status_names().join(", ")))
-        })?),
-    };
+    let status = q.status()?;
+    let channel = q.channel()?;
     let run = state
         .store
         .archived_run_of(id)
         .await?
         .ok_or(WebError::NotFound)?;
-    let channel = match q.channel.as_deref().filter(|s| !s.is_empty()) {
-        None => None,
-        Some(c) => Some(
-            c.parse::<Channel>()
-                .map_err(|e| WebError::BadRequest(e.to_string()))?,
-        ),
-    };
     let search = q.search();
     let filter = DeliveryFilter {
         status,
@@ -271,6 +289,77 @@ pub async fn deliveries(
             channel => channel.map(Channel::as_str),
             channels => Channel::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
             q => search,
+            keep => format!("&{keep}"),
+        },
+    )
+}
+
+/// `GET /console/deliveries?report=&from=&to=&status=&channel=&q=`: the delivery log across
+/// runs — every copy of a period's reports (a week unless chosen, a month at most).
+pub async fn delivery_search(
+    State(state): State<Arc<AppState>>,
+    viewer: Viewer,
+    Query(q): Query<ListQuery>,
+) -> WebResponse {
+    let today = Utc::now()
+        .with_timezone(&state.settings.time_zone)
+        .date_naive();
+    let period = Period::new(
+        ListQuery::date("from", q.from.as_deref())?,
+        ListQuery::date("to", q.to.as_deref())?,
+        today,
+    );
+    let report = match q.report.as_deref().filter(|r| !r.is_empty()) {
+        None => None,
+        Some(r) => Some(
+            r.split_once('/')
+                .map(|(ns, name)| (ns.to_string(), name.to_string()))
+                .ok_or_else(|| {
+                    WebError::BadRequest(format!("report {r:?} is not NAMESPACE/NAME"))
+                })?,
+        ),
+    };
+    let search = DeliverySearch {
+        report,
+        period,
+        status: q.status()?,
+        channel: q.channel()?,
+        address: q.search(),
+    };
+    let (rows, reports) = tokio::try_join!(
+        state.store.search_deliveries(&search, q.page()),
+        state.store.reports_with_runs(),
+    )?;
+    let chosen = search
+        .report
+        .as_ref()
+        .map(|(ns, name)| format!("{ns}/{name}"));
+    // The pager keeps the filter, the period as searched.
+    let keep: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("report", chosen.as_deref().unwrap_or(""))
+        .append_pair("from", &period.from.to_string())
+        .append_pair("to", &period.to.to_string())
+        .append_pair(
+            "status",
+            search.status.map(DeliveryStatus::as_str).unwrap_or(""),
+        )
+        .append_pair("channel", search.channel.map(Channel::as_str).unwrap_or(""))
+        .append_pair("q", search.address.as_deref().unwrap_or(""))
+        .finish();
+    viewer.page(
+        &state,
+        "delivery_search.html",
+        minijinja::context! {
+            rows => Value::from(Serde(&rows)),
+            period => Value::from(Serde(&period)),
+            max_days => DeliverySearch::MAX_DAYS,
+            reports => reports.iter().map(|(ns, name)| format!("{ns}/{name}")).collect::<Vec<_>>(),
+            report => chosen,
+            status => Value::from(Serde(&search.status)),
+            statuses => status_names(),
+            channel => search.channel.map(Channel::as_str),
+            channels => Channel::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            q => search.address,
             keep => format!("&{keep}"),
         },
     )

@@ -173,6 +173,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/console/reports/{id}/report.eml", get(download::eml_file))
         .route("/console/reports/{id}/deliveries", get(console::deliveries))
+        .route("/console/deliveries", get(console::delivery_search))
         .route("/console/recipients", get(console::recipients))
         .route(
             "/console/recipients/resubscribe",

@@ -16,6 +16,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("report.html", include_str!("templates/report.html")),
     ("preview.html", include_str!("templates/preview.html")),
     ("deliveries.html", include_str!("templates/deliveries.html")),
+    (
+        "delivery_search.html",
+        include_str!("templates/delivery_search.html"),
+    ),
     ("recipients.html", include_str!("templates/recipients.html")),
     ("sources.html", include_str!("templates/sources.html")),
     (

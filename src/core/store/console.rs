@@ -37,12 +37,12 @@ impl Page {
         }
     }
 
-    fn limit(self) -> i64 {
+    pub(super) fn limit(self) -> i64 {
         // One more row than shown tells whether a next page exists.
         i64::from(self.size) + 1
     }
 
-    fn offset(self) -> i64 {
+    pub(super) fn offset(self) -> i64 {
         i64::from(self.number - 1) * i64::from(self.size)
     }
 }
@@ -58,7 +58,7 @@ pub struct Paged<T> {
 }
 
 impl<T> Paged<T> {
-    fn from_rows(mut rows: Vec<T>, page: Page) -> Self {
+    pub(super) fn from_rows(mut rows: Vec<T>, page: Page) -> Self {
         let has_next = rows.len() > page.size as usize;
         rows.truncate(page.size as usize);
         Self {
@@ -69,7 +69,7 @@ impl<T> Paged<T> {
         }
     }
 
-    fn with_total(mut self, total: i64) -> Self {
+    pub(super) fn with_total(mut self, total: i64) -> Self {
         self.total = Some(total);
         self
     }
@@ -769,37 +769,11 @@ impl Store {
         };
         let rows = rows
             .iter()
-            .map(|r| {
-                Ok(DeliveryLogRow {
-                    recipient: r.try_get("recipient")?,
-                    email: r.try_get("email")?,
-                    channel: state_column(r, "channel")?,
-                    status: state_column(r, "status")?,
-                    attempts: r.try_get("attempts")?,
-                    smtp_code: r.try_get("smtp_code")?,
-                    smtp_reply: r.try_get("smtp_reply")?,
-                    last_error: r.try_get("last_error")?,
-                    reply: None,
-                    sent_at: r.try_get("sent_at")?,
-                    updated_at: r.try_get("updated_at")?,
-                })
-            })
+            .map(delivery_log_row)
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let rows = rows
-            .into_iter()
-            .map(|mut d: DeliveryLogRow| {
-                d.reply = d
-                    .smtp_reply
-                    .as_deref()
-                    .or(d.last_error.as_deref())
-                    .map(|text| reply_line(d.smtp_code, text));
-                d
-            })
-            .collect();
         Ok(Paged::from_rows(rows, page).with_total(total))
     }
 
-    /// Addresses of each report's latest run and of the blacklist, with their blacklist state.
     /// Addresses of each report's latest run and of the blacklist: the ones not mailed first
     /// (bounced or blocked, then unsubscribed), then by namespace and address in numeric-aware
     /// order, `search` (part of an address or a name) keeping only those that hold it, with
@@ -998,6 +972,30 @@ impl Store {
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(StoreError::from)
     }
+}
+
+/// A row of `delivery_log` (its columns by name), its reply shown once.
+pub(super) fn delivery_log_row(r: &sqlx::postgres::PgRow) -> Result<DeliveryLogRow, sqlx::Error> {
+    let smtp_code: Option<i32> = r.try_get("smtp_code")?;
+    let smtp_reply: Option<String> = r.try_get("smtp_reply")?;
+    let last_error: Option<String> = r.try_get("last_error")?;
+    let reply = smtp_reply
+        .as_deref()
+        .or(last_error.as_deref())
+        .map(|text| reply_line(smtp_code, text));
+    Ok(DeliveryLogRow {
+        recipient: r.try_get("recipient")?,
+        email: r.try_get("email")?,
+        channel: state_column(r, "channel")?,
+        status: state_column(r, "status")?,
+        attempts: r.try_get("attempts")?,
+        smtp_code,
+        smtp_reply,
+        last_error,
+        reply,
+        sent_at: r.try_get("sent_at")?,
+        updated_at: r.try_get("updated_at")?,
+    })
 }
 
 fn archived_run(r: &sqlx::postgres::PgRow) -> Result<ArchivedRun, sqlx::Error> {
