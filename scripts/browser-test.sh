@@ -94,6 +94,9 @@ wait_for curl -fsS "$base/readyz"
 
 "$finrep" run --config "$work/config" --report morning-brief --allow-private-networks \
   --public-url "$base" >"$work/first-run.json"
+# An editor's preview, so its page is in the browser's round too.
+"$finrep" preview --config "$work/config" --report morning-brief --allow-private-networks \
+  >"$work/preview.json"
 "$VENV/bin/python" tests/e2e/console_browser.py --base "$base" --user admin --password "$password" \
   --maildir "$work/mail" --artifacts "$artifacts" \
   --axe "$npm_dir/node_modules/axe-core/axe.min.js" >"$work/browser.json"

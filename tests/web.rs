@@ -1212,7 +1212,7 @@ async fn the_dashboard_opens_with_each_reports_verdict_and_links_behind_its_numb
         links.iter().any(|l| l.ends_with("/deliveries?status=sent")),
         "{links:?}"
     );
-    let month = brief.select(&sel("svg.strip.month rect")).count();
+    let month = brief.select(&sel("svg.times.month rect")).count();
     assert_eq!(month, 30, "a month of the brief, a cell a day");
     let close: String = doc
         .select(&sel("#card-default-close"))

@@ -130,30 +130,111 @@ fn strip(
     (cells, count)
 }
 
-/// A report's last `STRIP_DAYS` days ending `today`, a cell each: `ontime` (delivered by the
-/// window's end), `late` (finished after it), `short` (not everything delivered), `running`,
-/// or `none` (no run); and the days that were not on time.
-pub fn delivery_strip(runs: &[crate::store::RunDay], today: NaiveDate) -> (Vec<Cell>, usize) {
-    use crate::run::RunPhase as P;
-    strip(today, &["late", "short"], |date| {
-        match runs.iter().find(|r| r.date == date) {
-            None => "none",
-            Some(r) => match r.phase {
-                P::Succeeded if !r.manual && finished_late(r) => "late",
-                P::Succeeded => "ontime",
-                P::PartiallyDelivered | P::Failed | P::Missed => "short",
-                P::Queued | P::Pending | P::Collecting | P::Composing | P::Sending => "running",
-            },
-        }
-    })
+/// The height of a report's month of delivery times, in its own units.
+pub const TIMES_HEIGHT: f64 = 24.0;
+/// Where the mail window's end is drawn: two thirds up. A run that finished later reaches
+/// above the line; one that finished at the window's start is a stub.
+pub const WINDOW_LINE: f64 = 16.0;
+
+/// One day of a report's month: a bar from the bottom as tall as its finish is late in the
+/// window.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct TimeBar {
+    pub date: NaiveDate,
+    pub x: f64,
+    pub y: f64,
+    pub height: f64,
+    /// `ontime` (delivered by the window's end), `late` (finished after it), `short` (not
+    /// everything delivered), `running` or `none` (no run).
+    pub class: &'static str,
+    /// When the run finished, in the report's zone (`HH:MM`).
+    pub finished: Option<String>,
 }
 
-/// A run that finished after its mail window closed.
-fn finished_late(r: &crate::store::RunDay) -> bool {
-    let (Some(finished), Some((window, zone))) = (r.finished_at, &r.window) else {
-        return false;
+/// A report's month of delivery times against its window.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct DeliveryTimes {
+    pub bars: Vec<TimeBar>,
+    /// Days that were not on time (late or not all delivered).
+    pub not_on_time: usize,
+    /// The latest run's window as `HH:MM–HH:MM`, for the caption.
+    pub window: Option<String>,
+}
+
+/// A report's last `STRIP_DAYS` days ending `today`: each day's bar is its run's finish
+/// against the window its plan recorded (the window's end at [`WINDOW_LINE`], later runs
+/// above it, capped at the drawing's top).
+pub fn delivery_times(runs: &[crate::store::RunDay], today: NaiveDate) -> DeliveryTimes {
+    let bars: Vec<TimeBar> = (0..STRIP_DAYS)
+        .map(|i| {
+            let date = today - Duration::days(STRIP_DAYS - 1 - i);
+            let (class, height, finished) = match runs.iter().find(|r| r.date == date) {
+                None => ("none", 1.0, None),
+                Some(r) => time_bar(r),
+            };
+            TimeBar {
+                date,
+                x: i as f64 * STRIP_CELL,
+                y: round(TIMES_HEIGHT - height),
+                height: round(height),
+                class,
+                finished,
+            }
+        })
+        .collect();
+    let not_on_time = bars
+        .iter()
+        .filter(|b| matches!(b.class, "late" | "short"))
+        .count();
+    let window = runs
+        .iter()
+        .max_by_key(|r| r.date)
+        .and_then(|r| r.window.as_ref())
+        .map(|(w, _)| format!("{}–{}", w.start, w.end));
+    DeliveryTimes {
+        bars,
+        not_on_time,
+        window,
+    }
+}
+
+/// A run's class, bar height and local finish time.
+fn time_bar(r: &crate::store::RunDay) -> (&'static str, f64, Option<String>) {
+    use crate::run::RunPhase as P;
+    let window = r.window.as_ref().and_then(|(w, zone)| {
+        let tz = finrep_core::schedule::parse_time_zone(zone).ok()?;
+        let bounds = finrep_core::window::Window::for_date(w, tz, r.date).ok()?;
+        Some((bounds, tz))
+    });
+    let finished = r
+        .finished_at
+        .zip(window.as_ref())
+        .map(|(t, (_, tz))| t.with_timezone(tz).format("%H:%M").to_string());
+    // How far into the window the run finished: 0 at its start, 1 at its end.
+    let into = match (r.finished_at, &window) {
+        (Some(t), Some((w, _))) if w.end > w.start => {
+            (t - w.start).num_seconds() as f64 / (w.end - w.start).num_seconds() as f64
+        }
+        _ => 0.0,
     };
-    finrep_core::glance::window_end(window, zone, r.date).is_some_and(|end| finished > end)
+    let height = (into * WINDOW_LINE).clamp(2.0, TIMES_HEIGHT);
+    let late = !r.manual
+        && window
+            .as_ref()
+            .is_some_and(|(w, _)| r.finished_at.is_some_and(|t| t > w.end));
+    let class = match r.phase {
+        P::Succeeded if late => "late",
+        P::Succeeded => "ontime",
+        P::PartiallyDelivered | P::Failed | P::Missed => "short",
+        P::Queued | P::Pending | P::Collecting | P::Composing | P::Sending => "running",
+    };
+    // A manual run sends at once, whatever the window: drawn as a stub, never late.
+    let height = if r.manual || r.finished_at.is_none() {
+        2.0
+    } else {
+        height
+    };
+    (class, height, finished)
 }
 
 fn round(v: f64) -> f64 {
@@ -216,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reports_month_says_on_time_late_short_or_no_run() {
+    fn a_reports_month_draws_each_finish_against_the_window() {
         use crate::run::RunPhase as P;
         let today = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
         let run = |d: u32, phase, finished: &str| crate::store::RunDay {
@@ -235,22 +316,56 @@ mod tests {
                 "Asia/Shanghai".into(),
             )),
         };
+        // The default window is 06:05–06:20 in Shanghai (22:05–22:20 UTC the day before).
         let runs = [
             run(5, P::Sending, "2026-12-04T22:10:00Z"),
-            run(4, P::Succeeded, "2026-12-03T22:30:00Z"),
+            run(4, P::Succeeded, "2026-12-03T22:24:00Z"),
             run(3, P::PartiallyDelivered, "2026-12-02T22:12:00Z"),
-            run(2, P::Succeeded, "2026-12-01T22:12:00Z"),
+            run(2, P::Succeeded, "2026-12-01T22:20:00Z"),
+            run(1, P::Succeeded, "2026-11-30T23:59:00Z"),
         ];
-        let (cells, off) = delivery_strip(&runs, today);
-        let last: Vec<&str> = cells.iter().rev().take(5).map(|c| c.class).collect();
-        assert_eq!(last, ["running", "late", "short", "ontime", "none"]);
-        assert_eq!(off, 2);
+        let times = delivery_times(&runs, today);
+        assert_eq!(times.bars.len() as i64, STRIP_DAYS);
+        let last: Vec<&str> = times.bars.iter().rev().take(6).map(|b| b.class).collect();
+        assert_eq!(last, ["running", "late", "short", "ontime", "late", "none"]);
+        assert_eq!(times.not_on_time, 3);
+        assert_eq!(times.window.as_deref(), Some("06:05–06:20"));
+        let bar = |d: usize| &times.bars[times.bars.len() - 1 - d];
+        // Finished at the window's end: the bar reaches the line; 4 minutes late: above it;
+        // hours late: capped at the top (half a window past its end). Every bar stays inside the drawing.
+        assert_eq!(bar(3).height, WINDOW_LINE);
+        assert_eq!(bar(3).finished.as_deref(), Some("06:20"));
+        assert!(bar(1).height > WINDOW_LINE && bar(1).height < TIMES_HEIGHT);
+        assert_eq!(bar(4).height, TIMES_HEIGHT);
+        for b in &times.bars {
+            assert!(b.y >= 0.0 && b.y + b.height <= TIMES_HEIGHT + 0.01, "{b:?}");
+        }
         // A manual run sends at once whatever the window: never late (as the cards say).
         let mut manual = run(4, P::Succeeded, "2026-12-03T22:30:00Z");
         manual.manual = true;
-        let (cells, off) = delivery_strip(&[manual], today);
-        assert_eq!(cells[cells.len() - 2].class, "ontime");
-        assert_eq!(off, 0);
+        let times = delivery_times(&[manual], today);
+        assert_eq!(times.bars[times.bars.len() - 2].class, "ontime");
+        assert_eq!(times.not_on_time, 0);
+    }
+
+    proptest::proptest! {
+        /// Whatever a run's record holds, its bar stays inside the drawing.
+        #[test]
+        fn any_finish_stays_in_the_drawing(minutes in -100_000i64..100_000, manual: bool) {
+            let today = NaiveDate::from_ymd_opt(2026, 12, 5).unwrap();
+            let r = crate::store::RunDay {
+                namespace: "desk".into(),
+                report: "brief".into(),
+                date: today,
+                phase: crate::run::RunPhase::Succeeded,
+                manual,
+                finished_at: Some(chrono::DateTime::UNIX_EPOCH + Duration::minutes(29_000_000 + minutes)),
+                window: Some((finrep_core::api::MailWindow::default(), "Asia/Shanghai".into())),
+            };
+            let times = delivery_times(&[r], today);
+            let b = times.bars.last().unwrap();
+            proptest::prop_assert!(b.y >= 0.0 && b.height >= 1.0 && b.y + b.height <= TIMES_HEIGHT + 0.01);
+        }
     }
 
     #[test]

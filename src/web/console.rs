@@ -84,12 +84,12 @@ impl ListQuery {
     }
 }
 
-/// Each card's month, in the cards' order: a cell a day, on time or not.
+/// Each card's month of delivery times against its window, in the cards' order.
 fn month_strips(
     cards: &[finrep_core::glance::Card],
     runs: &[crate::store::RunDay],
     today: chrono::NaiveDate,
-) -> Vec<(Vec<super::chart::Cell>, usize)> {
+) -> Vec<super::chart::DeliveryTimes> {
     cards
         .iter()
         .map(|c| {
@@ -98,7 +98,7 @@ fn month_strips(
                 .filter(|r| r.namespace == c.namespace && r.report == c.report)
                 .cloned()
                 .collect();
-            super::chart::delivery_strip(&mine, today)
+            super::chart::delivery_times(&mine, today)
         })
         .collect()
 }
@@ -196,6 +196,8 @@ pub async fn dashboard(
                 width => super::chart::STRIP_DAYS as f64 * super::chart::STRIP_CELL,
                 cell => super::chart::STRIP_CELL,
                 days => super::chart::STRIP_DAYS,
+                height => super::chart::TIMES_HEIGHT,
+                line => super::chart::TIMES_HEIGHT - super::chart::WINDOW_LINE,
             },
             bars => Value::from(Serde(&bars)),
             chart_days => chart_days,

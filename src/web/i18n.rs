@@ -300,9 +300,10 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("health_30d", "近 30 天", "Last 30 days"),
     (
         "month_label",
-        "近 {days} 天中有 {n} 天未能按时全部送达（每格一天：绿色按时，红色超出时段，黄色未全部送达，蓝色进行中，灰色没有运行）",
-        "{n} of the last {days} days did not all go out on time (a cell a day: green on time, red after the window, yellow not all delivered, blue running, grey no run)",
+        "近 {days} 天中有 {n} 天未能按时全部送达（每天一根柱：柱高是送达完成的时刻，虚线是发送时段结束；绿色按时，红色超出时段，黄色未全部送达，蓝色进行中，灰色没有运行）",
+        "{n} of the last {days} days did not all go out on time (a bar a day, as high as when its delivery finished; the dashed line is the window's end; green on time, red after the window, yellow not all delivered, blue running, grey no run)",
     ),
+    ("mail_window", "发送时段", "Mail window"),
     (
         "strip_label",
         "近 {days} 天中有 {n} 天抓取失败（每格一天：绿色正常，黄色部分失败，红色全部失败，灰色未抓取）",
@@ -330,6 +331,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ),
     ("other_outcome", "其他", "Other"),
     ("as_table", "以表格查看", "As a table"),
+    (
+        "busiest_day",
+        "柱高以最多的一天为满格：{n} 份",
+        "Bars scale to the busiest day: {n} copies",
+    ),
     ("health_ok", "已送出", "Went out"),
     ("health_running", "进行中", "Running"),
     ("health_failed", "需要处理", "Needs attention"),

@@ -166,7 +166,8 @@ def operator(c, base, user, password):
     # narrower than 48 px (a column one character wide), nothing sticking out of its card.
     d.set_window_size(390, 844)
     phone_pages = ["/console/reports", "/console/recipients", "/console/sources",
-                   "/console/reports/1/deliveries", "/console"]
+                   "/console/reports/1/deliveries", "/console/deliveries", "/console/reports/1",
+                   "/console/previews/1", "/console"]
     for lang in ["en", "zh"]:
         for page in phone_pages:
             d.get(f"{base}{page}?lang={lang}")
@@ -196,7 +197,7 @@ def operator(c, base, user, password):
     # clipped at its card's edge), no sideways scroll, and axe-core finds nothing serious.
     d.set_window_size(1280, 900)
     for lang in ["zh", "en"]:
-        for page in phone_pages + ["/console/reports/1"]:
+        for page in phone_pages:
             d.get(f"{base}{page}?lang={lang}")
             over = d.execute_script(
                 "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
