@@ -439,66 +439,44 @@ impl Store {
     }
 
     async fn delivery_totals(&self, since: NaiveDate) -> Result<Vec<DeliveryTotal>, StoreError> {
-        // Per report, so each count is an index-only scan of (report_id, status, email)
-        // rather than a pass over a year of deliveries.
-        let rows = sqlx::query(
-            "SELECT c.status, sum(c.n)::bigint AS n FROM reports r
-             CROSS JOIN LATERAL (SELECT d.status, count(*) AS n FROM delivery_log d
-                                 WHERE d.report_id = r.id GROUP BY d.status) c
-             WHERE r.report_date >= $1 GROUP BY c.status ORDER BY c.status",
-        )
-        .bind(since)
-        .fetch_all(self.pool())
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeliveryTotal {
-                    status: state_column(r, "status")?,
-                    count: r.try_get("n")?,
-                })
-            })
-            .collect()
+        let mut by: std::collections::BTreeMap<&'static str, (DeliveryStatus, i64)> =
+            Default::default();
+        for run in self.run_counts_since(since).await? {
+            for c in run.rows.iter() {
+                by.entry(c.status.as_str()).or_insert((c.status, 0)).1 += c.n;
+            }
+        }
+        Ok(by
+            .into_values()
+            .map(|(status, count)| DeliveryTotal { status, count })
+            .collect())
     }
 
     /// Deliveries of the runs of each report date from `since` on, by outcome: delivered,
-    /// failed (failed or bounced), deferred, other (pending, sending, uncertain). Per report,
-    /// as `delivery_totals`, so a year of deliveries is never read whole.
+    /// failed (failed or bounced), deferred, other (pending, sending, uncertain). From the
+    /// runs' counts (`run_counts`), so a year of deliveries is never read whole.
     pub async fn deliveries_per_day(
         &self,
         since: NaiveDate,
     ) -> Result<Vec<DayDeliveries>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT r.report_date, c.status, sum(c.n)::bigint AS n FROM reports r
-             CROSS JOIN LATERAL (SELECT d.status, count(*) AS n FROM delivery_log d
-                                 WHERE d.report_id = r.id GROUP BY d.status) c
-             WHERE r.report_date >= $1 GROUP BY r.report_date, c.status ORDER BY r.report_date",
-        )
-        .bind(since)
-        .fetch_all(self.pool())
-        .await?;
-        let mut out: Vec<DayDeliveries> = Vec::new();
-        for r in rows {
-            let date: NaiveDate = r.try_get("report_date")?;
-            let status: DeliveryStatus = state_column(&r, "status")?;
-            let n: i64 = r.try_get("n")?;
-            if out.last().is_none_or(|d| d.date != date) {
-                out.push(DayDeliveries {
-                    date,
-                    ..DayDeliveries::default()
-                });
-            }
-            if let Some(day) = out.last_mut() {
-                match status {
-                    DeliveryStatus::Sent => day.delivered += n,
-                    DeliveryStatus::Failed | DeliveryStatus::Bounced => day.failed += n,
-                    DeliveryStatus::Deferred => day.deferred += n,
+        let mut days: std::collections::BTreeMap<NaiveDate, DayDeliveries> = Default::default();
+        for run in self.run_counts_since(since).await? {
+            let day = days.entry(run.date).or_insert_with(|| DayDeliveries {
+                date: run.date,
+                ..DayDeliveries::default()
+            });
+            for c in run.rows.iter() {
+                match c.status {
+                    DeliveryStatus::Sent => day.delivered += c.n,
+                    DeliveryStatus::Failed | DeliveryStatus::Bounced => day.failed += c.n,
+                    DeliveryStatus::Deferred => day.deferred += c.n,
                     DeliveryStatus::Pending
                     | DeliveryStatus::Sending
-                    | DeliveryStatus::Uncertain => day.other += n,
+                    | DeliveryStatus::Uncertain => day.other += c.n,
                 }
             }
         }
-        Ok(out)
+        Ok(days.into_values().collect())
     }
 
     /// Sources whose latest fetch failed, most failures first.
@@ -1112,30 +1090,47 @@ impl Store {
     /// recorded as next — also for a report that has never run. Bounded: one row per report.
     pub async fn report_records(&self) -> Result<Vec<crate::glance::ReportRecord>, StoreError> {
         let rows = sqlx::query(
-            "WITH latest AS (
-                 SELECT DISTINCT ON (namespace, report) id, namespace, report, report_date, phase,
-                        manual, started_at, finished_at, article_count, error, title, time_zone,
-                        plan -> 'mailWindow' AS mail_window
-                 FROM reports ORDER BY namespace, report, report_date DESC)
+            // Each report's latest run by a walk of the (namespace, report, report_date) index:
+            // a probe per report, not a sort of every run ever made.
+            "WITH RECURSIVE names AS (
+                 (SELECT namespace, report FROM reports ORDER BY namespace, report LIMIT 1)
+                 UNION ALL
+                 SELECT n.namespace, n.report FROM names k
+                 CROSS JOIN LATERAL (SELECT namespace, report FROM reports
+                                     WHERE (namespace, report) > (k.namespace, k.report)
+                                     ORDER BY namespace, report LIMIT 1) n),
+             latest AS (
+                 SELECT l.* FROM (SELECT * FROM names LIMIT 500) k
+                 CROSS JOIN LATERAL (
+                     SELECT id, namespace, report, report_date, phase, manual, started_at,
+                            finished_at, article_count, error, title, time_zone,
+                            plan -> 'mailWindow' AS mail_window
+                     FROM reports WHERE namespace = k.namespace AND report = k.report
+                     ORDER BY report_date DESC LIMIT 1) l)
              SELECT COALESCE(l.namespace, s.namespace) AS ns, COALESCE(l.report, s.report) AS name,
                     l.id, l.report_date, l.phase, l.manual, l.started_at, l.finished_at,
-                    l.article_count, l.error, l.title, l.time_zone, l.mail_window, s.next_slot,
-                    (SELECT max(d.sent_at) FROM delivery_log d WHERE d.report_id = l.id) AS last_sent
+                    l.article_count, l.error, l.title, l.time_zone, l.mail_window, s.next_slot
              FROM latest l FULL OUTER JOIN report_schedule s
                ON s.namespace = l.namespace AND s.report = l.report
              ORDER BY 1, 2 LIMIT 500",
         )
         .fetch_all(self.pool())
         .await?;
+        let ids: Vec<i64> = rows
+            .iter()
+            .map(|r| r.try_get::<Option<i64>, _>("id"))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
+            .into_iter()
+            .flatten()
+            .collect();
+        let counts = self.run_counts_of(&ids).await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
             let namespace: String = r.try_get("ns")?;
             let report: String = r.try_get("name")?;
             let id: Option<i64> = r.try_get("id")?;
-            let channels = match id {
-                Some(id) => self.delivery_counts_by_channel(id).await?,
-                None => Vec::new(),
-            };
+            let counted = counts.iter().find(|c| Some(c.report_id) == id);
+            let channels = counted.map(|c| c.by_channel()).unwrap_or_default();
             let run = match id {
                 Some(_) => Some(super::LatestRun {
                     namespace: namespace.clone(),
@@ -1168,7 +1163,7 @@ impl Store {
                 run_id: id,
                 run,
                 channels,
-                last_delivery: r.try_get("last_sent")?,
+                last_delivery: counted.and_then(|c| c.last_sent),
                 window,
                 next_slot: r.try_get("next_slot")?,
                 // The plan does not record it: the glance's own grace stands.

@@ -6,6 +6,7 @@ mod console;
 mod deliveries;
 mod delivery_search;
 mod previews;
+mod run_counts;
 mod run_lock;
 mod runs;
 mod schedule;
@@ -18,6 +19,7 @@ pub use console::*;
 pub use deliveries::*;
 pub use delivery_search::*;
 pub use previews::*;
+pub use run_counts::*;
 pub use run_lock::*;
 pub use runs::*;
 pub use schedule::*;
@@ -88,6 +90,8 @@ where
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: PgPool,
+    /// Settled runs' delivery counts, shared by the clones of this store (`run_counts`).
+    counts: std::sync::Arc<run_counts::CountCache>,
 }
 
 /// Migrations applied by one `migrate` call.
@@ -129,7 +133,10 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            counts: Default::default(),
+        })
     }
 
     /// A pool that connects when first used: a process that starts while the database is
@@ -142,7 +149,10 @@ impl Store {
     ) -> Result<Self, StoreError> {
         let options = connect_options(url)?;
         let pool = pool_options(max_connections, timeout).connect_lazy_with(options);
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            counts: Default::default(),
+        })
     }
 
     /// Whether the database answers a trivial query.
