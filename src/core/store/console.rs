@@ -18,6 +18,29 @@ macro_rules! archived_run_columns {
 }
 use crate::run::{BlacklistReason, DeliveryCounts, DeliveryStatus, ProviderOutcome, RunPhase};
 
+/// `WITH RECURSIVE … latest AS (…)`: each report's latest run with `$columns`, found by a walk
+/// of the (namespace, report, report_date) index — a probe per report, not a sort of every
+/// run ever made. Further CTEs follow after a comma.
+macro_rules! latest_runs {
+    ($columns:literal) => {
+        concat!(
+            "WITH RECURSIVE names AS (
+                 (SELECT namespace, report FROM reports ORDER BY namespace, report LIMIT 1)
+                 UNION ALL
+                 SELECT n.namespace, n.report FROM names k
+                 CROSS JOIN LATERAL (SELECT namespace, report FROM reports
+                                     WHERE (namespace, report) > (k.namespace, k.report)
+                                     ORDER BY namespace, report LIMIT 1) n),
+             latest AS (
+                 SELECT l.* FROM (SELECT * FROM names LIMIT 500) k
+                 CROSS JOIN LATERAL (SELECT ",
+            $columns,
+            " FROM reports WHERE namespace = k.namespace AND report = k.report
+                     ORDER BY report_date DESC LIMIT 1) l)"
+        )
+    };
+}
+
 /// One page of a list: its number (from 1) and size (clamped to 1..=`Page::MAX`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Page {
@@ -761,11 +784,9 @@ impl Store {
         search: Option<&str>,
         page: Page,
     ) -> Result<Paged<RecipientRow>, StoreError> {
-        let rows = sqlx::query(
-            "WITH latest AS (
-                 SELECT DISTINCT ON (namespace, report) id, namespace FROM reports
-                 ORDER BY namespace, report, report_date DESC),
-             addresses AS (
+        let rows = sqlx::query(concat!(
+            latest_runs!("id, namespace"),
+            ", addresses AS (
                  SELECT l.namespace, d.email, max(d.recipient) AS recipient
                  FROM latest l JOIN delivery_log d ON d.report_id = l.id GROUP BY l.namespace, d.email
                  UNION ALL
@@ -778,8 +799,8 @@ impl Store {
              ORDER BY COALESCE(array_position($4::text[], b.reason), 99), a.namespace,
                       regexp_replace(lower(a.email), '[0-9]+', '', 'g'),
                       substring(a.email from '[0-9]{1,18}')::bigint NULLS FIRST, a.email
-             LIMIT $1 OFFSET $2",
-        )
+             LIMIT $1 OFFSET $2"
+        ))
         .bind(page.limit())
         .bind(page.offset())
         .bind(search.map(contains_pattern))
@@ -1089,31 +1110,18 @@ impl Store {
     /// channel, its last accepted copy, its mail window) and the slot its scheduler last
     /// recorded as next — also for a report that has never run. Bounded: one row per report.
     pub async fn report_records(&self) -> Result<Vec<crate::glance::ReportRecord>, StoreError> {
-        let rows = sqlx::query(
-            // Each report's latest run by a walk of the (namespace, report, report_date) index:
-            // a probe per report, not a sort of every run ever made.
-            "WITH RECURSIVE names AS (
-                 (SELECT namespace, report FROM reports ORDER BY namespace, report LIMIT 1)
-                 UNION ALL
-                 SELECT n.namespace, n.report FROM names k
-                 CROSS JOIN LATERAL (SELECT namespace, report FROM reports
-                                     WHERE (namespace, report) > (k.namespace, k.report)
-                                     ORDER BY namespace, report LIMIT 1) n),
-             latest AS (
-                 SELECT l.* FROM (SELECT * FROM names LIMIT 500) k
-                 CROSS JOIN LATERAL (
-                     SELECT id, namespace, report, report_date, phase, manual, started_at,
-                            finished_at, article_count, error, title, time_zone,
-                            plan -> 'mailWindow' AS mail_window
-                     FROM reports WHERE namespace = k.namespace AND report = k.report
-                     ORDER BY report_date DESC LIMIT 1) l)
-             SELECT COALESCE(l.namespace, s.namespace) AS ns, COALESCE(l.report, s.report) AS name,
+        let rows = sqlx::query(concat!(
+            latest_runs!(
+                "id, namespace, report, report_date, phase, manual, started_at, finished_at,
+                 article_count, error, title, time_zone, plan -> 'mailWindow' AS mail_window"
+            ),
+            " SELECT COALESCE(l.namespace, s.namespace) AS ns, COALESCE(l.report, s.report) AS name,
                     l.id, l.report_date, l.phase, l.manual, l.started_at, l.finished_at,
                     l.article_count, l.error, l.title, l.time_zone, l.mail_window, s.next_slot
              FROM latest l FULL OUTER JOIN report_schedule s
                ON s.namespace = l.namespace AND s.report = l.report
-             ORDER BY 1, 2 LIMIT 500",
-        )
+             ORDER BY 1, 2 LIMIT 500"
+        ))
         .fetch_all(self.pool())
         .await?;
         let ids: Vec<i64> = rows
