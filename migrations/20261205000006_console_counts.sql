@@ -22,3 +22,7 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The sources page's 30-day strips and 7-day figures, per source, from the index alone.
+CREATE INDEX IF NOT EXISTS fetch_log_source_health_idx
+    ON fetch_log (namespace, source, started_at) INCLUDE (error_kind, latency_ms);
