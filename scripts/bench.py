@@ -953,10 +953,16 @@ W3_EXPLAIN = {
     "delivery search count, 31 days, address": "SELECT count(*) FROM reports r JOIN delivery_log d ON d.report_id = r.id "
                                                "WHERE r.report_date BETWEEN current_date - 30 AND current_date "
                                                "AND d.email ILIKE '%reader97@%'",
-    "dashboard deliveries, 7 days": "SELECT c.status, sum(c.n)::bigint AS n FROM reports r CROSS JOIN LATERAL "
-                                    "(SELECT d.status, count(*) AS n FROM delivery_log d WHERE d.report_id = r.id "
-                                    "GROUP BY d.status) c WHERE r.report_date >= current_date - 7 "
-                                    "GROUP BY c.status ORDER BY c.status",
+    "dashboard run versions, 90 days": "SELECT r.id, r.report_date, v.version, v.version < now() - make_interval(secs => 300) "
+                                       "AS settled FROM reports r CROSS JOIN LATERAL (SELECT max(d.updated_at) AS version "
+                                       "FROM delivery_log d WHERE d.report_id = r.id) v WHERE r.report_date >= current_date - 89",
+    "latest run of each report (index walk)": "WITH RECURSIVE names AS ((SELECT namespace, report FROM reports "
+                                              "ORDER BY namespace, report LIMIT 1) UNION ALL SELECT n.namespace, n.report "
+                                              "FROM names k CROSS JOIN LATERAL (SELECT namespace, report FROM reports "
+                                              "WHERE (namespace, report) > (k.namespace, k.report) ORDER BY namespace, report "
+                                              "LIMIT 1) n) SELECT l.* FROM names k CROSS JOIN LATERAL (SELECT id, report_date "
+                                              "FROM reports WHERE namespace = k.namespace AND report = k.report "
+                                              "ORDER BY report_date DESC LIMIT 1) l",
     "dashboard steps, 7 days": "SELECT s.step, count(*) AS total, count(*) FILTER (WHERE NOT s.ok OR (s.step = 'send' "
                                "AND r.phase = ANY('{PartiallyDelivered,Failed}'))) AS failed FROM step_timings s "
                                "JOIN reports r ON r.id = s.report_id WHERE r.report_date >= current_date - 7 "

@@ -1399,6 +1399,59 @@ async fn add_run(
     id
 }
 
+/// A settled run's counts are kept, a change to its deliveries is seen at once, and a run
+/// still changing is counted afresh each time.
+#[tokio::test]
+async fn kept_delivery_counts_follow_every_change() {
+    let site = site(false).await;
+    let store = &site.store;
+    let sent = |counts: &[finrep::store::RunCounts]| -> i64 {
+        counts[0]
+            .rows
+            .iter()
+            .filter(|r| r.status == finrep::run::DeliveryStatus::Sent)
+            .map(|r| r.n)
+            .sum()
+    };
+    let exec = |sql: &'static str| async move {
+        sqlx::query(sql).execute(store.pool()).await.unwrap();
+    };
+    exec(
+        "INSERT INTO delivery_log (report_id, recipient, email, status, channel)
+          SELECT 1, 'reader' || i, 'reader' || i || '@example.com', 'sent', 'email'
+          FROM generate_series(1, 5) i",
+    )
+    .await;
+    // Still changing (written just now): counted afresh, so a silent edit shows.
+    let before = sent(&store.run_counts_of(&[1]).await.unwrap());
+    exec("UPDATE delivery_log SET status = 'failed' WHERE report_id = 1 AND status = 'sent' AND id = (SELECT min(id) FROM delivery_log WHERE report_id = 1 AND status = 'sent')").await;
+    assert_eq!(sent(&store.run_counts_of(&[1]).await.unwrap()), before - 1);
+    // Settled an hour ago: kept. An edit that does not touch updated_at (no finrep write does
+    // that) is not seen — which shows the counts came from memory.
+    exec("UPDATE delivery_log SET updated_at = now() - interval '1 hour' WHERE report_id = 1")
+        .await;
+    let kept = sent(&store.run_counts_of(&[1]).await.unwrap());
+    exec("UPDATE delivery_log SET status = 'deferred' WHERE report_id = 1 AND id = (SELECT min(id) FROM delivery_log WHERE report_id = 1 AND status = 'sent')").await;
+    assert_eq!(sent(&store.run_counts_of(&[1]).await.unwrap()), kept);
+    // A real change (updated_at moves, even backwards within the settled past) is seen.
+    exec("UPDATE delivery_log SET status = 'failed', updated_at = now() - interval '50 minutes' WHERE report_id = 1 AND id = (SELECT min(id) FROM delivery_log WHERE report_id = 1 AND status = 'sent')").await;
+    let actual: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM delivery_log WHERE report_id = 1 AND status = 'sent'",
+    )
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    assert_eq!(sent(&store.run_counts_of(&[1]).await.unwrap()), actual);
+    // The dashboard's per-day figures read the same counts.
+    let date: chrono::NaiveDate =
+        sqlx::query_scalar("SELECT report_date FROM reports WHERE id = 1")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+    let days = store.deliveries_per_day(date).await.unwrap();
+    assert_eq!(days[0].delivered, actual);
+}
+
 /// "Did reader97 get the brief this fortnight?" — the delivery log across runs, by report,
 /// period, status and address, newest first, failures first within a run, counted; a period
 /// longer than a month is cut to its last month and the page says so.
