@@ -727,6 +727,26 @@ async fn sessions_end_with_their_credential_idleness_or_a_revoke() {
         site.get("/console", Some(&idle)).await.status(),
         StatusCode::SEE_OTHER
     );
+    // In use, it lives on: a page seen 20 minutes after the last one moves its last sight
+    // (written once a minute at most, not on every page).
+    let used = site.login().await;
+    sqlx::query("UPDATE web_sessions SET last_seen_at = now() - interval '20 minutes'")
+        .execute(site.store.pool())
+        .await
+        .unwrap();
+    assert_eq!(
+        site.get("/console", Some(&used)).await.status(),
+        StatusCode::OK
+    );
+    let newest: chrono::DateTime<chrono::Utc> =
+        sqlx::query_scalar("SELECT max(last_seen_at) FROM web_sessions")
+            .fetch_one(site.store.pool())
+            .await
+            .unwrap();
+    assert!(
+        newest > chrono::Utc::now() - chrono::Duration::minutes(1),
+        "{newest}"
+    );
     // revoke-sessions ends every one.
     let fresh = site.login().await;
     assert!(site.store.revoke_sessions().await.unwrap() >= 1);
