@@ -967,8 +967,8 @@ W3_EXPLAIN = {
                                "AND r.phase = ANY('{PartiallyDelivered,Failed}'))) AS failed FROM step_timings s "
                                "JOIN reports r ON r.id = s.report_id WHERE r.report_date >= current_date - 7 "
                                "GROUP BY s.step ORDER BY s.step",
-    "dashboard summariser calls, 7 days": "SELECT provider, count(*) FROM provider_calls WHERE report_id IN "
-                                          "(SELECT id FROM reports WHERE report_date >= current_date - 7) "
+    "dashboard summariser calls, 7 days": "SELECT provider, count(*) FROM provider_calls WHERE report_id = ANY(ARRAY"
+                                          "(SELECT id FROM reports WHERE report_date >= current_date - 7)) "
                                           "GROUP BY provider",
 }
 

@@ -427,6 +427,8 @@ impl Store {
     /// Summariser calls of the runs of report dates from `since` (a preview's calls are not a
     /// run's).
     async fn provider_health(&self, since: NaiveDate) -> Result<Vec<ProviderHealth>, StoreError> {
+        // An array of the period's runs, not IN (…): with IN the planner hash-joins a
+        // year of calls read whole (W3: 7.8 ms against 2.1 ms).
         let rows = sqlx::query(
             "SELECT provider, count(*) AS calls,
                     count(*) FILTER (WHERE outcome = $2) AS timeouts,
@@ -435,7 +437,7 @@ impl Store {
                     percentile_cont(0.95) WITHIN GROUP (ORDER BY latency_ms)
                         FILTER (WHERE outcome <> $4) AS p95_ms
              FROM provider_calls
-             WHERE report_id IN (SELECT id FROM reports WHERE report_date >= $1)
+             WHERE report_id = ANY(ARRAY(SELECT id FROM reports WHERE report_date >= $1))
              GROUP BY provider ORDER BY provider LIMIT 50",
         )
         .bind(since)
