@@ -788,20 +788,32 @@ impl Store {
     ) -> Result<Paged<RecipientRow>, StoreError> {
         let rows = sqlx::query(concat!(
             latest_runs!("id, namespace"),
+            // The addresses from the (report_id, email) index alone; a Recipient's name is
+            // read for the page's rows only (and for a search, which may match it).
             ", addresses AS (
-                 SELECT l.namespace, d.email, max(d.recipient) AS recipient
-                 FROM latest l JOIN delivery_log d ON d.report_id = l.id GROUP BY l.namespace, d.email
-                 UNION ALL
-                 SELECT namespace, email, NULL FROM blacklist)
-             SELECT a.namespace, a.email, max(a.recipient) AS recipient,
-                    b.reason, b.via, b.created_at, count(*) OVER () AS total
-             FROM addresses a LEFT JOIN blacklist b USING (namespace, email)
-             WHERE $3::text IS NULL OR a.email ILIKE $3 OR a.recipient ILIKE $3
-             GROUP BY a.namespace, a.email, b.reason, b.via, b.created_at
-             ORDER BY COALESCE(array_position($4::text[], b.reason), 99), a.namespace,
-                      regexp_replace(lower(a.email), '[0-9]+', '', 'g'),
-                      substring(a.email from '[0-9]{1,18}')::bigint NULLS FIRST, a.email
-             LIMIT $1 OFFSET $2"
+                 SELECT l.namespace, d.email FROM latest l JOIN delivery_log d ON d.report_id = l.id
+                 UNION
+                 SELECT namespace, email FROM blacklist),
+             kept AS (
+                 SELECT a.namespace, a.email, b.reason, b.via, b.created_at,
+                        COALESCE(array_position($4::text[], b.reason), 99) AS rank,
+                        count(*) OVER () AS total
+                 FROM addresses a LEFT JOIN blacklist b USING (namespace, email)
+                 WHERE $3::text IS NULL OR a.email ILIKE $3
+                    OR EXISTS (SELECT 1 FROM latest l JOIN delivery_log d ON d.report_id = l.id
+                               WHERE l.namespace = a.namespace AND d.email = a.email
+                                 AND d.recipient ILIKE $3)
+                 ORDER BY rank, a.namespace,
+                          regexp_replace(lower(a.email), '[0-9]+', '', 'g'),
+                          substring(a.email from '[0-9]{1,18}')::bigint NULLS FIRST, a.email
+                 LIMIT $1 OFFSET $2)
+             SELECT k.namespace, k.email, k.reason, k.via, k.created_at, k.total,
+                    (SELECT max(d.recipient) FROM latest l JOIN delivery_log d ON d.report_id = l.id
+                     WHERE l.namespace = k.namespace AND d.email = k.email) AS recipient
+             FROM kept k
+             ORDER BY k.rank, k.namespace,
+                      regexp_replace(lower(k.email), '[0-9]+', '', 'g'),
+                      substring(k.email from '[0-9]{1,18}')::bigint NULLS FIRST, k.email"
         ))
         .bind(page.limit())
         .bind(page.offset())
