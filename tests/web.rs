@@ -730,7 +730,9 @@ async fn sessions_end_with_their_credential_idleness_or_a_revoke() {
     // In use, it lives on: a page seen 20 minutes after the last one moves its last sight
     // (written once a minute at most, not on every page).
     let used = site.login().await;
-    sqlx::query("UPDATE web_sessions SET last_seen_at = now() - interval '20 minutes'")
+    // The server's clock, not the database's (the date-sensitive run moves only the former).
+    sqlx::query("UPDATE web_sessions SET last_seen_at = $1")
+        .bind(chrono::Utc::now() - chrono::Duration::minutes(20))
         .execute(site.store.pool())
         .await
         .unwrap();
