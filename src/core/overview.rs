@@ -244,14 +244,15 @@ pub fn overview(
                 .find(|x| x.namespace == key.0 && x.report == key.1)
                 .and_then(|x| x.next_slot);
             let card = glance::card(&record(&key, manifest, run, slot, now), now);
-            let zone = manifest.map_or("UTC", |m| m.spec.time_zone.as_str());
             let next_slot = manifest
                 .and_then(|m| Schedule::parse(&m.spec.schedule, &m.spec.time_zone).ok())
                 .and_then(|s| s.next_after(now))
                 .map(|t| t.fixed_offset().to_rfc3339())
                 .or_else(|| slot.filter(|t| *t > now).map(|t| t.to_rfc3339()));
             ReportLine {
-                missed: glance::slot_date(&card, zone),
+                // A local date needs the report's zone: without the manifest, the reason says
+                // the slot's time in UTC instead.
+                missed: manifest.and_then(|m| glance::slot_date(&card, &m.spec.time_zone)),
                 namespace: key.0,
                 report: key.1,
                 health: card.health,
