@@ -16,6 +16,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("report.html", include_str!("templates/report.html")),
     ("preview.html", include_str!("templates/preview.html")),
     ("deliveries.html", include_str!("templates/deliveries.html")),
+    ("filters.html", include_str!("templates/filters.html")),
     (
         "delivery_search.html",
         include_str!("templates/delivery_search.html"),
